@@ -1,0 +1,135 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "JobSync",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "RealtimeProtocol", targets: ["RealtimeProtocol"]),
+        .library(name: "WebSocketTransport", targets: ["WebSocketTransport"]),
+        .library(name: "SupabaseRealtime", targets: ["SupabaseRealtime"]),
+        .library(name: "SupabaseREST", targets: ["SupabaseREST"]),
+        .library(name: "JobSync", targets: ["JobSync"]),
+        .library(name: "SupabaseLocal", targets: ["SupabaseLocal"]),
+        .executable(name: "jobwatch", targets: ["jobwatch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.1.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // MARK: Protocol core (no I/O)
+        .target(name: "RealtimeProtocol", swiftSettings: strict),
+
+        // MARK: WebSocket transport
+        .systemLibrary(
+            name: "CLibWebSockets",
+            pkgConfig: "libwebsockets",
+            providers: [.apt(["libwebsockets-dev"])]
+        ),
+        .target(
+            name: "WebSocketTransport",
+            dependencies: [
+                "CLibWebSockets",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Realtime client
+        .target(
+            name: "SupabaseRealtime",
+            dependencies: [
+                "RealtimeProtocol",
+                "WebSocketTransport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: PostgREST client
+        .target(
+            name: "SupabaseREST",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+
+        // MARK: The product
+        .target(
+            name: "JobSync",
+            dependencies: [
+                "SupabaseRealtime",
+                "SupabaseREST",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Local Supabase stand-in (must not import RealtimeProtocol)
+        .target(
+            name: "SupabaseLocal",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: CLI
+        .executableTarget(
+            name: "jobwatch",
+            dependencies: [
+                "JobSync",
+                "SupabaseLocal",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "RealtimeProtocolTests", dependencies: ["RealtimeProtocol"], swiftSettings: strict),
+        .testTarget(
+            name: "WebSocketTransportTests",
+            dependencies: [
+                "WebSocketTransport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SupabaseRealtimeTests",
+            dependencies: ["SupabaseRealtime", "SupabaseLocal"],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "SupabaseRESTTests", dependencies: ["SupabaseREST", "SupabaseLocal"], swiftSettings: strict),
+        .testTarget(name: "SupabaseLocalTests", dependencies: ["SupabaseLocal"], swiftSettings: strict),
+        .testTarget(name: "JobSyncTests", dependencies: ["JobSync", "SupabaseLocal"], swiftSettings: strict),
+        .testTarget(name: "JobwatchTests", dependencies: ["SupabaseLocal"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,1 @@
+// JobSync: see docs/ARCHITECTURE.md.

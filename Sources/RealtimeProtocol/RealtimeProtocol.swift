@@ -1,0 +1,1 @@
+// RealtimeProtocol: see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// SupabaseLocal: see docs/ARCHITECTURE.md.

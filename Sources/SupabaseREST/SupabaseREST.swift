@@ -1,0 +1,1 @@
+// SupabaseREST: see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// SupabaseRealtime: see docs/ARCHITECTURE.md.

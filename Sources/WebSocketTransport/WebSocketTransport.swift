@@ -1,0 +1,150 @@
+public import struct Foundation.URL
+
+/// A message on a WebSocket: text (UTF-8) or binary.
+public enum WebSocketMessage: Sendable, Hashable {
+    case text(String)
+    case binary([UInt8])
+}
+
+/// How a connection ended. Every connection's event sequence ends with exactly one `.closed`.
+public struct WebSocketClose: Sendable, Hashable {
+    /// The close code from the close frame, or `nil` when the connection was lost without one (1006).
+    public var code: UInt16?
+    /// The close reason (UTF-8), empty if none.
+    public var reason: String
+    /// `true` when the peer started the close handshake or dropped the connection.
+    public var initiatedByPeer: Bool
+    /// Set when the connection ended because of an error (lost connection, oversized message, …).
+    public var error: WebSocketTransportError?
+
+    public init(code: UInt16?, reason: String, initiatedByPeer: Bool, error: WebSocketTransportError? = nil) {
+        self.code = code
+        self.reason = reason
+        self.initiatedByPeer = initiatedByPeer
+        self.error = error
+    }
+}
+
+/// What a connection reports, in order.
+public enum WebSocketEvent: Sendable, Hashable {
+    case message(WebSocketMessage)
+    /// The last event of a connection.
+    case closed(WebSocketClose)
+}
+
+/// TLS options for `wss://` connections.
+public struct WebSocketTLSOptions: Sendable, Hashable {
+    /// A PEM file with extra trusted CA certificates. The system store is always used as well.
+    public var caFilePath: String?
+    /// Certificate verification. On by default; turning it off is for tests only.
+    public var verifyCertificates: Bool
+
+    public init(caFilePath: String? = nil, verifyCertificates: Bool = true) {
+        self.caFilePath = caFilePath
+        self.verifyCertificates = verifyCertificates
+    }
+}
+
+/// Everything needed to open a connection.
+public struct WebSocketRequest: Sendable {
+    /// A `ws://` or `wss://` URL, query included.
+    public var url: URL
+    /// Extra headers sent with the upgrade request.
+    public var headers: [(name: String, value: String)]
+    public var tls: WebSocketTLSOptions
+    /// The largest inbound message accepted; a larger one closes the connection with 1009.
+    public var maxMessageSize: Int
+    /// How long the TCP connect, TLS and HTTP upgrade may take together.
+    public var connectTimeout: Duration
+
+    public init(
+        url: URL,
+        headers: [(name: String, value: String)] = [],
+        tls: WebSocketTLSOptions = .init(),
+        maxMessageSize: Int = 8 << 20,
+        connectTimeout: Duration = .seconds(10)
+    ) {
+        self.url = url
+        self.headers = headers
+        self.tls = tls
+        self.maxMessageSize = maxMessageSize
+        self.connectTimeout = connectTimeout
+    }
+}
+
+/// An open WebSocket connection.
+public protocol WebSocketConnection: Sendable {
+    /// Inbound messages, then one `.closed`. Single consumer.
+    var events: WebSocketEvents { get }
+    /// Sends one message; returns once it has been handed to the socket. Sends are delivered in call order.
+    func send(_ message: WebSocketMessage) async throws(WebSocketTransportError)
+    /// Starts the close handshake (or drops the connection if the handshake cannot complete) and returns
+    /// once the connection is closed.
+    func close(code: UInt16, reason: String) async
+}
+
+/// Opens WebSocket connections.
+public protocol WebSocketTransport: Sendable {
+    func connect(_ request: WebSocketRequest) async throws(WebSocketTransportError) -> any WebSocketConnection
+}
+
+/// The inbound side of a connection: messages in arrival order, ending with one `.closed` event.
+public struct WebSocketEvents: AsyncSequence, Sendable {
+    public typealias Element = WebSocketEvent
+    public typealias Failure = Never
+
+    let stream: AsyncStream<WebSocketEvent>
+
+    /// Wraps a stream the transport feeds. The stream must end right after yielding `.closed`.
+    public init(_ stream: AsyncStream<WebSocketEvent>) {
+        self.stream = stream
+    }
+
+    public func makeAsyncIterator() -> AsyncStream<WebSocketEvent>.Iterator {
+        self.stream.makeAsyncIterator()
+    }
+}
+
+/// The module's one error type. `description` is safe to print: it never contains query strings or headers.
+public struct WebSocketTransportError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Base: String, Sendable, Hashable {
+            case invalidURL, connectionRefused, dnsFailure, tlsFailure, handshakeRejected, timeout
+            case messageTooLarge, connectionLost, notConnected, internalError
+        }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        public static let invalidURL = Code(.invalidURL)
+        public static let connectionRefused = Code(.connectionRefused)
+        public static let dnsFailure = Code(.dnsFailure)
+        /// TLS handshake or certificate verification failed.
+        public static let tlsFailure = Code(.tlsFailure)
+        /// The server answered the upgrade with a non-101 HTTP status (see `httpStatus`).
+        public static let handshakeRejected = Code(.handshakeRejected)
+        public static let timeout = Code(.timeout)
+        public static let messageTooLarge = Code(.messageTooLarge)
+        public static let connectionLost = Code(.connectionLost)
+        public static let notConnected = Code(.notConnected)
+        public static let internalError = Code(.internalError)
+
+        public var description: String { self.base.rawValue }
+    }
+
+    public var code: Code
+    /// A human message, safe to print.
+    public var message: String
+    /// The HTTP status of a rejected handshake.
+    public var httpStatus: Int?
+
+    public init(code: Code, message: String, httpStatus: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.httpStatus = httpStatus
+    }
+
+    public var description: String {
+        if let httpStatus = self.httpStatus { return "WebSocketTransportError.\(self.code) (HTTP \(httpStatus)): \(self.message)" }
+        return "WebSocketTransportError.\(self.code): \(self.message)"
+    }
+}

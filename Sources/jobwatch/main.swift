@@ -1,0 +1,1 @@
+print("jobwatch: not built yet")
