@@ -1,1 +1,0 @@
-// RealtimeProtocol: see docs/ARCHITECTURE.md.
