@@ -17,13 +17,15 @@ struct CodecFrameTests {
     }
 
     static let columns =
-        #"[{"name": "id", "type": "uuid"}, {"name": "user_id", "type": "uuid"}, {"name": "title", "type": "text"}, "#
-        + #"{"name": "done", "type": "bool"}, {"name": "updated_at", "type": "timestamptz"}]"#
+        #"[{"name": "id", "type": "uuid"}, {"name": "user_id", "type": "uuid"}, "#
+        + #"{"name": "title", "type": "text"}, {"name": "done", "type": "bool"}, "#
+        + #"{"name": "updated_at", "type": "timestamptz"}]"#
 
     static let insertFrame =
         #"[null,null,"realtime:todos-sync","postgres_changes",{"data":{"columns":[{"name": "id", "type": "uuid"}, "#
         + #"{"name": "user_id", "type": "uuid"}, {"name": "title", "type": "text"}, {"name": "done", "type": "bool"}, "#
-        + #"{"name": "updated_at", "type": "timestamptz"}],"commit_timestamp":"2026-08-21T10:15:03.412Z","errors":null,"#
+        + #"{"name": "updated_at", "type": "timestamptz"}],"#
+        + #""commit_timestamp":"2026-08-21T10:15:03.412Z","errors":null,"#
         + #""record":{"id": "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f", "done": false, "title": "Buy milk", "#
         + #""user_id": "8d0b5a0e-3c2f-4c39-9a43-6a1f5f2a9b11", "updated_at": "2026-08-21T10:15:03.401882+00:00"},"#
         + #""schema":"public","table":"todos","type":"INSERT"},"ids":[84421330]}]"#
@@ -51,7 +53,8 @@ struct CodecFrameTests {
     static let cases: [Case] = [
         Case(
             section: "§2.1", version: .v1,
-            frame: #"{"topic":"realtime:todos-sync","event":"phx_join","payload":{"config":{}},"ref":"3","join_ref":"3"}"#,
+            frame: #"{"topic":"realtime:todos-sync","event":"phx_join","payload":{"config":{}},"ref":"3","#
+                + #""join_ref":"3"}"#,
             joinRef: "3", ref: "3", topic: "realtime:todos-sync", event: .join),
         Case(
             section: "§2.1", version: .v1,
