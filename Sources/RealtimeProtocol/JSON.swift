@@ -156,6 +156,10 @@ struct JSONParser {
     private var index = 0
     private var depth = 0
     private var scratch: [UInt8] = []
+    // Containers are built on shared stacks and copied out once at their exact size, which avoids regrowing
+    // a fresh array per container.
+    private var elementStack: [JSONValue] = []
+    private var memberStack: [JSONObject.Member] = []
 
     init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.bytes = bytes
@@ -261,16 +265,17 @@ struct JSONParser {
     private mutating func parseArray() throws(RealtimeProtocolError) -> JSONValue {
         try self.enter()
         self.index += 1  // [
-        var elements: [JSONValue] = []
         self.skipWhitespace()
         if self.index < self.bytes.count && self.bytes[self.index] == UInt8(ascii: "]") {
             self.index += 1
             self.depth -= 1
-            return .array(elements)
+            return .array([])
         }
+        let base = self.elementStack.count
         while true {
             self.skipWhitespace()
-            elements.append(try self.parseValue())
+            let element = try self.parseValue()
+            self.elementStack.append(element)
             self.skipWhitespace()
             guard self.index < self.bytes.count else { throw self.error("unterminated array") }
             let byte = self.bytes[self.index]
@@ -281,19 +286,21 @@ struct JSONParser {
             throw self.error("expected ',' or ']'")
         }
         self.depth -= 1
+        let elements = Array(self.elementStack[base...])
+        self.elementStack.removeSubrange(base...)
         return .array(elements)
     }
 
     private mutating func parseObject() throws(RealtimeProtocolError) -> JSONValue {
         try self.enter()
         self.index += 1  // {
-        var members: [JSONObject.Member] = []
         self.skipWhitespace()
         if self.index < self.bytes.count && self.bytes[self.index] == UInt8(ascii: "}") {
             self.index += 1
             self.depth -= 1
-            return .object(JSONObject(members))
+            return .object(JSONObject())
         }
+        let base = self.memberStack.count
         while true {
             self.skipWhitespace()
             guard self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\"") else {
@@ -307,7 +314,7 @@ struct JSONParser {
             self.index += 1
             self.skipWhitespace()
             let value = try self.parseValue()
-            members.append(JSONObject.Member(key: key, value: value))
+            self.memberStack.append(JSONObject.Member(key: key, value: value))
             self.skipWhitespace()
             guard self.index < self.bytes.count else { throw self.error("unterminated object") }
             let byte = self.bytes[self.index]
@@ -318,6 +325,8 @@ struct JSONParser {
             throw self.error("expected ',' or '}'")
         }
         self.depth -= 1
+        let members = Array(self.memberStack[base...])
+        self.memberStack.removeSubrange(base...)
         return .object(JSONObject(members))
     }
 

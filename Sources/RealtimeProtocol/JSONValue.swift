@@ -1,6 +1,7 @@
 /// A JSON value that keeps numbers exactly as written (so `int8` beyond 2^53 and `numeric` lose nothing)
-/// and object members in their original order.
-public indirect enum JSONValue: Hashable, Sendable {
+/// and object members in their original order. Not `indirect`: arrays and objects already store their
+/// elements on the heap, so scalars need no extra box.
+public enum JSONValue: Hashable, Sendable {
     case null
     case bool(Bool)
     case number(JSONNumber)
