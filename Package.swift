@@ -110,6 +110,14 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // MARK: Benchmarks
+        .executableTarget(
+            name: "DecodeBenchmark",
+            dependencies: ["RealtimeProtocol"],
+            path: "Benchmarks/DecodeBenchmark",
+            swiftSettings: strict
+        ),
+
         // MARK: Tests
         .testTarget(name: "RealtimeProtocolTests", dependencies: ["RealtimeProtocol"], swiftSettings: strict),
         .testTarget(
