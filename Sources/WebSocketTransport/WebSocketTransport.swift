@@ -89,19 +89,43 @@ public protocol WebSocketTransport: Sendable {
 }
 
 /// The inbound side of a connection: messages in arrival order, ending with one `.closed` event.
+///
+/// Single consumer. The transport that creates it may observe consumption (the libwebsockets transport uses this
+/// to pause reading from the socket while the consumer is behind, see `LWSWebSocketTransport`).
 public struct WebSocketEvents: AsyncSequence, Sendable {
     public typealias Element = WebSocketEvent
     public typealias Failure = Never
 
     let stream: AsyncStream<WebSocketEvent>
+    let onConsume: (@Sendable (WebSocketEvent) -> Void)?
 
     /// Wraps a stream the transport feeds. The stream must end right after yielding `.closed`.
     public init(_ stream: AsyncStream<WebSocketEvent>) {
-        self.stream = stream
+        self.init(stream, onConsume: nil)
     }
 
-    public func makeAsyncIterator() -> AsyncStream<WebSocketEvent>.Iterator {
-        self.stream.makeAsyncIterator()
+    init(_ stream: AsyncStream<WebSocketEvent>, onConsume: (@Sendable (WebSocketEvent) -> Void)?) {
+        self.stream = stream
+        self.onConsume = onConsume
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: self.stream.makeAsyncIterator(), onConsume: self.onConsume)
+    }
+
+    /// Iterates the events of one connection.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<WebSocketEvent>.Iterator
+        let onConsume: (@Sendable (WebSocketEvent) -> Void)?
+
+        /// The next event, or `nil` after `.closed`.
+        public mutating func next() async -> WebSocketEvent? {
+            let event = await self.base.next()
+            if let event, let onConsume = self.onConsume {
+                onConsume(event)
+            }
+            return event
+        }
     }
 }
 
@@ -110,7 +134,7 @@ public struct WebSocketTransportError: Error, Sendable, Hashable, CustomStringCo
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
             case invalidURL, connectionRefused, dnsFailure, tlsFailure, handshakeRejected, timeout
-            case messageTooLarge, connectionLost, notConnected, internalError
+            case messageTooLarge, connectionLost, notConnected, cancelled, internalError
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -125,7 +149,10 @@ public struct WebSocketTransportError: Error, Sendable, Hashable, CustomStringCo
         public static let timeout = Code(.timeout)
         public static let messageTooLarge = Code(.messageTooLarge)
         public static let connectionLost = Code(.connectionLost)
+        /// The operation was used on a connection that is closed or closing.
         public static let notConnected = Code(.notConnected)
+        /// The task awaiting `connect` was cancelled.
+        public static let cancelled = Code(.cancelled)
         public static let internalError = Code(.internalError)
 
         public var description: String { self.base.rawValue }
