@@ -73,13 +73,25 @@ extension LWSConnection {
             info.ssl_connection = flags
         }
         if lws_client_connect_via_info(&info) == nil, self.connectError == nil {
+            // lws 4.1 resolves synchronously and returns NULL without a reason; find out whether DNS was the cause.
             self.connectError = LWSErrorClassifier.classify(
-                lwsText: "connect failed",
+                lwsText: Self.resolveFailure(host: self.endpoint.host) ?? "connect failed",
                 httpStatus: nil,
                 secure: self.endpoint.secure,
                 endpoint: self.endpoint.displayName
             )
         }
+    }
+
+    /// `nil` if `host` resolves, else a description of the resolver error.
+    private static func resolveFailure(host: String) -> String? {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, nil, &hints, &result)
+        if let result { freeaddrinfo(result) }
+        guard rc != 0 else { return nil }
+        return "getaddrinfo failed: " + String(decoding: Array(UnsafeBufferPointer(start: gai_strerror(rc), count: strlen(gai_strerror(rc)))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private func cString(_ string: String) -> UnsafeMutablePointer<CChar> {

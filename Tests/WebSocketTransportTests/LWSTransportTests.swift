@@ -168,14 +168,14 @@ struct LWSTransportTests {
         let socket = try SilentListener(listening: false)
         defer { socket.close() }
         let error = try #require(await connectError(self.transport, self.request(socket.port)))
-        #expect(error.code == .connectionRefused)
+        #expect(error.code == .connectionRefused, "\(error)")
     }
 
     @Test("DNS failure for a .invalid host")
     func dnsFailure() async throws {
         let request = WebSocketRequest(url: URL(string: "ws://nonexistent.invalid/socket?apikey=abc")!)
         let error = try #require(await connectError(self.transport, request))
-        #expect(error.code == .dnsFailure)
+        #expect(error.code == .dnsFailure, "\(error)")
         #expect(!error.description.contains("apikey"))
     }
 
@@ -187,10 +187,10 @@ struct LWSTransportTests {
 
     @Test("handshake rejected with the HTTP status", arguments: [401, 429])
     func handshakeRejected(status: Int) async throws {
-        try await TestServer.run { port in
+        try await TestServer.runPlainHTTP { port in
             let error = try #require(await connectError(self.transport, self.request(port, "/reject/\(status)?apikey=k")))
             #expect(error.code == .handshakeRejected)
-            #expect(error.httpStatus == status)
+            #expect(error.httpStatus == status, "\(error)")
             #expect(!error.description.contains("apikey"))
         }
     }

@@ -23,7 +23,6 @@ struct TestWebSocketContext: RequestContext, WebSocketRequestContext {
 /// An in-test Hummingbird WebSocket server on 127.0.0.1 with an ephemeral port.
 ///
 /// `/ws` echoes every message; text commands starting with `cmd:` make it act (see `handle`).
-/// `/reject/<status>` answers the upgrade with that HTTP status.
 enum TestServer {
     static let maxFrameSize = 16 << 20
 
@@ -45,11 +44,6 @@ enum TestServer {
                 }
             }
         }
-        router.ws("/reject/{status}", shouldUpgrade: { _, context in
-            let status = context.parameters.get("status", as: Int.self) ?? 400
-            throw HTTPError(HTTPResponse.Status(code: status))
-        }) { _, _, _ in }
-
         var logger = Logger(label: "test-server")
         logger.logLevel = .critical
         let base = HTTPServerBuilder.http1WebSocketUpgrade(
@@ -70,6 +64,37 @@ enum TestServer {
         let app = Application(
             router: Router(context: TestWebSocketContext.self),
             server: server,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in portContinuation.yield(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.runService(gracefulShutdownSignals: []) }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { return }
+            do {
+                try await body(port)
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// A plain HTTP/1 server (no WebSocket upgrader) whose `/reject/<status>` answers any GET, including a WebSocket
+    /// upgrade request, with that status. (Hummingbird's upgrader answers every refused upgrade with a fixed status.)
+    static func runPlainHTTP(_ body: @Sendable (Int) async throws -> Void) async throws {
+        let router = Router()
+        router.get("/reject/{status}") { _, context -> Response in
+            let status = context.parameters.get("status", as: Int.self) ?? 400
+            return Response(status: HTTPResponse.Status(code: status))
+        }
+        var logger = Logger(label: "test-http-server")
+        logger.logLevel = .critical
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let app = Application(
+            router: router,
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { channel in portContinuation.yield(channel.localAddress?.port ?? 0) },
             logger: logger
