@@ -44,6 +44,7 @@ public final class InMemoryWebSocketTransport: WebSocketTransport {
         )
     }
 
+    /// Records the request, then fails with the next planned error or accepts and publishes the server side.
     public func connect(_ request: WebSocketRequest) async throws(WebSocketTransportError) -> any WebSocketConnection {
         let failure = self.state.withLock { state -> WebSocketTransportError? in
             state.requests.append(request)

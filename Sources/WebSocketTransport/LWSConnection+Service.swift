@@ -25,6 +25,10 @@ extension LWSConnection {
             self.processRequests()
             if self.serviceDone { break }
             if lws_service(context, 0) < 0 { break }
+            if !self.established && self.wsiSlot.pointee == nil {
+                // lws clears `ci.pwsi` when a connecting wsi is freed, whatever the reason.
+                self.serviceDone = true
+            }
         }
         self.shared.withLock { $0.contextAddress = 0 }
         lws_context_destroy(context)
@@ -91,7 +95,9 @@ extension LWSConnection {
         let rc = getaddrinfo(host, nil, &hints, &result)
         if let result { freeaddrinfo(result) }
         guard rc != 0 else { return nil }
-        return "getaddrinfo failed: " + String(decoding: Array(UnsafeBufferPointer(start: gai_strerror(rc), count: strlen(gai_strerror(rc)))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let reason = gai_strerror(rc) else { return "getaddrinfo failed" }
+        let bytes = UnsafeRawBufferPointer(start: reason, count: strlen(reason))
+        return "getaddrinfo failed: " + String(decoding: bytes, as: UTF8.self)
     }
 
     private func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
@@ -163,7 +169,7 @@ extension LWSConnection {
             self.serviceDone = true
             return 0
         case LWS_CALLBACK_WSI_DESTROY:
-            if wsi == self.wsi || wsi == self.wsiSlot.pointee || !self.established {
+            if wsi == self.wsi || wsi == self.wsiSlot.pointee {
                 self.serviceDone = true
             }
             return 0
@@ -186,7 +192,12 @@ extension LWSConnection {
             let rc = name.withUnsafeBufferPointer { namePointer in
                 value.withUnsafeBufferPointer { valuePointer in
                     lws_add_http_header_by_name(
-                        wsi, namePointer.baseAddress, valuePointer.baseAddress, Int32(value.count), cursor, end
+                        wsi,
+                        namePointer.baseAddress,
+                        valuePointer.baseAddress,
+                        Int32(value.count),
+                        cursor,
+                        end
                     )
                 }
             }
@@ -223,7 +234,8 @@ extension LWSConnection {
         var text: String?
         if let input {
             let bytes = UnsafeRawBufferPointer(start: input, count: max(0, length))
-            text = length > 0
+            text =
+                length > 0
                 ? String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
                 : String(cString: input.assumingMemoryBound(to: CChar.self))
         }
@@ -234,7 +246,10 @@ extension LWSConnection {
             if status == nil {
                 var buffer = [CChar](repeating: 0, count: 64)
                 if lws_hdr_copy(wsi, &buffer, Int32(buffer.count), WSI_TOKEN_HTTP) > 0 {
-                    let line = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                    let line = String(
+                        decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) },
+                        as: UTF8.self
+                    )
                     status = Int(line.prefix(while: { $0.isNumber }))
                 }
             }
@@ -283,6 +298,7 @@ extension LWSConnection {
             let over = state.bufferedMessages >= self.limits.maxMessages || state.bufferedBytes >= self.limits.maxBytes
             if over && !state.receivePaused {
                 state.receivePaused = true
+                state.receivePauseCount += 1
                 return true
             }
             return false
@@ -393,11 +409,22 @@ extension LWSConnection {
         let close: WebSocketClose?
         if self.established {
             if let local = self.localClose {
-                close = WebSocketClose(code: local.code, reason: local.reason, initiatedByPeer: false, error: self.closeError)
+                close = WebSocketClose(
+                    code: local.code,
+                    reason: local.reason,
+                    initiatedByPeer: false,
+                    error: self.closeError
+                )
             } else if let peer = self.peerClose {
-                close = WebSocketClose(code: peer.code, reason: peer.reason, initiatedByPeer: true, error: self.closeError)
+                close = WebSocketClose(
+                    code: peer.code,
+                    reason: peer.reason,
+                    initiatedByPeer: true,
+                    error: self.closeError
+                )
             } else {
-                let error = self.closeError
+                let error =
+                    self.closeError
                     ?? WebSocketTransportError(code: .connectionLost, message: "the WebSocket connection was lost")
                 close = WebSocketClose(code: nil, reason: "", initiatedByPeer: true, error: error)
             }
@@ -407,17 +434,21 @@ extension LWSConnection {
         if let close {
             self.logger.debug(
                 "websocket closed",
-                metadata: ["ws.code": "\(close.code.map(String.init) ?? "none")", "ws.byPeer": "\(close.initiatedByPeer)"]
+                metadata: [
+                    "ws.code": "\(close.code.map(String.init) ?? "none")", "ws.byPeer": "\(close.initiatedByPeer)",
+                ]
             )
             self.eventsContinuation.yield(.closed(close))
         }
         self.eventsContinuation.finish()
         let writing = self.writing
         self.writing = nil
-        let connectFailure = self.connectError ?? WebSocketTransportError(
-            code: .connectionLost,
-            message: "connecting to \(self.endpoint.displayName) failed"
-        )
+        let connectFailure =
+            self.connectError
+            ?? WebSocketTransportError(
+                code: .connectionLost,
+                message: "connecting to \(self.endpoint.displayName) failed"
+            )
         let (outbox, waiters, connectWaiter) = self.shared.withLock { state in
             state.sendsRefused = true
             state.finished = true

@@ -30,6 +30,8 @@ struct LWSSharedState: Sendable {
     var bufferedMessages = 0
     var bufferedBytes = 0
     var receivePaused = false
+    /// How many times reading was paused for a slow consumer (observable in tests).
+    var receivePauseCount = 0
     var resumeReceiving = false
     var consumerGone = false
 }
@@ -117,12 +119,17 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
         pthread_attr_init(&attributes)
         pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
         defer { pthread_attr_destroy(&attributes) }
-        let rc = pthread_create(&thread, &attributes, { raw in
-            guard let raw else { return nil }
-            let connection = Unmanaged<LWSConnection>.fromOpaque(raw).takeRetainedValue()
-            connection.serviceThreadMain()
-            return nil
-        }, retained)
+        let rc = pthread_create(
+            &thread,
+            &attributes,
+            { raw in
+                guard let raw else { return nil }
+                let connection = Unmanaged<LWSConnection>.fromOpaque(raw).takeRetainedValue()
+                connection.serviceThreadMain()
+                return nil
+            },
+            retained
+        )
         if rc != 0 {
             Unmanaged<LWSConnection>.fromOpaque(retained).release()
             throw WebSocketTransportError(code: .internalError, message: "cannot start the WebSocket service thread")

@@ -124,10 +124,14 @@ enum LWSErrorClassifier {
                     + "or protocol error)\(detail)"
             )
         }
-        if text.contains("refused") || text.contains("unable to connect") || text.contains("connect failed") || text.contains("connect()")
+        if text.contains("refused") || text.contains("unable to connect") || text.contains("connect failed")
+            || text.contains("connect()")
             || text.contains("waiting for connect") || text.contains("unreachable")
         {
-            return WebSocketTransportError(code: .connectionRefused, message: "\(endpoint) refused the connection\(detail)")
+            return WebSocketTransportError(
+                code: .connectionRefused,
+                message: "\(endpoint) refused the connection\(detail)"
+            )
         }
         if secure && (text.contains("hung up") || text.contains("read failed")) {
             return WebSocketTransportError(

@@ -72,7 +72,10 @@ public struct LWSWebSocketTransport: WebSocketTransport {
                 do {
                     try await clock.sleep(for: timeout)
                     connection.abortConnect(
-                        WebSocketTransportError(code: .timeout, message: "connecting to \(display) timed out after \(timeout)")
+                        WebSocketTransportError(
+                            code: .timeout,
+                            message: "connecting to \(display) timed out after \(timeout)"
+                        )
                     )
                 } catch {
                     // Cancelled: the connect finished first.

@@ -17,6 +17,7 @@ public struct WebSocketClose: Sendable, Hashable {
     /// Set when the connection ended because of an error (lost connection, oversized message, …).
     public var error: WebSocketTransportError?
 
+    /// Creates a close description.
     public init(code: UInt16?, reason: String, initiatedByPeer: Bool, error: WebSocketTransportError? = nil) {
         self.code = code
         self.reason = reason
@@ -39,6 +40,7 @@ public struct WebSocketTLSOptions: Sendable, Hashable {
     /// Certificate verification. On by default; turning it off is for tests only.
     public var verifyCertificates: Bool
 
+    /// Creates TLS options: system trust store plus `caFilePath`, verification on unless turned off.
     public init(caFilePath: String? = nil, verifyCertificates: Bool = true) {
         self.caFilePath = caFilePath
         self.verifyCertificates = verifyCertificates
@@ -51,12 +53,14 @@ public struct WebSocketRequest: Sendable {
     public var url: URL
     /// Extra headers sent with the upgrade request.
     public var headers: [(name: String, value: String)]
+    /// TLS options, used for `wss://` URLs.
     public var tls: WebSocketTLSOptions
     /// The largest inbound message accepted; a larger one closes the connection with 1009.
     public var maxMessageSize: Int
     /// How long the TCP connect, TLS and HTTP upgrade may take together.
     public var connectTimeout: Duration
 
+    /// Creates a request. The default message limit is 8 MiB, the default connect timeout 10 s.
     public init(
         url: URL,
         headers: [(name: String, value: String)] = [],
@@ -85,6 +89,7 @@ public protocol WebSocketConnection: Sendable {
 
 /// Opens WebSocket connections.
 public protocol WebSocketTransport: Sendable {
+    /// Opens a connection and returns once the WebSocket upgrade succeeded; throws a typed error otherwise.
     func connect(_ request: WebSocketRequest) async throws(WebSocketTransportError) -> any WebSocketConnection
 }
 
@@ -109,6 +114,7 @@ public struct WebSocketEvents: AsyncSequence, Sendable {
         self.onConsume = onConsume
     }
 
+    /// Returns the iterator. Iterate from one task only.
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(base: self.stream.makeAsyncIterator(), onConsume: self.onConsume)
     }
@@ -139,39 +145,52 @@ public struct WebSocketTransportError: Error, Sendable, Hashable, CustomStringCo
         private let base: Base
         private init(_ base: Base) { self.base = base }
 
+        /// The URL is not a usable `ws://` or `wss://` URL.
         public static let invalidURL = Code(.invalidURL)
+        /// Nothing accepted the TCP connection.
         public static let connectionRefused = Code(.connectionRefused)
+        /// The host name could not be resolved.
         public static let dnsFailure = Code(.dnsFailure)
         /// TLS handshake or certificate verification failed.
         public static let tlsFailure = Code(.tlsFailure)
         /// The server answered the upgrade with a non-101 HTTP status (see `httpStatus`).
         public static let handshakeRejected = Code(.handshakeRejected)
+        /// Connecting took longer than `WebSocketRequest.connectTimeout`.
         public static let timeout = Code(.timeout)
+        /// An inbound message exceeded `WebSocketRequest.maxMessageSize`; the connection was closed with 1009.
         public static let messageTooLarge = Code(.messageTooLarge)
+        /// The connection ended without a close handshake, or failed in a way not covered by another code.
         public static let connectionLost = Code(.connectionLost)
         /// The operation was used on a connection that is closed or closing.
         public static let notConnected = Code(.notConnected)
         /// The task awaiting `connect` was cancelled.
         public static let cancelled = Code(.cancelled)
+        /// A failure inside the transport (resource exhaustion, library misuse).
         public static let internalError = Code(.internalError)
 
+        /// The code's name.
         public var description: String { self.base.rawValue }
     }
 
+    /// What kind of failure this is.
     public var code: Code
     /// A human message, safe to print.
     public var message: String
     /// The HTTP status of a rejected handshake.
     public var httpStatus: Int?
 
+    /// Creates an error. `message` must not contain secrets (tokens, API keys, URL queries).
     public init(code: Code, message: String, httpStatus: Int? = nil) {
         self.code = code
         self.message = message
         self.httpStatus = httpStatus
     }
 
+    /// `WebSocketTransportError.<code> (HTTP <status>): <message>`.
     public var description: String {
-        if let httpStatus = self.httpStatus { return "WebSocketTransportError.\(self.code) (HTTP \(httpStatus)): \(self.message)" }
+        if let httpStatus = self.httpStatus {
+            return "WebSocketTransportError.\(self.code) (HTTP \(httpStatus)): \(self.message)"
+        }
         return "WebSocketTransportError.\(self.code): \(self.message)"
     }
 }

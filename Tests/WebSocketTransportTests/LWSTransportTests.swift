@@ -1,7 +1,8 @@
 import Foundation
 import Logging
 import Testing
-import WebSocketTransport
+
+@testable import WebSocketTransport
 
 /// Collects events of a connection until `.closed`.
 func nextMessage(_ iterator: inout WebSocketEvents.AsyncIterator) async -> WebSocketMessage? {
@@ -188,7 +189,9 @@ struct LWSTransportTests {
     @Test("handshake rejected with the HTTP status", arguments: [401, 429])
     func handshakeRejected(status: Int) async throws {
         try await TestServer.runPlainHTTP { port in
-            let error = try #require(await connectError(self.transport, self.request(port, "/reject/\(status)?apikey=k")))
+            let error = try #require(
+                await connectError(self.transport, self.request(port, "/reject/\(status)?apikey=k"))
+            )
             #expect(error.code == .handshakeRejected)
             #expect(error.httpStatus == status, "\(error)")
             #expect(!error.description.contains("apikey"))
@@ -253,6 +256,9 @@ struct LWSTransportTests {
                 await Task.yield()
                 #expect(await nextMessage(&events) == .binary(TestPayload.bytes(10_000 + index)))
             }
+            let lws = try #require(connection as? LWSConnection)
+            #expect(lws.shared.withLock { $0.receivePauseCount } > 0)
+            #expect(lws.shared.withLock { $0.bufferedMessages } == 0)
             await connection.close(code: 1000, reason: "")
         }
     }
@@ -290,7 +296,9 @@ struct SilentListener {
         address.sin_port = 0
         let fd = self.fd
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, !listening || listen(fd, 8) == 0 else { throw CocoaError(.fileWriteUnknown) }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

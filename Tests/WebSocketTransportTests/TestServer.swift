@@ -53,7 +53,9 @@ enum TestServer {
         let server: HTTPServerBuilder
         if let tlsCertificate {
             let tls = TLSConfiguration.makeServerConfiguration(
-                certificateChain: try NIOSSLCertificate.fromPEMFile(tlsCertificate.certificatePath).map { .certificate($0) },
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tlsCertificate.certificatePath).map {
+                    .certificate($0)
+                },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: tlsCertificate.keyPath, format: .pem))
             )
             server = try HTTPServerBuilder.tls(base, tlsConfiguration: tls)

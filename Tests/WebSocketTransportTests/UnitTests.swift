@@ -1,10 +1,13 @@
 import Foundation
 import Testing
+
 @testable import WebSocketTransport
 
 @Suite("Transport helpers (no I/O)")
 struct UnitTests {
-    func append(_ assembler: inout MessageAssembler, _ bytes: [UInt8], binary: Bool, final: Bool) -> MessageAssembler.Outcome {
+    func append(_ assembler: inout MessageAssembler, _ bytes: [UInt8], binary: Bool, final: Bool)
+        -> MessageAssembler.Outcome
+    {
         bytes.withUnsafeBytes { assembler.append($0, binary: binary, final: final) }
     }
 
@@ -12,7 +15,10 @@ struct UnitTests {
     func assemble() {
         var assembler = MessageAssembler(maxMessageSize: 10)
         #expect(self.append(&assembler, Array("héllo".utf8.prefix(2)), binary: false, final: false) == .incomplete)
-        #expect(self.append(&assembler, Array("héllo".utf8.dropFirst(2)), binary: false, final: true) == .message(.text("héllo")))
+        #expect(
+            self.append(&assembler, Array("héllo".utf8.dropFirst(2)), binary: false, final: true)
+                == .message(.text("héllo"))
+        )
         #expect(self.append(&assembler, [1, 2], binary: true, final: false) == .incomplete)
         // The kind comes from the first chunk of a message.
         #expect(self.append(&assembler, [3], binary: false, final: true) == .message(.binary([1, 2, 3])))
@@ -35,7 +41,9 @@ struct UnitTests {
 
     @Test("endpoint keeps path and query and builds the Host header")
     func endpoint() throws {
-        let endpoint = try LWSEndpoint(url: URL(string: "wss://example.com/realtime/v1/websocket?apikey=a%20b&vsn=1.0.0")!)
+        let endpoint = try LWSEndpoint(
+            url: URL(string: "wss://example.com/realtime/v1/websocket?apikey=a%20b&vsn=1.0.0")!
+        )
         #expect(endpoint.secure)
         #expect(endpoint.port == 443)
         #expect(endpoint.pathAndQuery == "/realtime/v1/websocket?apikey=a%20b&vsn=1.0.0")
@@ -70,7 +78,12 @@ struct UnitTests {
         #expect(code("tls: error:0A000086:SSL routines::certificate verify failed", secure: true) == .tlsFailure)
         #expect(code("Peer hung up", secure: true) == .tlsFailure)
         #expect(code("Peer hung up") == .connectionLost)
-        let error = LWSErrorClassifier.classify(lwsText: "HS: ws upgrade response not 101", httpStatus: 429, secure: false, endpoint: "h:1")
+        let error = LWSErrorClassifier.classify(
+            lwsText: "HS: ws upgrade response not 101",
+            httpStatus: 429,
+            secure: false,
+            endpoint: "h:1"
+        )
         #expect(error.httpStatus == 429)
     }
 }
