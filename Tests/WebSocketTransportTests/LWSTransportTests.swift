@@ -263,6 +263,19 @@ struct LWSTransportTests {
         }
     }
 
+    @Test("cancelling the connecting task ends the connect with .cancelled")
+    func connectCancelled() async throws {
+        let listener = try SilentListener()
+        defer { listener.close() }
+        var request = self.request(listener.port)
+        request.connectTimeout = .seconds(60)
+        let transport = self.transport
+        let task = Task { await connectError(transport, request) }
+        task.cancel()
+        let error = try #require(await task.value)
+        #expect(error.code == .cancelled, "\(error)")
+    }
+
     @Test("connect times out against a server that never answers the upgrade")
     func connectTimeout() async throws {
         let listener = try SilentListener()
