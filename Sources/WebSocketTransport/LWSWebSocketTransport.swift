@@ -58,6 +58,19 @@ public struct LWSWebSocketTransport: WebSocketTransport {
     /// `.cancelled` when the calling task is cancelled, and the codes listed in the type's documentation.
     public func connect(_ request: WebSocketRequest) async throws(WebSocketTransportError) -> any WebSocketConnection {
         let endpoint = try LWSEndpoint(url: request.url)
+        for header in request.headers {
+            // Byte-wise: "\r\n" is a single Character.
+            let forbidden: (UInt8) -> Bool = { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") || $0 == 0 }
+            let badName = header.name.utf8.contains {
+                forbidden($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: " ")
+            }
+            if header.name.isEmpty || badName || header.value.utf8.contains(where: forbidden) {
+                throw WebSocketTransportError(
+                    code: .invalidRequest,
+                    message: "handshake header names must be non-empty tokens and values must not contain line breaks"
+                )
+            }
+        }
         let limits = LWSInboundLimits(
             maxMessages: self.maxBufferedInboundMessages,
             maxBytes: self.maxBufferedInboundBytes

@@ -139,7 +139,7 @@ public struct WebSocketEvents: AsyncSequence, Sendable {
 public struct WebSocketTransportError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
-            case invalidURL, connectionRefused, dnsFailure, tlsFailure, handshakeRejected, timeout
+            case invalidURL, invalidRequest, connectionRefused, dnsFailure, tlsFailure, handshakeRejected, timeout
             case messageTooLarge, connectionLost, notConnected, cancelled, internalError
         }
         private let base: Base
@@ -147,6 +147,8 @@ public struct WebSocketTransportError: Error, Sendable, Hashable, CustomStringCo
 
         /// The URL is not a usable `ws://` or `wss://` URL.
         public static let invalidURL = Code(.invalidURL)
+        /// The request cannot be sent as given (for example a header name or value with a line break).
+        public static let invalidRequest = Code(.invalidRequest)
         /// Nothing accepted the TCP connection.
         public static let connectionRefused = Code(.connectionRefused)
         /// The host name could not be resolved.

@@ -180,6 +180,14 @@ struct LWSTransportTests {
         #expect(!error.description.contains("apikey"))
     }
 
+    @Test("a header with a line break is rejected before connecting")
+    func headerInjection() async throws {
+        var request = WebSocketRequest(url: URL(string: "ws://127.0.0.1:1/")!)
+        request.headers = [("X-Evil", "a\r\nHost: other")]
+        let error = try #require(await connectError(self.transport, request))
+        #expect(error.code == .invalidRequest)
+    }
+
     @Test("invalid URL scheme is a typed error")
     func invalidURL() async throws {
         let error = try #require(await connectError(self.transport, WebSocketRequest(url: URL(string: "http://x/")!)))
