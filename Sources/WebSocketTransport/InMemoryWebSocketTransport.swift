@@ -1,4 +1,3 @@
-
 /// A deterministic in-process `WebSocketTransport` for testing higher layers.
 ///
 /// Every accepted `connect` produces an `InMemoryWebSocketServerConnection`, delivered in order through
