@@ -37,6 +37,7 @@ struct JobStoreCore: Sendable {
     }
 
     /// The single merge path for every source.
+    @discardableResult
     mutating func merge(_ observation: JobObservation) -> MergeOutcome {
         switch observation.kind {
         case .deleted, .vanished:
