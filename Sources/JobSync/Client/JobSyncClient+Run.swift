@@ -121,7 +121,7 @@ extension JobSyncClient {
                     self.send(.auditTimer(token: token))
                 }
             case .modeChanged(let mode):
-                self.shared.withLock { $0.mode = mode }
+                self.setMode(mode)
                 self.configuration.logger.debug("transport mode", metadata: ["jobsync.mode": "\(mode.rawValue)"])
             }
         }

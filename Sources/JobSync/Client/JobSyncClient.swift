@@ -117,6 +117,7 @@ public final class JobSyncClient: Service, Sendable {
         var mode: TransportMode = .polling
         var statistics = Statistics()
         var running = false
+        var modeWaiters: [(TransportMode, CheckedContinuation<Void, Never>)] = []
     }
 
     let shared: Mutex<Shared>
@@ -208,6 +209,28 @@ public final class JobSyncClient: Service, Sendable {
         return stride(from: 0, to: watched.count, by: PostgRESTFilter.maximumInValues).map {
             JobFeedBinding(ids: Array(watched[$0..<min($0 + PostgRESTFilter.maximumInValues, watched.count)]))
         }
+    }
+
+    /// Waits until the transport mode is `mode` (returns at once if it is).
+    public func waitForTransportMode(_ mode: TransportMode) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = self.shared.withLock { shared -> Bool in
+                if shared.mode == mode { return true }
+                shared.modeWaiters.append((mode, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    func setMode(_ mode: TransportMode) {
+        let ready = self.shared.withLock { shared -> [CheckedContinuation<Void, Never>] in
+            shared.mode = mode
+            let ready = shared.modeWaiters.filter { $0.0 == mode }.map(\.1)
+            shared.modeWaiters.removeAll { $0.0 == mode }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
     }
 
     func update(_ body: (inout Statistics) -> Void) {
