@@ -182,9 +182,11 @@ public struct PostgRESTClient: Sendable {
             let error = RESTError.fromResponse(status: response.status, body: response.body, retryAfter: retryAfter)
             if error.code == .jwtExpired, !refreshed, self.configuration.accessToken != nil {
                 refreshed = true
-                self.configuration.logger.debug("JWT rejected; refreshing the access token once", metadata: [
-                    "rest.table": "\(table)", "rest.serverCode": "\(error.serverCode ?? "")",
-                ])
+                self.configuration.logger.debug(
+                    "JWT rejected; refreshing the access token once",
+                    metadata: [
+                        "rest.table": "\(table)", "rest.serverCode": "\(error.serverCode ?? "")",
+                    ])
                 request = withToken(try await self.token(forceRefresh: true))
                 continue
             }
@@ -206,7 +208,8 @@ public struct PostgRESTClient: Sendable {
     /// - Throws: ``RESTError/Code/undecodableBody`` when it is not.
     public static func decodeRows(_ response: HTTPResponse) throws(RESTError) -> [[String: JSON]] {
         guard let json = JSON.parse(response.body) else {
-            throw RESTError(code: .undecodableBody, message: "the response body is not JSON", httpStatus: response.status)
+            throw RESTError(
+                code: .undecodableBody, message: "the response body is not JSON", httpStatus: response.status)
         }
         switch json {
         case .array(let values):

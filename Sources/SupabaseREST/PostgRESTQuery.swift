@@ -128,7 +128,8 @@ public struct PostgRESTQuery: Sendable, Hashable {
                 guard !values.isEmpty, values.count <= PostgRESTFilter.maximumInValues else {
                     throw RESTError(
                         code: .invalidRequest,
-                        message: "an in.(…) filter needs 1…\(PostgRESTFilter.maximumInValues) values, got \(values.count)"
+                        message: "an in.(…) filter needs 1…\(PostgRESTFilter.maximumInValues) values, "
+                            + "got \(values.count)"
                     )
                 }
             }
@@ -143,7 +144,8 @@ public struct PostgRESTQuery: Sendable, Hashable {
         var items: [(String, String)] = [("select", self.select)]
         items += self.filters.map { ($0.column, $0.queryValue) }
         if !self.order.isEmpty {
-            items.append(("order", self.order.map { "\($0.column).\($0.ascending ? "asc" : "desc")" }.joined(separator: ",")))
+            items.append(
+                ("order", self.order.map { "\($0.column).\($0.ascending ? "asc" : "desc")" }.joined(separator: ",")))
         }
         if let limit = self.limit { items.append(("limit", String(limit))) }
         if let offset = self.offset { items.append(("offset", String(offset))) }

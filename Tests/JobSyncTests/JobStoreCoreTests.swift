@@ -8,8 +8,10 @@ struct JobStoreCoreTests {
     @Test("versions advance in order; an older version is refused; the watermark is the max updated_at")
     func ordering() {
         var core = JobStoreCore()
-        #expect(core.merge(observe(row(idA, status: "queued", updatedAt: ts(1)))) == .inserted(
-            try! Job(row: row(idA, status: "queued", updatedAt: ts(1)))))
+        #expect(
+            core.merge(observe(row(idA, status: "queued", updatedAt: ts(1))))
+                == .inserted(
+                    try! Job(row: row(idA, status: "queued", updatedAt: ts(1)))))
         guard case .updated(let job, _) = core.merge(observe(row(idA, status: "processing", updatedAt: ts(2)))) else {
             Issue.record("expected an update")
             return
@@ -39,14 +41,18 @@ struct JobStoreCoreTests {
         var core = JobStoreCore()
         core.merge(observe(row(idA, status: "processing", progress: "page 1"), source: .statusEndpoint))
         // Same rank, new progress text, no timestamps: accepted as progress.
-        guard case .updated = core.merge(observe(row(idA, status: "processing", progress: "page 2"), source: .statusEndpoint))
+        guard
+            case .updated = core.merge(
+                observe(row(idA, status: "processing", progress: "page 2"), source: .statusEndpoint))
         else {
             Issue.record("progress without timestamps should be accepted")
             return
         }
         core.merge(observe(row(idA, status: "FAILED", error: "File appears to be corrupted"), source: .statusEndpoint))
         #expect(core.merge(observe(row(idA, status: "processing"), source: .statusEndpoint)) == .ignored(.stale))
-        #expect(core.merge(observe(row(idA, status: "failed", error: "other"), source: .statusEndpoint)) == .ignored(.duplicate))
+        #expect(
+            core.merge(observe(row(idA, status: "failed", error: "other"), source: .statusEndpoint))
+                == .ignored(.duplicate))
         #expect(core.job(idA)?.error == "File appears to be corrupted")
     }
 
@@ -60,11 +66,12 @@ struct JobStoreCoreTests {
         #expect(core.merge(observe(live, commit: "2026-08-21T10:15:02.100Z")) == .ignored(.duplicate))
     }
 
-    @Test("§5.4 a truncated (413) record is merged over known columns and a full re-fetch of the same version fills it")
+    @Test("§5.4 a truncated (413) record merges over known columns; a full re-fetch of that version fills it")
     func truncatedThenRefetched() {
         var core = JobStoreCore()
         let big: JSON = .object(["classification": .string("invoice")])
-        core.merge(observe(row(idA, status: "processing", updatedAt: ts(1), progress: "page 1"), source: .reconciliation))
+        core.merge(
+            observe(row(idA, status: "processing", updatedAt: ts(1), progress: "page 1"), source: .reconciliation))
         let truncated = row(idA, status: "completed", updatedAt: ts(2))  // result dropped: > 64 bytes
         guard case .updated(let partial, _) = core.merge(observe(truncated, complete: false)) else {
             Issue.record("a newer truncated record still advances")
@@ -90,7 +97,8 @@ struct JobStoreCoreTests {
         core.merge(observe(row(idA, status: "processing", updatedAt: ts(3))))
         #expect(core.merge(JobObservation(jobID: idA, kind: .deleted, source: .realtime)) == .deleted(idA, last: job))
         #expect(core.merge(JobObservation(jobID: idA, kind: .vanished, source: .poll)) == .ignored(.alreadyDeleted))
-        #expect(core.merge(observe(row(idA, status: "processing", updatedAt: ts(3)), source: .poll)) == .ignored(.stale))
+        #expect(
+            core.merge(observe(row(idA, status: "processing", updatedAt: ts(3)), source: .poll)) == .ignored(.stale))
         #expect(core.job(idA) == nil)
         guard case .inserted = core.merge(observe(row(idA, status: "queued", updatedAt: ts(9)))) else {
             Issue.record("a strictly newer row after a deletion is a re-insert")
@@ -101,8 +109,12 @@ struct JobStoreCoreTests {
     @Test("a never-seen id that vanished is a deletion (a final answer for waiters), once")
     func vanishedUnknown() {
         var core = JobStoreCore()
-        #expect(core.merge(JobObservation(jobID: idB, kind: .vanished, source: .reconciliation)) == .deleted(idB, last: nil))
-        #expect(core.merge(JobObservation(jobID: idB, kind: .vanished, source: .reconciliation)) == .ignored(.alreadyDeleted))
+        #expect(
+            core.merge(JobObservation(jobID: idB, kind: .vanished, source: .reconciliation)) == .deleted(idB, last: nil)
+        )
+        #expect(
+            core.merge(JobObservation(jobID: idB, kind: .vanished, source: .reconciliation))
+                == .ignored(.alreadyDeleted))
     }
 
     @Test("tombstones are bounded")

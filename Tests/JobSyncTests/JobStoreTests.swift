@@ -107,7 +107,9 @@ struct JobStoreTests {
 
     @Test("persistence round trip: states, final results and the watermark survive a restart; deletions too")
     func persistenceRoundTrip() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("jobsync-\(UInt64.random(in: 0...UInt64.max)).sqlite").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "jobsync-\(UInt64.random(in: 0...UInt64.max)).sqlite"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let result: JSON = .object(["classification": .string("invoice"), "confidence": .number("0.97")])
         do {

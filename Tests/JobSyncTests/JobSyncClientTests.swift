@@ -47,10 +47,13 @@ struct JobSyncClientTests {
         let job = try await withRunning(client) { () async throws -> Job in
             var updates = client.store.updates(for: idA).makeAsyncIterator()
             #expect(statusOf(try await updates.next()) == .processing)
-            source.put(row(idA, status: "completed", updatedAt: ts(2), result: .object(["classification": .string("memo")])))
+            source.put(
+                row(idA, status: "completed", updatedAt: ts(2), result: .object(["classification": .string("memo")])))
             await clock.waitForSleepers(1)  // the next poll
             clock.advance(by: .seconds(30))
-            guard case .updated(let job)? = try await updates.next() else { throw JobSyncError(code: .cancelled, message: "") }
+            guard case .updated(let job)? = try await updates.next() else {
+                throw JobSyncError(code: .cancelled, message: "")
+            }
             return job
         }
         #expect(job.status == .completed)
@@ -137,7 +140,8 @@ struct JobSyncClientTests {
     func failedJob() async throws {
         let clock = ManualClock()
         let source = FakeSource()
-        source.put(row(idA, status: "FAILED", updatedAt: ts(1), error: "Failed to process PDF: File appears to be corrupted"))
+        source.put(
+            row(idA, status: "FAILED", updatedAt: ts(1), error: "Failed to process PDF: File appears to be corrupted"))
         let client = try makeClient(source: source, feed: nil, clock: clock)
         let error = try await withRunning(client) { () async -> JobSyncError? in
             do {
@@ -178,7 +182,8 @@ struct JobSyncClientTests {
     func answeredFromCache() async throws {
         let persistence = try SQLiteJobPersistence(path: ":memory:")
         let seed = try JobStore(configuration: .init(persistence: persistence))
-        seed.merge(observe(row(idB, status: "completed", updatedAt: ts(9), result: .object(["classification": .string("x")]))))
+        seed.merge(
+            observe(row(idB, status: "completed", updatedAt: ts(9), result: .object(["classification": .string("x")]))))
         let store = try JobStore(configuration: .init(persistence: persistence))
         let source = FakeSource()
         let client = try makeClient(source: source, feed: nil, clock: ManualClock(), store: store)
@@ -187,7 +192,7 @@ struct JobSyncClientTests {
         #expect(source.calls.isEmpty)
     }
 
-    @Test("250 watched ids → 3 id=in.(…) bindings of ≤ 100; beyond the limit one table-wide binding, filtered locally")
+    @Test("250 ids → 3 id=in.(…) bindings of ≤ 100; beyond the limit one table-wide binding, filtered locally")
     func bindings() async throws {
         let ids = (0..<250).map { try! JobID(String(format: "00000000-0000-0000-0000-%012d", $0)) }
         let client = try makeClient(source: FakeSource(), feed: FakeFeed(), clock: ManualClock())

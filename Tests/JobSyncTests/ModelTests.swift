@@ -8,9 +8,10 @@ struct ModelTests {
     @Test("JobID lower-cases a valid UUID and rejects anything else with a typed error")
     func jobID() throws {
         #expect(try JobID("2F6A1C7E-0D5B-4A53-8F3E-0C9D1B2A3E4F").rawValue == "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f")
-        for bad in ["", "not-a-uuid", "2f6a1c7e0d5b4a538f3e0c9d1b2a3e4f", "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4g",
-            "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f0", "') or 1=1 --"]
-        {
+        for bad in [
+            "", "not-a-uuid", "2f6a1c7e0d5b4a538f3e0c9d1b2a3e4f", "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4g",
+            "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f0", "') or 1=1 --",
+        ] {
             #expect(throws: JobSyncError.self) { try JobID(bad) }
         }
         do {
@@ -41,8 +42,9 @@ struct ModelTests {
         #expect(offset == micro)
         #expect(micro.description == "2026-08-21T10:15:03.401882Z")
         #expect(JobTimestamp("1970-01-01T00:00:00Z")?.microsecondsSinceEpoch == 0)
-        #expect(JobTimestamp("2026-08-21T10:15:03.0012+00:00")?.microsecondsSinceEpoch
-            == (JobTimestamp("2026-08-21T10:15:03Z")?.microsecondsSinceEpoch).map { $0 + 1200 })
+        #expect(
+            JobTimestamp("2026-08-21T10:15:03.0012+00:00")?.microsecondsSinceEpoch
+                == (JobTimestamp("2026-08-21T10:15:03Z")?.microsecondsSinceEpoch).map { $0 + 1200 })
         for bad in ["", "2026-08-21", "2026-13-01T00:00:00Z", "2026-08-21T10:15:03.Z", "2026-08-21T10:15:03+0x"] {
             #expect(JobTimestamp(bad) == nil, "\(bad)")
         }
@@ -55,8 +57,10 @@ struct ModelTests {
             "classification": .string("invoice"), "confidence": .number("0.93"), "total_pages": .number("3"),
             "processed_pages": .number("3"),
             "page_results": .array([
-                .object(["page": .number("1"), "success": .bool(true), "classification": .string("invoice"),
-                    "confidence": .number("0.9")]),
+                .object([
+                    "page": .number("1"), "success": .bool(true), "classification": .string("invoice"),
+                    "confidence": .number("0.9"),
+                ]),
                 .object(["page": .number("2"), "success": .bool(false), "error": .string("blank page")]),
             ]),
         ])

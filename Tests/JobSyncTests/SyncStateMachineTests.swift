@@ -68,7 +68,8 @@ struct SyncStateMachineTests {
             ceilings.append(maximum)
             #expect(m.pollTimerFired(token: token) == [.startCatchUp(.poll)])
         }
-        #expect(ceilings == [.seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(30), .seconds(30)])
+        #expect(
+            ceilings == [.seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(30), .seconds(30)])
         let (_, _, reset) = try #require(self.pollToken(m.catchUpSucceeded(changesSeen: true)))
         #expect(reset == .seconds(1))
     }

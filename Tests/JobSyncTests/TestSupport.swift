@@ -1,5 +1,5 @@
-import Synchronization
 import SupabaseREST
+import Synchronization
 
 @testable import JobSync
 

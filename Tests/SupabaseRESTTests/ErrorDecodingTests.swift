@@ -7,7 +7,9 @@ import Testing
 struct ErrorDecodingTests {
     @Test("PGRST116 body decodes into code, details, hint and message")
     func pgrst116() {
-        let body = #"{"code":"PGRST116","details":"The result contains 0 rows","hint":null,"message":"Cannot coerce the result to a single JSON object"}"#
+        let body =
+            #"{"code":"PGRST116","details":"The result contains 0 rows","hint":null,"#
+            + #""message":"Cannot coerce the result to a single JSON object"}"#
         let error = RESTError.fromResponse(status: 406, body: Array(body.utf8), retryAfter: nil)
         #expect(error.code == .httpError)
         #expect(error.serverCode == "PGRST116")
@@ -17,7 +19,7 @@ struct ErrorDecodingTests {
         #expect(error.httpStatus == 406)
     }
 
-    @Test("status mapping: 401 PGRST303 → jwtExpired, 401 other → unauthorized, 503/504 → unavailable, SQLSTATE kept")
+    @Test("status mapping: 401 PGRST303 → jwtExpired, other 401 → unauthorized, 503/504 → unavailable")
     func statusMapping() {
         func code(_ status: Int, _ body: String) -> RESTError.Code {
             RESTError.fromResponse(status: status, body: Array(body.utf8), retryAfter: nil).code
@@ -28,7 +30,9 @@ struct ErrorDecodingTests {
         #expect(code(504, "gateway timeout <html>") == .unavailable)
         #expect(code(429, "slow down") == .rateLimited)
         let sqlstate = RESTError.fromResponse(
-            status: 400, body: Array(#"{"code":"22P02","details":null,"hint":null,"message":"invalid input syntax for type uuid"}"#.utf8),
+            status: 400,
+            body: Array(
+                #"{"code":"22P02","details":null,"hint":null,"message":"invalid input syntax for type uuid"}"#.utf8),
             retryAfter: nil)
         #expect(sqlstate.serverCode == "22P02")
         #expect(sqlstate.code == .httpError)
@@ -74,7 +78,8 @@ struct ErrorDecodingTests {
 struct JSONTests {
     @Test("int8 beyond 2^53 and numerics are kept as text; escapes and surrogates decode")
     func exactNumbers() throws {
-        let json = try #require(JSON.parse(#"{"id":9007199254740993,"c":0.1234567890123456789,"s":"a\"\u00e9\ud83d\ude00\n"}"#))
+        let json = try #require(
+            JSON.parse(#"{"id":9007199254740993,"c":0.1234567890123456789,"s":"a\"\u00e9\ud83d\ude00\n"}"#))
         #expect(json["id"] == .number("9007199254740993"))
         #expect(json["id"]?.int64Value == 9_007_199_254_740_993)
         #expect(json["c"] == .number("0.1234567890123456789"))

@@ -51,7 +51,9 @@ struct RequestBuildingTests {
         let client = try makeClient(ScriptedTransport([]))
         let query = PostgRESTQuery(
             table: "jobs",
-            filters: [.init("id", .in(["2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f", "8d0b5a0e-3c2f-4c39-9a43-6a1f5f2a9b11"]))]
+            filters: [
+                .init("id", .in(["2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f", "8d0b5a0e-3c2f-4c39-9a43-6a1f5f2a9b11"]))
+            ]
         )
         let request = try client.request(for: query, bearer: "tok")
         #expect(
@@ -132,12 +134,15 @@ struct RequestBuildingTests {
 struct PagingAndAuthTests {
     @Test("fetchAll follows limit/offset pages until a short page")
     func followsPages() async throws {
-        let transport = ScriptedTransport([rows(#"[{"id":1},{"id":2}]"#), rows(#"[{"id":3},{"id":4}]"#), rows(#"[{"id":5}]"#)])
+        let transport = ScriptedTransport([
+            rows(#"[{"id":1},{"id":2}]"#), rows(#"[{"id":3},{"id":4}]"#), rows(#"[{"id":5}]"#),
+        ])
         let client = try makeClient(transport, pageSize: 2)
         let all = try await client.fetchAll(PostgRESTQuery(table: "jobs", order: [.init("id")]))
         #expect(all.map { $0["id"] } == [.number("1"), .number("2"), .number("3"), .number("4"), .number("5")])
-        #expect(transport.requests.map(\.url).map { $0.components(separatedBy: "&").suffix(2).joined(separator: "&") }
-            == ["limit=2&offset=0", "limit=2&offset=2", "limit=2&offset=4"])
+        #expect(
+            transport.requests.map(\.url).map { $0.components(separatedBy: "&").suffix(2).joined(separator: "&") }
+                == ["limit=2&offset=0", "limit=2&offset=2", "limit=2&offset=4"])
     }
 
     @Test("§11.2 401 PGRST303 refreshes the token and retries once")
@@ -145,10 +150,12 @@ struct PagingAndAuthTests {
         let expired = rows(#"{"code":"PGRST303","details":null,"hint":null,"message":"JWT expired"}"#, status: 401)
         let transport = ScriptedTransport([expired, rows("[]")])
         let refreshes = Mutex<[Bool]>([])
-        let client = try makeClient(transport, token: { force in
-            refreshes.withLock { $0.append(force) }
-            return force ? "fresh" : "stale"
-        })
+        let client = try makeClient(
+            transport,
+            token: { force in
+                refreshes.withLock { $0.append(force) }
+                return force ? "fresh" : "stale"
+            })
         let result = try await client.fetch(PostgRESTQuery(table: "jobs"))
         #expect(result.isEmpty)
         #expect(refreshes.withLock { $0 } == [false, true])
@@ -157,7 +164,8 @@ struct PagingAndAuthTests {
 
     @Test("§11.2 a second 401 after the refresh is jwtExpired, and the message has no token")
     func jwtExpiredTwice() async throws {
-        let expired = rows(#"{"code":"PGRST301","details":null,"hint":null,"message":"JWT eyJa.eyJb.sig invalid"}"#, status: 401)
+        let expired = rows(
+            #"{"code":"PGRST301","details":null,"hint":null,"message":"JWT eyJa.eyJb.sig invalid"}"#, status: 401)
         let transport = ScriptedTransport([expired, expired])
         let client = try makeClient(transport, token: { _ in "tok" })
         do {

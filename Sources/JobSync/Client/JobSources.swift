@@ -74,7 +74,8 @@ public struct ClassificationStatusSource: JobSource {
         let lower = base.lowercased()
         guard lower.hasPrefix("http://") || lower.hasPrefix("https://"), !base.contains("?"), URL(string: base) != nil
         else {
-            throw JobSyncError(code: .invalidConfiguration, message: "the status endpoint URL must be http(s) without a query")
+            throw JobSyncError(
+                code: .invalidConfiguration, message: "the status endpoint URL must be http(s) without a query")
         }
         guard !apiKey.isEmpty else {
             throw JobSyncError(code: .invalidConfiguration, message: "the status endpoint API key is missing")
@@ -104,11 +105,14 @@ public struct ClassificationStatusSource: JobSource {
             guard (200..<300).contains(response.status) else {
                 let retryAfter = response.headers["retry-after"].flatMap { RetryAfter.parse($0, now: Date()) }
                 throw JobSyncError(
-                    RESTError.fromResponse(status: response.status, body: response.body, retryAfter: retryAfter), jobID: id)
+                    RESTError.fromResponse(status: response.status, body: response.body, retryAfter: retryAfter),
+                    jobID: id)
             }
             guard var object = JSON.parse(response.body)?.objectValue else {
                 throw JobSyncError(
-                    RESTError(code: .undecodableBody, message: "the status body is not a JSON object", httpStatus: response.status),
+                    RESTError(
+                        code: .undecodableBody, message: "the status body is not a JSON object",
+                        httpStatus: response.status),
                     jobID: id)
             }
             if object["id"] == nil { object["id"] = object["job_id"] }

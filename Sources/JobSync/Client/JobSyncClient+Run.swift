@@ -169,7 +169,8 @@ extension JobSyncClient {
                 }
             } catch {
                 self.configuration.logger.debug(
-                    "feed subscription failed", metadata: ["jobsync.channel": "\(channel)", "jobsync.error": "\(error)"])
+                    "feed subscription failed",
+                    metadata: ["jobsync.channel": "\(channel)", "jobsync.error": "\(error)"])
             }
             self.send(.feed(generation: generation, channel: channel, live: false, reason: "subscription ended"))
             guard (try? await self.configuration.clock.sleep(for: self.configuration.resubscribeDelay)) != nil else {
@@ -229,7 +230,8 @@ extension JobSyncClient {
             self.mergeFetched(rows, requested: [id], source: .refetch)
         } catch {
             // The row stays marked incomplete; the next catch-up (reconciliation or audit) fetches it again.
-            self.configuration.logger.debug("re-fetch failed", metadata: ["jobsync.job": "\(id)", "jobsync.error": "\(error)"])
+            self.configuration.logger.debug(
+                "re-fetch failed", metadata: ["jobsync.job": "\(id)", "jobsync.error": "\(error)"])
         }
     }
 
@@ -251,7 +253,8 @@ extension JobSyncClient {
             } catch {
                 self.shared.withLock { $0.pendingFetch.formUnion(ids) }
                 attempt += 1
-                let ceiling = min(self.configuration.initialPollDelay * (1 << min(attempt, 20)), self.configuration.maximumPollDelay)
+                let ceiling = min(
+                    self.configuration.initialPollDelay * (1 << min(attempt, 20)), self.configuration.maximumPollDelay)
                 let delay = max(error.restError?.retryAfter ?? .zero, self.configuration.jitter(ceiling))
                 guard (try? await self.configuration.clock.sleep(for: delay)) != nil else { return }
             }

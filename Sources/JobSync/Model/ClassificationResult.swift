@@ -68,7 +68,8 @@ public struct ClassificationResult: Hashable, Sendable {
         func optionalInt(_ key: String, in object: [String: JSON]) -> Int?? {
             switch object[key] {
             case nil, .null?: return .some(nil)
-            case .number(let text)?: return Int(text).map { .some($0) } ?? Double(text).flatMap { Int(exactly: $0) }.map { .some($0) }
+            case .number(let text)?:
+                return Int(text).map { .some($0) } ?? Double(text).flatMap { Int(exactly: $0) }.map { .some($0) }
             default: return nil
             }
         }

@@ -33,7 +33,8 @@ public struct JobTimestamp: Hashable, Comparable, Sendable, CustomStringConverti
             return true
         }
         guard let year = number(4), expect(UInt8(ascii: "-")), let month = number(2), expect(UInt8(ascii: "-")),
-            let day = number(2), i < b.count, b[i] == UInt8(ascii: "T") || b[i] == UInt8(ascii: " ")
+            let day = number(2), i < b.count,
+            b[i] == UInt8(ascii: "T") || b[i] == UInt8(ascii: " ")
                 || b[i] == UInt8(ascii: "t")
         else { return nil }
         i += 1
@@ -78,7 +79,8 @@ public struct JobTimestamp: Hashable, Comparable, Sendable, CustomStringConverti
 
     /// ISO-8601 in UTC with six fraction digits, e.g. `2026-08-21T10:15:03.401882Z` (safe in PostgREST filters).
     public var description: String {
-        let totalSeconds = self.microsecondsSinceEpoch >= 0
+        let totalSeconds =
+            self.microsecondsSinceEpoch >= 0
             ? self.microsecondsSinceEpoch / 1_000_000 : (self.microsecondsSinceEpoch - 999_999) / 1_000_000
         let micros = self.microsecondsSinceEpoch - totalSeconds * 1_000_000
         let days = totalSeconds >= 0 ? totalSeconds / 86_400 : (totalSeconds - 86_399) / 86_400
@@ -95,7 +97,8 @@ public struct JobTimestamp: Hashable, Comparable, Sendable, CustomStringConverti
     /// This time moved by `duration` (sub-microsecond parts are truncated).
     public func advanced(by duration: Duration) -> JobTimestamp {
         let (seconds, attoseconds) = duration.components
-        return JobTimestamp(microsecondsSinceEpoch: self.microsecondsSinceEpoch + seconds * 1_000_000 + attoseconds / 1_000_000_000_000)
+        return JobTimestamp(
+            microsecondsSinceEpoch: self.microsecondsSinceEpoch + seconds * 1_000_000 + attoseconds / 1_000_000_000_000)
     }
 
     public static func < (lhs: JobTimestamp, rhs: JobTimestamp) -> Bool {

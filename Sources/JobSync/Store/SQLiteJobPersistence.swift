@@ -45,7 +45,8 @@ public final class SQLiteJobPersistence: JobStorePersistence {
                     guard !deleted, let text: String = row["row"], let columns = JSON.parse(text)?.objectValue,
                         let job = try? Job(
                             row: columns,
-                            commitTimestamp: (row["commit_us"] as Int64?).map(JobTimestamp.init(microsecondsSinceEpoch:)))
+                            commitTimestamp: (row["commit_us"] as Int64?).map(
+                                JobTimestamp.init(microsecondsSinceEpoch:)))
                     else { continue }  // a corrupt row is skipped, never a crash
                     snapshot.jobs.append((job, complete: row["complete"] as Bool))
                 }
