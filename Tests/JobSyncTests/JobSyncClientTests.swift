@@ -231,4 +231,51 @@ struct JobSyncClientTests {
         }
         #expect(client.statistics.restFailures == 1)
     }
+
+    @Test("watching a new job while live adds one channel; the others stay up and the mode stays live")
+    func addChannelWhileLive() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        source.put(row(idB, status: "queued", updatedAt: ts(2)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            var updates = client.store.updates(for: idB).makeAsyncIterator()
+            client.watch([idB])
+            await feed.waitForSubscriptions(2)
+            #expect(feed.bindings.map(\.filter) == ["id=in.(\(idA.rawValue))", "id=in.(\(idB.rawValue))"])
+            #expect(client.transportMode == .live)
+            await feed.emit(.live)
+            #expect(statusOf(try await updates.next()) == .queued)
+            #expect(client.transportMode == .live)
+            #expect(client.statistics.liveTransitions == 1)
+        }
+    }
+}
+
+@Suite("FeedLiveness")
+struct FeedLivenessTests {
+    @Test("live when every established channel is live; a late channel neither blocks nor drops live mode")
+    func lateChannels() {
+        var liveness = FeedLiveness(generation: 1, channels: 2)
+        #expect(!liveness.allLive)
+        let first = liveness.markLive(0)
+        let second = liveness.markLive(1)
+        #expect(first == nil && second == nil)
+        #expect(liveness.allLive)
+        liveness.add(2, ids: [idC], late: true)
+        #expect(liveness.allLive)
+        let lateDown = liveness.markNotLive(2)
+        #expect(!lateDown)
+        let lateIDs = liveness.markLive(2)
+        #expect(lateIDs == [idC])
+        let establishedDown = liveness.markNotLive(2)
+        #expect(establishedDown)  // established now: losing it leaves live mode
+        #expect(!liveness.allLive)
+    }
 }

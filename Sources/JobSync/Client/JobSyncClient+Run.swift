@@ -6,6 +6,7 @@ extension JobSyncClient {
     /// Inputs of the run loop.
     enum Input: Sendable {
         case subscriptionsRestarted(generation: Int, channels: Int)
+        case channelAdded(generation: Int, channel: Int, ids: [JobID])
         case feed(generation: Int, channel: Int, live: Bool, reason: String)
         case pollTimer(token: Int)
         case auditTimer(token: Int)
@@ -41,9 +42,7 @@ extension JobSyncClient {
                 initialPollDelay: self.configuration.initialPollDelay,
                 maximumPollDelay: self.configuration.maximumPollDelay,
                 auditInterval: self.configuration.auditInterval))
-        var generation = 0
-        var channels = 0
-        var liveChannels: Set<Int> = []
+        var liveness = FeedLiveness()
         await withDiscardingTaskGroup { group in
             if let feed = self.configuration.feed {
                 group.addTask { await self.manageSubscriptions(feed) }
@@ -53,23 +52,29 @@ extension JobSyncClient {
             for await input in self.inputs {
                 var actions: [SyncStateMachine.Action] = []
                 switch input {
-                case .subscriptionsRestarted(let newGeneration, let count):
-                    generation = newGeneration
-                    channels = count
-                    liveChannels = []
+                case .subscriptionsRestarted(let generation, let count):
+                    liveness = FeedLiveness(generation: generation, channels: count)
                     actions = count == 0 ? machine.feedBecameLive() : machine.feedBecameNotLive()
-                case .feed(let eventGeneration, let channel, let live, let reason):
-                    guard eventGeneration == generation else { break }  // an old subscription set
+                case .channelAdded(let generation, let channel, let ids):
+                    guard generation == liveness.generation else { break }
+                    // A channel added while live does not take the others down: its ids are fetched once it is
+                    // live (and were fetched when watched), which covers the gap before its subscription.
+                    liveness.add(channel, ids: ids, late: machine.feedLive)
+                case .feed(let generation, let channel, let live, let reason):
+                    guard generation == liveness.generation else { break }  // an old subscription set
                     if live {
-                        liveChannels.insert(channel)
-                        if liveChannels.count == channels {
+                        if let lateIDs = liveness.markLive(channel) {
+                            self.shared.withLock { $0.pendingFetch.formUnion(lateIDs) }
+                            group.addTask { await self.fetchPending() }
+                        }
+                        if liveness.allLive, !machine.feedLive {
                             self.update { $0.liveTransitions += 1 }
                             actions = machine.feedBecameLive()
                         }
-                    } else {
-                        liveChannels.remove(channel)
+                    } else if liveness.markNotLive(channel) {
                         self.configuration.logger.debug("feed not live", metadata: ["jobsync.reason": "\(reason)"])
                         actions = machine.feedBecameNotLive()
+                        liveness.establishAll()
                     }
                 case .pollTimer(let token):
                     actions = machine.pollTimerFired(token: token)
@@ -129,33 +134,57 @@ extension JobSyncClient {
 
     // MARK: Subscriptions
 
-    /// Keeps one feed subscription per binding; restarts all of them when the bindings change.
+    /// Keeps one feed subscription per binding. Newly watched ids get new channels without disturbing the others;
+    /// the whole set is rebuilt (new generation) only when it must change shape: switching between filtered and
+    /// table-wide, too many channels, or more than half of the subscribed ids unwatched.
     private func manageSubscriptions(_ feed: any JobChangeFeed) async {
         var changes = self.bindingsChanged.makeAsyncIterator()
         var generation = 0
-        var current: [JobFeedBinding]?
         while !Task.isCancelled {
-            let bindings = self.currentBindings()
-            if bindings != current {
-                current = bindings
-                generation += 1
-                self.send(.subscriptionsRestarted(generation: generation, channels: bindings.count))
-                let thisGeneration = generation
-                await withDiscardingTaskGroup { group in
-                    for (channel, binding) in bindings.enumerated() {
+            generation += 1
+            let plan = self.currentBindings()
+            self.send(.subscriptionsRestarted(generation: generation, channels: plan.count))
+            let thisGeneration = generation
+            let ended = await withDiscardingTaskGroup { group -> Bool in
+                for (channel, binding) in plan.enumerated() {
+                    group.addTask {
+                        await self.keepSubscribed(feed, binding, generation: thisGeneration, channel: channel)
+                    }
+                }
+                let tableWide = plan.contains { $0.ids == nil }
+                var covered = Set(plan.flatMap { $0.ids ?? [] })
+                var channels = plan.count
+                defer { group.cancelAll() }
+                while true {
+                    guard await changes.next() != nil else { return true }
+                    if self.configuration.mode == .allJobs { continue }
+                    let watched = self.shared.withLock { $0.watched }
+                    let maximumChannels = max(
+                        1, self.configuration.maximumFilteredIDs / PostgRESTFilter.maximumInValues)
+                    if watched.count > self.configuration.maximumFilteredIDs {
+                        if tableWide { continue }
+                        return false
+                    }
+                    if tableWide { return false }
+                    let added = watched.subtracting(covered).sorted()
+                    let removed = covered.subtracting(watched).count
+                    let newChannels =
+                        (added.count + PostgRESTFilter.maximumInValues - 1) / PostgRESTFilter.maximumInValues
+                    if channels + newChannels > maximumChannels || removed * 2 > covered.count { return false }
+                    for start in stride(from: 0, to: added.count, by: PostgRESTFilter.maximumInValues) {
+                        let ids = Array(added[start..<min(start + PostgRESTFilter.maximumInValues, added.count)])
+                        let channel = channels
+                        channels += 1
+                        covered.formUnion(ids)
+                        self.send(.channelAdded(generation: thisGeneration, channel: channel, ids: ids))
                         group.addTask {
-                            await self.keepSubscribed(feed, binding, generation: thisGeneration, channel: channel)
+                            await self.keepSubscribed(
+                                feed, JobFeedBinding(ids: ids), generation: thisGeneration, channel: channel)
                         }
                     }
-                    // Wait (in this task) until the watch set changes, then end this generation's subscriptions.
-                    while await changes.next() != nil {
-                        if self.currentBindings() != bindings { break }
-                    }
-                    group.cancelAll()
                 }
-            } else if await changes.next() == nil {
-                return
             }
+            if ended { return }
         }
     }
 
