@@ -47,7 +47,8 @@ struct JobSourceTests {
         let transport = RecordingTransport { request in
             if request.url.hasSuffix(idA.rawValue) {
                 let body =
-                    #"{"job_id":"\#(idA.rawValue)","status":"PROCESSING","progress":"Processing page 3 of 10","error":null,"result":null}"#
+                    #"{"job_id":"\#(idA.rawValue)","status":"PROCESSING","progress":"Processing page 3 of 10","#
+                    + #""error":null,"result":null}"#
                 return HTTPResponse(status: 200, body: Array(body.utf8))
             }
             return HTTPResponse(status: 404, body: Array(#"{"detail":"Job not found"}"#.utf8))
