@@ -68,7 +68,7 @@ extension JobSyncClient {
                             group.addTask { await self.fetchPending() }
                         }
                         if liveness.allLive, !machine.feedLive {
-                            self.update { $0.liveTransitions += 1 }
+                            self.count(.liveTransitions)
                             actions = machine.feedBecameLive()
                         }
                     } else if liveness.markNotLive(channel) {
@@ -81,16 +81,14 @@ extension JobSyncClient {
                 case .auditTimer(let token):
                     actions = machine.auditTimerFired(token: token)
                 case .catchUpFinished(let kind, .success(let changesSeen)):
-                    self.update {
-                        switch kind {
-                        case .reconcile: $0.reconciliations += 1
-                        case .poll: $0.polls += 1
-                        case .audit: $0.audits += 1
-                        }
+                    switch kind {
+                    case .reconcile: self.count(.reconciliations)
+                    case .poll: self.count(.polls)
+                    case .audit: self.count(.audits)
                     }
                     actions = machine.catchUpSucceeded(changesSeen: changesSeen)
                 case .catchUpFinished(_, .failure(let error)):
-                    self.update { $0.restFailures += 1 }
+                    self.count(.restFailures)
                     self.configuration.logger.debug("catch-up failed", metadata: ["jobsync.error": "\(error)"])
                     actions = machine.catchUpFailed(retryAfter: error.restError?.retryAfter)
                 case .watchChanged:
@@ -221,15 +219,15 @@ extension JobSyncClient {
 
     /// Merges one feed change; re-fetches the row when the server truncated it (§5.4).
     func apply(_ change: JobChange) async {
-        self.update { $0.changesReceived += 1 }
+        self.count(.changesReceived)
         switch change.type {
         case .delete:
             guard let raw = change.oldRecord?["id"]?.stringValue, let id = try? JobID(raw) else {
-                self.update { $0.malformedChanges += 1 }
+                self.count(.malformedChanges)
                 return
             }
             guard self.isWatched(id) else {
-                self.update { $0.changesIgnored += 1 }
+                self.count(.changesIgnored)
                 return
             }
             self.store.merge(
@@ -240,11 +238,11 @@ extension JobSyncClient {
                 let observation = try? JobObservation.row(
                     record, complete: !truncated, commitTimestamp: change.commitTimestamp, source: .realtime)
             else {
-                self.update { $0.malformedChanges += 1 }
+                self.count(.malformedChanges)
                 return
             }
             guard self.isWatched(observation.jobID) else {
-                self.update { $0.changesIgnored += 1 }
+                self.count(.changesIgnored)
                 return
             }
             self.store.merge(observation)
@@ -253,7 +251,7 @@ extension JobSyncClient {
     }
 
     private func refetch(_ id: JobID) async {
-        self.update { $0.refetches += 1 }
+        self.count(.refetches)
         do {
             let rows = try await self.configuration.source.fetch(ids: [id])
             self.mergeFetched(rows, requested: [id], source: .refetch)
@@ -322,7 +320,7 @@ extension JobSyncClient {
         var seen: Set<JobID> = []
         for row in rows {
             guard let observation = try? JobObservation.row(row, source: source) else {
-                self.update { $0.malformedChanges += 1 }
+                self.count(.malformedChanges)
                 continue
             }
             seen.insert(observation.jobID)

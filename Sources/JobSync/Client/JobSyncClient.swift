@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import ServiceLifecycle
 import SupabaseREST
 import Synchronization
@@ -125,6 +126,8 @@ public final class JobSyncClient: Service, Sendable {
     let inputContinuation: AsyncStream<Input>.Continuation
     let bindingsChanged: AsyncStream<Void>
     let bindingsContinuation: AsyncStream<Void>.Continuation
+    let counters: [Metric: Counter]
+    let modeGauge: Gauge
 
     /// Creates a client over `store` (default: a new in-memory store).
     public init(configuration: Configuration, store: JobStore? = nil) throws(JobSyncError) {
@@ -143,6 +146,9 @@ public final class JobSyncClient: Service, Sendable {
         (self.inputs, self.inputContinuation) = AsyncStream.makeStream(of: Input.self)
         (self.bindingsChanged, self.bindingsContinuation) = AsyncStream.makeStream(
             of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.counters = Dictionary(
+            uniqueKeysWithValues: Metric.allCases.map { ($0, Counter(label: "jobsync_" + $0.rawValue)) })
+        self.modeGauge = Gauge(label: "jobsync_transport_mode")
     }
 
     /// Picks a uniformly random delay in `0...maximum` (full jitter).
@@ -231,9 +237,37 @@ public final class JobSyncClient: Service, Sendable {
             return ready
         }
         for continuation in ready { continuation.resume() }
+        // 0 live, 1 polling, 2 offline.
+        self.modeGauge.record(mode == .live ? 0 : (mode == .polling ? 1 : 2))
     }
 
-    func update(_ body: (inout Statistics) -> Void) {
-        self.shared.withLock { body(&$0.statistics) }
+    /// The counters, named as reported to swift-metrics (`jobsync_<name>`).
+    enum Metric: String, CaseIterable, Sendable {
+        case changesReceived = "changes_received"
+        case changesIgnored = "changes_ignored"
+        case malformedChanges = "changes_malformed"
+        case reconciliations = "reconciliations"
+        case polls = "polls"
+        case audits = "audits"
+        case restFailures = "rest_failures"
+        case refetches = "refetches"
+        case liveTransitions = "live_transitions"
+    }
+
+    func count(_ metric: Metric) {
+        self.shared.withLock { shared in
+            switch metric {
+            case .changesReceived: shared.statistics.changesReceived += 1
+            case .changesIgnored: shared.statistics.changesIgnored += 1
+            case .malformedChanges: shared.statistics.malformedChanges += 1
+            case .reconciliations: shared.statistics.reconciliations += 1
+            case .polls: shared.statistics.polls += 1
+            case .audits: shared.statistics.audits += 1
+            case .restFailures: shared.statistics.restFailures += 1
+            case .refetches: shared.statistics.refetches += 1
+            case .liveTransitions: shared.statistics.liveTransitions += 1
+            }
+        }
+        self.counters[metric]?.increment()
     }
 }
