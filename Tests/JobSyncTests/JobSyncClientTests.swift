@@ -89,27 +89,43 @@ struct JobSyncClientTests {
         }
     }
 
-    @Test("§5.4 a 413-truncated change is merged, then the row is re-fetched over REST")
+    @Test("§5.4 a 413-truncated change triggers a re-fetch; subscribers see the full row")
     func truncatedRefetch() async throws {
         let clock = ManualClock()
         let source = FakeSource()
         let feed = FakeFeed()
         let result: JSON = .object(["classification": .string("invoice"), "confidence": .number("0.91")])
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
         let client = try makeClient(source: source, feed: feed, clock: clock)
         client.watch([idA])
-        try await withRunning(client) {
+        try await withRunning(client) { () async throws in
             await feed.waitForSubscriptions(1)
             await feed.emit(.live)
             await client.waitForTransportMode(.live)
             source.put(row(idA, status: "completed", updatedAt: ts(4), result: result))
+            var updates = client.store.updates(for: idA).makeAsyncIterator()
+            #expect(statusOf(try await updates.next()) == .processing)
+            let truncated = JobChange(
+                type: .update, record: row(idA, status: "completed", updatedAt: ts(4)),
+                errors: ["Error 413: Payload Too Large"])
+            await feed.emit(.change(truncated))
+            // The first terminal state subscribers see already carries the re-fetched result.
+            guard case .updated(let job)? = try await updates.next() else {
+                Issue.record("expected the completed job")
+                return
+            }
+            #expect(job.result?.raw == result)
+            #expect(!client.store.isIncomplete(idA))
+            // When the re-fetch fails, the truncated state is merged (marked incomplete) so it still advances.
+            source.failNext(JobSyncError(RESTError(code: .unavailable, message: "down", httpStatus: 503)))
             await feed.emit(
                 .change(
                     JobChange(
-                        type: .update, record: row(idA, status: "completed", updatedAt: ts(4)),
+                        type: .update, record: row(idA, status: "completed", updatedAt: ts(5)),
                         errors: ["Error 413: Payload Too Large"])))
-            #expect(client.store.job(idA)?.result?.raw == result)
-            #expect(!client.store.isIncomplete(idA))
-            #expect(client.statistics.refetches == 1)
+            #expect(client.store.job(idA)?.updatedAt == JobTimestamp(ts(5)))
+            #expect(client.store.isIncomplete(idA))
+            #expect(client.statistics.refetches == 2)
         }
     }
 

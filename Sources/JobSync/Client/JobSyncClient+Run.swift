@@ -245,20 +245,25 @@ extension JobSyncClient {
                 self.count(.changesIgnored)
                 return
             }
+            // A truncated record (§5.4) lacks long values such as `result`: fetch the full row first, so that
+            // subscribers never finish on a terminal state without its result. Merge the truncated one only when the
+            // re-fetch fails (the state still advances, marked incomplete, and a later catch-up fills it).
+            if truncated, await self.refetch(observation.jobID) { return }
             self.store.merge(observation)
-            if truncated { await self.refetch(observation.jobID) }
         }
     }
 
-    private func refetch(_ id: JobID) async {
+    /// Re-fetches one row over REST and merges it; `false` when the request failed.
+    private func refetch(_ id: JobID) async -> Bool {
         self.count(.refetches)
         do {
             let rows = try await self.configuration.source.fetch(ids: [id])
             self.mergeFetched(rows, requested: [id], source: .refetch)
+            return true
         } catch {
-            // The row stays marked incomplete; the next catch-up (reconciliation or audit) fetches it again.
             self.configuration.logger.debug(
                 "re-fetch failed", metadata: ["jobsync.job": "\(id)", "jobsync.error": "\(error)"])
+            return false
         }
     }
 
