@@ -208,6 +208,25 @@ struct JobSyncClientTests {
         #expect(source.calls.isEmpty)
     }
 
+    @Test("a restarted process resumes from the persisted store: unfinished jobs are watched and polled again")
+    func resumeAfterRestart() async throws {
+        let persistence = try SQLiteJobPersistence(path: ":memory:")
+        let before = try JobStore(configuration: .init(persistence: persistence))
+        before.merge(observe(row(idA, status: "processing", updatedAt: ts(1))))
+        before.merge(observe(row(idB, status: "completed", updatedAt: ts(2))))
+        let source = FakeSource()
+        source.put(row(idA, status: "completed", updatedAt: ts(3)))
+        let store = try JobStore(configuration: .init(persistence: persistence))
+        let client = try makeClient(source: source, feed: nil, clock: ManualClock(), store: store)
+        client.resumeWatching()
+        #expect(client.watchedIDs == [idA])
+        let job = try await withRunning(client) { () async throws -> Job in
+            try await client.waitForCompletion(of: idA, timeout: .seconds(60))
+        }
+        #expect(job.updatedAt == JobTimestamp(ts(3)))
+        #expect(try JobStore(configuration: .init(persistence: persistence)).job(idA)?.status == .completed)
+    }
+
     @Test("250 ids → 3 id=in.(…) bindings of ≤ 100; beyond the limit one table-wide binding, filtered locally")
     func bindings() async throws {
         let ids = (0..<250).map { try! JobID(String(format: "00000000-0000-0000-0000-%012d", $0)) }

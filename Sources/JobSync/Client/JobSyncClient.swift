@@ -188,6 +188,12 @@ public final class JobSyncClient: Service, Sendable {
         if self.configuration.mode == .jobs { self.bindingsContinuation.yield() }
     }
 
+    /// Watches every job of the store that is not finished yet: after a restart with a persisted store, this
+    /// resumes where the previous process stopped (finished jobs are answered from the store without requests).
+    public func resumeWatching() {
+        self.watch(self.store.jobs.filter { !$0.status.isTerminal }.map(\.id))
+    }
+
     /// Stops watching jobs. Their states stay in the store.
     public func unwatch(_ ids: some Sequence<JobID>) {
         let removed = self.shared.withLock { shared -> Bool in
