@@ -227,6 +227,17 @@ struct JobSyncClientTests {
         #expect(try JobStore(configuration: .init(persistence: persistence)).job(idA)?.status == .completed)
     }
 
+    @Test("invalid configurations are typed errors")
+    func invalidConfiguration() throws {
+        #expect(throws: JobSyncError.self) {
+            try JobSyncClient(
+                configuration: .init(source: FakeSource(supportsWatermark: false), feed: nil, mode: .allJobs))
+        }
+        #expect(throws: JobSyncError.self) {
+            try JobSyncClient(configuration: .init(source: FakeSource(), feed: nil, initialPollDelay: .zero))
+        }
+    }
+
     @Test("250 ids → 3 id=in.(…) bindings of ≤ 100; beyond the limit one table-wide binding, filtered locally")
     func bindings() async throws {
         let ids = (0..<250).map { try! JobID(String(format: "00000000-0000-0000-0000-%012d", $0)) }

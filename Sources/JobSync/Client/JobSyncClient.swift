@@ -136,6 +136,10 @@ public final class JobSyncClient: Service, Sendable {
         else {
             throw JobSyncError(code: .invalidConfiguration, message: "invalid JobSyncClient timing or limit settings")
         }
+        guard configuration.mode == .jobs || configuration.source.supportsWatermark else {
+            throw JobSyncError(
+                code: .invalidConfiguration, message: "all-jobs mode needs a source with updated_at (a watermark)")
+        }
         self.configuration = configuration
         if let store {
             self.store = store
