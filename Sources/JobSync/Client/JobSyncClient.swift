@@ -9,15 +9,17 @@ import Synchronization
 ///
 /// ```swift
 /// let client = try JobSyncClient(configuration: .init(source: table, feed: realtimeAdapter))
-/// try await withThrowingDiscardingTaskGroup { group in
+/// try await withThrowingTaskGroup(of: Void.self) { group in
 ///     group.addTask { try await client.run() }
 ///     let job = try await client.waitForCompletion(of: id, timeout: .seconds(600))
 ///     print(job.result?.view?.classification ?? "-")
+///     group.cancelAll()  // stops run()
 /// }
 /// ```
 ///
 /// - Important: `run()` owns every background loop (subscriptions, polling, timers); cancelling it stops them.
-///   ``watch(_:)`` and ``waitForCompletion(of:timeout:)`` may be called before or while it runs.
+///   ``watch(_:)`` and ``waitForCompletion(of:timeout:)`` may be called before or while it runs. Call `run()` once
+///   per client: after it returns, make a new client (the store can be reused).
 public final class JobSyncClient: Service, Sendable {
     /// Which jobs are kept in sync.
     public enum WatchMode: Sendable, Hashable {
