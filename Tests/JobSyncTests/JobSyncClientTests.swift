@@ -227,6 +227,46 @@ struct JobSyncClientTests {
         #expect(try JobStore(configuration: .init(persistence: persistence)).job(idA)?.status == .completed)
     }
 
+    @Test("while live, one audit request per 30 s; losing the feed falls back to polling; live again reconciles")
+    func auditAndFallback() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            let callsBefore = source.calls.count
+            clock.advance(by: .seconds(30))
+            await source.waitForCalls(callsBefore + 1)
+            #expect(source.calls.last?.hasPrefix("since:") == true)  // one watermark request
+            await feed.emit(.notLive(reason: "socket lost"))
+            await client.waitForTransportMode(.polling)
+            source.put(row(idA, status: "completed", updatedAt: ts(2)))
+            var updates = client.store.updates(for: idA).makeAsyncIterator()
+            #expect(statusOf(try await updates.next()) == .processing)
+            // The first poll comes within 1 s of losing the feed.
+            clock.advance(by: .seconds(1))
+            #expect(statusOf(try await updates.next()) == .completed)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            #expect(client.statistics.liveTransitions == 2)
+            #expect(client.statistics.audits >= 1)
+        }
+    }
+
+    @Test("full jitter stays within 0…maximum")
+    func jitterRange() {
+        for _ in 0..<100 {
+            let value = JobSyncClient.fullJitter(.seconds(2))
+            #expect(value >= .zero && value <= .seconds(2))
+        }
+        #expect(JobSyncClient.fullJitter(.zero) == .zero)
+    }
+
     @Test("invalid configurations are typed errors")
     func invalidConfiguration() throws {
         #expect(throws: JobSyncError.self) {

@@ -113,14 +113,16 @@ extension JobSyncClient {
                     self.send(.catchUpFinished(kind, result))
                 }
             case .schedulePoll(let token, let minimum, let maximum):
-                let delay = minimum + self.configuration.jitter(maximum - minimum)
+                let timer = ClockTimer(
+                    self.configuration.clock, delay: minimum + self.configuration.jitter(maximum - minimum))
                 group.addTask {
-                    guard (try? await self.configuration.clock.sleep(for: delay)) != nil else { return }
+                    guard (try? await timer.wait()) != nil else { return }
                     self.send(.pollTimer(token: token))
                 }
             case .scheduleAudit(let token, let delay):
+                let timer = ClockTimer(self.configuration.clock, delay: delay)
                 group.addTask {
-                    guard (try? await self.configuration.clock.sleep(for: delay)) != nil else { return }
+                    guard (try? await timer.wait()) != nil else { return }
                     self.send(.auditTimer(token: token))
                 }
             case .modeChanged(let mode):
@@ -339,5 +341,25 @@ extension JobSyncClient {
             }
         }
         return advanced
+    }
+}
+
+/// A sleep whose deadline is fixed when the timer is made (on the loop), not when the sleeping task starts, so
+/// timers are exact with respect to the events that scheduled them.
+struct ClockTimer: Sendable {
+    private let sleep: @Sendable () async throws -> Void
+
+    init(_ clock: any Clock<Duration>, delay: Duration) {
+        self.sleep = Self.make(clock, delay: delay)
+    }
+
+    private static func make<C: Clock<Duration>>(_ clock: C, delay: Duration) -> @Sendable () async throws -> Void {
+        let deadline = clock.now.advanced(by: delay)
+        return { try await clock.sleep(until: deadline, tolerance: nil) }
+    }
+
+    /// Sleeps until the deadline; throws when cancelled.
+    func wait() async throws {
+        try await self.sleep()
     }
 }
