@@ -123,12 +123,16 @@ public final class PostgresJobsBackend: JobsBackend {
         self.sql = PostgresJobsSQL(table: configuration.table)
         self.clock = clock
         self.logger = logger
-        self.client = PostgresClient(configuration: Self.clientConfiguration(configuration.url), backgroundLogger: logger)
+        self.client = PostgresClient(
+            configuration: Self.clientConfiguration(configuration.url), backgroundLogger: logger
+        )
         self.decoder.withLock { $0 = Wal2JSONDecoder(table: configuration.table) }
     }
 
     /// Session settings that make `to_jsonb` and wal2json print timestamps as Realtime and PostgREST see them.
-    private static let sessionParameters = [("TimeZone", "UTC"), ("DateStyle", "ISO, MDY"), ("application_name", "supabase-local")]
+    private static let sessionParameters = [
+        ("TimeZone", "UTC"), ("DateStyle", "ISO, MDY"), ("application_name", "supabase-local"),
+    ]
 
     private static func clientConfiguration(_ url: PostgresConnectionURL) -> PostgresClient.Configuration {
         var configuration: PostgresClient.Configuration
@@ -210,7 +214,9 @@ public final class PostgresJobsBackend: JobsBackend {
 
     private func setUp() async throws {
         try await self.client.withTransaction(logger: self.logger) { connection in
-            try await connection.query("select pg_advisory_xact_lock(hashtext(\(PostgresJobsSQL.setupLockKey)))", logger: self.logger)
+            try await connection.query(
+                "select pg_advisory_xact_lock(hashtext(\(PostgresJobsSQL.setupLockKey)))", logger: self.logger
+            )
             for statement in self.sql.setupStatements(dropExisting: self.configuration.dropExistingTable) {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
             }
@@ -218,7 +224,9 @@ public final class PostgresJobsBackend: JobsBackend {
         var typeNames: [Int: String] = [:]
         var present: Set<String> = []
         let rows = try await self.client.query(
-            PostgresQuery(unsafeSQL: PostgresJobsSQL.catalogColumnsQuery, binds: Self.binds(self.sql.qualifiedTable)),
+            PostgresQuery(
+                unsafeSQL: PostgresJobsSQL.catalogColumnsQuery, binds: Self.binds(self.sql.qualifiedTable)
+            ),
             logger: self.logger
         )
         for try await (name, typeName, oid) in rows.decode((String, String, Int64).self) {
@@ -229,14 +237,18 @@ public final class PostgresJobsBackend: JobsBackend {
         guard missing.isEmpty else {
             throw SupabaseLocalError(
                 .invalidConfiguration,
-                "table \(self.table.schema).\(self.table.name) exists without columns \(missing.joined(separator: ", "))"
+                "table \(self.table.schema).\(self.table.name) exists without columns "
+                    + missing.joined(separator: ", ")
             )
         }
         let table = self.table
         self.decoder.withLock { $0 = Wal2JSONDecoder(table: table, typeNames: typeNames) }
         self.logger.debug(
             "PostgreSQL table ready",
-            metadata: ["table": "\(table.schema).\(table.name)", "replica-identity": "\(table.replicaIdentity.rawValue)"]
+            metadata: [
+                "table": "\(table.schema).\(table.name)",
+                "replica-identity": "\(table.replicaIdentity.rawValue)",
+            ]
         )
     }
 
@@ -362,6 +374,19 @@ public final class PostgresJobsBackend: JobsBackend {
             unsafeSQL: self.sql.delete, binds: Self.binds(LocalJSON.object([keyColumn: primaryKey]).encoded())
         )
         return try await self.collectByKey(query, "delete")
+    }
+
+    /// Runs SQL text on the backend's database as any other database client would (for tests and demos that act
+    /// as an outside writer). Changes it makes to the table reach ``changes()`` through the slot like any other.
+    ///
+    /// - Important: The text is executed as given; never pass untrusted input.
+    public func execute(sql: String) async throws {
+        try await self.ready.wait()
+        do {
+            try await self.client.query(PostgresQuery(unsafeSQL: sql), logger: self.logger)
+        } catch {
+            throw Self.mapped(error, "SQL")
+        }
     }
 
     // MARK: - Helpers

@@ -14,7 +14,9 @@ struct PostgresJobsSQL: Sendable {
     /// `"schema"."table"`.
     var qualifiedTable: String { Self.quoted(self.table.schema) + "." + Self.quoted(self.table.name) }
 
-    private var clockTable: String { Self.quoted(self.table.schema) + "." + Self.quoted(self.table.name + "_updated_at_clock") }
+    private var clockTable: String {
+        Self.quoted(self.table.schema) + "." + Self.quoted(self.table.name + "_updated_at_clock")
+    }
     private var touchFunction: String {
         Self.quoted(self.table.schema) + "." + Self.quoted(self.table.name + "_touch_updated_at")
     }
@@ -50,7 +52,9 @@ struct PostgresJobsSQL: Sendable {
         if !key.isEmpty {
             definitions.append("primary key (" + key.joined(separator: ", ") + ")")
         }
-        statements.append("create table if not exists \(self.qualifiedTable) (" + definitions.joined(separator: ", ") + ")")
+        statements.append(
+            "create table if not exists \(self.qualifiedTable) (" + definitions.joined(separator: ", ") + ")"
+        )
         if self.hasUpdatedAt {
             // A one-row unlogged clock makes `updated_at` strictly increasing across every write ever made to the
             // table (deleted rows included) and ordered like the commits: the upsert holds the clock row's lock until
@@ -121,7 +125,8 @@ struct PostgresJobsSQL: Sendable {
             assignment = "\(first) = t.\(first)"
         } else {
             let list = columns.map(Self.quoted).joined(separator: ", ")
-            assignment = "(\(list)) = (select \(list) from jsonb_populate_record(null::\(self.qualifiedTable), $1::jsonb))"
+            assignment = "(\(list)) = "
+                + "(select \(list) from jsonb_populate_record(null::\(self.qualifiedTable), $1::jsonb))"
         }
         return "update \(self.qualifiedTable) as t set \(assignment) where \(self.keyCondition(parameter: 2)) "
             + "returning to_jsonb(t)::text"
@@ -141,5 +146,6 @@ struct PostgresJobsSQL: Sendable {
     }
 
     /// Creates a temporary wal2json slot (dropped when the session ends) named by `$1`.
-    static let createTemporarySlot = "select 1 from pg_create_logical_replication_slot($1::text::name, 'wal2json', true)"
+    static let createTemporarySlot =
+        "select 1 from pg_create_logical_replication_slot($1::text::name, 'wal2json', true)"
 }
