@@ -83,6 +83,15 @@ extension SupabaseLocalStack {
             return self.json(200, "{\"deleted\":\(count)}")
         case "restart":
             faults.restart(refuseFor: millis("refuse_ms") ?? .seconds(1))
+        case "simulate":
+            var settings = JobSimulator.Configuration()
+            if let seed = int("seed") { settings.seed = UInt64(clamping: seed) }
+            if let rate = double("failure_rate") { settings.failureRate = rate }
+            if let interval = millis("page_ms") { settings.pageInterval = interval }
+            if let delay = millis("queue_ms") { settings.queueDelay = delay }
+            if body["mixed_case"] == .bool(true) { settings.mixedCaseStatuses = true }
+            let plans = try await self.startSimulation(count: int("jobs") ?? 5, configuration: settings)
+            return self.json(200, LocalJSON.object(["ids": .array(plans.map { .string($0.id) })]).encoded())
         case "reset":
             faults.reset()
         default:

@@ -69,8 +69,8 @@ public final class SupabaseLocalStack: Sendable {
     let registry = ConnectionRegistry()
     let faultState = Mutex(FaultSettings())
     private let boundPort = Mutex(0)
-    let scheduled: AsyncStream<(Duration, @Sendable () -> Void)>
-    let scheduler: AsyncStream<(Duration, @Sendable () -> Void)>.Continuation
+    let scheduled: AsyncStream<(Duration, @Sendable () async throws -> Void)>
+    let scheduler: AsyncStream<(Duration, @Sendable () async throws -> Void)>.Continuation
 
     /// Creates a stack (nothing runs until ``run(onStarted:)``).
     public init(_ configuration: SupabaseLocalConfiguration = SupabaseLocalConfiguration()) {
@@ -115,6 +115,17 @@ public final class SupabaseLocalStack: Sendable {
     /// Signs arbitrary claims with the project secret (to build tokens without `role` or `exp`, say).
     public func signToken(claims: [String: LocalJSON]) -> String {
         self.signer.sign(claims: claims)
+    }
+
+    /// Starts a job simulation in the background (it stops with the stack). Returns the planned jobs.
+    @discardableResult
+    public func startSimulation(count: Int, configuration: JobSimulator.Configuration = .init()) async throws
+        -> [JobSimulator.Plan]
+    {
+        let simulator = JobSimulator(backend: self.backend, configuration: configuration, clock: self.configuration.clock)
+        let plans = try await simulator.createJobs(count: count)
+        self.schedule(after: .zero) { try await simulator.drive(plans) }
+        return plans
     }
 
     /// Runs the server, the backend and the change pump until cancelled.
@@ -170,8 +181,12 @@ public final class SupabaseLocalStack: Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             for await (delay, work) in self.scheduled {
                 group.addTask {
-                    try await self.sleep(for: delay)
-                    work()
+                    do {
+                        try await self.sleep(for: delay)
+                        try await work()
+                    } catch {
+                        self.configuration.logger.debug("background work ended", metadata: ["error.type": "\(type(of: error))"])
+                    }
                 }
             }
         }
@@ -182,7 +197,7 @@ public final class SupabaseLocalStack: Sendable {
         try await self.configuration.clock.sleep(for: duration, tolerance: nil)
     }
 
-    func schedule(after delay: Duration, _ work: @escaping @Sendable () -> Void) {
+    func schedule(after delay: Duration, _ work: @escaping @Sendable () async throws -> Void) {
         self.scheduler.yield((delay, work))
     }
 
