@@ -29,10 +29,10 @@ extension SupabaseLocalPostgresTests {
                 try await backend.execute(sql: "insert into \(qualified) (id) values ('\(Self.id)')")
                 do {
                     let frame = try await Self.subscribeAndUpdate(stack: stack, backend: backend)
-                    try? await backend.execute(sql: "drop table \(qualified)")
+                    await PostgresTier.dropTable(of: backend)
                     return frame
                 } catch {
-                    try? await backend.execute(sql: "drop table \(qualified)")
+                    await PostgresTier.dropTable(of: backend)
                     throw error
                 }
             }
