@@ -1,0 +1,267 @@
+// Typed views over `postgres_changes` payloads (realtime-protocol.md §5).
+
+/// The `type` of a row change (§5.2).
+public enum ChangeType: Hashable, Sendable, CustomStringConvertible {
+    /// `"INSERT"`.
+    case insert
+    /// `"UPDATE"`.
+    case update
+    /// `"DELETE"`.
+    case delete
+    /// Any other value, kept verbatim.
+    case unknown(String)
+
+    /// Parses the wire value (exact upper-case; anything else is `.unknown`).
+    public init(rawValue: String) {
+        switch rawValue {
+        case "INSERT": self = .insert
+        case "UPDATE": self = .update
+        case "DELETE": self = .delete
+        default: self = .unknown(rawValue)
+        }
+    }
+
+    /// The wire value.
+    public var rawValue: String {
+        switch self {
+        case .insert: "INSERT"
+        case .update: "UPDATE"
+        case .delete: "DELETE"
+        case .unknown(let value): value
+        }
+    }
+
+    /// The wire value.
+    public var description: String { self.rawValue }
+}
+
+/// A `postgres_changes` payload (§5.1): `{"data": {…}, "ids": [Int]}`.
+public struct PostgresChangesMessage: Hashable, Sendable {
+    /// The ids of the channel's bindings this change matched (§5.5). Order is meaningless (§15.5).
+    public var ids: [Int]
+    /// The change itself.
+    public var change: PostgresChange
+
+    /// Creates a message.
+    public init(ids: [Int], change: PostgresChange) {
+        self.ids = ids
+        self.change = change
+    }
+
+    /// Decodes the payload of a `postgres_changes` message. Ids may be integers or decimal strings.
+    /// - Throws: `RealtimeProtocolError` if `data` is missing or malformed, or `ids` is not a list of integers.
+    public init(payload: JSONValue) throws(RealtimeProtocolError) {
+        let context = "postgres_changes payload"
+        let object = try payload.requireObject(context)
+        guard let data = object["data"] else {
+            throw RealtimeProtocolError(.missingField, "\(context): missing field 'data'")
+        }
+        let idValues = try object.optionalArray("ids", in: context) ?? []
+        var ids: [Int] = []
+        ids.reserveCapacity(idValues.count)
+        for value in idValues {
+            guard let id = value.lenientInt else {
+                throw RealtimeProtocolError(.unexpectedType, "\(context): 'ids' holds a \(value.typeName)")
+            }
+            ids.append(id)
+        }
+        self.ids = ids
+        self.change = try PostgresChange(data: data)
+    }
+}
+
+/// One row change, the `data` object of a `postgres_changes` payload (§5.2).
+public struct PostgresChange: Hashable, Sendable {
+    /// A column of the table, as listed in `columns`.
+    public struct Column: Hashable, Sendable {
+        /// The column name.
+        public var name: String
+        /// The `pg_type.typname`, e.g. `uuid`, `int8`, `jsonb`, `_text`.
+        public var type: String
+
+        /// Creates a column.
+        public init(name: String, type: String) {
+            self.name = name
+            self.type = type
+        }
+    }
+
+    /// INSERT, UPDATE, DELETE or an unknown value.
+    public var type: ChangeType
+    /// The source schema.
+    public var schema: String
+    /// The source table.
+    public var table: String
+    /// `commit_timestamp` as sent, e.g. `2026-08-21T10:15:03.412Z`; `nil` when `null` or absent.
+    public var commitTimestamp: String?
+    /// `commitTimestamp` parsed as milliseconds since the Unix epoch; `nil` if absent or unparseable.
+    public var commitTimestampMilliseconds: Int64?
+    /// The readable columns in attnum order; empty on error rows.
+    public var columns: [Column]
+    /// The new row (absent for DELETE).
+    public var record: JSONObject?
+    /// The old row or its primary key (absent for INSERT, §5.3).
+    public var oldRecord: JSONObject?
+    /// `nil`, or error strings such as `Error 413: Payload Too Large`.
+    public var errors: [String]?
+
+    /// Creates a change.
+    public init(
+        type: ChangeType,
+        schema: String,
+        table: String,
+        commitTimestamp: String? = nil,
+        columns: [Column] = [],
+        record: JSONObject? = nil,
+        oldRecord: JSONObject? = nil,
+        errors: [String]? = nil
+    ) {
+        self.type = type
+        self.schema = schema
+        self.table = table
+        self.commitTimestamp = commitTimestamp
+        self.commitTimestampMilliseconds = commitTimestamp.flatMap(Timestamp.millisecondsSinceEpoch)
+        self.columns = columns
+        self.record = record
+        self.oldRecord = oldRecord
+        self.errors = errors
+    }
+
+    /// Decodes a `data` object. `type`, `schema` and `table` are required; every other field is optional.
+    /// Extra keys are ignored. A present field of the wrong type is an error.
+    public init(data: JSONValue) throws(RealtimeProtocolError) {
+        let context = "postgres_changes data"
+        let object = try data.requireObject(context)
+        self.type = ChangeType(rawValue: try object.requiredString("type", in: context))
+        self.schema = try object.requiredString("schema", in: context)
+        self.table = try object.requiredString("table", in: context)
+        self.commitTimestamp = try object.optionalString("commit_timestamp", in: context)
+        self.commitTimestampMilliseconds = self.commitTimestamp.flatMap(Timestamp.millisecondsSinceEpoch)
+        var columns: [Column] = []
+        if let columnValues = try object.optionalArray("columns", in: context) {
+            columns.reserveCapacity(columnValues.count)
+            for value in columnValues {
+                let column = try value.requireObject("postgres_changes column")
+                columns.append(
+                    Column(
+                        name: try column.requiredString("name", in: "postgres_changes column"),
+                        type: try column.optionalString("type", in: "postgres_changes column") ?? ""
+                    ))
+            }
+        }
+        self.columns = columns
+        self.record = try object.optionalObject("record", in: context)
+        self.oldRecord = try object.optionalObject("old_record", in: context)
+        if let errorValues = try object.optionalArray("errors", in: context) {
+            var errors: [String] = []
+            errors.reserveCapacity(errorValues.count)
+            for value in errorValues {
+                // Keep scalars as text; the server only sends strings here.
+                switch value {
+                case .string(let text): errors.append(text)
+                case .number(let number): errors.append(number.text)
+                default:
+                    throw RealtimeProtocolError(.unexpectedType, "\(context): 'errors' holds a \(value.typeName)")
+                }
+            }
+            self.errors = errors
+        } else {
+            self.errors = nil
+        }
+    }
+
+    /// Whether the server cut the row down to ≤ 64-byte values (`Error 413`, §5.4); refetch it over REST.
+    public var isTruncated: Bool {
+        self.errors?.contains { $0.contains("Error 413") } ?? false
+    }
+
+    /// Whether the row carries any error (`errors` non-empty): 400 no primary key, 401, 413.
+    public var hasErrors: Bool {
+        !(self.errors?.isEmpty ?? true)
+    }
+}
+
+/// Parsing of the ISO 8601 timestamps used by the server.
+public enum Timestamp {
+    /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM|±HHMM|±HH)` into milliseconds since the Unix epoch.
+    /// A space is accepted in place of `T`. Fractions beyond milliseconds are truncated. Returns `nil` for any
+    /// other shape or an out-of-range field.
+    public static func millisecondsSinceEpoch(_ text: String) -> Int64? {
+        var bytes = Array(text.utf8)[...]
+        func digits(_ count: Int) -> Int64? {
+            guard bytes.count >= count else { return nil }
+            var value: Int64 = 0
+            for _ in 0..<count {
+                let byte = bytes.removeFirst()
+                guard byte >= 0x30, byte <= 0x39 else { return nil }
+                value = value * 10 + Int64(byte - 0x30)
+            }
+            return value
+        }
+        func expect(_ byte: UInt8) -> Bool {
+            guard bytes.first == byte else { return false }
+            bytes.removeFirst()
+            return true
+        }
+        guard let year = digits(4), expect(0x2D), let month = digits(2), expect(0x2D), let day = digits(2) else {
+            return nil
+        }
+        guard bytes.first == 0x54 || bytes.first == 0x20 || bytes.first == 0x74 else { return nil }
+        bytes.removeFirst()
+        guard let hour = digits(2), expect(0x3A), let minute = digits(2), expect(0x3A), let second = digits(2) else {
+            return nil
+        }
+        guard (1...12).contains(month), day >= 1, day <= daysInMonth(year: year, month: month), hour <= 23,
+            minute <= 59, second <= 60
+        else { return nil }
+        var millis: Int64 = 0
+        if expect(0x2E) {
+            var count = 0
+            while let byte = bytes.first, byte >= 0x30, byte <= 0x39 {
+                bytes.removeFirst()
+                if count < 3 { millis = millis * 10 + Int64(byte - 0x30) }
+                count += 1
+            }
+            guard count > 0 else { return nil }
+            for _ in count..<max(count, 3) { millis *= 10 }
+        }
+        var offsetSeconds: Int64 = 0
+        if expect(0x5A) || expect(0x7A) {
+            offsetSeconds = 0
+        } else if let sign = bytes.first, sign == 0x2B || sign == 0x2D {
+            bytes.removeFirst()
+            guard let offsetHours = digits(2), offsetHours <= 23 else { return nil }
+            var offsetMinutes: Int64 = 0
+            if !bytes.isEmpty {
+                _ = expect(0x3A)
+                guard let minutes = digits(2), minutes <= 59 else { return nil }
+                offsetMinutes = minutes
+            }
+            offsetSeconds = (offsetHours * 3600 + offsetMinutes * 60) * (sign == 0x2D ? -1 : 1)
+        } else {
+            return nil
+        }
+        guard bytes.isEmpty else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        return seconds * 1000 + millis
+    }
+
+    private static func daysInMonth(year: Int64, month: Int64) -> Int64 {
+        switch month {
+        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
+    }
+
+    // Howard Hinnant's days-from-civil algorithm (proleptic Gregorian calendar).
+    private static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let shiftedYear = month <= 2 ? year - 1 : year
+        let era = (shiftedYear >= 0 ? shiftedYear : shiftedYear - 399) / 400
+        let yearOfEra = shiftedYear - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+}
