@@ -147,9 +147,11 @@ struct ChannelStateMachineJoinTests {
         var refs = RefCounter()
         let joinRef = try F.joinRef(machine.join(refs: &refs))
         let echoed: JSONValue = .object([
-            "id": .number(JSONNumber(5)), "event": .string("*"), "filter": .null, "schema": .string("public"), "table": .string("jobs"),
+            "id": .number(JSONNumber(5)), "event": .string("*"), "filter": .null,
+            "schema": .string("public"), "table": .string("jobs"),
         ])
-        let reply = F.reply(joinRef: joinRef, ref: joinRef, status: "ok", response: ["postgres_changes": .array([echoed])])
+        let reply = F.reply(
+            joinRef: joinRef, ref: joinRef, status: "ok", response: ["postgres_changes": .array([echoed])])
         #expect(machine.receive(reply, refs: &refs).contains(.reportStatus(.joined)))
     }
 
