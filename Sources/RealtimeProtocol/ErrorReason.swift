@@ -102,7 +102,8 @@ public struct ErrorReason: Hashable, Sendable, CustomStringConvertible {
             return .transient
         }
         if text.contains("database timeouts") || text.contains("unable to connect to the project database")
-            || text.contains("initializing the project connection") || text.contains("connecting to the project database")
+            || text.contains("initializing the project connection")
+            || text.contains("connecting to the project database")
             || text.contains("connection pool") || text.contains("can't accept more connections")
         {
             return .transient

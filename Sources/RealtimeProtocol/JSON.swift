@@ -239,7 +239,9 @@ struct JSONParser {
         }
         if position < count && (self.bytes[position] | 0x20) == UInt8(ascii: "e") {
             position += 1
-            if position < count && (self.bytes[position] == UInt8(ascii: "+") || self.bytes[position] == UInt8(ascii: "-")) {
+            if position < count,
+                self.bytes[position] == UInt8(ascii: "+") || self.bytes[position] == UInt8(ascii: "-")
+            {
                 position += 1
             }
             guard isDigit(position) else { return nil }
