@@ -16,8 +16,16 @@ extension ClientDriver {
         self.execute(actions, topic: topic, group: &group)
     }
 
+    /// Executes channel actions. Effects (pushes, timers, token refresh) run before observations (status,
+    /// deliveries, errors), so that a consumer reacting to an observation sees its implied timers scheduled.
     func execute(_ actions: [ChannelStateMachine.Action], topic: Topic, group: inout TaskGroup<Void>) {
-        for action in actions {
+        let isObservation: (ChannelStateMachine.Action) -> Bool = { action in
+            switch action {
+            case .push, .scheduleTimer, .cancelTimer, .refreshTokenThenRejoin: false
+            case .reportStatus, .deliver, .reportPostgresChangesError, .reportSystemError, .ignored: true
+            }
+        }
+        for action in actions.filter({ !isObservation($0) }) + actions.filter(isObservation) {
             switch action {
             case .push(let message):
                 self.send(message)

@@ -5,8 +5,16 @@ import WebSocketTransport
 extension ClientDriver {
     // MARK: Socket actions
 
+    /// Executes socket actions. Effects (I/O, timers) run before observations (status, round trips), so that anyone
+    /// reacting to an observation sees the timers it implies already scheduled.
     func execute(_ actions: [SocketStateMachine.Action], group: inout TaskGroup<Void>) {
-        for action in actions {
+        let isObservation: (SocketStateMachine.Action) -> Bool = { action in
+            switch action {
+            case .reportStatus, .reportHeartbeatRoundTrip: true
+            default: false
+            }
+        }
+        for action in actions.filter({ !isObservation($0) }) + actions.filter(isObservation) {
             switch action {
             case .openTransport(let id):
                 self.openTransport(id, group: &group)
