@@ -63,7 +63,8 @@ extension ClientDriver {
             case .ignored(let reason):
                 self.client.metrics.ignoredMessages.increment()
                 self.logger.trace(
-                    "realtime message ignored", metadata: ["realtime.topic": "\(topic)", "realtime.reason": "\(reason)"])
+                    "realtime message ignored",
+                    metadata: ["realtime.topic": "\(topic)", "realtime.reason": "\(reason)"])
             }
         }
     }
@@ -73,7 +74,8 @@ extension ClientDriver {
         _ status: ChannelStateMachine.Status,
         group: inout TaskGroup<Void>
     ) {
-        self.logger.debug("realtime channel status", metadata: ["realtime.topic": "\(topic)", "realtime.status": "\(status)"])
+        self.logger.debug(
+            "realtime channel status", metadata: ["realtime.topic": "\(topic)", "realtime.status": "\(status)"])
         guard var record = self.channels[topic] else { return }
         switch status {
         case .live:
@@ -87,7 +89,8 @@ extension ClientDriver {
             }
         case .joined:
             if record.live {
-                self.notLive(topic, NotLiveReason(kind: .subscriptionError, message: "postgres_changes subscription error"))
+                self.notLive(
+                    topic, NotLiveReason(kind: .subscriptionError, message: "postgres_changes subscription error"))
             }
         case .errored(let reason):
             let kind: NotLiveReason.Kind = reason == .socketLost ? .socketLost : .channelErrored
@@ -165,7 +168,7 @@ extension ClientDriver {
             self.channelCounter += 1
             topic = .realtime("\(self.configuration.channelPrefix)-\(self.channelCounter)")
         }
-        self.subscriptions[request.id] = (topic, request.continuation)
+        self.subscriptions[request.id] = SubscriptionEntry(topic: topic, continuation: request.continuation)
         if var record = self.channels[topic] {
             if let index = record.bindings.firstIndex(where: { $0.binding == request.binding }) {
                 // Same binding as an existing subscription: share the server binding.

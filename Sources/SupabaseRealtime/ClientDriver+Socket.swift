@@ -206,7 +206,8 @@ extension ClientDriver {
             }
             guard self.channels[message.topic] != nil else {
                 self.client.metrics.ignoredMessages.increment()
-                self.logger.trace("realtime message for unknown topic", metadata: ["realtime.topic": "\(message.topic)"])
+                self.logger.trace(
+                    "realtime message for unknown topic", metadata: ["realtime.topic": "\(message.topic)"])
                 return
             }
             self.withChannel(message.topic, group: &group) { machine, refs in machine.receive(message, refs: &refs) }

@@ -49,6 +49,12 @@ enum WriterCommand: Sendable {
     case close(any WebSocketConnection, code: UInt16, reason: String)
 }
 
+/// A live subscription: its channel and its stream.
+struct SubscriptionEntry {
+    var topic: Topic
+    var continuation: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Continuation
+}
+
 /// One binding of a channel and the subscriptions reading it.
 struct BindingRecord {
     var binding: PostgresChangeBinding
@@ -77,7 +83,7 @@ final class ClientDriver {
     var socket: SocketStateMachine
     var connections: [SocketStateMachine.ConnectionID: any WebSocketConnection] = [:]
     var channels: [Topic: ChannelRecord] = [:]
-    var subscriptions: [UInt64: (topic: Topic, continuation: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Continuation)] = [:]
+    var subscriptions: [UInt64: SubscriptionEntry] = [:]
     var timers: [TimerKey: (generation: UInt64, cancellation: TimerCancellation)] = [:]
     var timerGeneration: UInt64 = 0
     var accessToken: String?
@@ -233,7 +239,8 @@ final class ClientDriver {
         guard let id = self.socket.openConnection ?? self.closingConnectionForShutdown,
             let connection = self.connections[id]
         else {
-            self.logger.trace("realtime frame dropped: socket not open", metadata: ["realtime.topic": "\(message.topic)"])
+            self.logger.trace(
+                "realtime frame dropped: socket not open", metadata: ["realtime.topic": "\(message.topic)"])
             return
         }
         self.client.metrics.framesOut.increment()

@@ -42,7 +42,8 @@ public struct NotLiveReason: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(self.kind): \(self.message)" }
 }
 
-/// The events of one `postgres_changes` binding, from ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)``.
+/// The events of one `postgres_changes` binding, from
+/// ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)``.
 ///
 /// - Important: Single consumer. The buffer holds at most
 ///   ``RealtimeClient/Configuration/subscriptionBufferSize`` events; if the consumer falls that far behind, the
