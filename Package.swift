@@ -45,6 +45,7 @@ let package = Package(
         .target(
             name: "WebSocketTransport",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "CLibWebSockets",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -55,6 +56,7 @@ let package = Package(
         .target(
             name: "SupabaseRealtime",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "RealtimeProtocol",
                 "WebSocketTransport",
                 .product(name: "Logging", package: "swift-log"),
@@ -75,6 +77,7 @@ let package = Package(
         .target(
             name: "JobSync",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "SupabaseRealtime",
                 "SupabaseREST",
                 .product(name: "Logging", package: "swift-log"),
@@ -89,6 +92,7 @@ let package = Package(
         .target(
             name: "SupabaseLocal",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -131,6 +135,7 @@ let package = Package(
             name: "WebSocketTransportTests",
             dependencies: [
                 "WebSocketTransport",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -139,19 +144,40 @@ let package = Package(
         ),
         .testTarget(
             name: "SupabaseRealtimeTests",
-            dependencies: ["SupabaseRealtime", "SupabaseLocal"],
+            dependencies: [
+                "SupabaseRealtime",
+                "SupabaseLocal",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
-        .testTarget(name: "SupabaseRESTTests", dependencies: ["SupabaseREST", "SupabaseLocal"], swiftSettings: strict),
+        .testTarget(
+            name: "SupabaseRESTTests",
+            dependencies: [
+                "SupabaseREST",
+                "SupabaseLocal",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SupabaseLocalTests",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "SupabaseLocal",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "JobSyncTests", dependencies: ["JobSync", "SupabaseLocal"], swiftSettings: strict),
+        .testTarget(
+            name: "JobSyncTests",
+            dependencies: [
+                "JobSync",
+                "SupabaseLocal",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "JobwatchTests", dependencies: ["SupabaseLocal"], swiftSettings: strict),
     ]
 )

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Metrics
 public import ServiceLifecycle
-import Synchronization
+import NIOConcurrencyHelpers
 import WebSocketTransport
 
 /// A Supabase Realtime client for `postgres_changes`: one WebSocket, any number of channels.
@@ -35,8 +35,8 @@ public final class RealtimeClient: Service, Sendable {
     let statusBroadcaster: Broadcaster<Status>
     let roundTripBroadcaster: Broadcaster<Duration>
     let metrics: ClientMetrics
-    private let lifecycle: Mutex<Lifecycle>
-    private let subscriptionCounter: Mutex<UInt64>
+    private let lifecycle: NIOLockedValueBox<Lifecycle>
+    private let subscriptionCounter: NIOLockedValueBox<UInt64>
 
     private enum Lifecycle {
         case idle
@@ -55,8 +55,8 @@ public final class RealtimeClient: Service, Sendable {
         self.statusBroadcaster = Broadcaster(initial: .idle, replaysLatest: true)
         self.roundTripBroadcaster = Broadcaster(initial: nil, replaysLatest: false)
         self.metrics = ClientMetrics()
-        self.lifecycle = Mutex(.idle)
-        self.subscriptionCounter = Mutex(0)
+        self.lifecycle = NIOLockedValueBox(.idle)
+        self.subscriptionCounter = NIOLockedValueBox(0)
     }
 
     /// The socket status: the current value first, then every change. Ends when the client shuts down.
@@ -94,7 +94,7 @@ public final class RealtimeClient: Service, Sendable {
         channel: String? = nil
     ) -> PostgresChangeSubscription {
         let binding = PostgresChangeBinding(event: event, schema: schema, table: table, filter: filter)
-        let id = self.subscriptionCounter.withLock { counter -> UInt64 in
+        let id = self.subscriptionCounter.withLockedValue { counter -> UInt64 in
             counter += 1
             return counter
         }
@@ -114,7 +114,7 @@ public final class RealtimeClient: Service, Sendable {
     /// - Throws: ``RealtimeClientError/Code/alreadyRunning`` if called twice. Connection problems do not throw;
     ///   they are retried and reported through ``statusUpdates``.
     public func run() async throws {
-        let canRun = self.lifecycle.withLock { state -> Bool in
+        let canRun = self.lifecycle.withLockedValue { state -> Bool in
             guard case .idle = state else { return false }
             state = .running
             return true
@@ -122,7 +122,7 @@ public final class RealtimeClient: Service, Sendable {
         guard canRun else {
             throw RealtimeClientError(.alreadyRunning, "run() may be called only once per RealtimeClient")
         }
-        defer { self.lifecycle.withLock { $0 = .finished } }
+        defer { self.lifecycle.withLockedValue { $0 = .finished } }
         let events = self.events
         await withTaskCancellationOrGracefulShutdownHandler {
             await self.runLoop()

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// An unbounded multi-producer, single-consumer queue whose `next()` ignores task cancellation: the consumer keeps
 /// draining until ``finish()``. The client's writer uses it so that the final `phx_leave` frames and the close are
@@ -12,14 +12,14 @@ final class Mailbox<Element: Sendable>: Sendable {
         var waiter: CheckedContinuation<Element?, Never>?
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     init() {}
 
     /// Enqueues an element. Returns `false` (and drops it) if the mailbox is finished.
     @discardableResult
     func send(_ element: Element) -> Bool {
-        let (accepted, waiter) = self.state.withLock { state -> (Bool, CheckedContinuation<Element?, Never>?) in
+        let (accepted, waiter) = self.state.withLockedValue { state -> (Bool, CheckedContinuation<Element?, Never>?) in
             guard !state.finished else { return (false, nil) }
             if let waiter = state.waiter {
                 state.waiter = nil
@@ -34,7 +34,7 @@ final class Mailbox<Element: Sendable>: Sendable {
 
     /// Ends the mailbox: the consumer gets the elements still queued, then `nil`.
     func finish() {
-        let waiter = self.state.withLock { state -> CheckedContinuation<Element?, Never>? in
+        let waiter = self.state.withLockedValue { state -> CheckedContinuation<Element?, Never>? in
             state.finished = true
             defer { state.waiter = nil }
             return state.waiter
@@ -45,7 +45,7 @@ final class Mailbox<Element: Sendable>: Sendable {
     /// The next element, or `nil` once finished and drained. Single consumer.
     func next() async -> Element? {
         await withCheckedContinuation { (continuation: CheckedContinuation<Element?, Never>) in
-            let immediate: Element?? = self.state.withLock { state in
+            let immediate: Element?? = self.state.withLockedValue { state in
                 if state.head < state.buffer.count {
                     let element = state.buffer[state.head]
                     state.head += 1
@@ -72,13 +72,13 @@ final class TimerCancellation: Sendable {
         case cancelled
     }
 
-    private let state = Mutex(State.armed(nil))
+    private let state = NIOLockedValueBox(State.armed(nil))
 
     init() {}
 
     /// Cancels the timer (idempotent).
     func cancel() {
-        let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
+        let waiter: CheckedContinuation<Void, Never>? = self.state.withLockedValue { state in
             defer { state = .cancelled }
             if case .armed(let waiter) = state { return waiter }
             return nil
@@ -90,7 +90,7 @@ final class TimerCancellation: Sendable {
     func wait() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow: Bool = self.state.withLock { state in
+                let resumeNow: Bool = self.state.withLockedValue { state in
                     if case .cancelled = state { return true }
                     state = .armed(continuation)
                     return false
@@ -186,15 +186,15 @@ final class InboundCredits: Sendable {
         var cancelledEarly: Set<UInt64> = []
     }
 
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
 
     init(limit: Int) {
-        self.state = Mutex(State(available: max(1, limit)))
+        self.state = NIOLockedValueBox(State(available: max(1, limit)))
     }
 
     /// Takes one credit, waiting while none is left. Returns `false` if the calling task was cancelled.
     func acquire() async -> Bool {
-        let id: UInt64? = self.state.withLock { state in
+        let id: UInt64? = self.state.withLockedValue { state in
             if state.available > 0 {
                 state.available -= 1
                 return nil
@@ -205,7 +205,7 @@ final class InboundCredits: Sendable {
         guard let id else { return true }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let cancelled = self.state.withLock { state -> Bool in
+                let cancelled = self.state.withLockedValue { state -> Bool in
                     if state.cancelledEarly.remove(id) != nil { return true }
                     state.waiters[id] = continuation
                     return false
@@ -213,7 +213,7 @@ final class InboundCredits: Sendable {
                 if cancelled { continuation.resume(returning: false) }
             }
         } onCancel: {
-            let waiter = self.state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            let waiter = self.state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
                 if let waiter = state.waiters.removeValue(forKey: id) { return waiter }
                 state.cancelledEarly.insert(id)
                 return nil
@@ -224,7 +224,7 @@ final class InboundCredits: Sendable {
 
     /// Gives one credit back, waking the longest-waiting reader if any.
     func release() {
-        let waiter = self.state.withLock { state -> CheckedContinuation<Bool, Never>? in
+        let waiter = self.state.withLockedValue { state -> CheckedContinuation<Bool, Never>? in
             if let first = state.waiters.keys.min(), let waiter = state.waiters.removeValue(forKey: first) {
                 return waiter
             }

@@ -1,3 +1,5 @@
+import NIOConcurrencyHelpers
+
 /// A deterministic in-process `WebSocketTransport` for testing higher layers.
 ///
 /// Every accepted `connect` produces an `InMemoryWebSocketServerConnection`, delivered in order through
@@ -10,7 +12,7 @@ public final class InMemoryWebSocketTransport: WebSocketTransport {
         var requests: [WebSocketRequest] = []
     }
 
-    private let state = Locked(State())
+    private let state = NIOLockedValueBox(State())
     private let serverContinuation: AsyncStream<InMemoryWebSocketServerConnection>.Continuation
 
     /// The server side of each accepted connection, in connect order. Single consumer.
@@ -27,12 +29,12 @@ public final class InMemoryWebSocketTransport: WebSocketTransport {
 
     /// Every request passed to `connect`, accepted or not, in order.
     public var requests: [WebSocketRequest] {
-        self.state.withLock { $0.requests }
+        self.state.withLockedValue { $0.requests }
     }
 
     /// Makes the next `connect` fail with `error` (queued: call several times to fail several connects).
     public func failNextConnect(with error: WebSocketTransportError) {
-        self.state.withLock { $0.plannedFailures.append(error) }
+        self.state.withLockedValue { $0.plannedFailures.append(error) }
     }
 
     /// Makes the next `connect` fail as if the server answered the upgrade with `httpStatus`.
@@ -48,7 +50,7 @@ public final class InMemoryWebSocketTransport: WebSocketTransport {
 
     /// Records the request, then fails with the next planned error or accepts and publishes the server side.
     public func connect(_ request: WebSocketRequest) async throws(WebSocketTransportError) -> any WebSocketConnection {
-        let failure = self.state.withLock { state -> WebSocketTransportError? in
+        let failure = self.state.withLockedValue { state -> WebSocketTransportError? in
             state.requests.append(request)
             return state.plannedFailures.isEmpty ? nil : state.plannedFailures.removeFirst()
         }
@@ -159,7 +161,7 @@ final class InMemoryPair: Sendable {
     let serverEvents: WebSocketEvents
     private let clientContinuation: AsyncStream<WebSocketEvent>.Continuation
     private let serverContinuation: AsyncStream<WebSocketEvent>.Continuation
-    private let closed = Locked(false)
+    private let closed = NIOLockedValueBox(false)
 
     init(maxMessageSize: Int) {
         self.maxMessageSize = maxMessageSize
@@ -171,10 +173,10 @@ final class InMemoryPair: Sendable {
         self.serverContinuation = serverContinuation
     }
 
-    var isClosed: Bool { self.closed.withLock { $0 } }
+    var isClosed: Bool { self.closed.withLockedValue { $0 } }
 
     func clientSend(_ message: WebSocketMessage) throws(WebSocketTransportError) {
-        let ok = self.closed.withLock { closed -> Bool in
+        let ok = self.closed.withLockedValue { closed -> Bool in
             guard !closed else { return false }
             self.serverContinuation.yield(.message(message))
             return true
@@ -194,7 +196,7 @@ final class InMemoryPair: Sendable {
             )
             return false
         }
-        return self.closed.withLock { closed -> Bool in
+        return self.closed.withLockedValue { closed -> Bool in
             guard !closed else { return false }
             self.clientContinuation.yield(.message(message))
             return true
@@ -203,7 +205,7 @@ final class InMemoryPair: Sendable {
 
     /// Ends both directions once; later calls do nothing.
     func end(client: WebSocketClose, server: WebSocketClose) {
-        let first = self.closed.withLock { closed -> Bool in
+        let first = self.closed.withLockedValue { closed -> Bool in
             guard !closed else { return false }
             closed = true
             self.clientContinuation.yield(.closed(client))

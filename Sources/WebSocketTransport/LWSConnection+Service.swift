@@ -14,7 +14,7 @@ extension LWSConnection {
             return
         }
         self.context = context
-        self.shared.withLock { $0.contextAddress = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(context))) }
+        self.shared.withLockedValue { $0.contextAddress = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(context))) }
         if self.connectError == nil {
             self.startConnect(context)
         }
@@ -30,7 +30,7 @@ extension LWSConnection {
                 self.serviceDone = true
             }
         }
-        self.shared.withLock { $0.contextAddress = 0 }
+        self.shared.withLockedValue { $0.contextAddress = 0 }
         lws_context_destroy(context)
         self.context = nil
         self.wsi = nil
@@ -108,7 +108,7 @@ extension LWSConnection {
 
     /// Acts on what other threads asked for (sends, close, abort, resume reading).
     func processRequests() {
-        let (abort, wantsWrite, resume) = self.shared.withLock { state in
+        let (abort, wantsWrite, resume) = self.shared.withLockedValue { state in
             let resume = state.resumeReceiving
             state.resumeReceiving = false
             return (state.abortError, !state.outbox.isEmpty || state.closeRequest != nil, resume)
@@ -149,7 +149,7 @@ extension LWSConnection {
         case LWS_CALLBACK_CLIENT_ESTABLISHED:
             self.wsi = wsi
             self.established = true
-            let waiter = self.shared.withLock { state in
+            let waiter = self.shared.withLockedValue { state in
                 state.connectResult = .success(())
                 defer { state.connectWaiter = nil }
                 return state.connectWaiter
@@ -291,7 +291,7 @@ extension LWSConnection {
     }
 
     private func deliver(_ message: WebSocketMessage, wsi: OpaquePointer) {
-        let pause = self.shared.withLock { state -> Bool in
+        let pause = self.shared.withLockedValue { state -> Bool in
             if state.consumerGone { return false }
             state.bufferedMessages += 1
             state.bufferedBytes += message.byteCount
@@ -315,7 +315,7 @@ extension LWSConnection {
         if self.localClose == nil && self.peerClose == nil {
             self.localClose = (code, reason)
         }
-        self.shared.withLock { $0.sendsRefused = true }
+        self.shared.withLockedValue { $0.sendsRefused = true }
         // A close frame's reason is at most 123 bytes; cut on a scalar boundary so it stays valid UTF-8.
         var bytes: [UInt8] = []
         for scalar in reason.unicodeScalars {
@@ -334,7 +334,7 @@ extension LWSConnection {
     private func writable(wsi: OpaquePointer?) -> Int32 {
         guard let wsi else { return 0 }
         if self.writing == nil {
-            let next = self.shared.withLock { state -> (LWSSharedState.PendingSend?, (code: UInt16, reason: String)?) in
+            let next = self.shared.withLockedValue { state -> (LWSSharedState.PendingSend?, (code: UInt16, reason: String)?) in
                 if !state.outbox.isEmpty { return (state.outbox.removeFirst(), nil) }
                 return (nil, state.closeRequest)
             }
@@ -385,7 +385,7 @@ extension LWSConnection {
         } else {
             self.writing = current
         }
-        let more = self.writing != nil || self.shared.withLock { !$0.outbox.isEmpty || $0.closeRequest != nil }
+        let more = self.writing != nil || self.shared.withLockedValue { !$0.outbox.isEmpty || $0.closeRequest != nil }
         if more { lws_callback_on_writable(wsi) }
         return 0
     }
@@ -415,7 +415,7 @@ extension LWSConnection {
             reason = String(decoding: bytes[2...], as: UTF8.self)
         }
         self.peerClose = (code, reason)
-        self.shared.withLock { $0.sendsRefused = true }
+        self.shared.withLockedValue { $0.sendsRefused = true }
     }
 
     /// Delivers the outcome after the context is gone: connect result or final `.closed`, and fails leftovers.
@@ -463,7 +463,7 @@ extension LWSConnection {
                 code: .connectionLost,
                 message: "connecting to \(self.endpoint.displayName) failed"
             )
-        let (outbox, waiters, connectWaiter) = self.shared.withLock { state in
+        let (outbox, waiters, connectWaiter) = self.shared.withLockedValue { state in
             state.sendsRefused = true
             state.finished = true
             if state.connectResult == nil { state.connectResult = .failure(connectFailure) }

@@ -1,6 +1,7 @@
 import CLibWebSockets
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// State shared between the lws service thread and other threads, always accessed under `LWSConnection.shared`.
 struct LWSSharedState: Sendable {
@@ -53,7 +54,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
     let endpoint: LWSEndpoint
     let logger: Logger
     let limits: LWSInboundLimits
-    let shared = Locked(LWSSharedState())
+    let shared = NIOLockedValueBox(LWSSharedState())
     let events: WebSocketEvents
     let eventsContinuation: AsyncStream<WebSocketEvent>.Continuation
 
@@ -137,7 +138,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
     /// Waits until the connection is open or has failed.
     func waitConnected() async -> Result<Void, WebSocketTransportError> {
         await withCheckedContinuation { continuation in
-            let ready: Result<Void, WebSocketTransportError>? = self.shared.withLock { state in
+            let ready: Result<Void, WebSocketTransportError>? = self.shared.withLockedValue { state in
                 if let result = state.connectResult { return result }
                 state.connectWaiter = continuation
                 return nil
@@ -148,7 +149,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
 
     /// Abandons a connect in progress (timeout or cancellation). No effect once connected.
     func abortConnect(_ error: WebSocketTransportError) {
-        self.shared.withLock { state in
+        self.shared.withLockedValue { state in
             guard state.connectResult == nil, state.abortError == nil else { return }
             state.abortError = error
             self.wakeLocked(&state)
@@ -159,7 +160,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
 
     func send(_ message: WebSocketMessage) async throws(WebSocketTransportError) {
         let result: Result<Void, WebSocketTransportError> = await withCheckedContinuation { continuation in
-            let refused = self.shared.withLock { state -> Bool in
+            let refused = self.shared.withLockedValue { state -> Bool in
                 if state.sendsRefused || state.closeRequest != nil { return true }
                 state.outbox.append(.init(message: message, continuation: continuation))
                 self.wakeLocked(&state)
@@ -174,7 +175,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
 
     func close(code: UInt16, reason: String) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = self.shared.withLock { state -> Bool in
+            let done = self.shared.withLockedValue { state -> Bool in
                 if state.finished { return true }
                 if state.closeRequest == nil { state.closeRequest = (code, reason) }
                 state.closeWaiters.append(continuation)
@@ -198,7 +199,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
 
     private func consumed(_ event: WebSocketEvent) {
         guard case .message(let message) = event else { return }
-        self.shared.withLock { state in
+        self.shared.withLockedValue { state in
             state.bufferedMessages -= 1
             state.bufferedBytes -= message.byteCount
             if state.receivePaused, state.bufferedMessages <= self.limits.maxMessages / 2,
@@ -212,7 +213,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
     }
 
     private func consumerTerminated() {
-        self.shared.withLock { state in
+        self.shared.withLockedValue { state in
             state.consumerGone = true
             if state.receivePaused {
                 state.receivePaused = false

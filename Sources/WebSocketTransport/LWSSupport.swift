@@ -1,6 +1,7 @@
 import CLibWebSockets
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// Removes anything secret-looking from text that may end up in logs or errors: the query part of URLs and
 /// `apikey=`/`token=`-style parameters wherever they appear.
@@ -151,7 +152,7 @@ enum LWSErrorClassifier {
 /// receives it. Only errors and warnings are enabled in lws; both are logged at `debug` (a library must not log
 /// at higher levels), with secrets redacted.
 enum LWSLogRouter {
-    private static let logger = Locked<Logger?>(nil)
+    private static let logger = NIOLockedValueBox<Logger?>(nil)
     private static let installed: Bool = {
         lws_set_log_level(Int32(LLL_ERR | LLL_WARN), lwsLogEmit)
         return true
@@ -159,11 +160,11 @@ enum LWSLogRouter {
 
     static func install(_ logger: Logger) {
         _ = Self.installed
-        Self.logger.withLock { $0 = logger }
+        Self.logger.withLockedValue { $0 = logger }
     }
 
     fileprivate static func emit(level: Int32, line: String) {
-        guard let logger = Self.logger.withLock({ $0 }) else { return }
+        guard let logger = Self.logger.withLockedValue({ $0 }) else { return }
         let text = Redaction.redact(line.trimmingCharacters(in: .whitespacesAndNewlines))
         logger.debug(
             "libwebsockets",

@@ -1,22 +1,22 @@
 import SupabaseREST
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import JobSync
 
 /// Answers every request with a function of it, recording the requests.
 final class RecordingTransport: HTTPTransport {
-    private let requests = Mutex<[HTTPRequest]>([])
+    private let requests = NIOLockedValueBox<[HTTPRequest]>([])
     private let answer: @Sendable (HTTPRequest) -> HTTPResponse
 
     init(answer: @escaping @Sendable (HTTPRequest) -> HTTPResponse) {
         self.answer = answer
     }
 
-    var recorded: [HTTPRequest] { self.requests.withLock { $0 } }
+    var recorded: [HTTPRequest] { self.requests.withLockedValue { $0 } }
 
     func send(_ request: HTTPRequest) async throws(RESTError) -> HTTPResponse {
-        self.requests.withLock { $0.append(request) }
+        self.requests.withLockedValue { $0.append(request) }
         return self.answer(request)
     }
 }

@@ -1,5 +1,5 @@
 import SupabaseREST
-import Synchronization
+import NIOConcurrencyHelpers
 
 @testable import JobSync
 
@@ -27,19 +27,19 @@ final class ManualClock: Clock, Sendable {
         var sleeperWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
-    var now: Instant { self.state.withLock { $0.now } }
+    var now: Instant { self.state.withLockedValue { $0.now } }
     var minimumResolution: Duration { .nanoseconds(1) }
 
     func sleep(until deadline: Instant, tolerance: Duration?) async throws {
-        let id = self.state.withLock { state -> Int in
+        let id = self.state.withLockedValue { state -> Int in
             state.nextID += 1
             return state.nextID
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let (resumeNow, waiters) = self.state.withLock {
+                let (resumeNow, waiters) = self.state.withLockedValue {
                     state -> (Bool, [CheckedContinuation<Void, Never>]) in
                     if Task.isCancelled { return (true, []) }
                     if deadline <= state.now { return (true, []) }
@@ -59,7 +59,7 @@ final class ManualClock: Clock, Sendable {
                 }
             }
         } onCancel: {
-            let sleeper = self.state.withLock { state -> Sleeper? in
+            let sleeper = self.state.withLockedValue { state -> Sleeper? in
                 guard let index = state.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
                 return state.sleepers.remove(at: index)
             }
@@ -69,7 +69,7 @@ final class ManualClock: Clock, Sendable {
 
     /// Moves time forward and wakes every sleeper that is due.
     func advance(by duration: Duration) {
-        let due = self.state.withLock { state -> [Sleeper] in
+        let due = self.state.withLockedValue { state -> [Sleeper] in
             state.now = state.now.advanced(by: duration)
             let now = state.now
             let due = state.sleepers.filter { $0.deadline <= now }
@@ -82,7 +82,7 @@ final class ManualClock: Clock, Sendable {
     /// Waits until at least `count` sleepers are registered.
     func waitForSleepers(_ count: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = self.state.withLock { state -> Bool in
+            let ready = self.state.withLockedValue { state -> Bool in
                 if state.sleepers.count >= count { return true }
                 state.sleeperWaiters.append((count, continuation))
                 return false
@@ -91,10 +91,10 @@ final class ManualClock: Clock, Sendable {
         }
     }
 
-    var sleeperCount: Int { self.state.withLock { $0.sleepers.count } }
+    var sleeperCount: Int { self.state.withLockedValue { $0.sleepers.count } }
 
     /// The pending deadlines, as offsets from the start.
-    var deadlines: [Duration] { self.state.withLock { $0.sleepers.map(\.deadline.offset).sorted() } }
+    var deadlines: [Duration] { self.state.withLockedValue { $0.sleepers.map(\.deadline.offset).sorted() } }
 }
 
 /// A server table behind a fake ``JobSource``; records every call and can be told to fail.
@@ -106,7 +106,7 @@ final class FakeSource: JobSource {
         var callWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     let supportsWatermark: Bool
 
     init(supportsWatermark: Bool = true) {
@@ -115,23 +115,23 @@ final class FakeSource: JobSource {
 
     func put(_ row: [String: JSON]) {
         let id = try! JobID(row["id"]!.stringValue!)
-        self.state.withLock { $0.rows[id] = row }
+        self.state.withLockedValue { $0.rows[id] = row }
     }
 
     func remove(_ id: JobID) {
-        self.state.withLock { _ = $0.rows.removeValue(forKey: id) }
+        self.state.withLockedValue { _ = $0.rows.removeValue(forKey: id) }
     }
 
     func failNext(_ error: JobSyncError) {
-        self.state.withLock { $0.failures.append(error) }
+        self.state.withLockedValue { $0.failures.append(error) }
     }
 
-    var calls: [String] { self.state.withLock { $0.calls } }
+    var calls: [String] { self.state.withLockedValue { $0.calls } }
 
     /// Waits until at least `count` calls were made (and answered).
     func waitForCalls(_ count: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = self.state.withLock { state -> Bool in
+            let ready = self.state.withLockedValue { state -> Bool in
                 if state.calls.count >= count { return true }
                 state.callWaiters.append((count, continuation))
                 return false
@@ -141,7 +141,7 @@ final class FakeSource: JobSource {
     }
 
     private func record(_ call: String) throws(JobSyncError) -> [JobID: [String: JSON]] {
-        let (result, waiters) = self.state.withLock {
+        let (result, waiters) = self.state.withLockedValue {
             state -> (Result<[JobID: [String: JSON]], JobSyncError>, [CheckedContinuation<Void, Never>]) in
             state.calls.append(call)
             let count = state.calls.count
@@ -182,16 +182,16 @@ final class FakeFeed: JobChangeFeed {
         var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     func subscribe(_ binding: JobFeedBinding, handler: @escaping @Sendable (JobFeedEvent) async -> Void) async throws {
-        let id = self.state.withLock { state -> Int in
+        let id = self.state.withLockedValue { state -> Int in
             state.nextID += 1
             state.subscribeCount += 1
             state.active[state.nextID] = (binding, handler)
             return state.nextID
         }
-        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             let count = state.active.count
             let ready = state.waiters.filter { $0.0 <= count }.map(\.1)
             state.waiters.removeAll { $0.0 <= count }
@@ -201,29 +201,29 @@ final class FakeFeed: JobChangeFeed {
         // Stay subscribed until cancelled.
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                self.state.withLock { state in state.parked[id] = continuation }
+                self.state.withLockedValue { state in state.parked[id] = continuation }
                 if Task.isCancelled { self.unpark(id) }
             }
         } onCancel: {
             self.unpark(id)
         }
-        self.state.withLock { _ = $0.active.removeValue(forKey: id) }
+        self.state.withLockedValue { _ = $0.active.removeValue(forKey: id) }
         throw CancellationError()
     }
 
     private func unpark(_ id: Int) {
-        let continuation = self.state.withLock { $0.parked.removeValue(forKey: id) }
+        let continuation = self.state.withLockedValue { $0.parked.removeValue(forKey: id) }
         continuation?.resume()
     }
 
     var bindings: [JobFeedBinding] {
-        self.state.withLock { $0.active.sorted { $0.key < $1.key }.map(\.value.0) }
+        self.state.withLockedValue { $0.active.sorted { $0.key < $1.key }.map(\.value.0) }
     }
 
     /// Waits until at least `count` subscriptions are active.
     func waitForSubscriptions(_ count: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = self.state.withLock { state -> Bool in
+            let ready = self.state.withLockedValue { state -> Bool in
                 if state.active.count >= count { return true }
                 state.waiters.append((count, continuation))
                 return false
@@ -234,7 +234,7 @@ final class FakeFeed: JobChangeFeed {
 
     /// Delivers an event to every active subscription.
     func emit(_ event: JobFeedEvent) async {
-        let handlers = self.state.withLock { $0.active.values.map(\.1) }
+        let handlers = self.state.withLockedValue { $0.active.values.map(\.1) }
         for handler in handlers { await handler(event) }
     }
 }

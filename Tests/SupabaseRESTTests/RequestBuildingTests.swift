@@ -1,21 +1,21 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import SupabaseREST
 
 /// A transport that answers from a script and records every request.
 final class ScriptedTransport: HTTPTransport {
-    private let state: Mutex<(responses: [HTTPResponse], requests: [HTTPRequest])>
+    private let state: NIOLockedValueBox<(responses: [HTTPResponse], requests: [HTTPRequest])>
 
     init(_ responses: [HTTPResponse]) {
-        self.state = Mutex((responses, []))
+        self.state = NIOLockedValueBox((responses, []))
     }
 
-    var requests: [HTTPRequest] { self.state.withLock { $0.requests } }
+    var requests: [HTTPRequest] { self.state.withLockedValue { $0.requests } }
 
     func send(_ request: HTTPRequest) async throws(RESTError) -> HTTPResponse {
-        let next: HTTPResponse? = self.state.withLock { state in
+        let next: HTTPResponse? = self.state.withLockedValue { state in
             state.requests.append(request)
             return state.responses.isEmpty ? nil : state.responses.removeFirst()
         }
@@ -149,16 +149,16 @@ struct PagingAndAuthTests {
     func jwtExpiredRetriesOnce() async throws {
         let expired = rows(#"{"code":"PGRST303","details":null,"hint":null,"message":"JWT expired"}"#, status: 401)
         let transport = ScriptedTransport([expired, rows("[]")])
-        let refreshes = Mutex<[Bool]>([])
+        let refreshes = NIOLockedValueBox<[Bool]>([])
         let client = try makeClient(
             transport,
             token: { force in
-                refreshes.withLock { $0.append(force) }
+                refreshes.withLockedValue { $0.append(force) }
                 return force ? "fresh" : "stale"
             })
         let result = try await client.fetch(PostgRESTQuery(table: "jobs"))
         #expect(result.isEmpty)
-        #expect(refreshes.withLock { $0 } == [false, true])
+        #expect(refreshes.withLockedValue { $0 } == [false, true])
         #expect(transport.requests.map { $0.headers["Authorization"] } == ["Bearer stale", "Bearer fresh"])
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 import WebSocketTransport
 
@@ -8,7 +8,7 @@ import WebSocketTransport
 
 /// Captures log records (a test double; the library never bootstraps logging).
 final class CapturingLogHandler: LogHandler, Sendable {
-    private let records = Mutex<[String]>([])
+    private let records = NIOLockedValueBox<[String]>([])
     var metadata: Logger.Metadata {
         get { [:] }
         set {}
@@ -25,10 +25,10 @@ final class CapturingLogHandler: LogHandler, Sendable {
 
     func log(event: LogEvent) {
         let text = "\(event.level) \(event.message) \(event.metadata ?? [:])"
-        self.records.withLock { $0.append(text) }
+        self.records.withLockedValue { $0.append(text) }
     }
 
-    var all: [String] { self.records.withLock { $0 } }
+    var all: [String] { self.records.withLockedValue { $0 } }
 }
 
 @Suite("RealtimeClient configuration, redaction, logging")

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 import WebSocketTransport
 
@@ -162,9 +162,9 @@ struct RealtimeClientTests {
 
     @Test("§8.1 the access token goes in the join payload; a new token is pushed on the next heartbeat")
     func accessTokenRefresh() async throws {
-        let token = Mutex("token-1")
+        let token = NIOLockedValueBox("token-1")
         try await withTestClient(configure: { configuration in
-            configuration.accessToken = { token.withLock { $0 } }
+            configuration.accessToken = { token.withLockedValue { $0 } }
         }) { client, clock, transport in
             var attempts = transport.attempts.makeAsyncIterator()
             let subscription = client.postgresChanges(schema: "public", table: "jobs")
@@ -174,7 +174,7 @@ struct RealtimeClientTests {
             #expect(join.payload["access_token"] == .string("token-1"))
             server.acceptJoin(join)
             #expect(try await events.next() == .live)
-            token.withLock { $0 = "token-2" }
+            token.withLockedValue { $0 = "token-2" }
             clock.advance(by: .seconds(25))
             _ = try await server.expect(.heartbeat)
             let push = try await server.expect(.accessToken)
@@ -185,9 +185,9 @@ struct RealtimeClientTests {
 
     @Test("§8.2 token expiry close: the client refreshes the token and rejoins with it")
     func tokenExpiryRejoin() async throws {
-        let token = Mutex("token-old")
+        let token = NIOLockedValueBox("token-old")
         try await withTestClient(configure: { configuration in
-            configuration.accessToken = { token.withLock { $0 } }
+            configuration.accessToken = { token.withLockedValue { $0 } }
         }) { client, _, transport in
             var attempts = transport.attempts.makeAsyncIterator()
             let subscription = client.postgresChanges(schema: "public", table: "jobs")
@@ -196,7 +196,7 @@ struct RealtimeClientTests {
             let join = try await server.expect(.join)
             server.acceptJoin(join)
             #expect(try await events.next() == .live)
-            token.withLock { $0 = "token-new" }
+            token.withLockedValue { $0 = "token-new" }
             server.send(PhoenixMessage(
                 joinRef: join.joinRef, ref: nil, topic: join.topic, event: .system,
                 payload: .object([

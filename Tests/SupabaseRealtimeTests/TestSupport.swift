@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 import WebSocketTransport
 
@@ -27,27 +27,27 @@ final class ManualClock: Clock, Sendable {
         var nextID: UInt64 = 0
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
-    var now: Instant { self.state.withLock { $0.now } }
+    var now: Instant { self.state.withLockedValue { $0.now } }
     var minimumResolution: Duration { .zero }
 
     /// The number of sleepers currently waiting.
     var sleeperCount: Int {
-        self.state.withLock { state in
+        self.state.withLockedValue { state in
             state.sleepers.values.count { if case .waiting = $0 { true } else { false } }
         }
     }
 
     func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
-        let id = self.state.withLock { state -> UInt64 in
+        let id = self.state.withLockedValue { state -> UInt64 in
             state.nextID += 1
             return state.nextID
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 enum Outcome { case wait, resume, cancel }
-                let outcome: Outcome = self.state.withLock { state in
+                let outcome: Outcome = self.state.withLockedValue { state in
                     if case .cancelledEarly = state.sleepers[id] {
                         state.sleepers[id] = nil
                         return .cancel
@@ -63,7 +63,7 @@ final class ManualClock: Clock, Sendable {
                 }
             }
         } onCancel: {
-            let continuation: CheckedContinuation<Void, any Error>? = self.state.withLock { state in
+            let continuation: CheckedContinuation<Void, any Error>? = self.state.withLockedValue { state in
                 if case .waiting(_, let continuation) = state.sleepers[id] {
                     state.sleepers[id] = nil
                     return continuation
@@ -77,7 +77,7 @@ final class ManualClock: Clock, Sendable {
 
     /// Moves time forward and wakes every sleeper whose deadline has come.
     func advance(by duration: Duration) {
-        let due: [CheckedContinuation<Void, any Error>] = self.state.withLock { state in
+        let due: [CheckedContinuation<Void, any Error>] = self.state.withLockedValue { state in
             state.now = state.now.advanced(by: duration)
             var due: [CheckedContinuation<Void, any Error>] = []
             for (id, sleeper) in state.sleepers {
@@ -97,8 +97,8 @@ final class ManualClock: Clock, Sendable {
 /// A connect attempt the test answers with ``accept()`` or ``reject(_:)``.
 final class FakeConnectAttempt: Sendable {
     let request: WebSocketRequest
-    private let outcome = Mutex<CheckedContinuation<FakeConnection, any Error>?>(nil)
-    private let early = Mutex<Result<FakeConnection, WebSocketTransportError>?>(nil)
+    private let outcome = NIOLockedValueBox<CheckedContinuation<FakeConnection, any Error>?>(nil)
+    private let early = NIOLockedValueBox<Result<FakeConnection, WebSocketTransportError>?>(nil)
 
     init(request: WebSocketRequest) {
         self.request = request
@@ -107,11 +107,11 @@ final class FakeConnectAttempt: Sendable {
     func wait() async throws(WebSocketTransportError) -> FakeConnection {
         do {
             return try await withCheckedThrowingContinuation { continuation in
-                let ready = self.early.withLock { $0 }
+                let ready = self.early.withLockedValue { $0 }
                 if let ready {
                     continuation.resume(with: ready.mapError { $0 as any Error })
                 } else {
-                    self.outcome.withLock { $0 = continuation }
+                    self.outcome.withLockedValue { $0 = continuation }
                 }
             }
         } catch let error as WebSocketTransportError {
@@ -122,9 +122,9 @@ final class FakeConnectAttempt: Sendable {
     }
 
     private func complete(_ result: Result<FakeConnection, WebSocketTransportError>) {
-        let continuation = self.early.withLock { early -> CheckedContinuation<FakeConnection, any Error>? in
+        let continuation = self.early.withLockedValue { early -> CheckedContinuation<FakeConnection, any Error>? in
             early = result
-            return self.outcome.withLock { outcome in
+            return self.outcome.withLockedValue { outcome in
                 defer { outcome = nil }
                 return outcome
             }
@@ -169,7 +169,7 @@ final class FakeConnection: WebSocketConnection {
     /// What the client sent, then `nil` once it closed.
     let sent: AsyncStream<WebSocketMessage>
     private let sentSink: AsyncStream<WebSocketMessage>.Continuation
-    private let closeInfo = Mutex<(code: UInt16, reason: String)?>(nil)
+    private let closeInfo = NIOLockedValueBox<(code: UInt16, reason: String)?>(nil)
 
     init() {
         let (events, eventSink) = AsyncStream<WebSocketEvent>.makeStream()
@@ -183,14 +183,14 @@ final class FakeConnection: WebSocketConnection {
     }
 
     func close(code: UInt16, reason: String) async {
-        self.closeInfo.withLock { $0 = $0 ?? (code, reason) }
+        self.closeInfo.withLockedValue { $0 = $0 ?? (code, reason) }
         self.sentSink.finish()
         self.eventSink.yield(.closed(WebSocketClose(code: code, reason: reason, initiatedByPeer: false)))
         self.eventSink.finish()
     }
 
     /// The close the client started, if any.
-    var clientClose: (code: UInt16, reason: String)? { self.closeInfo.withLock { $0 } }
+    var clientClose: (code: UInt16, reason: String)? { self.closeInfo.withLockedValue { $0 } }
 
     /// Server → client text frame.
     func serverSend(_ text: String) {

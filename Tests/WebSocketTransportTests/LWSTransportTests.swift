@@ -265,8 +265,8 @@ struct LWSTransportTests {
                 #expect(await nextMessage(&events) == .binary(TestPayload.bytes(10_000 + index)))
             }
             let lws = try #require(connection as? LWSConnection)
-            #expect(lws.shared.withLock { $0.receivePauseCount } > 0)
-            #expect(lws.shared.withLock { $0.bufferedMessages } == 0)
+            #expect(lws.shared.withLockedValue { $0.receivePauseCount } > 0)
+            #expect(lws.shared.withLockedValue { $0.bufferedMessages } == 0)
             await connection.close(code: 1000, reason: "")
         }
     }

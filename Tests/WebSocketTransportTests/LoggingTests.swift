@@ -3,11 +3,12 @@ import Logging
 import Testing
 
 @testable import WebSocketTransport
+import NIOConcurrencyHelpers
 
 /// A swift-log handler that keeps every record (message plus metadata) as text.
 struct CollectingLogHandler: LogHandler {
     final class Store: Sendable {
-        let records = Locked<[String]>([])
+        let records = NIOLockedValueBox<[String]>([])
     }
 
     let store: Store
@@ -21,7 +22,7 @@ struct CollectingLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let merged = self.metadata.merging(event.metadata ?? [:]) { $1 }
-        self.store.records.withLock { $0.append("\(event.level) \(event.message) \(merged)") }
+        self.store.records.withLockedValue { $0.append("\(event.level) \(event.message) \(merged)") }
     }
 }
 
@@ -37,7 +38,7 @@ struct LoggingTests {
             let error = try #require(await connectError(transport, WebSocketRequest(url: url)))
             #expect(error.httpStatus == 401)
         }
-        let records = store.records.withLock { $0 }
+        let records = store.records.withLockedValue { $0 }
         #expect(records.contains { $0.hasPrefix("debug websocket connect failed") && $0.contains("401") })
         #expect(!records.contains { $0.contains("SECRET-KEY") })
         #expect(!records.contains { $0.hasPrefix("error") || $0.hasPrefix("warning") || $0.hasPrefix("info") })

@@ -2,7 +2,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import SupabaseREST
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Keeps a ``JobStore`` equal to the server's jobs: Realtime changes when live, REST reconciliation after every
 /// `live`, REST polling with backoff while not live, and a 30 s audit poll while live.
@@ -123,7 +123,7 @@ public final class JobSyncClient: Service, Sendable {
         var modeWaiters: [(TransportMode, CheckedContinuation<Void, Never>)] = []
     }
 
-    let shared: Mutex<Shared>
+    let shared: NIOLockedValueBox<Shared>
     let inputs: AsyncStream<Input>
     let inputContinuation: AsyncStream<Input>.Continuation
     let bindingsChanged: AsyncStream<Void>
@@ -148,7 +148,7 @@ public final class JobSyncClient: Service, Sendable {
         } else {
             self.store = try JobStore()
         }
-        self.shared = Mutex(Shared())
+        self.shared = NIOLockedValueBox(Shared())
         (self.inputs, self.inputContinuation) = AsyncStream.makeStream(of: Input.self)
         (self.bindingsChanged, self.bindingsContinuation) = AsyncStream.makeStream(
             of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -168,20 +168,20 @@ public final class JobSyncClient: Service, Sendable {
     // MARK: Public state
 
     /// The current transport mode.
-    public var transportMode: TransportMode { self.shared.withLock { $0.mode } }
+    public var transportMode: TransportMode { self.shared.withLockedValue { $0.mode } }
 
     /// A snapshot of the counters.
-    public var statistics: Statistics { self.shared.withLock { $0.statistics } }
+    public var statistics: Statistics { self.shared.withLockedValue { $0.statistics } }
 
     /// The watched ids (``WatchMode/jobs``).
-    public var watchedIDs: Set<JobID> { self.shared.withLock { $0.watched } }
+    public var watchedIDs: Set<JobID> { self.shared.withLockedValue { $0.watched } }
 
     // MARK: Watching
 
     /// Starts watching jobs: their current state is fetched, and their changes are followed from now on.
     /// Jobs already final in the store (e.g. restored from persistence) are not fetched again.
     public func watch(_ ids: some Sequence<JobID>) {
-        let added = self.shared.withLock { shared -> [JobID] in
+        let added = self.shared.withLockedValue { shared -> [JobID] in
             var added: [JobID] = []
             for id in ids where shared.watched.insert(id).inserted {
                 added.append(id)
@@ -202,7 +202,7 @@ public final class JobSyncClient: Service, Sendable {
 
     /// Stops watching jobs. Their states stay in the store.
     public func unwatch(_ ids: some Sequence<JobID>) {
-        let removed = self.shared.withLock { shared -> Bool in
+        let removed = self.shared.withLockedValue { shared -> Bool in
             var removed = false
             for id in ids where shared.watched.remove(id) != nil {
                 shared.pendingFetch.remove(id)
@@ -215,13 +215,13 @@ public final class JobSyncClient: Service, Sendable {
 
     /// Whether changes of `id` are kept.
     func isWatched(_ id: JobID) -> Bool {
-        self.configuration.mode == .allJobs || self.shared.withLock { $0.watched.contains(id) }
+        self.configuration.mode == .allJobs || self.shared.withLockedValue { $0.watched.contains(id) }
     }
 
     /// The bindings for the current watch set: `id=in.(…)` chunks of 100, or one table-wide binding.
     func currentBindings() -> [JobFeedBinding] {
         if self.configuration.mode == .allJobs { return [JobFeedBinding(ids: nil)] }
-        let watched = self.shared.withLock { $0.watched }.sorted()
+        let watched = self.shared.withLockedValue { $0.watched }.sorted()
         if watched.isEmpty { return [] }
         if watched.count > self.configuration.maximumFilteredIDs { return [JobFeedBinding(ids: nil)] }
         return stride(from: 0, to: watched.count, by: PostgRESTFilter.maximumInValues).map {
@@ -232,7 +232,7 @@ public final class JobSyncClient: Service, Sendable {
     /// Waits until the transport mode is `mode` (returns at once if it is).
     public func waitForTransportMode(_ mode: TransportMode) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = self.shared.withLock { shared -> Bool in
+            let ready = self.shared.withLockedValue { shared -> Bool in
                 if shared.mode == mode { return true }
                 shared.modeWaiters.append((mode, continuation))
                 return false
@@ -242,7 +242,7 @@ public final class JobSyncClient: Service, Sendable {
     }
 
     func setMode(_ mode: TransportMode) {
-        let ready = self.shared.withLock { shared -> [CheckedContinuation<Void, Never>] in
+        let ready = self.shared.withLockedValue { shared -> [CheckedContinuation<Void, Never>] in
             shared.mode = mode
             let ready = shared.modeWaiters.filter { $0.0 == mode }.map(\.1)
             shared.modeWaiters.removeAll { $0.0 == mode }
@@ -267,7 +267,7 @@ public final class JobSyncClient: Service, Sendable {
     }
 
     func count(_ metric: Metric) {
-        self.shared.withLock { shared in
+        self.shared.withLockedValue { shared in
             switch metric {
             case .changesReceived: shared.statistics.changesReceived += 1
             case .changesIgnored: shared.statistics.changesIgnored += 1

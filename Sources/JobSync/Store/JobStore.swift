@@ -1,5 +1,5 @@
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The local, exact view of jobs: one merge path for every source, monotonic versions, and multicast change
 /// sequences with bounded buffers.
@@ -46,7 +46,7 @@ public final class JobStore: Sendable {
         var persistenceFailures = 0
     }
 
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     private let configuration: Configuration
 
     /// Creates a store, loading persisted state when ``Configuration/persistence`` is set.
@@ -59,44 +59,44 @@ public final class JobStore: Sendable {
             let snapshot = try persistence.load()
             core.restore(jobs: snapshot.jobs, watermark: snapshot.watermark, sequence: snapshot.sequence)
         }
-        self.state = Mutex(State(core: core))
+        self.state = NIOLockedValueBox(State(core: core))
     }
 
     // MARK: Reading
 
     /// The current state of a job, if known.
     public func job(_ id: JobID) -> Job? {
-        self.state.withLock { $0.core.job(id) }
+        self.state.withLockedValue { $0.core.job(id) }
     }
 
     /// Whether the job is known to be deleted (or vanished).
     public func isDeleted(_ id: JobID) -> Bool {
-        self.state.withLock { $0.core.tombstones[id] != nil }
+        self.state.withLockedValue { $0.core.tombstones[id] != nil }
     }
 
     /// Every known job.
     public var jobs: [Job] {
-        self.state.withLock { $0.core.entries.values.map(\.job) }
+        self.state.withLockedValue { $0.core.entries.values.map(\.job) }
     }
 
     /// Whether the job's stored row may lack columns (it came from a truncated event and was not re-fetched).
     public func isIncomplete(_ id: JobID) -> Bool {
-        self.state.withLock { $0.core.entries[id].map { !$0.complete } ?? false }
+        self.state.withLockedValue { $0.core.entries[id].map { !$0.complete } ?? false }
     }
 
     /// The largest `updated_at` seen in any row (the reconciliation watermark).
     public var watermark: JobTimestamp? {
-        self.state.withLock { $0.core.watermark }
+        self.state.withLockedValue { $0.core.watermark }
     }
 
     /// How many subscriptions are registered.
     public var subscriberCount: Int {
-        self.state.withLock { $0.subscribers.count }
+        self.state.withLockedValue { $0.subscribers.count }
     }
 
     /// How many persistence writes failed (the store keeps working in memory).
     public var persistenceFailures: Int {
-        self.state.withLock { $0.persistenceFailures }
+        self.state.withLockedValue { $0.persistenceFailures }
     }
 
     // MARK: Merging
@@ -106,7 +106,7 @@ public final class JobStore: Sendable {
     /// - Returns: what happened; subscribers are notified of inserted, updated and deleted outcomes.
     @discardableResult
     public func merge(_ observation: JobObservation) -> MergeOutcome {
-        let (outcome, resumptions, sequence, watermark) = self.state.withLock {
+        let (outcome, resumptions, sequence, watermark) = self.state.withLockedValue {
             state -> (MergeOutcome, [Subscriber.Resumption], Int64, JobTimestamp?) in
             let before = state.core.watermark
             let outcome = state.core.merge(observation)
@@ -151,7 +151,7 @@ public final class JobStore: Sendable {
             }
             if let watermark { try persistence.saveWatermark(watermark) }
         } catch {
-            self.state.withLock { $0.persistenceFailures += 1 }
+            self.state.withLockedValue { $0.persistenceFailures += 1 }
             self.configuration.logger.debug("persistence write failed", metadata: ["jobsync.error": "\(error)"])
         }
     }
@@ -185,7 +185,7 @@ public final class JobStore: Sendable {
 
     /// Ends every subscription (their sequences return `nil`) and refuses new ones.
     public func close() {
-        let subscribers = self.state.withLock { state -> [Subscriber] in
+        let subscribers = self.state.withLockedValue { state -> [Subscriber] in
             state.closed = true
             defer { state.subscribers = [:] }
             return Array(state.subscribers.values)
@@ -194,7 +194,7 @@ public final class JobStore: Sendable {
     }
 
     func register(_ filter: SubscriptionFilter) -> SubscriptionHandle {
-        let subscriber = self.state.withLock { state -> Subscriber in
+        let subscriber = self.state.withLockedValue { state -> Subscriber in
             let capacity: Int
             if case .jobs(let ids) = filter {
                 capacity = max(self.configuration.subscriberCapacity, ids.count)
@@ -227,7 +227,7 @@ public final class JobStore: Sendable {
     }
 
     func unregister(_ subscriber: Subscriber) {
-        let removed = self.state.withLock { $0.subscribers.removeValue(forKey: subscriber.id) }
+        let removed = self.state.withLockedValue { $0.subscribers.removeValue(forKey: subscriber.id) }
         removed?.close()?.run()
     }
 }

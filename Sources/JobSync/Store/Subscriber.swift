@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Which jobs a subscription covers.
 enum SubscriptionFilter: Sendable, Hashable {
@@ -38,7 +38,7 @@ final class Subscriber: Sendable {
     let id: Int
     let filter: SubscriptionFilter
     let capacity: Int
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
 
     init(id: Int, filter: SubscriptionFilter, capacity: Int) {
         self.id = id
@@ -50,7 +50,7 @@ final class Subscriber: Sendable {
         case .jobs(let ids): remaining = ids
         case .all: remaining = []
         }
-        self.state = Mutex(State(remaining: remaining))
+        self.state = NIOLockedValueBox(State(remaining: remaining))
     }
 
     /// A continuation to resume outside any lock.
@@ -68,7 +68,7 @@ final class Subscriber: Sendable {
 
     /// Queues an event. Returns a continuation to resume (outside locks) when a consumer was waiting.
     func enqueue(_ event: JobEvent) -> Resumption? {
-        self.state.withLock { state -> Resumption? in
+        self.state.withLockedValue { state -> Resumption? in
             guard !state.closed, !state.finishing, state.failure == nil else { return nil }
             if case .jobs = self.filter, state.remaining.isEmpty { return nil }
             if event.isFinal, self.filter != .all {
@@ -96,7 +96,7 @@ final class Subscriber: Sendable {
 
     /// Ends the subscription (store closed or consumer cancelled). Pending events are dropped.
     func close() -> Resumption? {
-        self.state.withLock { state -> Resumption? in
+        self.state.withLockedValue { state -> Resumption? in
             state.closed = true
             state.order = []
             state.head = 0
@@ -109,7 +109,7 @@ final class Subscriber: Sendable {
         }
     }
 
-    var pendingCount: Int { self.state.withLock { $0.pendingCount } }
+    var pendingCount: Int { self.state.withLockedValue { $0.pendingCount } }
 
     private enum Poll {
         case event(JobEvent)
@@ -145,7 +145,7 @@ final class Subscriber: Sendable {
     func next() async throws -> JobEvent? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JobEvent?, any Error>) in
-                let immediate: Result<JobEvent?, JobSyncError>? = self.state.withLock { state in
+                let immediate: Result<JobEvent?, JobSyncError>? = self.state.withLockedValue { state in
                     if Task.isCancelled {
                         state.closed = true
                         return .success(nil)
