@@ -21,6 +21,7 @@ public enum SupabaseLocal {
     ///   - configuration: Settings (bind address, delays, backend, clocks).
     ///   - body: Work to do while the stack runs.
     /// - Throws: ``SupabaseLocalError`` with code `startupFailed` if the server cannot bind, or what `body` throws.
+    @discardableResult
     public static func withRunning<T>(
         _ configuration: SupabaseLocalConfiguration = SupabaseLocalConfiguration(),
         _ body: (SupabaseLocalStack) async throws -> T
