@@ -122,6 +122,11 @@ struct FaultTests {
                 await Self.joinLive(socket)
                 _ = try await stack.backend.insert([:])
                 _ = try await stack.backend.insert([:])
+                // The fan-out runs concurrently with commits: let it see both changes before lifting the fault
+                // (a bounded wait, not a timing assertion).
+                for _ in 0..<400 where stack.faults.droppedChangeCount < 2 {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
                 stack.faults.dropChanges(fraction: 0)
                 stack.faults.delayChanges(by: .milliseconds(50))
                 _ = try await stack.backend.insert(["status": .string("processing")])

@@ -136,8 +136,10 @@ public final class SupabaseLocalStack: Sendable {
         let changes = self.backend.changes()
         let router = Router(context: BasicRequestContext.self)
         self.addRoutes(to: router)
+        // Hummingbird logs routine shutdown noise ("Waiting on child channel: CancellationError") at error level;
+        // the stand-in keeps its own logging at trace/debug.
         var serverLogger = self.configuration.logger
-        if serverLogger.logLevel < .warning { serverLogger.logLevel = .warning }
+        serverLogger.logLevel = .critical
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
