@@ -5,7 +5,8 @@ import Testing
 /// Every fault of the brief, shown to happen.
 @Suite("Fault injection")
 struct FaultTests {
-    static let join = #"["1","1","realtime:jobs","phx_join",{"config":{"postgres_changes":[{"event":"*","schema":"public","table":"jobs"}]}}]"#
+    static let join =
+        #"["1","1","realtime:jobs","phx_join",{"config":{"postgres_changes":[{"event":"*","schema":"public","table":"jobs"}]}}]"#
 
     /// Joins and waits for the system ok.
     static func joinLive(_ socket: TestSocket) async {
@@ -65,15 +66,19 @@ struct FaultTests {
     @Test("Refuse new connections with 503 / 429 and Retry-After, then accept again")
     func refuse() async throws {
         try await SupabaseLocal.withRunning { stack in
-            let upgrade = ["Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "apikey": stack.anonKey]
+            let upgrade = [
+                "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "apikey": stack.anonKey,
+            ]
             stack.faults.refuseConnections(ConnectionRefusal(status: 429, retryAfterSeconds: 7))
-            let limited = try await httpRequest(stack, "GET", "/realtime/v1/websocket?apikey=\(stack.anonKey)", headers: upgrade)
+            let limited = try await httpRequest(
+                stack, "GET", "/realtime/v1/websocket?apikey=\(stack.anonKey)", headers: upgrade)
             #expect(limited.status == 429)
             #expect(limited.headers["retry-after"] == "7")
             #expect(limited.body == #"{"error":"Too many connected users"}"#)
             stack.faults.refuseConnections(ConnectionRefusal(status: 503))
-            let unavailable = try await httpRequest(stack, "GET", "/realtime/v1/websocket?apikey=\(stack.anonKey)", headers: upgrade)
+            let unavailable = try await httpRequest(
+                stack, "GET", "/realtime/v1/websocket?apikey=\(stack.anonKey)", headers: upgrade)
             #expect(unavailable.status == 503)
             stack.faults.acceptConnections()
             try await withTestSocket(stack) { socket in
@@ -104,12 +109,16 @@ struct FaultTests {
     @Test("Join refused with a given §4.4 reason (after a delay)")
     func joinError() async throws {
         try await SupabaseLocal.withRunning { stack in
-            stack.faults.failJoins(ForcedJoinError(reason: "RealtimeRestarting: Realtime is restarting, please standby",
-                                                   delay: .milliseconds(50)))
+            stack.faults.failJoins(
+                ForcedJoinError(
+                    reason: "RealtimeRestarting: Realtime is restarting, please standby",
+                    delay: .milliseconds(50)))
             try await withTestSocket(stack) { socket in
                 socket.send(Self.join)
-                #expect(await socket.receive()
-                    == #"["1","1","realtime:jobs","phx_reply",{"response":{"reason":"RealtimeRestarting: Realtime is restarting, please standby"},"status":"error"}]"#)
+                #expect(
+                    await socket.receive()
+                        == #"["1","1","realtime:jobs","phx_reply",{"response":{"reason":"RealtimeRestarting: Realtime is restarting, please standby"},"status":"error"}]"#
+                )
             }
         }
     }
@@ -199,9 +208,12 @@ struct FaultTests {
                 #expect(await socket.receive() == nil)
             }
             #expect(close?.closeCode == .unknown(1012))
-            let upgrade = ["Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="]
-            let refused = try await httpRequest(stack, "GET", "/realtime/v1/websocket?apikey=\(stack.anonKey)", headers: upgrade)
+            let upgrade = [
+                "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            ]
+            let refused = try await httpRequest(
+                stack, "GET", "/realtime/v1/websocket?apikey=\(stack.anonKey)", headers: upgrade)
             #expect(refused.status == 503)
         }
     }
@@ -213,8 +225,13 @@ struct FaultTests {
                 await Self.joinLive(socket)
                 stack.faults.setHeartbeatReplies(.withheld)
                 socket.send(#"[null,"2","phoenix","heartbeat",{}]"#)
+                // Frames are handled in order: the join reply proves the heartbeat was seen and not answered.
+                socket.send(#"["4","4","realtime:b","phx_join",{"config":{}}]"#)
+                #expect(await socket.receive()?.hasPrefix(#"["4","4","realtime:b","phx_reply""#) == true)
                 stack.faults.crashChannels()
-                #expect(await socket.receive() == #"["1","1","realtime:jobs","phx_error",{}]"#)
+                let crashed = [await socket.receive(), await socket.receive()]
+                #expect(crashed.contains(#"["1","1","realtime:jobs","phx_error",{}]"#))
+                #expect(crashed.contains(#"["4","4","realtime:b","phx_error",{}]"#))
                 stack.faults.setHeartbeatReplies(.normal)
                 #expect(await socket.framesBeforeHeartbeatReply(ref: "3") == [])
             }
@@ -224,18 +241,21 @@ struct FaultTests {
     @Test("Admin endpoint requires the service key and drives faults")
     func admin() async throws {
         try await SupabaseLocal.withRunning { stack in
-            let denied = try await httpRequest(stack, "POST", "/admin/v1/rest-failure", headers: anonHeaders(stack),
-                                               body: #"{"status":429}"#)
+            let denied = try await httpRequest(
+                stack, "POST", "/admin/v1/rest-failure", headers: anonHeaders(stack),
+                body: #"{"status":429}"#)
             #expect(denied.status == 401)
             let service = ["apikey": stack.serviceKey]
-            let applied = try await httpRequest(stack, "POST", "/admin/v1/rest-failure", headers: service,
-                                                body: #"{"status":429,"retry_after":2}"#)
+            let applied = try await httpRequest(
+                stack, "POST", "/admin/v1/rest-failure", headers: service,
+                body: #"{"status":429,"retry_after":2}"#)
             #expect(applied.status == 200)
             #expect(try await httpRequest(stack, "GET", "/rest/v1/jobs", headers: anonHeaders(stack)).status == 429)
             _ = try await httpRequest(stack, "POST", "/admin/v1/reset", headers: service)
             #expect(try await httpRequest(stack, "GET", "/rest/v1/jobs", headers: anonHeaders(stack)).status == 200)
-            let simulated = try await httpRequest(stack, "POST", "/admin/v1/simulate", headers: service,
-                                                  body: #"{"jobs":3,"page_ms":1,"queue_ms":1}"#)
+            let simulated = try await httpRequest(
+                stack, "POST", "/admin/v1/simulate", headers: service,
+                body: #"{"jobs":3,"page_ms":1,"queue_ms":1}"#)
             #expect(try LocalJSON(parsing: simulated.body)["ids"]?.arrayValue?.count == 3)
         }
     }

@@ -9,7 +9,10 @@ struct RESTIntegrationTests {
         try await SupabaseLocal.withRunning { stack in
             let missing = try await httpRequest(stack, "GET", "/rest/v1/jobs?select=*")
             #expect(missing.status == 401)
-            #expect(missing.body == #"{"hint":"No `apikey` request header or url param was found.","message":"No API key found in request"}"#)
+            #expect(
+                missing.body
+                    == #"{"hint":"No `apikey` request header or url param was found.","message":"No API key found in request"}"#
+            )
             var expired = anonHeaders(stack)
             expired["Authorization"] = "Bearer " + stack.mintUserToken(lifetime: .seconds(-1))
             let jwt = try await httpRequest(stack, "GET", "/rest/v1/jobs", headers: expired)
@@ -29,8 +32,9 @@ struct RESTIntegrationTests {
         try await SupabaseLocal.withRunning(configuration) { stack in
             var headers = anonHeaders(stack)
             headers["Prefer"] = "return=representation"
-            let created = try await httpRequest(stack, "POST", "/rest/v1/jobs", headers: headers,
-                                                body: #"[{"status":"queued"},{"status":"queued"},{"status":"processing"},{"status":"completed"}]"#)
+            let created = try await httpRequest(
+                stack, "POST", "/rest/v1/jobs", headers: headers,
+                body: #"[{"status":"queued"},{"status":"queued"},{"status":"processing"},{"status":"completed"}]"#)
             #expect(created.status == 201)
             let rows = try LocalJSON(parsing: created.body).arrayValue ?? []
             #expect(rows.count == 4)
@@ -40,16 +44,20 @@ struct RESTIntegrationTests {
             #expect(page.headers["content-range"] == "0-2/4")
             #expect((try LocalJSON(parsing: page.body).arrayValue ?? []).count == 3)
             let list = ids.prefix(2).joined(separator: ",")
-            let inFilter = try await httpRequest(stack, "GET", "/rest/v1/jobs?id=in.(\(list))", headers: anonHeaders(stack))
+            let inFilter = try await httpRequest(
+                stack, "GET", "/rest/v1/jobs?id=in.(\(list))", headers: anonHeaders(stack))
             #expect((try LocalJSON(parsing: inFilter.body).arrayValue ?? []).count == 2)
-            let patched = try await httpRequest(stack, "PATCH", "/rest/v1/jobs?id=eq.\(ids[0])",
-                                                headers: anonHeaders(stack), body: #"{"status":"failed"}"#)
+            let patched = try await httpRequest(
+                stack, "PATCH", "/rest/v1/jobs?id=eq.\(ids[0])",
+                headers: anonHeaders(stack), body: #"{"status":"failed"}"#)
             #expect(patched.status == 204)
-            let deleted = try await httpRequest(stack, "DELETE", "/rest/v1/jobs?status=eq.failed", headers: anonHeaders(stack))
+            let deleted = try await httpRequest(
+                stack, "DELETE", "/rest/v1/jobs?status=eq.failed", headers: anonHeaders(stack))
             #expect(deleted.status == 204)
             #expect(try await stack.backend.rows().count == 3)
-            let duplicate = try await httpRequest(stack, "POST", "/rest/v1/jobs", headers: anonHeaders(stack),
-                                                  body: #"{"id":"\#(ids[1])"}"#)
+            let duplicate = try await httpRequest(
+                stack, "POST", "/rest/v1/jobs", headers: anonHeaders(stack),
+                body: #"{"id":"\#(ids[1])"}"#)
             #expect(duplicate.status == 409 && duplicate.body.contains(#""code":"23505""#))
         }
     }
@@ -57,14 +65,20 @@ struct RESTIntegrationTests {
     @Test("GET /classify/{job_id}: shape, 404 for unknown, 401 without the key")
     func classify() async throws {
         try await SupabaseLocal.withRunning { stack in
-            let row = try await stack.backend.insert(["status": .string("processing"),
-                                                      "progress": .string("Processing page 1 of 2")])
+            let row = try await stack.backend.insert([
+                "status": .string("processing"),
+                "progress": .string("Processing page 1 of 2"),
+            ])
             let id = try #require(row["id"]?.stringValue)
             let key = ["api-key": stack.configuration.classifyAPIKey]
             let found = try await httpRequest(stack, "GET", "/classify/\(id)", headers: key)
             #expect(found.status == 200)
-            #expect(found.body == #"{"job_id":"\#(id)","status":"processing","progress":"Processing page 1 of 2","error":null,"result":null}"#)
-            let unknown = try await httpRequest(stack, "GET", "/classify/2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f", headers: key)
+            #expect(
+                found.body
+                    == #"{"job_id":"\#(id)","status":"processing","progress":"Processing page 1 of 2","error":null,"result":null}"#
+            )
+            let unknown = try await httpRequest(
+                stack, "GET", "/classify/2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f", headers: key)
             #expect(unknown.status == 404)
             let unauthorized = try await httpRequest(stack, "GET", "/classify/\(id)")
             #expect(unauthorized.status == 401)

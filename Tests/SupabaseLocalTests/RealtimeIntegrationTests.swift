@@ -5,13 +5,16 @@ import Testing
 /// Over real sockets (127.0.0.1, port 0) with a raw WebSocket client.
 @Suite("Realtime over a socket")
 struct RealtimeIntegrationTests {
-    static let join = #"["1","1","realtime:jobs","phx_join",{"config":{"postgres_changes":[{"event":"*","schema":"public","table":"jobs"}]}}]"#
+    static let join =
+        #"["1","1","realtime:jobs","phx_join",{"config":{"postgres_changes":[{"event":"*","schema":"public","table":"jobs"}]}}]"#
 
     @Test("§1.3 handshake refusals: status codes and JSON bodies; §1.2 bad vsn")
     func handshakeRefusals() async throws {
         try await SupabaseLocal.withRunning { stack in
-            let upgrade = ["Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="]
+            let upgrade = [
+                "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            ]
             let missing = try await httpRequest(stack, "GET", "/realtime/v1/websocket?vsn=2.0.0", headers: upgrade)
             #expect(missing.status == 401)
             #expect(missing.body == #"{"error":"API key is missing"}"#)
@@ -21,10 +24,12 @@ struct RealtimeIntegrationTests {
             let garbage = try await httpRequest(stack, "GET", "/realtime/v1/websocket?apikey=abc", headers: upgrade)
             #expect(garbage.body == #"{"error":"The token provided is not a valid JWT"}"#)
             let noRole = stack.signToken(claims: ["exp": .int(4_000_000_000)])
-            let claims = try await httpRequest(stack, "GET", "/realtime/v1/websocket?apikey=\(noRole)", headers: upgrade)
+            let claims = try await httpRequest(
+                stack, "GET", "/realtime/v1/websocket?apikey=\(noRole)", headers: upgrade)
             #expect(claims.body == #"{"error":"Fields `role` and `exp` are required in JWT"}"#)
-            let vsn = try await httpRequest(stack, "GET", "/realtime/v1/websocket?apikey=\(stack.anonKey)&vsn=3.0.0",
-                                            headers: upgrade)
+            let vsn = try await httpRequest(
+                stack, "GET", "/realtime/v1/websocket?apikey=\(stack.anonKey)&vsn=3.0.0",
+                headers: upgrade)
             #expect(vsn.status == 403)
         }
     }
@@ -35,16 +40,24 @@ struct RealtimeIntegrationTests {
             try await withTestSocket(stack) { socket in
                 socket.send(Self.join)
                 let reply = try #require(await socket.receive())
-                #expect(reply.hasPrefix(#"["1","1","realtime:jobs","phx_reply",{"response":{"postgres_changes":[{"id":"#))
+                #expect(
+                    reply.hasPrefix(#"["1","1","realtime:jobs","phx_reply",{"response":{"postgres_changes":[{"id":"#))
                 let system = try #require(await socket.receive())
                 #expect(system.contains("Subscribed to PostgreSQL"))
                 let row = try await stack.backend.insert(["status": .string("queued")])
-                _ = try await stack.backend.update(primaryKey: row["id"]!, set: ["status": .string("completed"),
-                                                    "result": .object(["confidence": .number("0.93")])])
+                _ = try await stack.backend.update(
+                    primaryKey: row["id"]!,
+                    set: [
+                        "status": .string("completed"),
+                        "result": .object(["confidence": .number("0.93")]),
+                    ])
                 _ = try await stack.backend.delete(primaryKey: row["id"]!)
                 for kind in ["INSERT", "UPDATE", "DELETE"] {
                     let frame = try #require(await socket.receive())
-                    #expect(frame.hasPrefix(#"[null,null,"realtime:jobs","postgres_changes",{"data":{"columns":[{"name": "id", "type": "uuid"}"#))
+                    #expect(
+                        frame.hasPrefix(
+                            #"[null,null,"realtime:jobs","postgres_changes",{"data":{"columns":[{"name": "id", "type": "uuid"}"#
+                        ))
                     #expect(frame.contains(#""type":"\#(kind)""#))
                 }
             }
@@ -55,9 +68,12 @@ struct RealtimeIntegrationTests {
     func versionOne() async throws {
         try await SupabaseLocal.withRunning { stack in
             try await withTestSocket(stack, query: "apikey=\(stack.anonKey)") { socket in
-                socket.send(#"{"topic":"realtime:x","event":"phx_join","payload":{"config":{}},"ref":"1","join_ref":"1"}"#)
-                #expect(await socket.receive()
-                    == #"{"event":"phx_reply","payload":{"response":{"postgres_changes":[]},"status":"ok"},"ref":"1","topic":"realtime:x"}"#)
+                socket.send(
+                    #"{"topic":"realtime:x","event":"phx_join","payload":{"config":{}},"ref":"1","join_ref":"1"}"#)
+                #expect(
+                    await socket.receive()
+                        == #"{"event":"phx_reply","payload":{"response":{"postgres_changes":[]},"status":"ok"},"ref":"1","topic":"realtime:x"}"#
+                )
             }
         }
     }
@@ -85,8 +101,10 @@ struct RealtimeIntegrationTests {
                 }
                 _ = await socket.receive()
                 _ = await socket.receive()
-                #expect(await socket.receive()
-                    == #"["3","3","realtime:c3","phx_reply",{"response":{"reason":"ChannelRateLimitReached: Too many channels"},"status":"error"}]"#)
+                #expect(
+                    await socket.receive()
+                        == #"["3","3","realtime:c3","phx_reply",{"response":{"reason":"ChannelRateLimitReached: Too many channels"},"status":"error"}]"#
+                )
             }
         }
     }
@@ -103,7 +121,10 @@ struct RealtimeIntegrationTests {
                 let expired = stack.mintUserToken(lifetime: .seconds(-5))
                 socket.send(#"["1","3","realtime:jobs","access_token",{"access_token":"\#(expired)"}]"#)
                 let error = try #require(await socket.receive())
-                #expect(error.hasPrefix(#"["1",null,"realtime:jobs","system",{"channel":"jobs","extension":"system","message":"Token has expired "#))
+                #expect(
+                    error.hasPrefix(
+                        #"["1",null,"realtime:jobs","system",{"channel":"jobs","extension":"system","message":"Token has expired "#
+                    ))
                 #expect(await socket.receive() == #"["1","1","realtime:jobs","phx_close",{}]"#)
             }
         }
@@ -125,7 +146,8 @@ struct RealtimeIntegrationTests {
     func periodicExpiry() async throws {
         try await SupabaseLocal.withRunning { stack in
             try await withTestSocket(stack) { socket in
-                let token = stack.mintUserToken(lifetime: .seconds(1))
+                // exp has whole-second precision: 2 s leaves at least 1 s for the join to succeed.
+                let token = stack.mintUserToken(lifetime: .seconds(2))
                 socket.send(#"["1","1","realtime:jobs","phx_join",{"config":{},"access_token":"\#(token)"}]"#)
                 _ = await socket.receive()
                 let error = try #require(await socket.receive())

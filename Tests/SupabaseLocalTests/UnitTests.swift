@@ -19,8 +19,11 @@ struct ValueTests {
         let stamp = try #require(LocalTimestamp(parsing: "2026-08-21T10:15:03.401882+00:00"))
         #expect(stamp.postgresJSONText == "2026-08-21T10:15:03.401882+00:00")
         #expect(stamp.commitTimestampText == "2026-08-21T10:15:03.401Z")
-        #expect(LocalTimestamp(parsing: "2026-08-21 12:15:03.401882+02")?.microsecondsSinceEpoch == stamp.microsecondsSinceEpoch)
-        #expect(LocalTimestamp(parsing: "2026-08-21T10:16:40.0012Z")?.postgresJSONText == "2026-08-21T10:16:40.0012+00:00")
+        #expect(
+            LocalTimestamp(parsing: "2026-08-21 12:15:03.401882+02")?.microsecondsSinceEpoch
+                == stamp.microsecondsSinceEpoch)
+        #expect(
+            LocalTimestamp(parsing: "2026-08-21T10:16:40.0012Z")?.postgresJSONText == "2026-08-21T10:16:40.0012+00:00")
         #expect(LocalTimestamp(parsing: "2026-08-21T10:16:40Z")?.postgresJSONText == "2026-08-21T10:16:40+00:00")
         #expect(LocalTimestamp(parsing: "yesterday") == nil)
     }
@@ -37,7 +40,9 @@ struct ValueTests {
         #expect(signer.verify("not-a-jwt", now: now) == .failure(.malformed))
         #expect(signer.verify(nil, now: now) == .failure(.missing))
         let other = LocalJWTSigner(secret: "another-secret-another-secret-another")
-        #expect(signer.verify(other.mint(role: "anon", now: now, lifetime: .seconds(60)), now: now) == .failure(.badSignature))
+        #expect(
+            signer.verify(other.mint(role: "anon", now: now, lifetime: .seconds(60)), now: now)
+                == .failure(.badSignature))
         #expect(signer.verify(signer.sign(claims: ["role": .string("anon")]), now: now) == .failure(.missingClaims))
         #expect(JWTTexts.handshake(.missingClaims) == "Fields `role` and `exp` are required in JWT")
         #expect(JWTTexts.joinReason(.badSignature) == "JwtSignatureError: Failed to validate JWT signature")
@@ -58,36 +63,63 @@ struct FilterTests {
         raw["filter"] = .string("foo=hey")
         #expect(Self.resolve(raw) == .failure(BindingError(message: #"Error parsing `filter` params: ["foo", "hey"]"#)))
         raw["filter"] = .string("id=in.abc")
-        #expect(Self.resolve(raw) == .failure(BindingError(
-            message: "Error parsing `filter` params: `in` filter value must be wrapped by parentheses")))
+        #expect(
+            Self.resolve(raw)
+                == .failure(
+                    BindingError(
+                        message: "Error parsing `filter` params: `in` filter value must be wrapped by parentheses")))
         raw["filter"] = .string("subject=eq.hey")
-        guard case .failure(let unknown) = Self.resolve(raw) else { Issue.record("expected an error"); return }
-        #expect(unknown.message.hasPrefix("Unable to subscribe to changes with given parameters. An exception happened"))
+        guard case .failure(let unknown) = Self.resolve(raw) else {
+            Issue.record("expected an error")
+            return
+        }
+        #expect(
+            unknown.message.hasPrefix("Unable to subscribe to changes with given parameters. An exception happened"))
         #expect(unknown.message.hasSuffix("invalid column for filter subject"))
-        raw["filter"] = .string("id=in.(" + (0...100).map { _ in "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f" }.joined(separator: ",") + ")")
-        guard case .failure(let tooMany) = Self.resolve(raw) else { Issue.record("expected an error"); return }
+        raw["filter"] = .string(
+            "id=in.(" + (0...100).map { _ in "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f" }.joined(separator: ",") + ")")
+        guard case .failure(let tooMany) = Self.resolve(raw) else {
+            Issue.record("expected an error")
+            return
+        }
         #expect(tooMany.message.hasSuffix("too many values for `in` filter. Maximum 100"))
         raw["filter"] = .null
         #expect(Self.resolve(raw) == .failure(BindingError(message: "Error parsing `filter` params: nil")))
-        guard case .failure(let noTable) = Self.resolve(["event": .string("*"), "schema": .string("public"),
-                                                          "table": .string("nope")])
-        else { Issue.record("expected an error"); return }
-        #expect(noTable.message.hasPrefix("Unable to subscribe to changes with given parameters. Please check Realtime is enabled"))
-        guard case .failure(let none) = Self.resolve(["event": .string("*")]) else { Issue.record("expected an error"); return }
+        guard
+            case .failure(let noTable) = Self.resolve([
+                "event": .string("*"), "schema": .string("public"),
+                "table": .string("nope"),
+            ])
+        else {
+            Issue.record("expected an error")
+            return
+        }
+        #expect(
+            noTable.message.hasPrefix(
+                "Unable to subscribe to changes with given parameters. Please check Realtime is enabled"))
+        guard case .failure(let none) = Self.resolve(["event": .string("*")]) else {
+            Issue.record("expected an error")
+            return
+        }
         #expect(none.message.hasPrefix("No subscription params provided."))
     }
 
     @Test("Classic operators evaluate by column type; DELETE uses the old identity")
     func evaluation() throws {
         let id = "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f"
-        let row: TableRow = ["id": .string(id), "status": .string("processing"),
-                             "updated_at": .string("2026-08-21T10:15:03.401882+00:00")]
+        let row: TableRow = [
+            "id": .string(id), "status": .string("processing"),
+            "updated_at": .string("2026-08-21T10:15:03.401882+00:00"),
+        ]
         func matches(_ filter: String, _ kind: TableChange.Kind = .update, old: TableRow? = nil) throws -> Bool {
-            let binding = try Self.resolve(["schema": .string("public"), "table": .string("jobs"),
-                                             "filter": .string(filter)]).get()
-            let change = TableChange(kind: kind, schema: "public", table: "jobs",
-                                     commitTimestamp: LocalTimestamp(microsecondsSinceEpoch: 0),
-                                     record: kind == .delete ? nil : row, oldRecord: old)
+            let binding = try Self.resolve([
+                "schema": .string("public"), "table": .string("jobs"),
+                "filter": .string(filter),
+            ]).get()
+            let change = TableChange(
+                kind: kind, schema: "public", table: "jobs",
+                commitTimestamp: LocalTimestamp(microsecondsSinceEpoch: 0),
+                record: kind == .delete ? nil : row, oldRecord: old)
             return binding.matches(change)
         }
         #expect(try matches("status=eq.processing"))
@@ -112,7 +144,10 @@ struct PostgRESTQueryTests {
         #expect(query.conditions.count == 2)
         #expect(query.order.map(\.ascending) == [false, true])
         #expect(query.limit == 5 && query.offset == 2)
-        guard case .compare(let filter) = query.conditions[0].test else { Issue.record("expected compare"); return }
+        guard case .compare(let filter) = query.conditions[0].test else {
+            Issue.record("expected compare")
+            return
+        }
         #expect(filter.values == ["a,b", "queued"])
     }
 
@@ -124,7 +159,10 @@ struct PostgRESTQueryTests {
             Issue.record("expected an error")
         } catch {
             #expect(error.status == 400)
-            #expect(error.body == #"{"code":"22P02","details":null,"hint":null,"message":"invalid input syntax for type uuid: \"nope\""}"#)
+            #expect(
+                error.body
+                    == #"{"code":"22P02","details":null,"hint":null,"message":"invalid input syntax for type uuid: \"nope\""}"#
+            )
         }
         do {
             _ = try PostgRESTQuery.parse("status=queued", table: .jobs)
