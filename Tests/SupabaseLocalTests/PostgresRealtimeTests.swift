@@ -1,6 +1,6 @@
 import HummingbirdWSClient
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import SupabaseLocal
@@ -131,7 +131,7 @@ private struct RawRealtimeSocket {
 
 /// Carries the body's result out of the connection closure.
 private final class ResultBox<T: Sendable>: Sendable {
-    private let value = Mutex<T?>(nil)
-    func set(_ value: T) { self.value.withLock { $0 = value } }
-    func get() -> T? { self.value.withLock { $0 } }
+    private let value = NIOLockedValueBox<T?>(nil)
+    func set(_ value: T) { self.value.withLockedValue { $0 = value } }
+    func get() -> T? { self.value.withLockedValue { $0 } }
 }

@@ -18,14 +18,14 @@ extension JobSyncClient {
     ///
     /// - Throws: ``JobSyncError/Code/invalidConfiguration`` when called while already running.
     public func run() async throws {
-        let alreadyRunning = self.shared.withLock { shared -> Bool in
+        let alreadyRunning = self.shared.withLockedValue { shared -> Bool in
             defer { shared.running = true }
             return shared.running
         }
         guard !alreadyRunning else {
             throw JobSyncError(code: .invalidConfiguration, message: "run() is already running")
         }
-        defer { self.shared.withLock { $0.running = false } }
+        defer { self.shared.withLockedValue { $0.running = false } }
         await cancelWhenGracefulShutdown {
             await self.runLoop()
         }
@@ -64,7 +64,7 @@ extension JobSyncClient {
                     guard generation == liveness.generation else { break }  // an old subscription set
                     if live {
                         if let lateIDs = liveness.markLive(channel) {
-                            self.shared.withLock { $0.pendingFetch.formUnion(lateIDs) }
+                            self.shared.withLockedValue { $0.pendingFetch.formUnion(lateIDs) }
                             group.addTask { await self.fetchPending() }
                         }
                         if liveness.allLive, !machine.feedLive {
@@ -158,7 +158,7 @@ extension JobSyncClient {
                 while true {
                     guard await changes.next() != nil else { return true }
                     if self.configuration.mode == .allJobs { continue }
-                    let watched = self.shared.withLock { $0.watched }
+                    let watched = self.shared.withLockedValue { $0.watched }
                     let maximumChannels = max(
                         1, self.configuration.maximumFilteredIDs / PostgRESTFilter.maximumInValues)
                     if watched.count > self.configuration.maximumFilteredIDs {
@@ -275,7 +275,7 @@ extension JobSyncClient {
     private func fetchPending() async {
         var attempt = 0
         while !Task.isCancelled {
-            let ids = self.shared.withLock { shared -> [JobID] in
+            let ids = self.shared.withLockedValue { shared -> [JobID] in
                 defer { shared.pendingFetch = [] }
                 return Array(shared.pendingFetch)
             }
@@ -285,7 +285,7 @@ extension JobSyncClient {
                 self.mergeFetched(rows, requested: ids, source: .reconciliation)
                 return
             } catch {
-                self.shared.withLock { $0.pendingFetch.formUnion(ids) }
+                self.shared.withLockedValue { $0.pendingFetch.formUnion(ids) }
                 attempt += 1
                 let ceiling = min(
                     self.configuration.initialPollDelay * (1 << min(attempt, 20)), self.configuration.maximumPollDelay)
@@ -314,7 +314,7 @@ extension JobSyncClient {
             return self.mergeFetched(rows, requested: nil, source: sourceKind)
         }
         // By ids: only jobs that can still change (unknown or not final).
-        let ids = self.shared.withLock { $0.watched }.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
+        let ids = self.shared.withLockedValue { $0.watched }.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
         guard !ids.isEmpty else { return false }
         let rows = try await source.fetch(ids: Array(ids))
         return self.mergeFetched(rows, requested: Array(ids), source: sourceKind)

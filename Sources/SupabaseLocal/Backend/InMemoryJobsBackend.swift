@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
     import Glibc
@@ -36,7 +36,7 @@ public final class InMemoryJobsBackend: JobsBackend {
     /// The table served.
     public let table: TableDescriptor
     private let clock: WallClock
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     /// Creates an empty in-memory table.
     ///
@@ -65,7 +65,7 @@ public final class InMemoryJobsBackend: JobsBackend {
 
     /// Ends every change stream (also done when ``run()`` is cancelled).
     public func finishStreams() {
-        let subscribers = self.state.withLock { state in
+        let subscribers = self.state.withLockedValue { state in
             let all = Array(state.subscribers.values)
             state.subscribers.removeAll()
             return all
@@ -75,7 +75,7 @@ public final class InMemoryJobsBackend: JobsBackend {
 
     /// All rows.
     public func rows() async throws -> [TableRow] {
-        self.state.withLock { Array($0.rows.values) }
+        self.state.withLockedValue { Array($0.rows.values) }
     }
 
     /// A strictly increasing "now" (microsecond steps when the wall clock does not advance).
@@ -100,7 +100,7 @@ public final class InMemoryJobsBackend: JobsBackend {
     public func insert(_ row: TableRow) async throws -> TableRow {
         try self.validate(row)
         let now = self.clock.now()
-        return try self.state.withLock { state in
+        return try self.state.withLockedValue { state in
             var stored = row
             let time = Self.tick(&state, now)
             if stored[self.keyColumn] == nil || stored[self.keyColumn] == .null {
@@ -139,7 +139,7 @@ public final class InMemoryJobsBackend: JobsBackend {
         try self.validate(values)
         let now = self.clock.now()
         let key = Self.normalize(primaryKey)
-        return self.state.withLock { state -> TableRow? in
+        return self.state.withLockedValue { state -> TableRow? in
             guard let old = state.rows[key] else { return nil }
             let time = Self.tick(&state, now)
             var new = old
@@ -163,7 +163,7 @@ public final class InMemoryJobsBackend: JobsBackend {
     public func delete(primaryKey: LocalJSON) async throws -> TableRow? {
         let now = self.clock.now()
         let key = Self.normalize(primaryKey)
-        return self.state.withLock { state -> TableRow? in
+        return self.state.withLockedValue { state -> TableRow? in
             guard let old = state.rows.removeValue(forKey: key) else { return nil }
             let time = Self.tick(&state, now)
             let change = TableChange(
@@ -195,14 +195,14 @@ public final class InMemoryJobsBackend: JobsBackend {
     /// A new change stream starting with the next commit.
     public func changes() -> AsyncStream<TableChange> {
         let (stream, continuation) = AsyncStream<TableChange>.makeStream()
-        let id = self.state.withLock { state in
+        let id = self.state.withLockedValue { state in
             let id = state.nextSubscriber
             state.nextSubscriber += 1
             state.subscribers[id] = continuation
             return id
         }
         continuation.onTermination = { [weak self] _ in
-            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+            self?.state.withLockedValue { _ = $0.subscribers.removeValue(forKey: id) }
         }
         return stream
     }

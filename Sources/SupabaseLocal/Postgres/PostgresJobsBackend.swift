@@ -1,6 +1,6 @@
 import Logging
 import PostgresNIO
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A ``JobsBackend`` on a real PostgreSQL database, with changes read from a wal2json logical slot exactly as
 /// Supabase Realtime reads them (realtime-protocol.md §5.3, §5.6).
@@ -105,8 +105,8 @@ public final class PostgresJobsBackend: JobsBackend {
     private let logger: Logger
     private let clock: any Clock<Duration>
     private let ready = ReadinessGate()
-    private let state = Mutex(State())
-    private let decoder = Mutex(Wal2JSONDecoder(table: .jobs))
+    private let state = NIOLockedValueBox(State())
+    private let decoder = NIOLockedValueBox(Wal2JSONDecoder(table: .jobs))
 
     /// Creates the backend; no I/O happens before ``run()``.
     ///
@@ -126,7 +126,7 @@ public final class PostgresJobsBackend: JobsBackend {
         self.client = PostgresClient(
             configuration: Self.clientConfiguration(configuration.url), backgroundLogger: logger
         )
-        self.decoder.withLock { $0 = Wal2JSONDecoder(table: configuration.table) }
+        self.decoder.withLockedValue { $0 = Wal2JSONDecoder(table: configuration.table) }
     }
 
     /// Session settings that make `to_jsonb` and wal2json print timestamps as Realtime and PostgREST see them.
@@ -170,7 +170,7 @@ public final class PostgresJobsBackend: JobsBackend {
     }
 
     /// Counters of the poller so far.
-    public var statistics: Statistics { self.state.withLock { $0.statistics } }
+    public var statistics: Statistics { self.state.withLockedValue { $0.statistics } }
 
     // MARK: - Running
 
@@ -178,7 +178,7 @@ public final class PostgresJobsBackend: JobsBackend {
     /// ``SupabaseLocalError`` `backendFailure` when setup or polling fails. Every change stream ends when this
     /// returns. Call it once.
     public func run() async throws {
-        let firstRun = self.state.withLock { state -> Bool in
+        let firstRun = self.state.withLockedValue { state -> Bool in
             defer { state.hasRun = true }
             return !state.hasRun
         }
@@ -203,7 +203,7 @@ public final class PostgresJobsBackend: JobsBackend {
 
     private func shutDown() {
         self.ready.fail(SupabaseLocalError(.backendFailure, "the PostgreSQL backend is not running"))
-        let subscribers = self.state.withLock { state in
+        let subscribers = self.state.withLockedValue { state in
             state.finished = true
             let all = Array(state.subscribers.values)
             state.subscribers.removeAll()
@@ -242,7 +242,7 @@ public final class PostgresJobsBackend: JobsBackend {
             )
         }
         let table = self.table
-        self.decoder.withLock { $0 = Wal2JSONDecoder(table: table, typeNames: typeNames) }
+        self.decoder.withLockedValue { $0 = Wal2JSONDecoder(table: table, typeNames: typeNames) }
         self.logger.debug(
             "PostgreSQL table ready",
             metadata: [
@@ -295,18 +295,18 @@ public final class PostgresJobsBackend: JobsBackend {
     }
 
     private func handle(_ data: String) {
-        let outcome: Result<Wal2JSONDecoder.Outcome, any Error> = self.decoder.withLock { decoder in
+        let outcome: Result<Wal2JSONDecoder.Outcome, any Error> = self.decoder.withLockedValue { decoder in
             Result { try decoder.decode(data) }
         }
         switch outcome {
         case .success(.otherTable):
-            self.state.withLock { $0.statistics.otherTableRows += 1 }
+            self.state.withLockedValue { $0.statistics.otherTableRows += 1 }
         case .failure(let error):
-            self.state.withLock { $0.statistics.malformedRows += 1 }
+            self.state.withLockedValue { $0.statistics.malformedRows += 1 }
             self.logger.debug("skipped an undecodable wal2json row", metadata: ["error": "\(error)"])
         case .success(.change(let change)):
             // Yield under the lock so a subscriber added concurrently sees a clean cut.
-            self.state.withLock { state in
+            self.state.withLockedValue { state in
                 state.statistics.deliveredChanges += 1
                 for continuation in state.subscribers.values { continuation.yield(change) }
             }
@@ -318,7 +318,7 @@ public final class PostgresJobsBackend: JobsBackend {
     /// A new subscription to changes the poller reads from now on. Ends when ``run()`` returns.
     public func changes() -> AsyncStream<TableChange> {
         let (stream, continuation) = AsyncStream<TableChange>.makeStream()
-        let id = self.state.withLock { state -> Int? in
+        let id = self.state.withLockedValue { state -> Int? in
             guard !state.finished else { return nil }
             let id = state.nextSubscriber
             state.nextSubscriber += 1
@@ -330,7 +330,7 @@ public final class PostgresJobsBackend: JobsBackend {
             return stream
         }
         continuation.onTermination = { [weak self] _ in
-            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+            self?.state.withLockedValue { _ = $0.subscribers.removeValue(forKey: id) }
         }
         return stream
     }

@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A one-shot gate: callers wait until it opens (or fails); cancelling a waiter ends its wait with
 /// `CancellationError`.
@@ -9,7 +9,7 @@ final class ReadinessGate: Sendable {
         case failed(any Error)
     }
 
-    private let state = Mutex(State.pending(waiters: [:], nextID: 0))
+    private let state = NIOLockedValueBox(State.pending(waiters: [:], nextID: 0))
 
     /// Opens the gate: current and future waiters proceed.
     func open() {
@@ -23,7 +23,7 @@ final class ReadinessGate: Sendable {
     }
 
     private func resolve(_ final: State) {
-        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+        let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, any Error>] in
             var resumed: [CheckedContinuation<Void, any Error>] = []
             if case .pending(let waiters, _) = state { resumed = Array(waiters.values) }
             state = final
@@ -36,19 +36,19 @@ final class ReadinessGate: Sendable {
 
     /// Waits until the gate opens; throws the failure, or `CancellationError` when the task is cancelled.
     func wait() async throws {
-        let id = self.state.withLock { state -> Int? in
+        let id = self.state.withLockedValue { state -> Int? in
             guard case .pending(let waiters, let nextID) = state else { return nil }
             state = .pending(waiters: waiters, nextID: nextID + 1)
             return nextID
         }
         guard let id else {
-            return try self.state.withLock { state in
+            return try self.state.withLockedValue { state in
                 if case .failed(let error) = state { throw error }
             }
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let outcome = self.state.withLock { state -> Result<Void, any Error>? in
+                let outcome = self.state.withLockedValue { state -> Result<Void, any Error>? in
                     switch state {
                     case .pending(var waiters, let nextID):
                         if Task.isCancelled { return .failure(CancellationError()) }
@@ -64,7 +64,7 @@ final class ReadinessGate: Sendable {
                 if let outcome { continuation.resume(with: outcome) }
             }
         } onCancel: {
-            let waiter = self.state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            let waiter = self.state.withLockedValue { state -> CheckedContinuation<Void, any Error>? in
                 guard case .pending(var waiters, let nextID) = state else { return nil }
                 let waiter = waiters.removeValue(forKey: id)
                 state = .pending(waiters: waiters, nextID: nextID)

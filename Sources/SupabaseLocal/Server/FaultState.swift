@@ -1,4 +1,4 @@
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A handshake refusal in force (fault injection).
 public struct ConnectionRefusal: Sendable, Hashable {
@@ -73,10 +73,10 @@ final class ConnectionRegistry: Sendable {
         var accepted = 0
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     func add(_ continuation: AsyncStream<ConnectionInput>.Continuation) -> Int {
-        self.state.withLock { state in
+        self.state.withLockedValue { state in
             let id = state.next
             state.next += 1
             state.accepted += 1
@@ -86,14 +86,14 @@ final class ConnectionRegistry: Sendable {
     }
 
     func remove(_ id: Int) {
-        _ = self.state.withLock { $0.connections.removeValue(forKey: id) }
+        _ = self.state.withLockedValue { $0.connections.removeValue(forKey: id) }
     }
 
     func broadcast(_ input: ConnectionInput) {
-        let all = self.state.withLock { Array($0.connections.values) }
+        let all = self.state.withLockedValue { Array($0.connections.values) }
         for continuation in all { continuation.yield(input) }
     }
 
-    var count: Int { self.state.withLock { $0.connections.count } }
-    var acceptedTotal: Int { self.state.withLock { $0.accepted } }
+    var count: Int { self.state.withLockedValue { $0.connections.count } }
+    var acceptedTotal: Int { self.state.withLockedValue { $0.accepted } }
 }

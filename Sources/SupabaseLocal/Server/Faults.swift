@@ -16,22 +16,22 @@ public struct SupabaseLocalFaults: Sendable {
     /// Refuses new WebSocket handshakes with `refusal` (e.g. 503, or 429 with `Retry-After`), for `duration` or
     /// until ``acceptConnections()``.
     public func refuseConnections(_ refusal: ConnectionRefusal, for duration: Duration? = nil) {
-        self.stack.faultState.withLock { $0.refusal = refusal }
+        self.stack.faultState.withLockedValue { $0.refusal = refusal }
         if let duration {
             self.stack.schedule(after: duration) { [stack = self.stack] in
-                stack.faultState.withLock { if $0.refusal == refusal { $0.refusal = nil } }
+                stack.faultState.withLockedValue { if $0.refusal == refusal { $0.refusal = nil } }
             }
         }
     }
 
     /// Accepts handshakes again.
     public func acceptConnections() {
-        self.stack.faultState.withLock { $0.refusal = nil }
+        self.stack.faultState.withLockedValue { $0.refusal = nil }
     }
 
     /// Sends `Subscribed to PostgreSQL` after `delay` for new joins (nil restores the configured delay).
     public func setSystemOkDelay(_ delay: Duration?) {
-        self.stack.faultState.withLock {
+        self.stack.faultState.withLockedValue {
             $0.systemOkDelay = delay
             $0.withholdSystemOk = false
         }
@@ -39,44 +39,44 @@ public struct SupabaseLocalFaults: Sendable {
 
     /// New joins never get `Subscribed to PostgreSQL` (and so never receive changes).
     public func withholdSystemOk(_ withhold: Bool = true) {
-        self.stack.faultState.withLock { $0.withholdSystemOk = withhold }
+        self.stack.faultState.withLockedValue { $0.withholdSystemOk = withhold }
     }
 
     /// Every join is refused with this §4.4 reason (after its delay); nil restores normal joins.
     public func failJoins(_ error: ForcedJoinError?) {
-        self.stack.faultState.withLock { $0.forcedJoinError = error }
+        self.stack.faultState.withLockedValue { $0.forcedJoinError = error }
     }
 
     /// How heartbeats are answered.
     public func setHeartbeatReplies(_ mode: HeartbeatReplyMode) {
-        self.stack.faultState.withLock { $0.heartbeat = mode }
+        self.stack.faultState.withLockedValue { $0.heartbeat = mode }
     }
 
     /// Silently drops this fraction (0…1) of committed changes before fan-out (§5.6).
     public func dropChanges(fraction: Double) {
-        self.stack.faultState.withLock { $0.changeDropFraction = min(1, max(0, fraction)) }
+        self.stack.faultState.withLockedValue { $0.changeDropFraction = min(1, max(0, fraction)) }
     }
 
     /// Delays every change by `delay` before fan-out (order is kept).
     public func delayChanges(by delay: Duration) {
-        self.stack.faultState.withLock { $0.changeDelay = delay }
+        self.stack.faultState.withLockedValue { $0.changeDelay = delay }
     }
 
     /// Every REST and status-endpoint request fails with this status (nil to stop).
     public func failREST(_ failure: RESTFailure?) {
-        self.stack.faultState.withLock { $0.restFailure = failure }
+        self.stack.faultState.withLockedValue { $0.restFailure = failure }
     }
 
     /// Adds latency to every REST and status-endpoint request.
     public func setRESTLatency(_ latency: Duration) {
-        self.stack.faultState.withLock { $0.restLatency = latency }
+        self.stack.faultState.withLockedValue { $0.restLatency = latency }
     }
 
     /// Expires every user token now: joined channels get `Token has expired N seconds ago` then `phx_close`, and
     /// user JWTs issued until now are refused (REST `PGRST303`, joins `InvalidJWTToken`). Project keys keep working.
     public func expireTokens() {
         let now = self.stack.configuration.wallClock.now()
-        self.stack.faultState.withLock { $0.tokensRevokedAtOrBefore = now.microsecondsSinceEpoch / 1_000_000 }
+        self.stack.faultState.withLockedValue { $0.tokensRevokedAtOrBefore = now.microsecondsSinceEpoch / 1_000_000 }
         self.stack.registry.broadcast(.expireTokens)
     }
 
@@ -87,7 +87,7 @@ public struct SupabaseLocalFaults: Sendable {
 
     /// Changes whose record is larger than `bytes` get the 413 treatment (§5.4); nil restores the configuration.
     public func setMaxRecordBytes(_ bytes: Int?) {
-        self.stack.faultState.withLock { $0.maxRecordBytesOverride = bytes }
+        self.stack.faultState.withLockedValue { $0.maxRecordBytesOverride = bytes }
     }
 
     /// Deletes jobs (retention), producing DELETE changes. Returns how many rows were deleted.
@@ -108,7 +108,7 @@ public struct SupabaseLocalFaults: Sendable {
 
     /// Clears every fault (counters are kept).
     public func reset() {
-        self.stack.faultState.withLock { faults in
+        self.stack.faultState.withLockedValue { faults in
             let dropped = faults.droppedChanges
             let delivered = faults.deliveredChanges
             faults = FaultSettings()
@@ -118,10 +118,10 @@ public struct SupabaseLocalFaults: Sendable {
     }
 
     /// Changes dropped by ``dropChanges(fraction:)`` so far.
-    public var droppedChangeCount: Int { self.stack.faultState.withLock { $0.droppedChanges } }
+    public var droppedChangeCount: Int { self.stack.faultState.withLockedValue { $0.droppedChanges } }
 
     /// Changes fanned out to sockets so far.
-    public var deliveredChangeCount: Int { self.stack.faultState.withLock { $0.deliveredChanges } }
+    public var deliveredChangeCount: Int { self.stack.faultState.withLockedValue { $0.deliveredChanges } }
 }
 
 extension SupabaseLocalStack {

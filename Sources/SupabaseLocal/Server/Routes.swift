@@ -55,7 +55,7 @@ extension SupabaseLocalStack {
 
     /// Applies REST latency and forced failures (fault injection).
     func applyRESTFaults() async throws {
-        let (latency, failure) = self.faultState.withLock { ($0.restLatency, $0.restFailure) }
+        let (latency, failure) = self.faultState.withLockedValue { ($0.restLatency, $0.restFailure) }
         try await self.sleep(for: latency)
         if let failure {
             let message = failure.status == 429 ? "Too Many Requests" : "Internal Server Error"

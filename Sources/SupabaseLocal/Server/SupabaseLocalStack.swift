@@ -4,7 +4,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTP1
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Entry points for running a local Supabase stand-in.
 public enum SupabaseLocal {
@@ -68,8 +68,8 @@ public final class SupabaseLocalStack: Sendable {
     public let serviceKey: String
     let signer: LocalJWTSigner
     let registry = ConnectionRegistry()
-    let faultState = Mutex(FaultSettings())
-    private let boundPort = Mutex(0)
+    let faultState = NIOLockedValueBox(FaultSettings())
+    private let boundPort = NIOLockedValueBox(0)
     let scheduled: AsyncStream<(Duration, @Sendable () async throws -> Void)>
     let scheduler: AsyncStream<(Duration, @Sendable () async throws -> Void)>.Continuation
 
@@ -85,7 +85,7 @@ public final class SupabaseLocalStack: Sendable {
     }
 
     /// The bound port (0 before the server listens).
-    public var port: Int { self.boundPort.withLock { $0 } }
+    public var port: Int { self.boundPort.withLockedValue { $0 } }
 
     /// `http://127.0.0.1:PORT` — the project URL (REST at `/rest/v1`, status endpoint at `/classify`).
     public var baseURL: URL { URL(string: "http://\(self.configuration.host):\(self.port)")! }
@@ -151,7 +151,7 @@ public final class SupabaseLocalStack: Sendable {
             configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                self.boundPort.withLock { $0 = port }
+                self.boundPort.withLockedValue { $0 = port }
                 self.configuration.logger.debug("supabase-local listening", metadata: ["port": "\(port)"])
                 onStarted(port)
             },
@@ -171,13 +171,13 @@ public final class SupabaseLocalStack: Sendable {
     private func pumpChanges(_ changes: AsyncStream<TableChange>) async throws {
         var generator = SystemRandomNumberGenerator()
         for await change in changes {
-            let (fraction, delay) = self.faultState.withLock { ($0.changeDropFraction, $0.changeDelay) }
+            let (fraction, delay) = self.faultState.withLockedValue { ($0.changeDropFraction, $0.changeDelay) }
             if fraction > 0, Double.random(in: 0..<1, using: &generator) < fraction {
-                self.faultState.withLock { $0.droppedChanges += 1 }
+                self.faultState.withLockedValue { $0.droppedChanges += 1 }
                 continue
             }
             if delay > .zero { try await self.sleep(for: delay) }
-            self.faultState.withLock { $0.deliveredChanges += 1 }
+            self.faultState.withLockedValue { $0.deliveredChanges += 1 }
             self.registry.broadcast(.change(change))
         }
     }
@@ -214,12 +214,12 @@ public final class SupabaseLocalStack: Sendable {
         TokenVerifier(
             signer: self.signer,
             projectKeys: [self.anonKey, self.serviceKey],
-            revokedAtOrBefore: self.faultState.withLock { $0.tokensRevokedAtOrBefore }
+            revokedAtOrBefore: self.faultState.withLockedValue { $0.tokensRevokedAtOrBefore }
         )
     }
 
     func sessionPolicy() -> SessionPolicy {
-        self.faultState.withLock { faults in
+        self.faultState.withLockedValue { faults in
             SessionPolicy(
                 systemOkDelay: faults.withholdSystemOk
                     ? nil : (faults.systemOkDelay ?? self.configuration.systemOkDelay),
@@ -233,7 +233,7 @@ public final class SupabaseLocalStack: Sendable {
     }
 
     func maxRecordBytes() -> Int {
-        self.faultState.withLock { $0.maxRecordBytesOverride } ?? self.configuration.maxRecordBytes
+        self.faultState.withLockedValue { $0.maxRecordBytesOverride } ?? self.configuration.maxRecordBytes
     }
 
     // MARK: Handshake (§1.2, §1.3)
@@ -241,7 +241,7 @@ public final class SupabaseLocalStack: Sendable {
     func decideHandshake(uri: String, headers: HTTPHeaders) -> HandshakeDecision {
         let (path, query) = splitURI(uri)
         guard path == "/realtime/v1/websocket" || path == "/socket/websocket" else { return .notRealtime }
-        if let refusal = self.faultState.withLock({ $0.refusal }) {
+        if let refusal = self.faultState.withLockedValue({ $0.refusal }) {
             return .refuse(
                 HandshakeRefusal(
                     status: refusal.status,

@@ -2,7 +2,7 @@ import Foundation
 import HummingbirdWSClient
 import Logging
 import NIOCore
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import SupabaseLocal
@@ -156,8 +156,8 @@ func anonHeaders(_ stack: SupabaseLocalStack) -> [String: String] {
 /// A fixed wall clock for deterministic timestamps.
 func fixedWallClock(_ text: String) -> WallClock {
     let instant = LocalTimestamp(parsing: text)!
-    let counter = Mutex(Int64(0))
+    let counter = NIOLockedValueBox(Int64(0))
     return WallClock {
-        LocalTimestamp(microsecondsSinceEpoch: instant.microsecondsSinceEpoch + counter.withLock { $0 })
+        LocalTimestamp(microsecondsSinceEpoch: instant.microsecondsSinceEpoch + counter.withLockedValue { $0 })
     }
 }
