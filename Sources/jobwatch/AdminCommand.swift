@@ -101,7 +101,9 @@ extension Jobwatch.Admin {
 
         @OptionGroup var admin: AdminOptions
 
-        @Option(help: ArgumentHelp("How long the fault lasts, in seconds (default: until cleared).", valueName: "seconds"))
+        @Option(
+            help: ArgumentHelp("How long the fault lasts, in seconds (default: until cleared).", valueName: "seconds")
+        )
         var duration: Double?
 
         @Argument(help: ArgumentHelp("The fault kind.", valueName: "kind"))
@@ -180,7 +182,10 @@ struct AdminClient: Sendable {
             throw JobwatchError(.unauthorized, "the local stack rejected the service key (HTTP \(status))")
         default:
             let detail = String(decoding: data.prefix(200), as: UTF8.self)
-            throw JobwatchError(.badResponse, "the local stack answered HTTP \(status): \(HumanFormat.sanitized(detail))")
+            throw JobwatchError(
+                .badResponse,
+                "the local stack answered HTTP \(status): \(HumanFormat.sanitized(detail))"
+            )
         }
     }
 }

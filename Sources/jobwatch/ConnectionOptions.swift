@@ -11,12 +11,13 @@ enum JobSourceKind: String, Sendable, CaseIterable, ExpressibleByArgument {
 
 /// A secret (API key, access token). Its descriptions never show the value, so it cannot leak through string
 /// interpolation, `dump` or an error message.
-struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
+struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// The secret itself. Pass it only to the client that sends it to the server.
     let value: String
 
     var description: String { "<redacted>" }
     var debugDescription: String { "<redacted>" }
+    var customMirror: Mirror { Mirror(self, children: [], displayStyle: .struct) }
 }
 
 /// Connection settings after validation: everything the adapters need to reach the service.
@@ -61,8 +62,12 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Schema of the jobs table.", valueName: "name"))
     var schema: String = "public"
 
-    @Option(help: ArgumentHelp("Where job states come from: supabase (Realtime + REST) or status-endpoint "
-        + "(the service's GET /classify/{id}, polled)."))
+    @Option(
+        help: ArgumentHelp(
+            "Where job states come from: supabase (Realtime + REST) or status-endpoint "
+                + "(the service's GET /classify/{id}, polled)."
+        )
+    )
     var source: JobSourceKind = .supabase
 
     @Option(

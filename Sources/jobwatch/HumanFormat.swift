@@ -84,7 +84,8 @@ struct HumanFormat: Sendable {
     func liveLine(_ line: JobLine, idLength: Int, width: Int) -> String {
         let id = String(line.id.rawValue.prefix(idLength))
         let status = line.statusName.padding(toLength: 11, withPad: " ", startingAt: 0)
-        let elapsed = String(repeating: " ", count: max(0, 7 - Self.elapsed(line.elapsed).count))
+        let elapsed =
+            String(repeating: " ", count: max(0, 7 - Self.elapsed(line.elapsed).count))
             + Self.elapsed(line.elapsed)
         let transport = line.transport.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
         var detail = ""
@@ -125,7 +126,8 @@ struct HumanFormat: Sendable {
     func plainLine(_ record: WatchState.Record) -> String? {
         switch record {
         case .job(let line):
-            var text = "\(line.id.rawValue) \(line.statusName) [\(Self.elapsed(line.elapsed)), \(line.transport.rawValue)]"
+            var text =
+                "\(line.id.rawValue) \(line.statusName) [\(Self.elapsed(line.elapsed)), \(line.transport.rawValue)]"
             if let progress = line.snapshot?.progress, line.snapshot?.phase.isFinal == false {
                 text += " " + Self.sanitized(progress)
             }
@@ -181,11 +183,15 @@ struct HumanFormat: Sendable {
             case nil:
                 detail = ""
             }
-            output.append("\(self.symbol(for: line)) \(line.id.rawValue)  \(outcome)\(detail)  [\(Self.elapsed(line.elapsed))]")
+            output.append(
+                "\(self.symbol(for: line)) \(line.id.rawValue)  \(outcome)\(detail)  [\(Self.elapsed(line.elapsed))]"
+            )
         }
         let counts = Dictionary(grouping: lines, by: { $0.outcome?.name ?? "waiting" }).mapValues(\.count)
         let order = ["completed", "failed", "not_found", "deleted", "timeout", "interrupted", "unavailable", "waiting"]
-        let total = order.compactMap { name in counts[name].map { "\($0) \(name.replacingOccurrences(of: "_", with: " "))" } }
+        let total = order.compactMap { name in
+            counts[name].map { "\($0) \(name.replacingOccurrences(of: "_", with: " "))" }
+        }
         output.append("\(total.joined(separator: ", ")) · exit \(status.rawValue)")
         return output
     }

@@ -59,7 +59,8 @@ enum JSONLines {
                 case "\n": output += "\\n"
                 case "\r": output += "\\r"
                 case "\t": output += "\\t"
-                case _ where scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028
+                case _
+                where scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028
                     || scalar.value == 0x2029:
                     let hex = String(scalar.value, radix: 16)
                     output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
