@@ -1,3 +1,5 @@
+import Foundation
+
 /// The CLI's own, small view of a job. The JobSync adapter translates library types into these, so the
 /// rendering, JSON Lines and exit-code logic stay independent of the library and are tested with fakes.
 
@@ -16,7 +18,7 @@ enum JobPhase: Sendable, Hashable {
 
     /// Parses a status as sent by the table or the status endpoint (`queued`, `PROCESSING`, …).
     init(raw: String) {
-        switch raw.lowercased() {
+        switch raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased() {
         case "queued": self = .queued
         case "processing": self = .processing
         case "completed": self = .completed
