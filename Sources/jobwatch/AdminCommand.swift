@@ -30,7 +30,8 @@ struct AdminOptions: ParsableArguments {
     )
     var keyFile: String?
 
-    func validate() throws {
+    /// Checks the options against the process environment (called by the subcommands' `validate()`).
+    func validateSettings() throws {
         do {
             _ = try self.resolve(environment: ProcessInfo.processInfo.environment)
         } catch {
@@ -62,13 +63,28 @@ extension Jobwatch.Admin {
     struct CreateJobs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "create-jobs",
-            abstract: "Create jobs on the local stack and print their ids, one per line."
+            abstract: "Create jobs that the local stack's simulator drives to the end; prints their ids."
         )
 
         @OptionGroup var admin: AdminOptions
 
-        @Option(help: ArgumentHelp("How many of the new jobs the simulator makes fail.", valueName: "count"))
-        var fail: Int = 0
+        @Option(
+            name: .customLong("failure-rate"),
+            help: ArgumentHelp("Fraction of the jobs that fail (0–1).", valueName: "fraction")
+        )
+        var failureRate: Double = 0.2
+
+        @Option(help: ArgumentHelp("Seed of the simulator (same seed, same outcomes).", valueName: "n"))
+        var seed: Int?
+
+        @Option(name: .customLong("page-ms"), help: ArgumentHelp("Milliseconds per page.", valueName: "ms"))
+        var pageMilliseconds: Int?
+
+        @Option(name: .customLong("queue-ms"), help: ArgumentHelp("Milliseconds spent queued.", valueName: "ms"))
+        var queueMilliseconds: Int?
+
+        @Flag(name: .customLong("mixed-case"), help: "Write statuses in mixed case (PROCESSING, Completed).")
+        var mixedCase = false
 
         @Argument(help: ArgumentHelp("How many jobs to create (1–10000).", valueName: "count"))
         var count: Int
@@ -77,14 +93,25 @@ extension Jobwatch.Admin {
             guard (1...10_000).contains(self.count) else {
                 throw ValidationError("the job count must be between 1 and 10000")
             }
-            guard (0...self.count).contains(self.fail) else {
-                throw ValidationError("--fail must be between 0 and the job count")
+            guard (0...1).contains(self.failureRate) else {
+                throw ValidationError("--failure-rate must be between 0 and 1")
             }
+            for value in [self.pageMilliseconds, self.queueMilliseconds].compactMap({ $0 }) where value < 0 {
+                throw ValidationError("--page-ms and --queue-ms must not be negative")
+            }
+            try self.admin.validateSettings()
         }
 
         func run() async throws {
             let client = try self.admin.resolve(environment: ProcessInfo.processInfo.environment)
-            let ids = try await client.createJobs(count: self.count, failing: self.fail)
+            var body: [(String, JSONLines.Value)] = [
+                ("jobs", .int(self.count)), ("failure_rate", .double(self.failureRate)),
+            ]
+            if let seed = self.seed { body.append(("seed", .int(seed))) }
+            if let page = self.pageMilliseconds { body.append(("page_ms", .int(page))) }
+            if let queue = self.queueMilliseconds { body.append(("queue_ms", .int(queue))) }
+            if self.mixedCase { body.append(("mixed_case", .bool(true))) }
+            let ids = try await client.createJobs(.object(body))
             let writer = OutputWriter()
             for id in ids {
                 writer.line(id.rawValue, to: .stdout)
@@ -95,38 +122,73 @@ extension Jobwatch.Admin {
     /// `jobwatch admin fault <kind>`
     struct Fault: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Inject a fault into the local stack (for example: drop-realtime, stall-realtime, rest-down).",
-            discussion: "The fault kinds are those the local stack's admin endpoint accepts; it rejects others."
+            abstract: "Inject a fault into the local stack; prints its counters as JSON.",
+            discussion: """
+                Kinds: drop-connections, stall, refuse-connections, system-ok, join-error, heartbeat, \
+                drop-changes, delay-changes, rest-failure, rest-latency, expire-tokens, crash-channels, \
+                max-record-bytes, delete-jobs, restart, reset. Parameters go in the request body: --ms N, or \
+                --param name=value (numbers and true/false are sent as JSON numbers and booleans).
+                Examples: `jobwatch admin fault drop-connections --param abrupt=true`, \
+                `jobwatch admin fault refuse-connections --ms 3000`, `jobwatch admin fault reset`.
+                """
         )
 
         @OptionGroup var admin: AdminOptions
 
+        @Option(help: ArgumentHelp("Duration parameter in milliseconds (body field \"ms\").", valueName: "ms"))
+        var ms: Int?
+
         @Option(
-            help: ArgumentHelp("How long the fault lasts, in seconds (default: until cleared).", valueName: "seconds")
+            name: .customLong("param"),
+            help: ArgumentHelp("Another body field, name=value (repeatable).", valueName: "name=value")
         )
-        var duration: Double?
+        var parameters: [String] = []
 
         @Argument(help: ArgumentHelp("The fault kind.", valueName: "kind"))
         var kind: String
 
         func validate() throws {
-            let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_"))
+            let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyz0123456789-")
             guard !self.kind.isEmpty, self.kind.unicodeScalars.allSatisfy(allowed.contains) else {
-                throw ValidationError("the fault kind may contain only letters, digits, - and _")
+                throw ValidationError("the fault kind may contain only lower-case letters, digits and -")
             }
-            if let duration = self.duration {
-                guard duration.isFinite, duration > 0 else {
-                    throw ValidationError("--duration must be a number of seconds greater than 0")
+            if let ms = self.ms, ms < 0 {
+                throw ValidationError("--ms must not be negative")
+            }
+            _ = try self.body()
+            try self.admin.validateSettings()
+        }
+
+        /// The request body: `ms` and every `--param`.
+        func body() throws -> JSONLines.Value {
+            var members: [(String, JSONLines.Value)] = []
+            if let ms = self.ms { members.append(("ms", .int(ms))) }
+            for parameter in self.parameters {
+                let parts = parameter.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty else {
+                    throw ValidationError("--param takes name=value, got '\(Redact.shorten(parameter))'")
                 }
+                members.append((parts[0], Self.value(parts[1])))
+            }
+            return .object(members)
+        }
+
+        /// `true`/`false` and numbers as JSON, anything else as a string.
+        static func value(_ text: String) -> JSONLines.Value {
+            switch text {
+            case "true": return .bool(true)
+            case "false": return .bool(false)
+            default:
+                if let int = Int(text) { return .int(int) }
+                if let double = Double(text), double.isFinite { return .double(double) }
+                return .string(text)
             }
         }
 
         func run() async throws {
             let client = try self.admin.resolve(environment: ProcessInfo.processInfo.environment)
-            try await client.injectFault(
-                kind: self.kind,
-                duration: self.duration.map { Duration.milliseconds(Int64(($0 * 1000).rounded(.up))) }
-            )
+            let answer = try await client.post(AdminRoutes.action(self.kind), body: try self.body())
+            OutputWriter().line(HumanFormat.sanitized(String(decoding: answer, as: UTF8.self)), to: .stdout)
         }
     }
 }
@@ -138,28 +200,19 @@ struct AdminClient: Sendable {
     /// The local stack's service key.
     let serviceKey: Secret
 
-    /// Creates `count` jobs (`failing` of them scripted to fail) and returns their ids.
-    func createJobs(count: Int, failing: Int) async throws(JobwatchError) -> [JobID] {
-        let body = JSONLines.Value.object([("count", .int(count)), ("fail", .int(failing))])
-        let data = try await self.post(AdminRoutes.createJobs, body: body)
+    /// Starts the simulator on new jobs (`POST admin/v1/simulate`) and returns their ids.
+    func createJobs(_ body: JSONLines.Value) async throws(JobwatchError) -> [JobID] {
+        let data = try await self.post(AdminRoutes.action("simulate"), body: body)
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let texts = object["ids"] as? [String]
         else {
-            throw JobwatchError(.badResponse, "the local stack answered create-jobs with an unexpected body")
+            throw JobwatchError(.badResponse, "the local stack answered simulate with an unexpected body")
         }
         return try JobID.parseAll(texts)
     }
 
-    /// Injects a fault of `kind`, for `duration` if given.
-    func injectFault(kind: String, duration: Duration?) async throws(JobwatchError) {
-        var members: [(String, JSONLines.Value)] = [("kind", .string(kind))]
-        if let duration {
-            members.append(("duration_ms", .int(JSONLines.milliseconds(duration))))
-        }
-        _ = try await self.post(AdminRoutes.faults, body: .object(members))
-    }
-
-    private func post(_ path: String, body: JSONLines.Value) async throws(JobwatchError) -> Data {
+    /// Posts `body` to `path` with the service key and returns the response body (2xx only).
+    func post(_ path: String, body: JSONLines.Value) async throws(JobwatchError) -> Data {
         var request = URLRequest(url: self.baseURL.appendingPathComponent(path))
         request.httpMethod = "POST"
         request.timeoutInterval = 10
@@ -192,8 +245,6 @@ struct AdminClient: Sendable {
 
 /// The admin endpoint's routes (relative to the stack's base URL).
 enum AdminRoutes {
-    /// Creates jobs: `{"count": N, "fail": K}` → `{"ids": [...]}`.
-    static let createJobs = "admin/v1/jobs"
-    /// Injects a fault: `{"kind": "...", "duration_ms": N}`.
-    static let faults = "admin/v1/faults"
+    /// `POST /admin/v1/<action>`: faults (`drop-connections`, `stall`, …), `simulate`, `reset`.
+    static func action(_ name: String) -> String { "admin/v1/\(name)" }
 }

@@ -203,17 +203,40 @@ struct ParsingTests {
         #expect(throws: (any Error).self) { try Jobwatch.parseAsRoot(["serve", "--port", "70000"]) }
         try self.withKeyFile { path in
             let fault = try Jobwatch.parseAsRoot([
-                "admin", "fault", "--url", "http://127.0.0.1:1", "--key-file", path, "--duration", "2", "drop-realtime",
+                "admin", "fault", "--url", "http://127.0.0.1:1", "--key-file", path, "--ms", "2000",
+                "--param", "abrupt=true", "--param", "reason=maintenance", "--param", "fraction=0.5",
+                "drop-connections",
             ])
-            #expect((fault as? Jobwatch.Admin.Fault)?.kind == "drop-realtime")
+            let command = try #require(fault as? Jobwatch.Admin.Fault)
+            #expect(command.kind == "drop-connections")
+            #expect(
+                try command.body().serialized
+                    == #"{"ms":2000,"abrupt":true,"reason":"maintenance","fraction":0.5}"#
+            )
             let create = try Jobwatch.parseAsRoot([
-                "admin", "create-jobs", "--url", "http://h", "--key-file", path, "5",
+                "admin", "create-jobs", "--url", "http://h", "--key-file", path, "--failure-rate", "0.5", "5",
             ])
             #expect((create as? Jobwatch.Admin.CreateJobs)?.count == 5)
-            #expect(throws: (any Error).self) {
-                try Jobwatch.parseAsRoot(["admin", "fault", "--url", "http://h", "--key-file", path, "bad kind!"])
+            for bad in [["fault", "Bad kind!"], ["fault", "--param", "novalue", "reset"], ["create-jobs", "0"]] {
+                #expect(throws: (any Error).self) {
+                    try Jobwatch.parseAsRoot(["admin"] + bad + ["--url", "http://h", "--key-file", path])
+                }
             }
         }
+    }
+
+    @Test("admin needs the service key, never the anon key")
+    func adminKey() throws {
+        let options = try AdminOptions.parse([])
+        let client = try options.resolve(environment: [
+            "SUPABASE_URL": "http://127.0.0.1:54321", "SUPABASE_SERVICE_KEY": "service", "SUPABASE_ANON_KEY": "anon",
+        ])
+        #expect(client.serviceKey.value == "service")
+        #expect(AdminRoutes.action("stall") == "admin/v1/stall")
+        let error = #expect(throws: JobwatchError.self) {
+            try options.resolve(environment: ["SUPABASE_URL": "http://h", "SUPABASE_ANON_KEY": "anon"])
+        }
+        #expect(error?.message.contains("SUPABASE_SERVICE_KEY") == true)
     }
 
     @Test("Unknown errors print only their type and never exit 1 (which means a job failed)")
