@@ -93,7 +93,8 @@ struct HumanFormat: Sendable {
             if snapshot.phase == .failed, let error = snapshot.error {
                 detail = Self.sanitized(error)
             } else if snapshot.phase == .completed, let result = snapshot.result {
-                detail = self.resultText(result)
+                // Uncoloured: the line is cut to the terminal width, and a cut must never split an escape.
+                detail = HumanFormat(colors: false).resultText(result)
             } else if let progress = snapshot.progress {
                 detail = Self.sanitized(progress)
             }
@@ -109,7 +110,7 @@ struct HumanFormat: Sendable {
         let mode: String
         switch transport {
         case .realtime: mode = self.paint("realtime (live)", "32")
-        case .polling: mode = self.paint("polling (Realtime down)", "33")
+        case .polling: mode = self.paint("polling (REST)", "33")
         case .offline: mode = self.paint("connecting…", "2")
         }
         return Self.cut("jobwatch: \(done)/\(lines.count) final · ", to: width) + mode

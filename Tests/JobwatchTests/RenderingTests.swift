@@ -101,6 +101,15 @@ struct RenderingTests {
         #expect(self.format.plainLine(.final(line)) == nil)
     }
 
+    @Test("A cut live line never splits a colour escape (results are uncoloured in live lines)")
+    func liveLineColoursAndCut() {
+        var line = JobLine(id: Fixture.a, snapshot: Fixture.snapshot(Fixture.a, .completed, result: Fixture.invoice))
+        line.outcome = .completed
+        let text = HumanFormat(colors: true).liveLine(line, idLength: 8, width: 50)
+        #expect(text.hasSuffix("…"))
+        #expect(text.components(separatedBy: "\u{1B}[").count == 3)  // the symbol's colour and its reset only
+    }
+
     @Test("Colours only when asked")
     func colours() {
         var line = JobLine(id: Fixture.a, snapshot: Fixture.snapshot(Fixture.a, .completed))

@@ -56,7 +56,12 @@ struct Connection: Sendable {
             let restURL = url.appendingPathComponent("rest/v1").absoluteString
             do {
                 let client = try PostgRESTClient(
-                    configuration: .init(baseURL: restURL, apiKey: settings.apiKey.value, accessToken: provider, logger: logger)
+                    configuration: .init(
+                        baseURL: restURL,
+                        apiKey: settings.apiKey.value,
+                        accessToken: provider,
+                        logger: logger
+                    )
                 )
                 self.source = SupabaseTableSource(client: client, table: table)
             } catch {
@@ -66,7 +71,10 @@ struct Connection: Sendable {
             self.feed = RealtimeFeeds.make(url: url, settings: settings, table: table, schema: schema, logger: logger)
         case .statusEndpoint(let baseURL):
             do {
-                self.source = try ClassificationStatusSource(baseURL: baseURL.absoluteString, apiKey: settings.apiKey.value)
+                self.source = try ClassificationStatusSource(
+                    baseURL: baseURL.absoluteString,
+                    apiKey: settings.apiKey.value
+                )
             } catch {
                 throw JobwatchError(.invalidInput, "the service URL \(Redact.url(baseURL)) cannot be used")
             }
@@ -106,11 +114,17 @@ struct Connection: Sendable {
             let status = rest.httpStatus.map { " (HTTP \($0))" } ?? ""
             switch rest.code {
             case .unauthorized, .jwtExpired:
-                return JobwatchError(.unauthorized, "the service at \(self.displayURL) rejected the key or token\(status)")
+                return JobwatchError(
+                    .unauthorized,
+                    "the service at \(self.displayURL) rejected the key or token\(status)"
+                )
             case .transport, .timeout:
                 return JobwatchError(.unreachable, "cannot reach the service at \(self.displayURL)")
             case .notFound:
-                return JobwatchError(.badResponse, "the service at \(self.displayURL) has no such table or endpoint\(status)")
+                return JobwatchError(
+                    .badResponse,
+                    "the service at \(self.displayURL) has no such table or endpoint\(status)"
+                )
             default:
                 return JobwatchError(.badResponse, "the service at \(self.displayURL) answered with an error\(status)")
             }

@@ -33,7 +33,11 @@ struct JobSyncWatchSession: WatchSession {
         let client: JobSyncClient
         do {
             client = try JobSyncClient(
-                configuration: .init(source: self.connection.source, feed: self.connection.feed, logger: self.connection.logger),
+                configuration: .init(
+                    source: self.connection.source,
+                    feed: self.connection.feed,
+                    logger: self.connection.logger
+                ),
                 store: self.connection.makeStore()
             )
         } catch {

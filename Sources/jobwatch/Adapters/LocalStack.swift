@@ -10,7 +10,7 @@ extension Adapters {
         var configuration = SupabaseLocalConfiguration()
         configuration.host = command.host
         configuration.port = command.port
-        configuration.logger = logger
+        configuration.logger = Self.stackLogger(command.verbose, writer: writer)
         if command.postgres != nil {
             throw JobwatchError(.localStack, "--postgres is not available in this build yet (in-memory only)")
         }
@@ -46,7 +46,20 @@ extension Adapters {
         } catch let error as JobwatchError {
             throw error
         } catch {
-            throw JobwatchError(.localStack, "the local stack stopped: cannot listen on \(command.host):\(command.port)?")
+            throw JobwatchError(
+                .localStack,
+                "the local stack stopped: cannot listen on \(command.host):\(command.port)?"
+            )
+        }
+    }
+}
+
+extension Adapters {
+    /// The embedded stack's logger: debug with `--verbose`, else only critical messages (its shutdown chatter is
+    /// not for users).
+    static func stackLogger(_ verbose: Bool, writer: OutputWriter) -> Logger {
+        let level: Logger.Level = verbose ? .debug : .critical
+        return Logger(label: "SupabaseLocal") { label in WriterLogHandler(writer: writer, label: label, logLevel: level)
         }
     }
 }
