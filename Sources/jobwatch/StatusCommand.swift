@@ -46,7 +46,7 @@ extension Jobwatch {
             let writer = OutputWriter()
             let reader = try Adapters.statusReader(
                 settings: settings,
-                cacheFile: self.cache.cacheFile(environment: environment),
+                cacheFile: self.cache.cacheFile(environment: environment, settings: settings),
                 logger: self.output.logger(writer: writer)
             )
             let terminal = TerminalInfo.current()

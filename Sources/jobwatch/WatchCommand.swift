@@ -8,7 +8,7 @@ struct CacheOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "Result cache (SQLite) used to answer final jobs without a request "
-                + "(default: $XDG_CACHE_HOME/jobwatch/jobs.sqlite or ~/.cache/jobwatch/jobs.sqlite).",
+                + "(default: one file per project under $XDG_CACHE_HOME/jobwatch or ~/.cache/jobwatch).",
             valueName: "path"
         )
     )
@@ -18,16 +18,38 @@ struct CacheOptions: ParsableArguments {
     var noCache = false
 
     /// The cache file to use, or `nil` when caching is off or no home directory is known.
-    func cacheFile(environment: [String: String]) -> URL? {
+    ///
+    /// The default file is per job source (`jobs-<hash of the source's URL and table>.sqlite`): the same job id in
+    /// two projects must never be answered from the other project's cache.
+    func cacheFile(environment: [String: String], settings: ConnectionSettings) -> URL? {
         guard !self.noCache else { return nil }
         if let cache = self.cache { return URL(fileURLWithPath: cache) }
+        let name = "jobs-\(Self.sourceHash(settings.source)).sqlite"
         if let base = environment.nonEmpty("XDG_CACHE_HOME") {
-            return URL(fileURLWithPath: base).appendingPathComponent("jobwatch/jobs.sqlite")
+            return URL(fileURLWithPath: base).appendingPathComponent("jobwatch").appendingPathComponent(name)
         }
         if let home = environment.nonEmpty("HOME") {
-            return URL(fileURLWithPath: home).appendingPathComponent(".cache/jobwatch/jobs.sqlite")
+            return URL(fileURLWithPath: home).appendingPathComponent(".cache/jobwatch").appendingPathComponent(name)
         }
         return nil
+    }
+
+    /// A stable 64-bit FNV-1a hash (hex) of what identifies a job source.
+    static func sourceHash(_ source: ConnectionSettings.Source) -> String {
+        let identity: String
+        switch source {
+        case .supabase(let url, let table, let schema):
+            identity = "supabase|\(Redact.url(url))|\(schema)|\(table)"
+        case .statusEndpoint(let baseURL):
+            identity = "status-endpoint|\(Redact.url(baseURL))"
+        }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in identity.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }
 
@@ -109,7 +131,7 @@ extension Jobwatch {
             let logger = self.output.logger(writer: writer)
             let session = try Adapters.watchSession(
                 settings: settings,
-                cacheFile: self.cache.cacheFile(environment: environment),
+                cacheFile: self.cache.cacheFile(environment: environment, settings: settings),
                 logger: logger
             )
             let status = await WatchCommandRunner.run(

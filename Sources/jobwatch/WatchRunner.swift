@@ -112,6 +112,7 @@ struct WatchOutput: Sendable {
     /// Text formatting of the human summary on stdout.
     let summaryFormat: HumanFormat
     private var live: LiveView
+    private var pendingError: String?
 
     /// An output for `mode`, with a live view `width` columns wide.
     init(writer: OutputWriter, mode: OutputMode, format: HumanFormat, summaryFormat: HumanFormat, width: Int) {
@@ -133,6 +134,10 @@ struct WatchOutput: Sendable {
     mutating func perform(_ action: WatchState.Action, state: WatchState) {
         switch action {
         case .emit(let record):
+            if case .final(let line) = record, case .unavailable(let message)? = line.outcome {
+                // Errors always reach stderr, whatever the data format: once, after the live view is closed.
+                self.pendingError = self.pendingError ?? message
+            }
             if self.mode.data == .json {
                 self.writer.line(JSONLines.line(for: record), to: .stdout)
             }
@@ -143,6 +148,9 @@ struct WatchOutput: Sendable {
                 if self.mode.progress == .live {
                     // The last frame (drawn by the preceding redraw) stays on screen; the cursor comes back.
                     self.writer.write(self.live.close(), to: .stderr)
+                }
+                if let message = self.pendingError {
+                    self.writer.error(message)
                 }
                 if self.mode.data == .human {
                     for line in self.summaryFormat.summary(lines: lines, status: status) {

@@ -41,7 +41,8 @@ struct BinaryRunner {
         _ arguments: [String],
         environment: [String: String] = [:],
         executable: URL? = nil,
-        limit: Duration = .seconds(60)
+        limit: Duration = .seconds(60),
+        onStart: @escaping @Sendable (Int32) -> Void = { _ in }
     ) async throws -> Result {
         guard let binary = executable ?? Self.executable else {
             throw BinaryNotFound()
@@ -77,6 +78,7 @@ struct BinaryRunner {
                 return
             }
             let pid = process.processIdentifier
+            onStart(pid)
             let milliseconds = Int(
                 limit.components.seconds * 1000 + limit.components.attoseconds / 1_000_000_000_000_000
             )

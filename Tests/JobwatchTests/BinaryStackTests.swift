@@ -150,6 +150,30 @@ struct BinaryStackTests {
         }
     }
 
+    @Test("SIGINT and SIGTERM end the watch cleanly: exit 130, final records and the end record are written")
+    func interrupted() async throws {
+        try await self.withStack { stack, environment in
+            let id = try await self.insert(stack, ["status": .string("processing")])
+            for signal in [SIGINT, SIGTERM] {
+                let (started, continuation) = AsyncStream<Int32>.makeStream()
+                async let run = BinaryRunner.run(["watch", id], environment: environment) { pid in
+                    continuation.yield(pid)
+                }
+                var iterator = started.makeAsyncIterator()
+                let pid = try #require(await iterator.next())
+                // Give the watch time to install its signal handlers and print its first record.
+                try await Task.sleep(for: .milliseconds(800))
+                kill(pid, signal)
+                let result = try await run
+                #expect(result.status == 130, "signal \(signal), stderr: \(result.stderr)")
+                #expect(!result.killed)
+                let records = try self.records(result)
+                #expect(records.contains { $0["outcome"] as? String == "interrupted" })
+                #expect(records.last?["event"] as? String == "end")
+            }
+        }
+    }
+
     @Test("A wrong key: exit 5 with a clear message that does not contain the key")
     func wrongKey() async throws {
         try await self.withStack { _, environment in

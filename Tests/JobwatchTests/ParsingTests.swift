@@ -261,11 +261,27 @@ struct ParsingTests {
         #expect(OutputMode.choose(json: true, quiet: true, terminal: tty) == OutputMode(data: .json, progress: .none))
     }
 
-    @Test("The result cache path follows XDG, then HOME; --no-cache turns it off")
+    @Test("The result cache is one file per project under XDG_CACHE_HOME, else HOME; --no-cache turns it off")
     func cachePath() throws {
         let options = try CacheOptions.parse([])
-        #expect(options.cacheFile(environment: ["XDG_CACHE_HOME": "/x"])?.path == "/x/jobwatch/jobs.sqlite")
-        #expect(options.cacheFile(environment: ["HOME": "/home/u"])?.path == "/home/u/.cache/jobwatch/jobs.sqlite")
-        #expect(try CacheOptions.parse(["--no-cache"]).cacheFile(environment: ["HOME": "/h"]) == nil)
+        let project = ConnectionSettings(
+            source: .supabase(url: URL(string: "https://a.supabase.co")!, table: "jobs", schema: "public"),
+            apiKey: Secret(value: "k"),
+            accessToken: nil
+        )
+        var other = project
+        other.source = .supabase(url: URL(string: "https://b.supabase.co")!, table: "jobs", schema: "public")
+        let xdg = try #require(options.cacheFile(environment: ["XDG_CACHE_HOME": "/x"], settings: project))
+        #expect(xdg.path.hasPrefix("/x/jobwatch/jobs-") && xdg.path.hasSuffix(".sqlite"))
+        let home = try #require(options.cacheFile(environment: ["HOME": "/home/u"], settings: project))
+        #expect(home.path.hasPrefix("/home/u/.cache/jobwatch/jobs-"))
+        #expect(home.lastPathComponent == xdg.lastPathComponent)
+        #expect(
+            options.cacheFile(environment: ["HOME": "/h"], settings: other)?.lastPathComponent != xdg.lastPathComponent
+        )
+        #expect(try CacheOptions.parse(["--no-cache"]).cacheFile(environment: ["HOME": "/h"], settings: project) == nil)
+        #expect(
+            try CacheOptions.parse(["--cache", "/c.db"]).cacheFile(environment: [:], settings: project)?.path == "/c.db"
+        )
     }
 }

@@ -70,6 +70,7 @@ struct WatchRunnerTests {
         #expect(result.status == .unreachable)
         #expect(capture.lines(.stdout).first?.contains("cannot reach http://127.0.0.1:9") == true)
         #expect(capture.lines(.stdout).last == "1 unavailable · exit 5")
+        #expect(capture.lines(.stderr) == ["jobwatch: error: cannot reach http://127.0.0.1:9"])
     }
 
     @Test("--timeout on the injected clock: exit 3 once the clock passes it, not before")

@@ -25,7 +25,7 @@ struct JobSyncWatchSession: WatchSession {
         for id in ids where !found.contains(id) {
             await report(.missing(id, .notFound))
         }
-        let watched = libraryIDs.filter { found.contains(JobID($0.rawValue)!) }
+        let watched = libraryIDs.filter { JobID($0.rawValue).map(found.contains) ?? false }
         guard !watched.isEmpty else {
             try await self.waitForCancellation()
             return
@@ -44,6 +44,8 @@ struct JobSyncWatchSession: WatchSession {
             throw self.connection.error(error)
         }
         let updates = client.updates(forJobs: Set(watched))
+        // The mode before any job record, so every record carries a real transport.
+        await report(.transport(client.transportMode.cliMode))
         let clock = self.clock
         let interval = self.transportSampleInterval
         try await withThrowingTaskGroup(of: Void.self) { group in
