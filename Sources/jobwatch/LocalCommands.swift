@@ -12,7 +12,7 @@ extension Jobwatch {
                 """
         )
 
-        @Option(help: ArgumentHelp("Address to listen on (loopback by default).", valueName: "host"))
+        @Option(help: ArgumentHelp("Loopback address to listen on (127.0.0.1, ::1 or localhost).", valueName: "host"))
         var host: String = "127.0.0.1"
 
         @Option(help: ArgumentHelp("Port to listen on (0: any free port).", valueName: "port"))
@@ -21,7 +21,7 @@ extension Jobwatch {
         @Option(
             help: ArgumentHelp(
                 "Keep jobs in this PostgreSQL database (read through a wal2json slot, as Supabase does) "
-                    + "instead of in memory.",
+                    + "instead of in memory. Not available in this build yet.",
                 valueName: "postgres-url"
             )
         )
@@ -34,6 +34,10 @@ extension Jobwatch {
         var verbose = false
 
         func validate() throws {
+            // The stack's keys are printed and it has an admin endpoint: it must never be reachable from elsewhere.
+            guard ["127.0.0.1", "::1", "localhost"].contains(self.host) else {
+                throw ValidationError("--host must be a loopback address (127.0.0.1, ::1 or localhost)")
+            }
             guard (0...65_535).contains(self.port) else {
                 throw ValidationError("--port must be between 0 and 65535")
             }

@@ -52,7 +52,13 @@ extension Jobwatch {
             let terminal = TerminalInfo.current()
             let mode = OutputMode.choose(json: self.output.json, quiet: self.output.quiet, terminal: terminal)
             let limit = Duration.milliseconds(Int64((self.timeout * 1000).rounded(.up)))
-            guard let states = try await Self.read(ids, from: reader, within: limit) else {
+            let states = try await Self.read(ids, from: reader, within: limit) {
+                // Exits at once: waiting for the cancelled request to unwind can hang on Linux (see
+                // WatchCommandRunner).
+                writer.error("no answer within \(HumanFormat.elapsed(limit))")
+                Foundation.exit(ExitStatus.timeout.rawValue)
+            }
+            guard let states else {
                 writer.error("no answer within \(HumanFormat.elapsed(limit))")
                 throw ExitCode(ExitStatus.timeout.rawValue)
             }
@@ -72,12 +78,14 @@ extension Jobwatch {
             _ ids: [JobID],
             from reader: any StatusReader,
             within limit: Duration,
-            clock: C = ContinuousClock()
+            clock: C = ContinuousClock(),
+            onTimeout: @escaping @Sendable () -> Void = {}
         ) async throws -> [JobID: JobSnapshot]? {
             try await withThrowingTaskGroup(of: [JobID: JobSnapshot]?.self) { group in
                 group.addTask { try await reader.read(ids) }
                 group.addTask {
                     try await clock.sleep(for: limit)
+                    onTimeout()
                     return nil
                 }
                 defer { group.cancelAll() }

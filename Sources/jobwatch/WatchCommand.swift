@@ -140,7 +140,8 @@ extension Jobwatch {
                 timeout: self.timeout.map { Duration.milliseconds(Int64(($0 * 1000).rounded(.up))) },
                 options: self.output,
                 writer: writer,
-                logger: logger
+                logger: logger,
+                onFinish: { status in Foundation.exit(status.rawValue) }
             )
             throw ExitCode(status.rawValue)
         }
@@ -149,6 +150,11 @@ extension Jobwatch {
 
 /// Runs a watch in a `ServiceGroup` that turns SIGINT/SIGTERM into a graceful shutdown; shared by `watch` and
 /// `demo`.
+///
+/// - Important: The CLI passes an `onFinish` that exits the process once the last output is written. Tearing the
+///   session down can hang on Linux: cancelling a task awaiting `URLSession.data(for:)` while its response
+///   arrives deadlocks in FoundationNetworking (swift-corelibs-foundation issue 5412, fixed upstream, still in
+///   this toolchain). Nothing is lost by exiting: all output is written synchronously before `onFinish`.
 enum WatchCommandRunner {
     /// Watches `ids` on `session` with the terminal's output mode and returns the exit status.
     static func run(
@@ -157,7 +163,8 @@ enum WatchCommandRunner {
         timeout: Duration?,
         options: OutputOptions,
         writer: OutputWriter,
-        logger: Logger
+        logger: Logger,
+        onFinish: (@Sendable (ExitStatus) -> Void)? = nil
     ) async -> ExitStatus {
         let terminal = TerminalInfo.current()
         var mode = OutputMode.choose(json: options.json, quiet: options.quiet, terminal: terminal)
@@ -180,7 +187,8 @@ enum WatchCommandRunner {
             tickInterval: mode.progress == .live ? .seconds(1) : nil,
             clock: ContinuousClock(),
             output: output,
-            result: result
+            result: result,
+            onFinish: onFinish
         )
         var configuration = ServiceGroupConfiguration(
             services: [

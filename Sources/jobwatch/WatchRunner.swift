@@ -20,6 +20,9 @@ struct WatchRunner<C: Clock>: Service where C.Duration == Duration {
     let output: WatchOutput
     /// The exit status once the run has finished.
     let result: WatchResult
+    /// Called once with the exit status as soon as the last output is written, before the session is torn down
+    /// (the CLI exits here: see ``WatchCommandRunner``).
+    var onFinish: (@Sendable (ExitStatus) -> Void)? = nil
 
     func run() async {
         let (inputs, continuation) = AsyncStream.makeStream(of: WatchState.Input.self)
@@ -74,6 +77,7 @@ struct WatchRunner<C: Clock>: Service where C.Duration == Duration {
                         output.perform(action, state: state)
                         if case .finish(let status) = action {
                             self.result.set(status)
+                            self.onFinish?(status)
                         }
                     }
                     if state.finished != nil { break }
@@ -85,6 +89,11 @@ struct WatchRunner<C: Clock>: Service where C.Duration == Duration {
             continuation.yield(.interrupted)
         }
     }
+}
+
+extension WatchRunner: CustomStringConvertible {
+    /// Safe to log (ServiceGroup logs its services): no session details, so no keys.
+    var description: String { "WatchRunner(\(self.ids.count) jobs)" }
 }
 
 /// Holds a watch's exit status for the caller once the runner has returned.

@@ -42,7 +42,8 @@ struct BinaryRunner {
         environment: [String: String] = [:],
         executable: URL? = nil,
         limit: Duration = .seconds(60),
-        onStart: @escaping @Sendable (Int32) -> Void = { _ in }
+        onStart: @escaping @Sendable (Int32) -> Void = { _ in },
+        onStdoutLine: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws -> Result {
         guard let binary = executable ?? Self.executable else {
             throw BinaryNotFound()
@@ -50,12 +51,29 @@ struct BinaryRunner {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobwatch-test-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let stdoutURL = directory.appendingPathComponent("stdout")
         let stderrURL = directory.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
-        let stdout = try FileHandle(forWritingTo: stdoutURL)
         let stderr = try FileHandle(forWritingTo: stderrURL)
+        let stdoutPipe = Pipe()
+        let collected = Mutex<[UInt8]>([])
+        let reader = DispatchGroup()
+        reader.enter()
+        // Reads stdout as it comes, so tests can react to the first records; ends at EOF.
+        Thread.detachNewThread {
+            let handle = stdoutPipe.fileHandleForReading
+            var pending: [UInt8] = []
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                collected.withLock { $0.append(contentsOf: chunk) }
+                pending.append(contentsOf: chunk)
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    onStdoutLine(String(decoding: pending[..<newline], as: UTF8.self))
+                    pending.removeSubrange(...newline)
+                }
+            }
+            reader.leave()
+        }
 
         let process = Process()
         process.executableURL = binary
@@ -63,7 +81,7 @@ struct BinaryRunner {
         var base = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": directory.path]
         base.merge(environment) { _, new in new }
         process.environment = base
-        process.standardOutput = stdout
+        process.standardOutput = stdoutPipe
         process.standardError = stderr
         process.standardInput = FileHandle.nullDevice
 
@@ -89,11 +107,12 @@ struct BinaryRunner {
                 }
             }
         }
-        try stdout.close()
+        try stdoutPipe.fileHandleForWriting.close()
+        reader.wait()
         try stderr.close()
         return Result(
             status: process.terminationStatus,
-            stdout: try String(contentsOf: stdoutURL, encoding: .utf8),
+            stdout: String(decoding: collected.withLock { $0 }, as: UTF8.self),
             stderr: try String(contentsOf: stderrURL, encoding: .utf8),
             killed: killed.withLock { $0 }
         )

@@ -52,6 +52,41 @@ struct BinaryStackTests {
         }
     }
 
+    /// A running `jobwatch`: its pid, its stdout lines as they come, and its pending result.
+    struct Running {
+        let pid: Int32
+        var lines: AsyncStream<String>.Iterator
+        let result: Task<BinaryRunner.Result, any Error>
+
+        /// Waits for a stdout line containing `text` (any line when `text` is empty).
+        mutating func waitFor(_ text: String) async throws {
+            while let line = await self.lines.next() {
+                if text.isEmpty || line.contains(text) { return }
+            }
+            Issue.record("jobwatch ended without writing \(text)")
+        }
+    }
+
+    /// Starts `jobwatch arguments…` and returns once it has written its first stdout line.
+    private func started(_ arguments: [String], environment: [String: String]) async throws -> Running {
+        let (lines, continuation) = AsyncStream<String>.makeStream()
+        let (pids, pidContinuation) = AsyncStream<Int32>.makeStream()
+        let result = Task {
+            defer { continuation.finish() }
+            return try await BinaryRunner.run(
+                arguments,
+                environment: environment,
+                onStart: { pidContinuation.yield($0) },
+                onStdoutLine: { continuation.yield($0) }
+            )
+        }
+        var pidIterator = pids.makeAsyncIterator()
+        let pid = try #require(await pidIterator.next())
+        var running = Running(pid: pid, lines: lines.makeAsyncIterator(), result: result)
+        try await running.waitFor("")
+        return running
+    }
+
     @Test("A completed job: exit 0; JSON Lines end with a final record carrying the result, then end")
     func completed() async throws {
         try await self.withStack { stack, environment in
@@ -103,10 +138,10 @@ struct BinaryStackTests {
     func deleted() async throws {
         try await self.withStack { stack, environment in
             let id = try await self.insert(stack, ["status": .string("processing")])
-            async let run = BinaryRunner.run(["watch", "--timeout", "30", id], environment: environment)
-            try await Task.sleep(for: .milliseconds(500))
+            var watch = try await self.started(["watch", "--timeout", "30", id], environment: environment)
+            try await watch.waitFor(#""event":"job""#)
             _ = try await stack.backend.delete(primaryKey: .string(id))
-            let result = try await run
+            let result = try await watch.result.value
             #expect(result.status == 4, "stdout: \(result.stdout)")
             #expect(try self.records(result).contains { $0["outcome"] as? String == "deleted" })
         }
@@ -116,18 +151,18 @@ struct BinaryStackTests {
     func followsChanges() async throws {
         try await self.withStack { stack, environment in
             let id = try await self.insert(stack, ["status": .string("queued")])
-            async let run = BinaryRunner.run(["watch", "--timeout", "30", id], environment: environment)
-            try await Task.sleep(for: .milliseconds(300))
+            var watch = try await self.started(["watch", "--timeout", "30", id], environment: environment)
+            try await watch.waitFor(#""status":"queued""#)
             _ = try await stack.backend.update(
                 primaryKey: .string(id),
                 set: ["status": .string("PROCESSING"), "progress": .string("Processing page 1 of 3")]
             )
-            try await Task.sleep(for: .milliseconds(1500))
+            try await watch.waitFor(#""status":"processing""#)
             _ = try await stack.backend.update(
                 primaryKey: .string(id),
                 set: ["status": .string("completed"), "result": Self.invoice]
             )
-            let result = try await run
+            let result = try await watch.result.value
             #expect(result.status == 0, "stdout: \(result.stdout)")
             let statuses = try self.records(result).filter { $0["event"] as? String == "job" }.compactMap {
                 $0["status"] as? String
@@ -155,22 +190,26 @@ struct BinaryStackTests {
         try await self.withStack { stack, environment in
             let id = try await self.insert(stack, ["status": .string("processing")])
             for signal in [SIGINT, SIGTERM] {
-                let (started, continuation) = AsyncStream<Int32>.makeStream()
-                async let run = BinaryRunner.run(["watch", id], environment: environment) { pid in
-                    continuation.yield(pid)
-                }
-                var iterator = started.makeAsyncIterator()
-                let pid = try #require(await iterator.next())
-                // Give the watch time to install its signal handlers and print its first record.
-                try await Task.sleep(for: .milliseconds(800))
-                kill(pid, signal)
-                let result = try await run
+                let watch = try await self.started(["watch", id], environment: environment)
+                kill(watch.pid, signal)
+                let result = try await watch.result.value
                 #expect(result.status == 130, "signal \(signal), stderr: \(result.stderr)")
                 #expect(!result.killed)
                 let records = try self.records(result)
                 #expect(records.contains { $0["outcome"] as? String == "interrupted" })
                 #expect(records.last?["event"] as? String == "end")
             }
+        }
+    }
+
+    @Test("--verbose logs never contain the key")
+    func verboseHidesKey() async throws {
+        try await self.withStack { stack, environment in
+            let id = try await self.insert(stack, ["status": .string("completed")])
+            let result = try await BinaryRunner.run(["watch", "--verbose", id], environment: environment)
+            #expect(result.status == 0)
+            #expect(result.stderr.contains("debug"))
+            #expect(!result.stderr.contains(stack.anonKey) && !result.stdout.contains(stack.anonKey))
         }
     }
 

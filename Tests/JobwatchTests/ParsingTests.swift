@@ -201,6 +201,7 @@ struct ParsingTests {
         #expect(try Jobwatch.parseAsRoot(["demo", "--jobs", "3"]) is Jobwatch.Demo)
         #expect(throws: (any Error).self) { try Jobwatch.parseAsRoot(["demo", "--jobs", "1"]) }
         #expect(throws: (any Error).self) { try Jobwatch.parseAsRoot(["serve", "--port", "70000"]) }
+        #expect(throws: (any Error).self) { try Jobwatch.parseAsRoot(["serve", "--host", "0.0.0.0"]) }
         try self.withKeyFile { path in
             let fault = try Jobwatch.parseAsRoot([
                 "admin", "fault", "--url", "http://127.0.0.1:1", "--key-file", path, "--ms", "2000",

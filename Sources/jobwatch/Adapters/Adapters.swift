@@ -27,7 +27,7 @@ enum Adapters {
 }
 
 /// Everything needed to talk to one job source: the REST source, the optional Realtime feed, the cache.
-struct Connection: Sendable {
+struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
     /// Where rows are read over REST.
     let source: any JobSource
     /// Where the service lives, for messages (no query string, no key).
@@ -82,6 +82,10 @@ struct Connection: Sendable {
             self.feed = nil
         }
     }
+
+    /// The service address only: the sources inside hold keys.
+    var description: String { "Connection(\(self.displayURL))" }
+    var customMirror: Mirror { Mirror(self, children: ["service": self.displayURL], displayStyle: .struct) }
 
     /// A store persisting to the cache file (or in memory when there is none or it cannot be opened).
     func makeStore() -> JobStore {

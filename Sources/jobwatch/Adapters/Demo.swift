@@ -81,7 +81,8 @@ extension Adapters {
                     timeout: .seconds(60),
                     options: command.output,
                     writer: writer,
-                    logger: logger
+                    logger: logger,
+                    onFinish: { status in Foundation.exit(Self.demoExit(status, writer: writer).rawValue) }
                 )
             }
             var status: ExitStatus = .interrupted
@@ -93,7 +94,11 @@ extension Adapters {
             }
             return status
         }
-        // One job fails on purpose: a watch ending with exit 1 and nothing worse is the scripted outcome.
+        return Self.demoExit(status, writer: writer)
+    }
+
+    /// One job fails on purpose: a watch ending with exit 1 and nothing worse is the scripted outcome (exit 0).
+    static func demoExit(_ status: ExitStatus, writer: OutputWriter) -> ExitStatus {
         guard status == .failed else { return status }
         writer.line("jobwatch demo: the failure was part of the script; the demo exits 0.", to: .stderr)
         return .completed

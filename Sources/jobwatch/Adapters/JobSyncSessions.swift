@@ -4,7 +4,9 @@ import SupabaseREST
 
 /// ``WatchSession`` over `JobSyncClient`: a first REST read (to fail fast and clearly when the service cannot be
 /// used, and to tell missing jobs), then the client's live updates, Realtime or polling.
-struct JobSyncWatchSession: WatchSession {
+struct JobSyncWatchSession: WatchSession, CustomStringConvertible {
+    var description: String { "JobSyncWatchSession(\(self.connection))" }
+
     let connection: Connection
     /// How often the transport mode is sampled for display.
     var transportSampleInterval: Duration = .milliseconds(100)
@@ -36,6 +38,9 @@ struct JobSyncWatchSession: WatchSession {
                 configuration: .init(
                     source: self.connection.source,
                     feed: self.connection.feed,
+                    // Polling only (no feed, or the status endpoint): a person is watching, so back off to 5 s
+                    // at most instead of the library's 30 s.
+                    maximumPollDelay: self.connection.feed == nil ? .seconds(5) : .seconds(30),
                     logger: self.connection.logger
                 ),
                 store: self.connection.makeStore()
@@ -63,7 +68,8 @@ struct JobSyncWatchSession: WatchSession {
                     try await clock.sleep(for: interval)
                 }
             }
-            var seen: Set<JobID> = []
+            // Jobs the first read found existed: if they vanish now, they were deleted.
+            var seen = found
             for try await event in updates {
                 switch event {
                 case .updated(let job):

@@ -65,7 +65,10 @@ extension Adapters {
 }
 
 /// Runs a SupabaseLocal stack as a `Service`: started, announced through `onStarted`, stopped on graceful shutdown.
-struct LocalStackService: Service {
+struct LocalStackService: Service, CustomStringConvertible {
+    /// Safe to log (ServiceGroup logs its services).
+    var description: String { "SupabaseLocal stack" }
+
     let configuration: SupabaseLocalConfiguration
     let onStarted: @Sendable (SupabaseLocalStack) async throws -> Void
 
