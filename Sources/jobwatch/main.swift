@@ -1,1 +1,0 @@
-print("jobwatch: not built yet")
