@@ -106,6 +106,7 @@ let package = Package(
         .executableTarget(
             name: "jobwatch",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "JobSync",
                 "SupabaseLocal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -178,6 +179,10 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "JobwatchTests", dependencies: ["SupabaseLocal"], swiftSettings: strict),
+        .testTarget(
+            name: "JobwatchTests",
+            dependencies: ["jobwatch", "SupabaseLocal", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strict
+        ),
     ]
 )

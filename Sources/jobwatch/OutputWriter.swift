@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -22,7 +22,7 @@ final class OutputWriter: Sendable {
     /// Receives every write, in order, under the writer's lock.
     typealias Sink = @Sendable (Stream, String) -> Void
 
-    private let sink: Mutex<Sink>
+    private let sink: NIOLockedValueBox<Sink>
 
     /// A writer to the process's standard streams.
     convenience init() {
@@ -31,13 +31,13 @@ final class OutputWriter: Sendable {
 
     /// A writer to a custom sink (tests).
     init(sink: @escaping Sink) {
-        self.sink = Mutex(sink)
+        self.sink = NIOLockedValueBox(sink)
     }
 
     /// Writes `text` as is.
     func write(_ text: String, to stream: Stream) {
         guard !text.isEmpty else { return }
-        self.sink.withLock { $0(stream, text) }
+        self.sink.withLockedValue { $0(stream, text) }
     }
 
     /// Writes `line` followed by a newline.

@@ -1,5 +1,5 @@
 import ServiceLifecycle
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Drives a ``WatchState`` over a ``WatchSession``: runs the session, the timeout and the live-view ticks as
 /// child tasks, feeds their inputs to the state machine in order and writes what it asks for. A
@@ -98,16 +98,16 @@ extension WatchRunner: CustomStringConvertible {
 
 /// Holds a watch's exit status for the caller once the runner has returned.
 final class WatchResult: Sendable {
-    private let value = Mutex<ExitStatus?>(nil)
+    private let value = NIOLockedValueBox<ExitStatus?>(nil)
 
     /// An empty result.
     init() {}
 
     /// The final status, `nil` before the watch finished.
-    var status: ExitStatus? { self.value.withLock { $0 } }
+    var status: ExitStatus? { self.value.withLockedValue { $0 } }
 
     /// Records the final status.
-    func set(_ status: ExitStatus) { self.value.withLock { $0 = status } }
+    func set(_ status: ExitStatus) { self.value.withLockedValue { $0 = status } }
 }
 
 /// Executes ``WatchState/Action``s: JSON Lines or a summary on stdout, the live view or plain lines on stderr.

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Runs the built `jobwatch` executable as a child process, for tests of the real binary: exit codes, stdout and
 /// stderr exactly as a user or script sees them.
@@ -55,7 +55,7 @@ struct BinaryRunner {
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
         let stderr = try FileHandle(forWritingTo: stderrURL)
         let stdoutPipe = Pipe()
-        let collected = Mutex<[UInt8]>([])
+        let collected = NIOLockedValueBox<[UInt8]>([])
         let reader = DispatchGroup()
         reader.enter()
         // Reads stdout as it comes, so tests can react to the first records; ends at EOF.
@@ -65,7 +65,7 @@ struct BinaryRunner {
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
-                collected.withLock { $0.append(contentsOf: chunk) }
+                collected.withLockedValue { $0.append(contentsOf: chunk) }
                 pending.append(contentsOf: chunk)
                 while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                     onStdoutLine(String(decoding: pending[..<newline], as: UTF8.self))
@@ -85,7 +85,7 @@ struct BinaryRunner {
         process.standardError = stderr
         process.standardInput = FileHandle.nullDevice
 
-        let killed = Mutex(false)
+        let killed = NIOLockedValueBox(false)
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             process.terminationHandler = { _ in continuation.resume() }
             do {
@@ -102,7 +102,7 @@ struct BinaryRunner {
             )
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(milliseconds)) {
                 if process.isRunning {
-                    killed.withLock { $0 = true }
+                    killed.withLockedValue { $0 = true }
                     _ = Foundation.kill(pid, SIGKILL)
                 }
             }
@@ -112,9 +112,9 @@ struct BinaryRunner {
         try stderr.close()
         return Result(
             status: process.terminationStatus,
-            stdout: String(decoding: collected.withLock { $0 }, as: UTF8.self),
+            stdout: String(decoding: collected.withLockedValue { $0 }, as: UTF8.self),
             stderr: try String(contentsOf: stderrURL, encoding: .utf8),
-            killed: killed.withLock { $0 }
+            killed: killed.withLockedValue { $0 }
         )
     }
 }

@@ -1,20 +1,20 @@
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import jobwatch
 
 /// Collects everything an ``OutputWriter`` writes, per stream, in order.
 final class CapturedOutput: Sendable {
-    private let writes = Mutex<[(OutputWriter.Stream, String)]>([])
+    private let writes = NIOLockedValueBox<[(OutputWriter.Stream, String)]>([])
 
     /// A writer into this capture.
     var writer: OutputWriter {
-        OutputWriter { stream, text in self.writes.withLock { $0.append((stream, text)) } }
+        OutputWriter { stream, text in self.writes.withLockedValue { $0.append((stream, text)) } }
     }
 
     /// Everything written to `stream`, concatenated.
     func text(_ stream: OutputWriter.Stream) -> String {
-        self.writes.withLock { $0.filter { $0.0 == stream }.map(\.1).joined() }
+        self.writes.withLockedValue { $0.filter { $0.0 == stream }.map(\.1).joined() }
     }
 
     /// The lines written to `stream`.
@@ -44,19 +44,19 @@ final class ManualClock: Clock, Sendable {
         var waiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
-    var now: Instant { self.state.withLock { $0.now } }
+    var now: Instant { self.state.withLockedValue { $0.now } }
     var minimumResolution: Duration { .zero }
 
     func sleep(until deadline: Instant, tolerance: Duration?) async throws {
-        let id = self.state.withLock { state -> Int in
+        let id = self.state.withLockedValue { state -> Int in
             state.nextID += 1
             return state.nextID
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let (immediate, ready) = self.state.withLock {
+                let (immediate, ready) = self.state.withLockedValue {
                     state -> (Result<Void, any Error>?, [CheckedContinuation<Void, Never>]) in
                     if Task.isCancelled { return (.failure(CancellationError()), []) }
                     if deadline <= state.now { return (.success(()), []) }
@@ -70,14 +70,14 @@ final class ManualClock: Clock, Sendable {
                 ready.forEach { $0.resume() }
             }
         } onCancel: {
-            let sleeper = self.state.withLock { $0.sleepers.removeValue(forKey: id) }
+            let sleeper = self.state.withLockedValue { $0.sleepers.removeValue(forKey: id) }
             sleeper?.continuation.resume(throwing: CancellationError())
         }
     }
 
     /// Moves time forward and wakes every sleeper whose deadline has come.
     func advance(by duration: Duration) {
-        let due = self.state.withLock { state -> [Sleeper] in
+        let due = self.state.withLockedValue { state -> [Sleeper] in
             state.now = state.now.advanced(by: duration)
             let due = state.sleepers.filter { $0.value.deadline <= state.now }
             for key in due.keys { state.sleepers[key] = nil }
@@ -89,7 +89,7 @@ final class ManualClock: Clock, Sendable {
     /// Returns once at least `count` sleepers are waiting.
     func waitForSleepers(_ count: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = self.state.withLock { state -> Bool in
+            let ready = self.state.withLockedValue { state -> Bool in
                 if state.sleepers.count >= count { return true }
                 state.waiters.append((count, continuation))
                 return false
