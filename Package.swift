@@ -69,7 +69,10 @@ let package = Package(
         // MARK: PostgREST client
         .target(
             name: "SupabaseREST",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
 

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -72,10 +73,13 @@ public struct URLSessionHTTPTransport: HTTPTransport {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await self.session.data(for: urlRequest)
+            (data, response) = try await self.perform(urlRequest)
         } catch let error as URLError {
             if error.code == .timedOut {
                 throw RESTError(code: .timeout, message: "the request timed out after \(request.timeout)")
+            }
+            if error.code == .cancelled {
+                throw RESTError(code: .transport, message: "the request was cancelled")
             }
             // URLError descriptions can contain the URL; report only the code.
             throw RESTError(code: .transport, message: "the request failed (URLError \(error.code.rawValue))")
@@ -90,5 +94,50 @@ public struct URLSessionHTTPTransport: HTTPTransport {
             if let key = key as? String, let value = value as? String { headers[key.lowercased()] = value }
         }
         return HTTPResponse(status: http.statusCode, headers: headers, body: [UInt8](data))
+    }
+
+    private enum TaskState {
+        case pending
+        case running(URLSessionDataTask)
+        case cancelled
+    }
+
+    /// `URLSession.data(for:)` deadlocks in swift-corelibs-foundation 6.3 when its task is cancelled while the
+    /// response arrives (the cancel runs on the cancelling thread under the session's lock). This runs a data task
+    /// and cancels it from another queue instead.
+    private func perform(_ request: URLRequest) async throws -> (Data, URLResponse) {
+        let state = NIOLockedValueBox(TaskState.pending)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Data, URLResponse), any Error>) in
+                let task = self.session.dataTask(with: request) { data, response, error in
+                    if let error {
+                        continuation.resume(throwing: error)
+                    } else if let response {
+                        continuation.resume(returning: (data ?? Data(), response))
+                    } else {
+                        continuation.resume(throwing: URLError(.badServerResponse))
+                    }
+                }
+                let start = state.withLockedValue { state -> Bool in
+                    guard case .pending = state else { return false }
+                    state = .running(task)
+                    return true
+                }
+                if start {
+                    task.resume()
+                } else {
+                    continuation.resume(throwing: URLError(.cancelled))
+                }
+            }
+        } onCancel: {
+            let task = state.withLockedValue { state -> URLSessionDataTask? in
+                defer { state = .cancelled }
+                if case .running(let task) = state { return task }
+                return nil
+            }
+            if let task {
+                DispatchQueue.global().async { task.cancel() }
+            }
+        }
     }
 }

@@ -233,3 +233,16 @@ public struct PostgRESTClient: Sendable {
         }
     }
 }
+
+// The API key must never reach a log through `"\(configuration)"`, `dump` or a debugger summary.
+extension PostgRESTClient.Configuration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "PostgRESTClient.Configuration(baseURL: \(self.baseURL), apiKey: <redacted>, pageSize: \(self.pageSize))"
+    }
+
+    public var debugDescription: String { self.description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: ["baseURL": self.baseURL, "apiKey": "<redacted>", "pageSize": self.pageSize])
+    }
+}

@@ -156,3 +156,16 @@ extension RealtimeClient {
         }
     }
 }
+
+// The API key must never reach a log through `"\(configuration)"`, `dump` or a debugger summary.
+extension RealtimeClient.Configuration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "RealtimeClient.Configuration(endpoint: \(self.endpoint), apiKey: <redacted>, vsn: \(self.protocolVersion.rawValue))"
+    }
+
+    public var debugDescription: String { self.description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: ["endpoint": self.endpoint, "apiKey": "<redacted>", "vsn": self.protocolVersion.rawValue])
+    }
+}
