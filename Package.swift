@@ -117,6 +117,8 @@ let package = Package(
             path: "Benchmarks/DecodeBenchmark",
             swiftSettings: strict
         ),
+        // MARK: Local stack executable (conformance script, manual runs)
+        .executableTarget(name: "supabase-local", dependencies: ["SupabaseLocal"], path: "Sources/supabase-local", swiftSettings: strict),
 
         // MARK: Tests
         .testTarget(name: "RealtimeProtocolTests", dependencies: ["RealtimeProtocol"], swiftSettings: strict),
@@ -136,7 +138,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SupabaseRESTTests", dependencies: ["SupabaseREST", "SupabaseLocal"], swiftSettings: strict),
-        .testTarget(name: "SupabaseLocalTests", dependencies: ["SupabaseLocal"], swiftSettings: strict),
+        .testTarget(
+            name: "SupabaseLocalTests",
+            dependencies: [
+                "SupabaseLocal",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "JobSyncTests", dependencies: ["JobSync", "SupabaseLocal"], swiftSettings: strict),
         .testTarget(name: "JobwatchTests", dependencies: ["SupabaseLocal"], swiftSettings: strict),
     ]

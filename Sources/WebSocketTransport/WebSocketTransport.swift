@@ -17,6 +17,7 @@ public struct WebSocketClose: Sendable, Hashable {
     /// Set when the connection ended because of an error (lost connection, oversized message, …).
     public var error: WebSocketTransportError?
 
+    /// Creates a close description.
     public init(code: UInt16?, reason: String, initiatedByPeer: Bool, error: WebSocketTransportError? = nil) {
         self.code = code
         self.reason = reason
@@ -39,6 +40,7 @@ public struct WebSocketTLSOptions: Sendable, Hashable {
     /// Certificate verification. On by default; turning it off is for tests only.
     public var verifyCertificates: Bool
 
+    /// Creates TLS options: system trust store plus `caFilePath`, verification on unless turned off.
     public init(caFilePath: String? = nil, verifyCertificates: Bool = true) {
         self.caFilePath = caFilePath
         self.verifyCertificates = verifyCertificates
@@ -51,12 +53,14 @@ public struct WebSocketRequest: Sendable {
     public var url: URL
     /// Extra headers sent with the upgrade request.
     public var headers: [(name: String, value: String)]
+    /// TLS options, used for `wss://` URLs.
     public var tls: WebSocketTLSOptions
     /// The largest inbound message accepted; a larger one closes the connection with 1009.
     public var maxMessageSize: Int
     /// How long the TCP connect, TLS and HTTP upgrade may take together.
     public var connectTimeout: Duration
 
+    /// Creates a request. The default message limit is 8 MiB, the default connect timeout 10 s.
     public init(
         url: URL,
         headers: [(name: String, value: String)] = [],
@@ -85,23 +89,49 @@ public protocol WebSocketConnection: Sendable {
 
 /// Opens WebSocket connections.
 public protocol WebSocketTransport: Sendable {
+    /// Opens a connection and returns once the WebSocket upgrade succeeded; throws a typed error otherwise.
     func connect(_ request: WebSocketRequest) async throws(WebSocketTransportError) -> any WebSocketConnection
 }
 
 /// The inbound side of a connection: messages in arrival order, ending with one `.closed` event.
+///
+/// Single consumer. The transport that creates it may observe consumption (the libwebsockets transport uses this
+/// to pause reading from the socket while the consumer is behind, see `LWSWebSocketTransport`).
 public struct WebSocketEvents: AsyncSequence, Sendable {
     public typealias Element = WebSocketEvent
     public typealias Failure = Never
 
     let stream: AsyncStream<WebSocketEvent>
+    let onConsume: (@Sendable (WebSocketEvent) -> Void)?
 
     /// Wraps a stream the transport feeds. The stream must end right after yielding `.closed`.
     public init(_ stream: AsyncStream<WebSocketEvent>) {
-        self.stream = stream
+        self.init(stream, onConsume: nil)
     }
 
-    public func makeAsyncIterator() -> AsyncStream<WebSocketEvent>.Iterator {
-        self.stream.makeAsyncIterator()
+    init(_ stream: AsyncStream<WebSocketEvent>, onConsume: (@Sendable (WebSocketEvent) -> Void)?) {
+        self.stream = stream
+        self.onConsume = onConsume
+    }
+
+    /// Returns the iterator. Iterate from one task only.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: self.stream.makeAsyncIterator(), onConsume: self.onConsume)
+    }
+
+    /// Iterates the events of one connection.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<WebSocketEvent>.Iterator
+        let onConsume: (@Sendable (WebSocketEvent) -> Void)?
+
+        /// The next event, or `nil` after `.closed`.
+        public mutating func next() async -> WebSocketEvent? {
+            let event = await self.base.next()
+            if let event, let onConsume = self.onConsume {
+                onConsume(event)
+            }
+            return event
+        }
     }
 }
 
@@ -109,42 +139,60 @@ public struct WebSocketEvents: AsyncSequence, Sendable {
 public struct WebSocketTransportError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
-            case invalidURL, connectionRefused, dnsFailure, tlsFailure, handshakeRejected, timeout
-            case messageTooLarge, connectionLost, notConnected, internalError
+            case invalidURL, invalidRequest, connectionRefused, dnsFailure, tlsFailure, handshakeRejected, timeout
+            case messageTooLarge, connectionLost, notConnected, cancelled, internalError
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
 
+        /// The URL is not a usable `ws://` or `wss://` URL.
         public static let invalidURL = Code(.invalidURL)
+        /// The request cannot be sent as given (for example a header name or value with a line break).
+        public static let invalidRequest = Code(.invalidRequest)
+        /// Nothing accepted the TCP connection.
         public static let connectionRefused = Code(.connectionRefused)
+        /// The host name could not be resolved.
         public static let dnsFailure = Code(.dnsFailure)
         /// TLS handshake or certificate verification failed.
         public static let tlsFailure = Code(.tlsFailure)
         /// The server answered the upgrade with a non-101 HTTP status (see `httpStatus`).
         public static let handshakeRejected = Code(.handshakeRejected)
+        /// Connecting took longer than `WebSocketRequest.connectTimeout`.
         public static let timeout = Code(.timeout)
+        /// An inbound message exceeded `WebSocketRequest.maxMessageSize`; the connection was closed with 1009.
         public static let messageTooLarge = Code(.messageTooLarge)
+        /// The connection ended without a close handshake, or failed in a way not covered by another code.
         public static let connectionLost = Code(.connectionLost)
+        /// The operation was used on a connection that is closed or closing.
         public static let notConnected = Code(.notConnected)
+        /// The task awaiting `connect` was cancelled.
+        public static let cancelled = Code(.cancelled)
+        /// A failure inside the transport (resource exhaustion, library misuse).
         public static let internalError = Code(.internalError)
 
+        /// The code's name.
         public var description: String { self.base.rawValue }
     }
 
+    /// What kind of failure this is.
     public var code: Code
     /// A human message, safe to print.
     public var message: String
     /// The HTTP status of a rejected handshake.
     public var httpStatus: Int?
 
+    /// Creates an error. `message` must not contain secrets (tokens, API keys, URL queries).
     public init(code: Code, message: String, httpStatus: Int? = nil) {
         self.code = code
         self.message = message
         self.httpStatus = httpStatus
     }
 
+    /// `WebSocketTransportError.<code> (HTTP <status>): <message>`.
     public var description: String {
-        if let httpStatus = self.httpStatus { return "WebSocketTransportError.\(self.code) (HTTP \(httpStatus)): \(self.message)" }
+        if let httpStatus = self.httpStatus {
+            return "WebSocketTransportError.\(self.code) (HTTP \(httpStatus)): \(self.message)"
+        }
         return "WebSocketTransportError.\(self.code): \(self.message)"
     }
 }

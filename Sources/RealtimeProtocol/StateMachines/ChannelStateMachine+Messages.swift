@@ -1,0 +1,205 @@
+// Inbound message handling for ChannelStateMachine: replies, phx_close, phx_error, system and postgres_changes.
+
+extension ChannelStateMachine {
+    /// An inbound message on this channel's topic. Decodes its payload, applies the stale join-ref guard
+    /// (§9.1, §15.3) and routes `postgres_changes` to bindings by id and event (§5.5).
+    public mutating func receive(_ message: PhoenixMessage, refs: inout RefCounter) -> [Action] {
+        switch message.event {
+        case .reply:
+            return self.receiveReply(message, refs: &refs)
+        case .close, .error:
+            // V2 frames carry the join ref; V1 server frames do not, but for these two events ref == join ref
+            // (§2.1, §2.2), so the ref stands in for it.
+            guard let current = self.currentJoinRef else { return [.ignored(.staleJoinRef)] }
+            if let joinRef = message.joinRef ?? message.ref, joinRef != current { return [.ignored(.staleJoinRef)] }
+            return message.event == .close ? self.receiveClose() : self.receiveError()
+        case .system:
+            if let joinRef = message.joinRef, joinRef != self.currentJoinRef { return [.ignored(.staleJoinRef)] }
+            return self.receiveSystem(message.payload)
+        case .postgresChanges:
+            if let joinRef = message.joinRef, joinRef != self.currentJoinRef { return [.ignored(.staleJoinRef)] }
+            return self.receiveChange(message.payload)
+        default:
+            return [.ignored(.unhandledEvent(message.event))]
+        }
+    }
+
+    // MARK: Replies
+
+    private mutating func receiveReply(_ message: PhoenixMessage, refs: inout RefCounter) -> [Action] {
+        if let joinRef = message.joinRef, joinRef != self.currentJoinRef { return [.ignored(.staleJoinRef)] }
+        guard let ref = message.ref else { return [.ignored(.unexpectedReply)] }
+        let reply: Reply
+        do {
+            reply = try Reply(payload: message.payload)
+        } catch {
+            return [.ignored(.malformedPayload(error.description))]
+        }
+        switch self.state {
+        case .joining(let joinRef?) where joinRef == ref:
+            return self.receiveJoinReply(reply, joinRef: joinRef, refs: &refs)
+        case .leaving(_, let leaveRef) where leaveRef == ref:
+            // Any reply (ok, or error such as "unmatched topic") ends the leave.
+            self.state = .closed(.left)
+            return [.cancelTimer(.leaveTimeout(leaveRef)), .reportStatus(.closed(.left))]
+        default:
+            return [.ignored(.unexpectedReply)]
+        }
+    }
+
+    private mutating func receiveJoinReply(_ reply: Reply, joinRef: Ref, refs: inout RefCounter) -> [Action] {
+        let cancel: [Action] = [.cancelTimer(.joinTimeout(joinRef))]
+        switch reply.status {
+        case .ok:
+            let joinReply: JoinReply
+            do {
+                joinReply = try JoinReply(response: reply.response)
+            } catch {
+                return self.rejectBindings(joinRef: joinRef, detail: error.description, refs: &refs)
+            }
+            guard joinReply.matches(self.bindings) else {
+                return self.rejectBindings(
+                    joinRef: joinRef, detail: Self.mismatchDetail(joinReply, self.bindings), refs: &refs)
+            }
+            self.rejoinAttempts = 0
+            // With no bindings there is no postgres subscription and no system ok to wait for.
+            let live = self.bindings.isEmpty
+            self.state = .joined(joinRef: joinRef, bindingIDs: joinReply.postgresChanges.map(\.id), live: live)
+            return cancel + [.reportStatus(.joined)] + (live ? [.reportStatus(.live)] : [])
+        case .error, .other:
+            let reason = reply.errorReason ?? ErrorReason(reply.response["reason"]?.stringValue ?? "join refused")
+            switch reason.kind {
+            case .tokenExpired:
+                return self.awaitToken(reason, cancelling: cancel)
+            case .rateLimited:
+                return self.becomeRateLimited(reason, cancelling: cancel)
+            case .unauthorized, .invalidToken, .serverRestarting, .transient, .other:
+                // Like Phoenix, keep retrying on the rejoin schedule (§9.3); each refusal costs the server 5 s.
+                return self.becomeErrored(.joinRejected(reason), cancelling: cancel)
+            }
+        }
+    }
+
+    /// The join reply's bindings do not match the request (§4.3): leave that join and retry later.
+    private mutating func rejectBindings(joinRef: Ref, detail: String, refs: inout RefCounter) -> [Action] {
+        let leave = PhoenixMessage(
+            joinRef: joinRef, ref: refs.next(), topic: self.topic, event: .leave, payload: .object([:]))
+        return self.becomeErrored(
+            .bindingMismatch(detail), cancelling: [.cancelTimer(.joinTimeout(joinRef)), .push(leave)])
+    }
+
+    static func mismatchDetail(_ reply: JoinReply, _ requested: [PostgresChangeBinding]) -> String {
+        if reply.postgresChanges.count != requested.count {
+            return "mismatch between server and client bindings for postgres changes: "
+                + "requested \(requested.count), server echoed \(reply.postgresChanges.count)"
+        }
+        let index = requested.indices.first { !reply.postgresChanges[$0].matches(requested[$0]) } ?? 0
+        return "mismatch between server and client bindings for postgres changes at index \(index)"
+    }
+
+    // MARK: Close and error
+
+    private mutating func receiveClose() -> [Action] {
+        switch self.state {
+        case .leaving(_, let leaveRef):
+            self.state = .closed(.left)
+            return [.cancelTimer(.leaveTimeout(leaveRef)), .reportStatus(.closed(.left))]
+        case .joining(let joinRef?):
+            return self.closedByServer(cancelling: [.cancelTimer(.joinTimeout(joinRef))])
+        case .joined:
+            return self.closedByServer(cancelling: [])
+        case .closed, .joining(nil), .errored, .awaitingToken:
+            return [.ignored(.staleJoinRef)]
+        }
+    }
+
+    /// `phx_close` for the current join: no blind rejoin (§9.3), except after a token-expiry or rate-limit error.
+    private mutating func closedByServer(cancelling: [Action]) -> [Action] {
+        let systemError = self.pendingSystemError
+        switch systemError?.kind {
+        case .tokenExpired?:
+            return self.awaitToken(systemError ?? ErrorReason("Token has expired"), cancelling: cancelling)
+        case .rateLimited?:
+            return self.becomeRateLimited(systemError ?? ErrorReason("Too many messages"), cancelling: cancelling)
+        default:
+            let reason = Reason.serverClosed(systemError: systemError)
+            self.state = .closed(reason)
+            self.pendingSystemError = nil
+            return cancelling + [.reportStatus(.closed(reason))]
+        }
+    }
+
+    private mutating func receiveError() -> [Action] {
+        switch self.state {
+        case .leaving(_, let leaveRef):
+            self.state = .closed(.left)
+            return [.cancelTimer(.leaveTimeout(leaveRef)), .reportStatus(.closed(.left))]
+        case .joining(let joinRef?):
+            return self.becomeErrored(.serverError, cancelling: [.cancelTimer(.joinTimeout(joinRef))])
+        case .joined:
+            return self.becomeErrored(.serverError, cancelling: [])
+        case .closed, .joining(nil), .errored, .awaitingToken:
+            return [.ignored(.staleJoinRef)]
+        }
+    }
+
+    // MARK: System messages
+
+    private mutating func receiveSystem(_ payload: JSONValue) -> [Action] {
+        let system: SystemMessage
+        do {
+            system = try SystemMessage(payload: payload)
+        } catch {
+            return [.ignored(.malformedPayload(error.description))]
+        }
+        if system.isPostgresChangesOK {
+            guard case .joined(let joinRef, let ids, _) = self.state else { return [.ignored(.notJoined)] }
+            self.state = .joined(joinRef: joinRef, bindingIDs: ids, live: true)
+            // Reported every time: after a token refresh the server re-subscribes and says ok again (§4.5), which
+            // is the cue for consumers to catch up on what the re-subscription may have missed.
+            return [.reportStatus(.live)]
+        }
+        if system.isPostgresChangesError {
+            // The channel stays open (§4.5), but changes are not flowing: no longer live until the next ok.
+            var actions: [Action] = [.reportPostgresChangesError(system.message)]
+            if case .joined(let joinRef, let ids, true) = self.state {
+                self.state = .joined(joinRef: joinRef, bindingIDs: ids, live: false)
+                actions.append(.reportStatus(.joined))
+            }
+            return actions
+        }
+        if system.isChannelError {
+            guard self.currentJoinRef != nil else { return [.ignored(.notJoined)] }
+            // A phx_close follows immediately (§4.5, §8.2); remember why so the close can be interpreted.
+            self.pendingSystemError = system.errorReason
+            return [.reportSystemError(system.errorReason)]
+        }
+        return [.ignored(.unhandledSystemMessage(system))]
+    }
+
+    // MARK: postgres_changes
+
+    private func receiveChange(_ payload: JSONValue) -> [Action] {
+        guard case .joined(_, let ids, _) = self.state else { return [.ignored(.notJoined)] }
+        let message: PostgresChangesMessage
+        do {
+            message = try PostgresChangesMessage(payload: payload)
+        } catch {
+            return [.ignored(.malformedPayload(error.description))]
+        }
+        // §5.5: a binding matches when its id is listed (in any order, §15.5) and its event is `*` or the type.
+        let listed = Set(message.ids)
+        let bindings = self.bindings
+        // The event check is case-insensitive (§5.5); an unknown type only matches `*` bindings.
+        let changeEvent = PostgresChangeEvent(wireValue: message.change.type.rawValue)
+        var targets: [Int] = []
+        for (index, id) in ids.enumerated() where index < bindings.count {
+            let event = bindings[index].event
+            if listed.contains(id) && (event == .all || event == changeEvent) {
+                targets.append(index)
+            }
+        }
+        guard !targets.isEmpty else { return [.ignored(.unroutableChange)] }
+        return [.deliver(message.change, bindings: targets)]
+    }
+}

@@ -1,0 +1,356 @@
+/// The connection lifecycle of one Realtime socket: connect, heartbeat, heartbeat timeout, reconnect with backoff.
+///
+/// A synchronous value with no I/O and no clock: the driver feeds it events (with the current time as a `Duration`
+/// since any fixed origin, e.g. the driver's start) and executes the returned actions in order. Timers are actions;
+/// when one fires the driver calls ``timerFired(_:now:)`` with the same ``Timer`` value. Every connection attempt
+/// gets a ``ConnectionID``, so events from a connection the machine already gave up on are ignored.
+///
+/// The machine also owns the socket's ``RefCounter`` (``refs``); channel machines take their refs from it.
+public struct SocketStateMachine: Sendable {
+    // MARK: Types
+
+    /// Tunables, with realtime-js defaults.
+    public struct Configuration: Sendable, Hashable {
+        /// Interval between heartbeats (§3: 25 s).
+        public var heartbeatInterval: Duration
+        /// How long a heartbeat may wait for its reply. The default (10 s) tolerates the server's 5 s pause before
+        /// a join error reply, which blocks heartbeat replies on the same socket (§15.7).
+        public var heartbeatTimeout: Duration
+        /// Reconnect delays by attempt (§9.3: 1, 2, 5, 10, 10 … s, ±20 %).
+        public var reconnect: BackoffSchedule
+        /// The shortest delay after a handshake refused with HTTP 429 (§1.3), before jitter.
+        public var rateLimitedReconnectDelay: Duration
+
+        /// Creates a configuration; every parameter has the documented default.
+        public init(
+            heartbeatInterval: Duration = .seconds(25),
+            heartbeatTimeout: Duration = .seconds(10),
+            reconnect: BackoffSchedule = .reconnect,
+            rateLimitedReconnectDelay: Duration = .seconds(10)
+        ) {
+            self.heartbeatInterval = heartbeatInterval
+            self.heartbeatTimeout = heartbeatTimeout
+            self.reconnect = reconnect
+            self.rateLimitedReconnectDelay = rateLimitedReconnectDelay
+        }
+    }
+
+    /// Identifies one connection attempt.
+    public struct ConnectionID: Sendable, Hashable, CustomStringConvertible {
+        /// The attempt's sequence number on this machine, from 1.
+        public var rawValue: UInt64
+        /// Wraps a raw value.
+        public init(rawValue: UInt64) { self.rawValue = rawValue }
+        public var description: String { String(self.rawValue) }
+    }
+
+    /// The timers the machine asks for.
+    public enum Timer: Sendable, Hashable {
+        /// The next heartbeat is due.
+        case heartbeat
+        /// The reply to the heartbeat with this ref is overdue.
+        case heartbeatTimeout(Ref)
+        /// Time to reconnect.
+        case reconnect
+    }
+
+    /// Why the socket went down.
+    public enum DisconnectReason: Sendable, Hashable {
+        /// The transport closed; `code` is nil when it was lost without a close frame.
+        case closed(code: UInt16?, reason: String)
+        /// The connection could not be opened or failed (message safe to print).
+        case connectFailed(String)
+        /// The server refused the WebSocket upgrade with this HTTP status (§1.3).
+        case handshakeRejected(status: Int)
+        /// No heartbeat reply in time (§3); the client closed with 1000 "heartbeat timeout".
+        case heartbeatTimeout
+        /// ``SocketStateMachine/disconnect()`` was called.
+        case requested
+    }
+
+    /// What the socket looks like from outside.
+    public enum Status: Sendable, Hashable {
+        /// Never connected.
+        case idle
+        /// Opening a connection; `attempt` is 0 for the first one, then the reconnect attempt.
+        case connecting(attempt: Int)
+        /// The WebSocket is open.
+        case connected
+        /// The WebSocket went down (a reconnect may follow).
+        case disconnected(DisconnectReason)
+        /// A reconnect is scheduled after `delay`.
+        case reconnecting(attempt: Int, delay: Duration)
+        /// Disconnected for good, after ``SocketStateMachine/disconnect()``.
+        case closed
+    }
+
+    /// What the driver must do, in order.
+    public enum Action: Sendable, Hashable {
+        /// Open a new transport connection and report its outcome with this id.
+        case openTransport(ConnectionID)
+        /// Close the given connection (with a close frame if possible).
+        case closeTransport(ConnectionID, code: UInt16, reason: String)
+        /// Send `[null, ref, "phoenix", "heartbeat", {}]` (§3).
+        case sendHeartbeat(Ref)
+        /// Start (or restart) a timer.
+        case scheduleTimer(Timer, after: Duration)
+        /// Cancel a timer if it is running.
+        case cancelTimer(Timer)
+        /// Publish a status change.
+        case reportStatus(Status)
+        /// A heartbeat round trip completed in this time.
+        case reportHeartbeatRoundTrip(Duration)
+        /// The socket is open: channels may (re)join now.
+        case notifySocketOpened
+        /// The socket is gone: channels become errored and wait for the next open.
+        case notifySocketLost
+    }
+
+    // MARK: State
+
+    private enum State: Sendable, Hashable {
+        /// Nothing happened yet.
+        case idle
+        /// Waiting for the transport to open `connection`; `attempt` 0 is the first connect.
+        case connecting(connection: ConnectionID, attempt: Int)
+        /// Open; `pending` is the unanswered heartbeat, if any, and when it was sent.
+        case connected(connection: ConnectionID, pending: PendingHeartbeat?)
+        /// Waiting for the reconnect timer; `attempt` is the attempt that will run when it fires, after `delay`.
+        case waitingToReconnect(attempt: Int, delay: Duration)
+        /// Closing after ``disconnect()``; `connection` is the one still being closed, if any.
+        case closing(connection: ConnectionID?)
+        /// Closed after ``disconnect()``; nothing more happens until ``connect()``.
+        case closed
+    }
+
+    private struct PendingHeartbeat: Sendable, Hashable {
+        var ref: Ref
+        var sentAt: Duration
+    }
+
+    /// The configuration in force.
+    public let configuration: Configuration
+    /// The socket's ref counter, shared by heartbeats and channel pushes.
+    public var refs: RefCounter
+    private var state: State
+    private var random: JitterGenerator
+    private var lastConnectionID: UInt64
+
+    /// Creates a machine in the idle state.
+    /// - Parameters:
+    ///   - configuration: the tunables.
+    ///   - random: the jitter source (seed it from the system in production, with a constant in tests).
+    public init(configuration: Configuration = .init(), random: JitterGenerator) {
+        self.configuration = configuration
+        self.refs = RefCounter()
+        self.state = .idle
+        self.random = random
+        self.lastConnectionID = 0
+    }
+
+    /// The current status.
+    public var status: Status {
+        switch self.state {
+        case .idle: .idle
+        case .connecting(_, let attempt): .connecting(attempt: attempt)
+        case .connected: .connected
+        case .waitingToReconnect(let attempt, let delay): .reconnecting(attempt: attempt, delay: delay)
+        case .closing: .disconnected(.requested)
+        case .closed: .closed
+        }
+    }
+
+    /// The open connection, if the socket is connected.
+    public var openConnection: ConnectionID? {
+        if case .connected(let connection, _) = self.state { return connection }
+        return nil
+    }
+
+    /// `true` while the socket is open.
+    public var isConnected: Bool { self.openConnection != nil }
+
+    // MARK: Events
+
+    /// The user asked to connect. Ignored unless idle or closed.
+    public mutating func connect() -> [Action] {
+        switch self.state {
+        case .idle, .closed:
+            return self.startConnecting(attempt: 0)
+        case .connecting, .connected, .waitingToReconnect, .closing:
+            return []
+        }
+    }
+
+    /// The transport opened `connection`.
+    public mutating func transportOpened(_ connection: ConnectionID) -> [Action] {
+        switch self.state {
+        case .connecting(let current, _) where current == connection:
+            self.state = .connected(connection: connection, pending: nil)
+            return [
+                .reportStatus(.connected),
+                .scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval),
+                .notifySocketOpened,
+            ]
+        case .closing(let current) where current == connection:
+            // Opened after the user asked to disconnect: close it right away.
+            return [.closeTransport(connection, code: 1000, reason: "client disconnect")]
+        default:
+            return []
+        }
+    }
+
+    /// Opening `connection` failed before the WebSocket was established.
+    /// - Parameters:
+    ///   - connection: the attempt that failed.
+    ///   - httpStatus: the HTTP status of a refused upgrade (§1.3), if any.
+    ///   - message: a printable description (no secrets).
+    public mutating func transportFailedToOpen(
+        _ connection: ConnectionID,
+        httpStatus: Int?,
+        message: String
+    ) -> [Action] {
+        switch self.state {
+        case .connecting(let current, let attempt) where current == connection:
+            let reason: DisconnectReason =
+                if let httpStatus { .handshakeRejected(status: httpStatus) } else { .connectFailed(message) }
+            return [.reportStatus(.disconnected(reason))]
+                + self.scheduleReconnect(attempt: attempt + 1, rateLimited: httpStatus == 429)
+        case .closing(let current) where current == connection:
+            self.state = .closed
+            return [.reportStatus(.closed)]
+        default:
+            return []
+        }
+    }
+
+    /// `connection` closed (by the peer, by a failure, or after ``Action/closeTransport(_:code:reason:)``).
+    /// - Parameters:
+    ///   - connection: the connection that closed.
+    ///   - code: the close code, nil if the connection was lost without a close frame.
+    ///   - reason: the close reason.
+    public mutating func transportClosed(_ connection: ConnectionID, code: UInt16?, reason: String) -> [Action] {
+        switch self.state {
+        case .connected(let current, let pending) where current == connection:
+            var actions = self.stopHeartbeat(pending: pending)
+            actions.append(.notifySocketLost)
+            actions.append(.reportStatus(.disconnected(.closed(code: code, reason: reason))))
+            // A successful open resets the schedule (§9.3), so this is attempt 1 again.
+            actions += self.scheduleReconnect(attempt: 1, rateLimited: false)
+            return actions
+        case .connecting(let current, let attempt) where current == connection:
+            // Closed before it opened: counts as a failed attempt.
+            return [.reportStatus(.disconnected(.closed(code: code, reason: reason)))]
+                + self.scheduleReconnect(attempt: attempt + 1, rateLimited: false)
+        case .closing(let current) where current == connection:
+            self.state = .closed
+            return [.reportStatus(.closed)]
+        default:
+            return []
+        }
+    }
+
+    /// A `phx_reply` on topic `phoenix` arrived with this ref (§3).
+    /// - Parameters:
+    ///   - ref: the reply's ref.
+    ///   - now: the current time (same origin as every other `now`).
+    public mutating func heartbeatReplyReceived(ref: Ref, now: Duration) -> [Action] {
+        guard case .connected(let connection, let pending?) = self.state, pending.ref == ref else { return [] }
+        self.state = .connected(connection: connection, pending: nil)
+        return [
+            .cancelTimer(.heartbeatTimeout(ref)),
+            .reportHeartbeatRoundTrip(max(now - pending.sentAt, .zero)),
+        ]
+    }
+
+    /// A timer requested by ``Action/scheduleTimer(_:after:)`` fired. Stale timers are ignored.
+    public mutating func timerFired(_ timer: Timer, now: Duration) -> [Action] {
+        switch (timer, self.state) {
+        case (.heartbeat, .connected(let connection, let pending)):
+            if pending != nil {
+                // The next heartbeat is due and the previous one is still unanswered (§3, §13.1 item 3).
+                return self.heartbeatTimedOut(connection: connection, pending: pending)
+            }
+            let ref = self.refs.next()
+            self.state = .connected(connection: connection, pending: PendingHeartbeat(ref: ref, sentAt: now))
+            return [
+                .sendHeartbeat(ref),
+                .scheduleTimer(.heartbeatTimeout(ref), after: self.configuration.heartbeatTimeout),
+                .scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval),
+            ]
+        case (.heartbeatTimeout(let ref), .connected(let connection, let pending)) where pending?.ref == ref:
+            return self.heartbeatTimedOut(connection: connection, pending: pending)
+        case (.reconnect, .waitingToReconnect(let attempt, _)):
+            return self.startConnecting(attempt: attempt)
+        default:
+            return []
+        }
+    }
+
+    /// The user asked to disconnect: close the socket and do not reconnect.
+    public mutating func disconnect() -> [Action] {
+        switch self.state {
+        case .idle, .closed:
+            self.state = .closed
+            return []
+        case .closing:
+            return []
+        case .connecting(let connection, _):
+            self.state = .closing(connection: connection)
+            return [.reportStatus(.disconnected(.requested))]
+        case .connected(let connection, let pending):
+            var actions = self.stopHeartbeat(pending: pending)
+            self.state = .closing(connection: connection)
+            actions.append(.notifySocketLost)
+            actions.append(.closeTransport(connection, code: 1000, reason: "client disconnect"))
+            actions.append(.reportStatus(.disconnected(.requested)))
+            return actions
+        case .waitingToReconnect:
+            self.state = .closed
+            return [.cancelTimer(.reconnect), .reportStatus(.closed)]
+        }
+    }
+
+    // MARK: Helpers
+
+    private mutating func startConnecting(attempt: Int) -> [Action] {
+        self.lastConnectionID += 1
+        let connection = ConnectionID(rawValue: self.lastConnectionID)
+        self.state = .connecting(connection: connection, attempt: attempt)
+        return [.reportStatus(.connecting(attempt: attempt)), .openTransport(connection)]
+    }
+
+    private mutating func scheduleReconnect(attempt: Int, rateLimited: Bool) -> [Action] {
+        var base = self.configuration.reconnect.baseDelay(attempt: attempt)
+        if rateLimited {
+            // HTTP 429 at the handshake: the tenant is over its connection or join rate (§1.3, §7.2).
+            base = max(base, self.configuration.rateLimitedReconnectDelay)
+        }
+        let delay = BackoffSchedule.jittered(
+            base,
+            fraction: self.configuration.reconnect.jitter,
+            unit: self.random.nextUnit()
+        )
+        self.state = .waitingToReconnect(attempt: attempt, delay: delay)
+        return [
+            .reportStatus(.reconnecting(attempt: attempt, delay: delay)),
+            .scheduleTimer(.reconnect, after: delay),
+        ]
+    }
+
+    private func stopHeartbeat(pending: PendingHeartbeat?) -> [Action] {
+        var actions: [Action] = [.cancelTimer(.heartbeat)]
+        if let pending { actions.append(.cancelTimer(.heartbeatTimeout(pending.ref))) }
+        return actions
+    }
+
+    private mutating func heartbeatTimedOut(connection: ConnectionID, pending: PendingHeartbeat?) -> [Action] {
+        // §3: report, tear the socket down with 1000 "heartbeat timeout", reconnect. The close event of this
+        // connection arrives later and is ignored because the machine no longer tracks it.
+        var actions = self.stopHeartbeat(pending: pending)
+        actions.append(.notifySocketLost)
+        actions.append(.closeTransport(connection, code: 1000, reason: "heartbeat timeout"))
+        actions.append(.reportStatus(.disconnected(.heartbeatTimeout)))
+        actions += self.scheduleReconnect(attempt: 1, rateLimited: false)
+        return actions
+    }
+}

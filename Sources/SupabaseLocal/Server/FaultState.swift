@@ -1,0 +1,99 @@
+import Synchronization
+
+/// A handshake refusal in force (fault injection).
+public struct ConnectionRefusal: Sendable, Hashable {
+    /// HTTP status (e.g. 503 or 429).
+    public var status: Int
+    /// `Retry-After` in whole seconds, if any.
+    public var retryAfterSeconds: Int?
+    /// The `{"error": …}` text.
+    public var message: String
+
+    /// Creates a refusal; the message defaults to the server's text for the status.
+    public init(status: Int, retryAfterSeconds: Int? = nil, message: String? = nil) {
+        self.status = status
+        self.retryAfterSeconds = retryAfterSeconds
+        self.message = message ?? (status == 429 ? "Too many connected users" : "Error connecting to Realtime")
+    }
+}
+
+/// A REST failure in force (fault injection).
+public struct RESTFailure: Sendable, Hashable {
+    /// HTTP status (429, 500, 503…).
+    public var status: Int
+    /// `Retry-After` in whole seconds, if any.
+    public var retryAfterSeconds: Int?
+
+    /// Creates a REST failure.
+    public init(status: Int, retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+}
+
+/// Current fault settings, shared by every connection and request.
+struct FaultSettings: Sendable {
+    var refusal: ConnectionRefusal?
+    var systemOkDelay: Duration?
+    var withholdSystemOk = false
+    var forcedJoinError: ForcedJoinError?
+    var heartbeat: HeartbeatReplyMode = .normal
+    var changeDropFraction = 0.0
+    var changeDelay: Duration = .zero
+    var restFailure: RESTFailure?
+    var restLatency: Duration = .zero
+    var maxRecordBytesOverride: Int?
+    var tokensRevokedAtOrBefore: Int64?
+    var droppedChanges = 0
+    var deliveredChanges = 0
+}
+
+/// Inputs a connection's driver receives from the outside (reader, timers, hub, faults).
+enum ConnectionInput: Sendable {
+    case text(String)
+    case activity
+    case ping([UInt8])
+    case peerClosed(code: UInt16?)
+    case inboundEnded
+    case timer(RealtimeSession.TimerID)
+    case idleCheck
+    case change(TableChange)
+    /// Drop the socket: with a close frame when `code` is set, abruptly otherwise.
+    case drop(code: UInt16?, reason: String)
+    case stall(Duration)
+    case expireTokens
+    case crashChannels
+}
+
+/// The live sockets, for fan-out and faults.
+final class ConnectionRegistry: Sendable {
+    private struct State {
+        var connections: [Int: AsyncStream<ConnectionInput>.Continuation] = [:]
+        var next = 0
+        var accepted = 0
+    }
+
+    private let state = Mutex(State())
+
+    func add(_ continuation: AsyncStream<ConnectionInput>.Continuation) -> Int {
+        self.state.withLock { state in
+            let id = state.next
+            state.next += 1
+            state.accepted += 1
+            state.connections[id] = continuation
+            return id
+        }
+    }
+
+    func remove(_ id: Int) {
+        _ = self.state.withLock { $0.connections.removeValue(forKey: id) }
+    }
+
+    func broadcast(_ input: ConnectionInput) {
+        let all = self.state.withLock { Array($0.connections.values) }
+        for continuation in all { continuation.yield(input) }
+    }
+
+    var count: Int { self.state.withLock { $0.connections.count } }
+    var acceptedTotal: Int { self.state.withLock { $0.accepted } }
+}

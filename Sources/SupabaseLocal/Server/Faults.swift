@@ -1,0 +1,130 @@
+/// Fault injection for a running stack; every fault is also reachable over `POST /admin/v1/...`.
+public struct SupabaseLocalFaults: Sendable {
+    let stack: SupabaseLocalStack
+
+    /// Closes every Realtime socket: with a close frame (`code`, `reason`) or, when `code` is nil, abruptly
+    /// (TCP closed with no close frame).
+    public func dropAllConnections(code: UInt16? = 1000, reason: String = "") {
+        self.stack.registry.broadcast(.drop(code: code, reason: reason))
+    }
+
+    /// Every open socket stops reading, replying and sending for `duration` (TCP stays open).
+    public func stall(for duration: Duration) {
+        self.stack.registry.broadcast(.stall(duration))
+    }
+
+    /// Refuses new WebSocket handshakes with `refusal` (e.g. 503, or 429 with `Retry-After`), for `duration` or
+    /// until ``acceptConnections()``.
+    public func refuseConnections(_ refusal: ConnectionRefusal, for duration: Duration? = nil) {
+        self.stack.faultState.withLock { $0.refusal = refusal }
+        if let duration {
+            self.stack.schedule(after: duration) { [stack = self.stack] in
+                stack.faultState.withLock { if $0.refusal == refusal { $0.refusal = nil } }
+            }
+        }
+    }
+
+    /// Accepts handshakes again.
+    public func acceptConnections() {
+        self.stack.faultState.withLock { $0.refusal = nil }
+    }
+
+    /// Sends `Subscribed to PostgreSQL` after `delay` for new joins (nil restores the configured delay).
+    public func setSystemOkDelay(_ delay: Duration?) {
+        self.stack.faultState.withLock {
+            $0.systemOkDelay = delay
+            $0.withholdSystemOk = false
+        }
+    }
+
+    /// New joins never get `Subscribed to PostgreSQL` (and so never receive changes).
+    public func withholdSystemOk(_ withhold: Bool = true) {
+        self.stack.faultState.withLock { $0.withholdSystemOk = withhold }
+    }
+
+    /// Every join is refused with this §4.4 reason (after its delay); nil restores normal joins.
+    public func failJoins(_ error: ForcedJoinError?) {
+        self.stack.faultState.withLock { $0.forcedJoinError = error }
+    }
+
+    /// How heartbeats are answered.
+    public func setHeartbeatReplies(_ mode: HeartbeatReplyMode) {
+        self.stack.faultState.withLock { $0.heartbeat = mode }
+    }
+
+    /// Silently drops this fraction (0…1) of committed changes before fan-out (§5.6).
+    public func dropChanges(fraction: Double) {
+        self.stack.faultState.withLock { $0.changeDropFraction = min(1, max(0, fraction)) }
+    }
+
+    /// Delays every change by `delay` before fan-out (order is kept).
+    public func delayChanges(by delay: Duration) {
+        self.stack.faultState.withLock { $0.changeDelay = delay }
+    }
+
+    /// Every REST and status-endpoint request fails with this status (nil to stop).
+    public func failREST(_ failure: RESTFailure?) {
+        self.stack.faultState.withLock { $0.restFailure = failure }
+    }
+
+    /// Adds latency to every REST and status-endpoint request.
+    public func setRESTLatency(_ latency: Duration) {
+        self.stack.faultState.withLock { $0.restLatency = latency }
+    }
+
+    /// Expires every user token now: joined channels get `Token has expired N seconds ago` then `phx_close`, and
+    /// user JWTs issued until now are refused (REST `PGRST303`, joins `InvalidJWTToken`). Project keys keep working.
+    public func expireTokens() {
+        let now = self.stack.configuration.wallClock.now()
+        self.stack.faultState.withLock { $0.tokensRevokedAtOrBefore = now.microsecondsSinceEpoch / 1_000_000 }
+        self.stack.registry.broadcast(.expireTokens)
+    }
+
+    /// Channels crash: every joined channel gets `phx_error` (§9.1) and is removed.
+    public func crashChannels() {
+        self.stack.registry.broadcast(.crashChannels)
+    }
+
+    /// Changes whose record is larger than `bytes` get the 413 treatment (§5.4); nil restores the configuration.
+    public func setMaxRecordBytes(_ bytes: Int?) {
+        self.stack.faultState.withLock { $0.maxRecordBytesOverride = bytes }
+    }
+
+    /// Deletes jobs (retention), producing DELETE changes. Returns how many rows were deleted.
+    @discardableResult
+    public func deleteJobs(ids: [String]) async throws -> Int {
+        var count = 0
+        for id in ids where try await self.stack.backend.delete(primaryKey: .string(id)) != nil {
+            count += 1
+        }
+        return count
+    }
+
+    /// Restart: drops every socket with 1012 and refuses handshakes with 503 for `refuseFor`.
+    public func restart(refuseFor: Duration = .seconds(1)) {
+        self.refuseConnections(ConnectionRefusal(status: 503, retryAfterSeconds: 1), for: refuseFor)
+        self.dropAllConnections(code: 1012, reason: "restart")
+    }
+
+    /// Clears every fault (counters are kept).
+    public func reset() {
+        self.stack.faultState.withLock { faults in
+            let dropped = faults.droppedChanges
+            let delivered = faults.deliveredChanges
+            faults = FaultSettings()
+            faults.droppedChanges = dropped
+            faults.deliveredChanges = delivered
+        }
+    }
+
+    /// Changes dropped by ``dropChanges(fraction:)`` so far.
+    public var droppedChangeCount: Int { self.stack.faultState.withLock { $0.droppedChanges } }
+
+    /// Changes fanned out to sockets so far.
+    public var deliveredChangeCount: Int { self.stack.faultState.withLock { $0.deliveredChanges } }
+}
+
+extension SupabaseLocalStack {
+    /// Fault injection for this stack.
+    public var faults: SupabaseLocalFaults { SupabaseLocalFaults(stack: self) }
+}

@@ -1,0 +1,109 @@
+/// What a `postgres_changes` subscription reports.
+public enum RealtimeSubscriptionEvent: Sendable, Hashable {
+    /// The server confirmed the subscription (`system` "Subscribed to PostgreSQL" ok, §4.5). Sent again after every
+    /// rejoin and token refresh: each one is the cue to catch up over REST, because Realtime never replays changes
+    /// missed before it (§10).
+    case live
+    /// Changes are not (or no longer) flowing; a ``live`` follows once the client has recovered.
+    case notLive(NotLiveReason)
+    /// A row change matching the subscription's binding.
+    case change(PostgresChange)
+    /// A server error about the subscription (e.g. an unparsable filter, §4.5), or a channel-level error.
+    case systemError(String)
+}
+
+/// Why a subscription is not live.
+public struct NotLiveReason: Sendable, Hashable, CustomStringConvertible {
+    /// The broad cause.
+    public enum Kind: Sendable, Hashable {
+        /// The WebSocket is down; the client reconnects and rejoins.
+        case socketLost
+        /// The channel failed (join refused or timed out, server error, token expired, rate limited); it rejoins.
+        case channelErrored
+        /// The channel is rejoining because its set of bindings changed.
+        case rejoining
+        /// The server reported a `postgres_changes` error; the channel stays joined.
+        case subscriptionError
+        /// The server closed the channel; the subscription ends.
+        case channelClosed
+    }
+
+    /// The broad cause.
+    public var kind: Kind
+    /// A printable explanation (no secrets).
+    public var message: String
+
+    /// Creates a reason.
+    public init(kind: Kind, message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { "\(self.kind): \(self.message)" }
+}
+
+/// The events of one `postgres_changes` binding, from
+/// ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)``.
+///
+/// - Important: Single consumer. The buffer holds at most
+///   ``RealtimeClient/Configuration/subscriptionBufferSize`` events; if the consumer falls that far behind, the
+///   sequence delivers what it buffered and then throws ``RealtimeClientError/Code/subscriptionOverflow``.
+///   The sequence throws ``RealtimeClientError/Code/channelClosed`` when the server closes the channel, and ends
+///   normally when the client shuts down. Ending the iteration (or dropping the sequence) removes the binding.
+public struct PostgresChangeSubscription: AsyncSequence, Sendable {
+    public typealias Element = RealtimeSubscriptionEvent
+    public typealias Failure = any Error
+
+    let stream: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>
+
+    init(stream: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>) {
+        self.stream = stream
+    }
+
+    /// Creates the iterator (call once).
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(base: self.stream.makeAsyncIterator())
+    }
+
+    /// The iterator.
+    public struct Iterator: AsyncIteratorProtocol {
+        var base: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Iterator
+
+        /// The next event; throws ``RealtimeClientError`` when the subscription fails.
+        public mutating func next() async throws -> RealtimeSubscriptionEvent? {
+            try await self.base.next()
+        }
+    }
+}
+
+@available(*, unavailable)
+extension PostgresChangeSubscription.Iterator: Sendable {}
+
+/// A multicast sequence of values (client status, heartbeat round trips). Each call to the producing property makes
+/// an independent subscriber.
+///
+/// - Important: Each subscriber buffers the newest 64 values; older ones are dropped for a slow consumer.
+public struct RealtimeObservation<Value: Sendable>: AsyncSequence, Sendable {
+    public typealias Element = Value
+    public typealias Failure = Never
+
+    let stream: AsyncStream<Value>
+
+    /// Creates the iterator (call once).
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(base: self.stream.makeAsyncIterator())
+    }
+
+    /// The iterator.
+    public struct Iterator: AsyncIteratorProtocol {
+        var base: AsyncStream<Value>.Iterator
+
+        /// The next value, or `nil` once the client has shut down.
+        public mutating func next() async -> Value? {
+            await self.base.next()
+        }
+    }
+}
+
+@available(*, unavailable)
+extension RealtimeObservation.Iterator: Sendable {}

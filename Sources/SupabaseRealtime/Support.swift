@@ -1,0 +1,176 @@
+import Foundation
+import Synchronization
+
+/// An unbounded multi-producer, single-consumer queue whose `next()` ignores task cancellation: the consumer keeps
+/// draining until ``finish()``. The client's writer uses it so that the final `phx_leave` frames and the close are
+/// still sent while `run()` is being cancelled.
+final class Mailbox<Element: Sendable>: Sendable {
+    private struct State {
+        var buffer: [Element] = []
+        var head = 0
+        var finished = false
+        var waiter: CheckedContinuation<Element?, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    init() {}
+
+    /// Enqueues an element. Returns `false` (and drops it) if the mailbox is finished.
+    @discardableResult
+    func send(_ element: Element) -> Bool {
+        let (accepted, waiter) = self.state.withLock { state -> (Bool, CheckedContinuation<Element?, Never>?) in
+            guard !state.finished else { return (false, nil) }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return (true, waiter)
+            }
+            state.buffer.append(element)
+            return (true, nil)
+        }
+        waiter?.resume(returning: element)
+        return accepted
+    }
+
+    /// Ends the mailbox: the consumer gets the elements still queued, then `nil`.
+    func finish() {
+        let waiter = self.state.withLock { state -> CheckedContinuation<Element?, Never>? in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// The next element, or `nil` once finished and drained. Single consumer.
+    func next() async -> Element? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Element?, Never>) in
+            let immediate: Element?? = self.state.withLock { state in
+                if state.head < state.buffer.count {
+                    let element = state.buffer[state.head]
+                    state.head += 1
+                    if state.head > 64 && state.head * 2 > state.buffer.count {
+                        state.buffer.removeFirst(state.head)
+                        state.head = 0
+                    }
+                    return .some(element)
+                }
+                if state.finished { return .some(nil) }
+                precondition(state.waiter == nil, "Mailbox has a single consumer")
+                state.waiter = continuation
+                return .none
+            }
+            if let immediate { continuation.resume(returning: immediate) }
+        }
+    }
+}
+
+/// A one-shot signal a timer task waits on so that the driver can cancel that one timer.
+final class TimerCancellation: Sendable {
+    private enum State {
+        case armed(CheckedContinuation<Void, Never>?)
+        case cancelled
+    }
+
+    private let state = Mutex(State.armed(nil))
+
+    init() {}
+
+    /// Cancels the timer (idempotent).
+    func cancel() {
+        let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
+            defer { state = .cancelled }
+            if case .armed(let waiter) = state { return waiter }
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns once ``cancel()`` is called or the calling task is cancelled.
+    func wait() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow: Bool = self.state.withLock { state in
+                    if case .cancelled = state { return true }
+                    state = .armed(continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            self.cancel()
+        }
+    }
+}
+
+/// Reads an injected clock as a `Duration` since the client was created (the state machines' time input).
+struct MonotonicTime: Sendable {
+    private let reader: @Sendable () -> Duration
+
+    init(clock: any Clock<Duration>) {
+        self.reader = Self.makeReader(clock)
+    }
+
+    private static func makeReader<C: Clock<Duration>>(_ clock: C) -> @Sendable () -> Duration {
+        let origin = clock.now
+        return { origin.duration(to: clock.now) }
+    }
+
+    /// The time since the origin.
+    func now() -> Duration { self.reader() }
+}
+
+/// Removes secrets from text before it is logged or put in an error: the value of any `apikey=` /
+/// `access_token=` / `token=` query parameter, and anything that looks like a JWT.
+enum Redaction {
+    private static let secretParameters = ["apikey=", "access_token=", "token=", "api_key="]
+
+    static func redact(_ text: String) -> String {
+        var result = text
+        for parameter in self.secretParameters {
+            result = self.redactParameter(parameter, in: result)
+        }
+        return self.redactJWTs(in: result)
+    }
+
+    private static func redactParameter(_ parameter: String, in text: String) -> String {
+        var output = ""
+        var rest = Substring(text)
+        while let range = rest.range(of: parameter, options: .caseInsensitive) {
+            // Only a parameter name at the start of a query component counts (`?apikey=` or `&apikey=`).
+            let before = range.lowerBound == rest.startIndex ? nil : rest[rest.index(before: range.lowerBound)]
+            output += rest[..<range.upperBound]
+            rest = rest[range.upperBound...]
+            guard before == nil || before == "?" || before == "&" else { continue }
+            let end = rest.firstIndex(where: { $0 == "&" || $0 == "#" || $0 == " " || $0 == "\"" }) ?? rest.endIndex
+            if end != rest.startIndex { output += "<redacted>" }
+            rest = rest[end...]
+        }
+        return output + rest
+    }
+
+    /// Replaces `xxx.yyy.zzz` base64url triples starting with `eyJ` (a JSON header) by `<redacted-jwt>`.
+    private static func redactJWTs(in text: String) -> String {
+        guard text.contains("eyJ") else { return text }
+        var output = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: "eyJ") {
+            output += rest[..<start.lowerBound]
+            let tail = rest[start.lowerBound...]
+            let end = tail.firstIndex(where: { !Self.isTokenCharacter($0) }) ?? tail.endIndex
+            let candidate = tail[..<end]
+            if candidate.split(separator: ".", omittingEmptySubsequences: false).count >= 3 {
+                output += "<redacted-jwt>"
+            } else {
+                output += candidate
+            }
+            rest = tail[end...]
+        }
+        return output + rest
+    }
+
+    private static func isTokenCharacter(_ character: Character) -> Bool {
+        character.isASCII && (character.isLetter || character.isNumber || character == "-" || character == "_"
+            || character == ".")
+    }
+}
