@@ -1,4 +1,3 @@
-import Synchronization
 
 /// A deterministic in-process `WebSocketTransport` for testing higher layers.
 ///
@@ -12,7 +11,7 @@ public final class InMemoryWebSocketTransport: WebSocketTransport {
         var requests: [WebSocketRequest] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let serverContinuation: AsyncStream<InMemoryWebSocketServerConnection>.Continuation
 
     /// The server side of each accepted connection, in connect order.
@@ -134,7 +133,7 @@ final class InMemoryPair: Sendable {
     let serverEvents: WebSocketEvents
     private let clientContinuation: AsyncStream<WebSocketEvent>.Continuation
     private let serverContinuation: AsyncStream<WebSocketEvent>.Continuation
-    private let closed = Mutex(false)
+    private let closed = Locked(false)
 
     init(maxMessageSize: Int) {
         self.maxMessageSize = maxMessageSize

@@ -1,7 +1,6 @@
 import CLibWebSockets
 import Foundation
 import Logging
-import Synchronization
 
 /// State shared between the lws service thread and other threads, always accessed under `LWSConnection.shared`.
 struct LWSSharedState: Sendable {
@@ -47,7 +46,7 @@ struct LWSInboundLimits: Sendable {
 /// Every lws call happens on the service thread, except `lws_cancel_service`, which other threads call under the
 /// `shared` lock while `contextAlive` is true (the context is destroyed only after that flag is cleared).
 final class LWSConnection: WebSocketConnection, @unchecked Sendable {
-    // @unchecked Sendable: `shared` is a Mutex; `request`, `endpoint`, `logger`, `limits`, `events` and
+    // @unchecked Sendable: `shared` is a `Locked` (pthread mutex); `request`, `endpoint`, `logger`, `limits`, `events` and
     // `eventsContinuation` are immutable or Sendable; every other stored property below `lws-confined` is only
     // touched by the service thread (or before it starts / after it ended, with the thread start/finish as the
     // happens-before edges).
@@ -55,7 +54,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
     let endpoint: LWSEndpoint
     let logger: Logger
     let limits: LWSInboundLimits
-    let shared = Mutex(LWSSharedState())
+    let shared = Locked(LWSSharedState())
     let events: WebSocketEvents
     let eventsContinuation: AsyncStream<WebSocketEvent>.Continuation
 
@@ -153,7 +152,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
         self.shared.withLock { state in
             guard state.connectResult == nil, state.abortError == nil else { return }
             state.abortError = error
-            self.wakeLocked(state)
+            self.wakeLocked(&state)
         }
     }
 
@@ -164,7 +163,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
             let refused = self.shared.withLock { state -> Bool in
                 if state.sendsRefused || state.closeRequest != nil { return true }
                 state.outbox.append(.init(message: message, continuation: continuation))
-                self.wakeLocked(state)
+                self.wakeLocked(&state)
                 return false
             }
             if refused {
@@ -180,7 +179,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
                 if state.finished { return true }
                 if state.closeRequest == nil { state.closeRequest = (code, reason) }
                 state.closeWaiters.append(continuation)
-                self.wakeLocked(state)
+                self.wakeLocked(&state)
                 return false
             }
             if done { continuation.resume() }
@@ -190,7 +189,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
     static let notConnected = WebSocketTransportError(code: .notConnected, message: "the WebSocket is not connected")
 
     /// Wakes the service thread. Must be called with the lock held (that is what keeps the context alive).
-    func wakeLocked(_ state: borrowing LWSSharedState) {
+    func wakeLocked(_ state: inout LWSSharedState) {
         if let context = OpaquePointer(bitPattern: state.contextAddress) {
             lws_cancel_service(context)
         }
@@ -208,7 +207,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
             {
                 state.receivePaused = false
                 state.resumeReceiving = true
-                self.wakeLocked(state)
+                self.wakeLocked(&state)
             }
         }
     }
@@ -219,7 +218,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
             if state.receivePaused {
                 state.receivePaused = false
                 state.resumeReceiving = true
-                self.wakeLocked(state)
+                self.wakeLocked(&state)
             }
         }
     }

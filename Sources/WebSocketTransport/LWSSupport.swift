@@ -1,7 +1,6 @@
 import CLibWebSockets
 import Foundation
 import Logging
-import Synchronization
 
 /// Removes anything secret-looking from text that may end up in logs or errors: the query part of URLs and
 /// `apikey=`/`token=`-style parameters wherever they appear.
@@ -152,7 +151,7 @@ enum LWSErrorClassifier {
 /// receives it. Only errors and warnings are enabled in lws; both are logged at `debug` (a library must not log
 /// at higher levels), with secrets redacted.
 enum LWSLogRouter {
-    private static let logger = Mutex<Logger?>(nil)
+    private static let logger = Locked<Logger?>(nil)
     private static let installed: Bool = {
         lws_set_log_level(Int32(LLL_ERR | LLL_WARN), lwsLogEmit)
         return true

@@ -1,13 +1,12 @@
 import Foundation
 import Logging
-import Synchronization
 import Testing
-import WebSocketTransport
+@testable import WebSocketTransport
 
 /// A swift-log handler that keeps every record (message plus metadata) as text.
 struct CollectingLogHandler: LogHandler {
     final class Store: Sendable {
-        let records = Mutex<[String]>([])
+        let records = Locked<[String]>([])
     }
 
     let store: Store
