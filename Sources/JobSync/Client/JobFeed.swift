@@ -1,0 +1,99 @@
+import SupabaseREST
+
+/// One row change as the realtime feed delivers it (reference/realtime-protocol.md §5.2).
+public struct JobChange: Sendable, Hashable {
+    /// The change type.
+    public enum ChangeType: String, Sendable, Hashable {
+        /// INSERT
+        case insert
+        /// UPDATE
+        case update
+        /// DELETE
+        case delete
+    }
+
+    /// INSERT, UPDATE or DELETE.
+    public var type: ChangeType
+    /// The new row (`record`); `nil` for DELETE. For UPDATE, keys are "columns present".
+    public var record: [String: JSON]?
+    /// The old row (`old_record`); primary key only unless the table is REPLICA IDENTITY FULL.
+    public var oldRecord: [String: JSON]?
+    /// `commit_timestamp`, when present.
+    public var commitTimestamp: JobTimestamp?
+    /// `errors`, e.g. `["Error 413: Payload Too Large"]`.
+    public var errors: [String]
+
+    /// Creates a change.
+    public init(
+        type: ChangeType,
+        record: [String: JSON]?,
+        oldRecord: [String: JSON]? = nil,
+        commitTimestamp: JobTimestamp? = nil,
+        errors: [String] = []
+    ) {
+        self.type = type
+        self.record = record
+        self.oldRecord = oldRecord
+        self.commitTimestamp = commitTimestamp
+        self.errors = errors
+    }
+
+    /// Whether the server truncated the record (§5.4): re-fetch the row.
+    public var isTruncated: Bool { self.errors.contains { $0.contains("413") } }
+}
+
+/// What a realtime feed reports for one subscription.
+public enum JobFeedEvent: Sendable, Hashable {
+    /// The subscription is live (the `system` "Subscribed to PostgreSQL" ok arrived): changes from now on are
+    /// delivered. Expected again after every rejoin.
+    case live
+    /// The subscription is not live (socket down, channel errored, rejoining). Changes may be missed.
+    case notLive(reason: String)
+    /// A row change.
+    case change(JobChange)
+}
+
+/// One `postgres_changes` binding on the jobs table: an `id=in.(…)` filter of at most 100 ids, or table-wide.
+public struct JobFeedBinding: Sendable, Hashable {
+    /// The ids of an `id=in.(…)` filter; `nil` for a table-wide binding.
+    public var ids: [JobID]?
+
+    /// Creates a binding.
+    public init(ids: [JobID]?) {
+        self.ids = ids
+    }
+
+    /// The Realtime filter text: `id=in.(a,b,…)`, or `nil` for table-wide.
+    public var filter: String? {
+        self.ids.map { "id=in.(" + $0.map(\.rawValue).joined(separator: ",") + ")" }
+    }
+}
+
+/// The realtime side of ``JobSyncClient``: row changes of the jobs table.
+///
+/// Implemented at integration by an adapter over `SupabaseRealtime.RealtimeClient.postgresChanges`; tests use
+/// a fake.
+public protocol JobChangeFeed: Sendable {
+    /// Subscribes to changes with one binding (one channel) and calls `handler` for each event, in order, until
+    /// the calling task is cancelled.
+    ///
+    /// - Important: Must report ``JobFeedEvent/live`` only after the server confirmed the subscription, and
+    ///   ``JobFeedEvent/notLive(reason:)`` whenever changes may be missed. Returning or throwing ends the
+    ///   subscription; the client then subscribes again after a backoff.
+    func subscribe(
+        _ binding: JobFeedBinding,
+        handler: @escaping @Sendable (JobFeedEvent) async -> Void
+    ) async throws
+}
+
+/// The REST side of ``JobSyncClient``: where job rows are read.
+public protocol JobSource: Sendable {
+    /// Whether ``fetchUpdated(since:)`` is supported (a table with `updated_at`).
+    var supportsWatermark: Bool { get }
+
+    /// Fetches the rows of `ids` (at most 100 per call). Ids without a row are simply absent from the result.
+    func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: JSON]]
+
+    /// Fetches every row with `updated_at >= since` (all rows when `nil`), in `updated_at, id` order, paged.
+    func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]]
+}

@@ -1,0 +1,127 @@
+import Foundation
+import SupabaseREST
+
+/// ``JobSource`` over a Supabase (PostgREST) table: `GET …/jobs?select=*&id=in.(…)` in batches of ≤ 100, and
+/// `updated_at=gte.<watermark>&order=updated_at.asc,id.asc` paged by ≤ 1,000 rows.
+public struct SupabaseTableSource: JobSource {
+    /// The REST client.
+    public let client: PostgRESTClient
+    /// The table name (default `jobs`).
+    public let table: String
+    /// Whether the table has an `updated_at` column (default `true`).
+    public let hasUpdatedAt: Bool
+
+    /// Creates a source.
+    public init(client: PostgRESTClient, table: String = "jobs", hasUpdatedAt: Bool = true) {
+        self.client = client
+        self.table = table
+        self.hasUpdatedAt = hasUpdatedAt
+    }
+
+    public var supportsWatermark: Bool { self.hasUpdatedAt }
+
+    public func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: JSON]] {
+        guard !ids.isEmpty else { return [] }
+        var rows: [[String: JSON]] = []
+        var start = 0
+        while start < ids.count {
+            let batch = ids[start..<min(start + PostgRESTFilter.maximumInValues, ids.count)].map(\.rawValue)
+            start += batch.count
+            let query = PostgRESTQuery(table: self.table, filters: [.init("id", .in(batch))])
+            do {
+                rows += try await self.client.fetchAll(query)
+            } catch {
+                throw JobSyncError(error)
+            }
+        }
+        return rows
+    }
+
+    public func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]] {
+        var query = PostgRESTQuery(table: self.table, order: [.init("updated_at"), .init("id")])
+        if let since { query.filters.append(.init("updated_at", .gte(since.description))) }
+        do {
+            return try await self.client.fetchAll(query)
+        } catch {
+            throw JobSyncError(error)
+        }
+    }
+}
+
+/// ``JobSource`` over the classification service's status endpoint: `GET {base}/classify/{id}` with header
+/// `api-key`, answering `{"job_id","status","progress","error","result"}`. A 404 means the job does not exist.
+/// It has no timestamps, so no watermark: every poll costs one request per unfinished watched job.
+public struct ClassificationStatusSource: JobSource {
+    private let base: String
+    private let apiKey: String
+    private let transport: any HTTPTransport
+    private let timeout: Duration
+
+    /// Creates a source.
+    ///
+    /// - Parameters:
+    ///   - baseURL: the service base, e.g. `https://api.example.com` (http or https).
+    ///   - apiKey: sent as `api-key`; never logged or put in errors.
+    /// - Throws: ``JobSyncError/Code/invalidConfiguration`` for a bad URL or a missing key.
+    public init(
+        baseURL: String,
+        apiKey: String,
+        transport: any HTTPTransport = URLSessionHTTPTransport(),
+        timeout: Duration = .seconds(10)
+    ) throws(JobSyncError) {
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        let lower = base.lowercased()
+        guard lower.hasPrefix("http://") || lower.hasPrefix("https://"), !base.contains("?"), URL(string: base) != nil
+        else {
+            throw JobSyncError(
+                code: .invalidConfiguration, message: "the status endpoint URL must be http(s) without a query")
+        }
+        guard !apiKey.isEmpty else {
+            throw JobSyncError(code: .invalidConfiguration, message: "the status endpoint API key is missing")
+        }
+        self.base = base
+        self.apiKey = apiKey
+        self.transport = transport
+        self.timeout = timeout
+    }
+
+    public var supportsWatermark: Bool { false }
+
+    public func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: JSON]] {
+        var rows: [[String: JSON]] = []
+        for id in ids {
+            let request = HTTPRequest(
+                url: self.base + "/classify/" + id.rawValue,
+                headers: ["api-key": self.apiKey, "Accept": "application/json"],
+                timeout: self.timeout)
+            let response: HTTPResponse
+            do {
+                response = try await self.transport.send(request)
+            } catch {
+                throw JobSyncError(error, jobID: id)
+            }
+            if response.status == 404 { continue }
+            guard (200..<300).contains(response.status) else {
+                let retryAfter = response.headers["retry-after"].flatMap { RetryAfter.parse($0, now: Date()) }
+                throw JobSyncError(
+                    RESTError.fromResponse(status: response.status, body: response.body, retryAfter: retryAfter),
+                    jobID: id)
+            }
+            guard var object = JSON.parse(response.body)?.objectValue else {
+                throw JobSyncError(
+                    RESTError(
+                        code: .undecodableBody, message: "the status body is not a JSON object",
+                        httpStatus: response.status),
+                    jobID: id)
+            }
+            if object["id"] == nil { object["id"] = object["job_id"] }
+            rows.append(object)
+        }
+        return rows
+    }
+
+    public func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]] {
+        throw JobSyncError(code: .invalidConfiguration, message: "the status endpoint cannot list jobs by watermark")
+    }
+}

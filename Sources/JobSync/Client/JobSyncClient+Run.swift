@@ -1,0 +1,340 @@
+import Logging
+import ServiceLifecycle
+import SupabaseREST
+
+extension JobSyncClient {
+    /// Inputs of the run loop.
+    enum Input: Sendable {
+        case subscriptionsRestarted(generation: Int, channels: Int)
+        case channelAdded(generation: Int, channel: Int, ids: [JobID])
+        case feed(generation: Int, channel: Int, live: Bool, reason: String)
+        case pollTimer(token: Int)
+        case auditTimer(token: Int)
+        case catchUpFinished(SyncStateMachine.CatchUp, Result<Bool, JobSyncError>)
+        case watchChanged
+    }
+
+    /// Runs the client until cancelled (or graceful shutdown, as a `Service`).
+    ///
+    /// - Throws: ``JobSyncError/Code/invalidConfiguration`` when called while already running.
+    public func run() async throws {
+        let alreadyRunning = self.shared.withLock { shared -> Bool in
+            defer { shared.running = true }
+            return shared.running
+        }
+        guard !alreadyRunning else {
+            throw JobSyncError(code: .invalidConfiguration, message: "run() is already running")
+        }
+        defer { self.shared.withLock { $0.running = false } }
+        await cancelWhenGracefulShutdown {
+            await self.runLoop()
+        }
+    }
+
+    private func send(_ input: Input) {
+        self.inputContinuation.yield(input)
+    }
+
+    private func runLoop() async {
+        var machine = SyncStateMachine(
+            configuration: .init(
+                realtimeEnabled: self.configuration.feed != nil,
+                initialPollDelay: self.configuration.initialPollDelay,
+                maximumPollDelay: self.configuration.maximumPollDelay,
+                auditInterval: self.configuration.auditInterval))
+        var liveness = FeedLiveness()
+        await withDiscardingTaskGroup { group in
+            if let feed = self.configuration.feed {
+                group.addTask { await self.manageSubscriptions(feed) }
+            }
+            group.addTask { await self.fetchPending() }
+            self.execute(machine.start(), in: &group)
+            for await input in self.inputs {
+                var actions: [SyncStateMachine.Action] = []
+                switch input {
+                case .subscriptionsRestarted(let generation, let count):
+                    liveness = FeedLiveness(generation: generation, channels: count)
+                    actions = count == 0 ? machine.feedBecameLive() : machine.feedBecameNotLive()
+                case .channelAdded(let generation, let channel, let ids):
+                    guard generation == liveness.generation else { break }
+                    // A channel added while live does not take the others down: its ids are fetched once it is
+                    // live (and were fetched when watched), which covers the gap before its subscription.
+                    liveness.add(channel, ids: ids, late: machine.feedLive)
+                case .feed(let generation, let channel, let live, let reason):
+                    guard generation == liveness.generation else { break }  // an old subscription set
+                    if live {
+                        if let lateIDs = liveness.markLive(channel) {
+                            self.shared.withLock { $0.pendingFetch.formUnion(lateIDs) }
+                            group.addTask { await self.fetchPending() }
+                        }
+                        if liveness.allLive, !machine.feedLive {
+                            self.update { $0.liveTransitions += 1 }
+                            actions = machine.feedBecameLive()
+                        }
+                    } else if liveness.markNotLive(channel) {
+                        self.configuration.logger.debug("feed not live", metadata: ["jobsync.reason": "\(reason)"])
+                        actions = machine.feedBecameNotLive()
+                        liveness.establishAll()
+                    }
+                case .pollTimer(let token):
+                    actions = machine.pollTimerFired(token: token)
+                case .auditTimer(let token):
+                    actions = machine.auditTimerFired(token: token)
+                case .catchUpFinished(let kind, .success(let changesSeen)):
+                    self.update {
+                        switch kind {
+                        case .reconcile: $0.reconciliations += 1
+                        case .poll: $0.polls += 1
+                        case .audit: $0.audits += 1
+                        }
+                    }
+                    actions = machine.catchUpSucceeded(changesSeen: changesSeen)
+                case .catchUpFinished(_, .failure(let error)):
+                    self.update { $0.restFailures += 1 }
+                    self.configuration.logger.debug("catch-up failed", metadata: ["jobsync.error": "\(error)"])
+                    actions = machine.catchUpFailed(retryAfter: error.restError?.retryAfter)
+                case .watchChanged:
+                    group.addTask { await self.fetchPending() }
+                }
+                self.execute(actions, in: &group)
+            }
+        }
+    }
+
+    private func execute(_ actions: [SyncStateMachine.Action], in group: inout DiscardingTaskGroup) {
+        for action in actions {
+            switch action {
+            case .startCatchUp(let kind):
+                group.addTask {
+                    let result: Result<Bool, JobSyncError>
+                    do throws(JobSyncError) {
+                        result = .success(try await self.catchUp(kind))
+                    } catch {
+                        result = .failure(error)
+                    }
+                    self.send(.catchUpFinished(kind, result))
+                }
+            case .schedulePoll(let token, let minimum, let maximum):
+                let delay = minimum + self.configuration.jitter(maximum - minimum)
+                group.addTask {
+                    guard (try? await self.configuration.clock.sleep(for: delay)) != nil else { return }
+                    self.send(.pollTimer(token: token))
+                }
+            case .scheduleAudit(let token, let delay):
+                group.addTask {
+                    guard (try? await self.configuration.clock.sleep(for: delay)) != nil else { return }
+                    self.send(.auditTimer(token: token))
+                }
+            case .modeChanged(let mode):
+                self.setMode(mode)
+                self.configuration.logger.debug("transport mode", metadata: ["jobsync.mode": "\(mode.rawValue)"])
+            }
+        }
+    }
+
+    // MARK: Subscriptions
+
+    /// Keeps one feed subscription per binding. Newly watched ids get new channels without disturbing the others;
+    /// the whole set is rebuilt (new generation) only when it must change shape: switching between filtered and
+    /// table-wide, too many channels, or more than half of the subscribed ids unwatched.
+    private func manageSubscriptions(_ feed: any JobChangeFeed) async {
+        var changes = self.bindingsChanged.makeAsyncIterator()
+        var generation = 0
+        while !Task.isCancelled {
+            generation += 1
+            let plan = self.currentBindings()
+            self.send(.subscriptionsRestarted(generation: generation, channels: plan.count))
+            let thisGeneration = generation
+            let ended = await withDiscardingTaskGroup { group -> Bool in
+                for (channel, binding) in plan.enumerated() {
+                    group.addTask {
+                        await self.keepSubscribed(feed, binding, generation: thisGeneration, channel: channel)
+                    }
+                }
+                let tableWide = plan.contains { $0.ids == nil }
+                var covered = Set(plan.flatMap { $0.ids ?? [] })
+                var channels = plan.count
+                defer { group.cancelAll() }
+                while true {
+                    guard await changes.next() != nil else { return true }
+                    if self.configuration.mode == .allJobs { continue }
+                    let watched = self.shared.withLock { $0.watched }
+                    let maximumChannels = max(
+                        1, self.configuration.maximumFilteredIDs / PostgRESTFilter.maximumInValues)
+                    if watched.count > self.configuration.maximumFilteredIDs {
+                        if tableWide { continue }
+                        return false
+                    }
+                    if tableWide { return false }
+                    let added = watched.subtracting(covered).sorted()
+                    let removed = covered.subtracting(watched).count
+                    let newChannels =
+                        (added.count + PostgRESTFilter.maximumInValues - 1) / PostgRESTFilter.maximumInValues
+                    if channels + newChannels > maximumChannels || removed * 2 > covered.count { return false }
+                    for start in stride(from: 0, to: added.count, by: PostgRESTFilter.maximumInValues) {
+                        let ids = Array(added[start..<min(start + PostgRESTFilter.maximumInValues, added.count)])
+                        let channel = channels
+                        channels += 1
+                        covered.formUnion(ids)
+                        self.send(.channelAdded(generation: thisGeneration, channel: channel, ids: ids))
+                        group.addTask {
+                            await self.keepSubscribed(
+                                feed, JobFeedBinding(ids: ids), generation: thisGeneration, channel: channel)
+                        }
+                    }
+                }
+            }
+            if ended { return }
+        }
+    }
+
+    private func keepSubscribed(_ feed: any JobChangeFeed, _ binding: JobFeedBinding, generation: Int, channel: Int)
+        async
+    {
+        while !Task.isCancelled {
+            do {
+                try await feed.subscribe(binding) { event in
+                    await self.handle(event, generation: generation, channel: channel)
+                }
+            } catch {
+                self.configuration.logger.debug(
+                    "feed subscription failed",
+                    metadata: ["jobsync.channel": "\(channel)", "jobsync.error": "\(error)"])
+            }
+            self.send(.feed(generation: generation, channel: channel, live: false, reason: "subscription ended"))
+            guard (try? await self.configuration.clock.sleep(for: self.configuration.resubscribeDelay)) != nil else {
+                return
+            }
+        }
+    }
+
+    private func handle(_ event: JobFeedEvent, generation: Int, channel: Int) async {
+        switch event {
+        case .live:
+            self.send(.feed(generation: generation, channel: channel, live: true, reason: ""))
+        case .notLive(let reason):
+            self.send(.feed(generation: generation, channel: channel, live: false, reason: reason))
+        case .change(let change):
+            await self.apply(change)
+        }
+    }
+
+    /// Merges one feed change; re-fetches the row when the server truncated it (§5.4).
+    func apply(_ change: JobChange) async {
+        self.update { $0.changesReceived += 1 }
+        switch change.type {
+        case .delete:
+            guard let raw = change.oldRecord?["id"]?.stringValue, let id = try? JobID(raw) else {
+                self.update { $0.malformedChanges += 1 }
+                return
+            }
+            guard self.isWatched(id) else {
+                self.update { $0.changesIgnored += 1 }
+                return
+            }
+            self.store.merge(
+                JobObservation(jobID: id, kind: .deleted, commitTimestamp: change.commitTimestamp, source: .realtime))
+        case .insert, .update:
+            let truncated = change.isTruncated
+            guard let record = change.record, !record.isEmpty,
+                let observation = try? JobObservation.row(
+                    record, complete: !truncated, commitTimestamp: change.commitTimestamp, source: .realtime)
+            else {
+                self.update { $0.malformedChanges += 1 }
+                return
+            }
+            guard self.isWatched(observation.jobID) else {
+                self.update { $0.changesIgnored += 1 }
+                return
+            }
+            self.store.merge(observation)
+            if truncated { await self.refetch(observation.jobID) }
+        }
+    }
+
+    private func refetch(_ id: JobID) async {
+        self.update { $0.refetches += 1 }
+        do {
+            let rows = try await self.configuration.source.fetch(ids: [id])
+            self.mergeFetched(rows, requested: [id], source: .refetch)
+        } catch {
+            // The row stays marked incomplete; the next catch-up (reconciliation or audit) fetches it again.
+            self.configuration.logger.debug(
+                "re-fetch failed", metadata: ["jobsync.job": "\(id)", "jobsync.error": "\(error)"])
+        }
+    }
+
+    // MARK: REST catch-up
+
+    /// Fetches newly watched ids; retries after a backoff while it fails.
+    private func fetchPending() async {
+        var attempt = 0
+        while !Task.isCancelled {
+            let ids = self.shared.withLock { shared -> [JobID] in
+                defer { shared.pendingFetch = [] }
+                return Array(shared.pendingFetch)
+            }
+            guard !ids.isEmpty else { return }
+            do {
+                let rows = try await self.configuration.source.fetch(ids: ids)
+                self.mergeFetched(rows, requested: ids, source: .reconciliation)
+                return
+            } catch {
+                self.shared.withLock { $0.pendingFetch.formUnion(ids) }
+                attempt += 1
+                let ceiling = min(
+                    self.configuration.initialPollDelay * (1 << min(attempt, 20)), self.configuration.maximumPollDelay)
+                let delay = max(error.restError?.retryAfter ?? .zero, self.configuration.jitter(ceiling))
+                guard (try? await self.configuration.clock.sleep(for: delay)) != nil else { return }
+            }
+        }
+    }
+
+    /// One catch-up round trip; returns whether some job advanced.
+    func catchUp(_ kind: SyncStateMachine.CatchUp) async throws(JobSyncError) -> Bool {
+        let source = self.configuration.source
+        let watermark = self.store.watermark?.advanced(by: .zero - self.configuration.watermarkSkew)
+        let sourceKind: ObservationSource = kind == .reconcile ? .reconciliation : .poll
+        let useWatermark: Bool
+        switch (self.configuration.mode, kind) {
+        case (.allJobs, _): useWatermark = true
+        case (.jobs, .reconcile): useWatermark = false
+        case (.jobs, _): useWatermark = source.supportsWatermark && watermark != nil
+        }
+        if useWatermark {
+            guard source.supportsWatermark else {
+                throw JobSyncError(code: .invalidConfiguration, message: "all-jobs mode needs a source with updated_at")
+            }
+            let rows = try await source.fetchUpdated(since: watermark)
+            return self.mergeFetched(rows, requested: nil, source: sourceKind)
+        }
+        // By ids: only jobs that can still change (unknown or not final).
+        let ids = self.shared.withLock { $0.watched }.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
+        guard !ids.isEmpty else { return false }
+        let rows = try await source.fetch(ids: Array(ids))
+        return self.mergeFetched(rows, requested: Array(ids), source: sourceKind)
+    }
+
+    /// Merges fetched rows; ids requested but absent vanished. Returns whether some job advanced.
+    @discardableResult
+    func mergeFetched(_ rows: [[String: JSON]], requested: [JobID]?, source: ObservationSource) -> Bool {
+        var advanced = false
+        var seen: Set<JobID> = []
+        for row in rows {
+            guard let observation = try? JobObservation.row(row, source: source) else {
+                self.update { $0.malformedChanges += 1 }
+                continue
+            }
+            seen.insert(observation.jobID)
+            guard self.isWatched(observation.jobID) else { continue }
+            if case .ignored = self.store.merge(observation) { continue }
+            advanced = true
+        }
+        for id in requested ?? [] where !seen.contains(id) && self.isWatched(id) {
+            if case .deleted = self.store.merge(JobObservation(jobID: id, kind: .vanished, source: source)) {
+                advanced = true
+            }
+        }
+        return advanced
+    }
+}

@@ -1,0 +1,239 @@
+import Logging
+import ServiceLifecycle
+import SupabaseREST
+import Synchronization
+
+/// Keeps a ``JobStore`` equal to the server's jobs: Realtime changes when live, REST reconciliation after every
+/// `live`, REST polling with backoff while not live, and a 30 s audit poll while live.
+///
+/// ```swift
+/// let client = try JobSyncClient(configuration: .init(source: table, feed: realtimeAdapter))
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await client.run() }
+///     let job = try await client.waitForCompletion(of: id, timeout: .seconds(600))
+///     print(job.result?.view?.classification ?? "-")
+/// }
+/// ```
+///
+/// - Important: `run()` owns every background loop (subscriptions, polling, timers); cancelling it stops them.
+///   ``watch(_:)`` and ``waitForCompletion(of:timeout:)`` may be called before or while it runs.
+public final class JobSyncClient: Service, Sendable {
+    /// Which jobs are kept in sync.
+    public enum WatchMode: Sendable, Hashable {
+        /// The ids passed to ``JobSyncClient/watch(_:)``.
+        case jobs
+        /// Every job of the table (one table-wide binding, watermark reconciliation).
+        case allJobs
+    }
+
+    /// Client settings.
+    public struct Configuration: Sendable {
+        /// Where rows are read over REST.
+        public var source: any JobSource
+        /// The realtime feed; `nil` disables realtime (REST polling only, first poll at once).
+        public var feed: (any JobChangeFeed)?
+        /// Which jobs to keep in sync (default ``WatchMode/jobs``).
+        public var mode: WatchMode
+        /// The clock for every timer (default `ContinuousClock`).
+        public var clock: any Clock<Duration>
+        /// The first poll happens within this delay after the feed stops being live (default 1 s); it is also
+        /// the backoff base.
+        public var initialPollDelay: Duration
+        /// The backoff cap (default 30 s).
+        public var maximumPollDelay: Duration
+        /// The audit poll interval while live (default 30 s).
+        public var auditInterval: Duration
+        /// Subtracted from the watermark in watermark queries, to tolerate clock skew and late commits (default 5 s).
+        public var watermarkSkew: Duration
+        /// The delay before subscribing again after a feed subscription ended (default 1 s).
+        public var resubscribeDelay: Duration
+        /// Watched ids up to this count get `id=in.(…)` bindings of 100 ids each (default 10,000, i.e. 100
+        /// channels); beyond it one table-wide binding is filtered locally.
+        public var maximumFilteredIDs: Int
+        /// Picks a delay in `0...maximum` (default: uniformly random, i.e. full jitter). Tests pass a fixed choice.
+        public var jitter: @Sendable (_ maximum: Duration) -> Duration
+        /// The logger (trace/debug only).
+        public var logger: Logger
+
+        /// Creates a configuration with the defaults documented on each property.
+        public init(
+            source: any JobSource,
+            feed: (any JobChangeFeed)?,
+            mode: WatchMode = .jobs,
+            clock: any Clock<Duration> = ContinuousClock(),
+            initialPollDelay: Duration = .seconds(1),
+            maximumPollDelay: Duration = .seconds(30),
+            auditInterval: Duration = .seconds(30),
+            watermarkSkew: Duration = .seconds(5),
+            resubscribeDelay: Duration = .seconds(1),
+            maximumFilteredIDs: Int = 10_000,
+            jitter: @escaping @Sendable (_ maximum: Duration) -> Duration = JobSyncClient.fullJitter,
+            logger: Logger = Logger(label: "JobSync", factory: { _ in SwiftLogNoOpLogHandler() })
+        ) {
+            self.source = source
+            self.feed = feed
+            self.mode = mode
+            self.clock = clock
+            self.initialPollDelay = initialPollDelay
+            self.maximumPollDelay = maximumPollDelay
+            self.auditInterval = auditInterval
+            self.watermarkSkew = watermarkSkew
+            self.resubscribeDelay = resubscribeDelay
+            self.maximumFilteredIDs = maximumFilteredIDs
+            self.jitter = jitter
+            self.logger = logger
+        }
+    }
+
+    /// Counters for observability.
+    public struct Statistics: Sendable, Hashable {
+        /// Changes received from the feed.
+        public var changesReceived = 0
+        /// Changes for jobs not watched (table-wide binding), dropped.
+        public var changesIgnored = 0
+        /// Changes that could not be used (no record, invalid id, error rows), counted and skipped.
+        public var malformedChanges = 0
+        /// Successful reconciliations (after `live`).
+        public var reconciliations = 0
+        /// Successful polls (while not live).
+        public var polls = 0
+        /// Successful audit polls (while live).
+        public var audits = 0
+        /// Failed REST catch-ups.
+        public var restFailures = 0
+        /// Rows re-fetched after a truncated (413) change.
+        public var refetches = 0
+        /// Times the feed became live.
+        public var liveTransitions = 0
+    }
+
+    /// The store this client keeps in sync.
+    public let store: JobStore
+    let configuration: Configuration
+
+    struct Shared {
+        var watched: Set<JobID> = []
+        var pendingFetch: Set<JobID> = []
+        var mode: TransportMode = .polling
+        var statistics = Statistics()
+        var running = false
+        var modeWaiters: [(TransportMode, CheckedContinuation<Void, Never>)] = []
+    }
+
+    let shared: Mutex<Shared>
+    let inputs: AsyncStream<Input>
+    let inputContinuation: AsyncStream<Input>.Continuation
+    let bindingsChanged: AsyncStream<Void>
+    let bindingsContinuation: AsyncStream<Void>.Continuation
+
+    /// Creates a client over `store` (default: a new in-memory store).
+    public init(configuration: Configuration, store: JobStore? = nil) throws(JobSyncError) {
+        guard configuration.maximumFilteredIDs >= 0, configuration.initialPollDelay > .zero,
+            configuration.maximumPollDelay >= configuration.initialPollDelay, configuration.auditInterval > .zero
+        else {
+            throw JobSyncError(code: .invalidConfiguration, message: "invalid JobSyncClient timing or limit settings")
+        }
+        self.configuration = configuration
+        if let store {
+            self.store = store
+        } else {
+            self.store = try JobStore()
+        }
+        self.shared = Mutex(Shared())
+        (self.inputs, self.inputContinuation) = AsyncStream.makeStream(of: Input.self)
+        (self.bindingsChanged, self.bindingsContinuation) = AsyncStream.makeStream(
+            of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Picks a uniformly random delay in `0...maximum` (full jitter).
+    public static let fullJitter: @Sendable (Duration) -> Duration = { maximum in
+        let (seconds, attoseconds) = maximum.components
+        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        guard nanoseconds > 0 else { return .zero }
+        return .nanoseconds(Int64.random(in: 0...nanoseconds))
+    }
+
+    // MARK: Public state
+
+    /// The current transport mode.
+    public var transportMode: TransportMode { self.shared.withLock { $0.mode } }
+
+    /// A snapshot of the counters.
+    public var statistics: Statistics { self.shared.withLock { $0.statistics } }
+
+    /// The watched ids (``WatchMode/jobs``).
+    public var watchedIDs: Set<JobID> { self.shared.withLock { $0.watched } }
+
+    // MARK: Watching
+
+    /// Starts watching jobs: their current state is fetched, and their changes are followed from now on.
+    /// Jobs already final in the store (e.g. restored from persistence) are not fetched again.
+    public func watch(_ ids: some Sequence<JobID>) {
+        let added = self.shared.withLock { shared -> [JobID] in
+            var added: [JobID] = []
+            for id in ids where shared.watched.insert(id).inserted {
+                added.append(id)
+                if !(self.store.job(id)?.status.isTerminal ?? false) { shared.pendingFetch.insert(id) }
+            }
+            return added
+        }
+        guard !added.isEmpty else { return }
+        self.inputContinuation.yield(.watchChanged)
+        if self.configuration.mode == .jobs { self.bindingsContinuation.yield() }
+    }
+
+    /// Stops watching jobs. Their states stay in the store.
+    public func unwatch(_ ids: some Sequence<JobID>) {
+        let removed = self.shared.withLock { shared -> Bool in
+            var removed = false
+            for id in ids where shared.watched.remove(id) != nil {
+                shared.pendingFetch.remove(id)
+                removed = true
+            }
+            return removed
+        }
+        if removed, self.configuration.mode == .jobs { self.bindingsContinuation.yield() }
+    }
+
+    /// Whether changes of `id` are kept.
+    func isWatched(_ id: JobID) -> Bool {
+        self.configuration.mode == .allJobs || self.shared.withLock { $0.watched.contains(id) }
+    }
+
+    /// The bindings for the current watch set: `id=in.(…)` chunks of 100, or one table-wide binding.
+    func currentBindings() -> [JobFeedBinding] {
+        if self.configuration.mode == .allJobs { return [JobFeedBinding(ids: nil)] }
+        let watched = self.shared.withLock { $0.watched }.sorted()
+        if watched.isEmpty { return [] }
+        if watched.count > self.configuration.maximumFilteredIDs { return [JobFeedBinding(ids: nil)] }
+        return stride(from: 0, to: watched.count, by: PostgRESTFilter.maximumInValues).map {
+            JobFeedBinding(ids: Array(watched[$0..<min($0 + PostgRESTFilter.maximumInValues, watched.count)]))
+        }
+    }
+
+    /// Waits until the transport mode is `mode` (returns at once if it is).
+    public func waitForTransportMode(_ mode: TransportMode) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = self.shared.withLock { shared -> Bool in
+                if shared.mode == mode { return true }
+                shared.modeWaiters.append((mode, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    func setMode(_ mode: TransportMode) {
+        let ready = self.shared.withLock { shared -> [CheckedContinuation<Void, Never>] in
+            shared.mode = mode
+            let ready = shared.modeWaiters.filter { $0.0 == mode }.map(\.1)
+            shared.modeWaiters.removeAll { $0.0 == mode }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    func update(_ body: (inout Statistics) -> Void) {
+        self.shared.withLock { body(&$0.statistics) }
+    }
+}

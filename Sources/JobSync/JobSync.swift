@@ -1,1 +1,0 @@
-// JobSync: see docs/ARCHITECTURE.md.

@@ -1,0 +1,53 @@
+import Foundation
+
+/// A job's id: a UUID in canonical lower-case form (`8-4-4-4-12` hex digits).
+///
+/// ```swift
+/// let id = try JobID("2F6A1C7E-0D5B-4A53-8F3E-0C9D1B2A3E4F")  // stored lower-cased
+/// ```
+public struct JobID: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
+    /// The canonical lower-case text.
+    public let rawValue: String
+
+    /// Validates and normalises a job id.
+    ///
+    /// - Throws: ``JobSyncError`` with code ``JobSyncError/Code/invalidJobID`` when `text` is not a UUID.
+    ///   The message quotes at most the first 40 characters of the input.
+    public init(_ text: String) throws(JobSyncError) {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let utf8 = Array(trimmed.utf8)
+        var valid = utf8.count == 36
+        if valid {
+            for (index, byte) in utf8.enumerated() {
+                if index == 8 || index == 13 || index == 18 || index == 23 {
+                    valid = valid && byte == UInt8(ascii: "-")
+                } else {
+                    valid = valid && Self.isHex(byte)
+                }
+            }
+        }
+        guard valid else {
+            let shown = text.count > 40 ? String(text.prefix(40)) + "…" : text
+            throw JobSyncError(code: .invalidJobID, message: "not a UUID job id: \"\(shown)\"")
+        }
+        self.rawValue = trimmed.lowercased()
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        try self.init(text)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(self.rawValue)
+    }
+
+    private static func isHex(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+            || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
+    }
+
+    public static func < (lhs: JobID, rhs: JobID) -> Bool { lhs.rawValue < rhs.rawValue }
+    public var description: String { self.rawValue }
+}

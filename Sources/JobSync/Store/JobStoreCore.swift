@@ -1,0 +1,136 @@
+import SupabaseREST
+
+/// The pure core of ``JobStore``: the one merge path, the monotonic rules and the watermark. No I/O, no locks.
+struct JobStoreCore: Sendable {
+    struct Entry: Sendable, Hashable {
+        var job: Job
+        /// Whether every column is known (false after a truncated or partial event, until a full row arrives).
+        var complete: Bool
+        /// The store sequence number of the last accepted change.
+        var sequence: Int64
+    }
+
+    private(set) var entries: [JobID: Entry] = [:]
+    /// Deleted or vanished jobs with the last version known, so a late stale row cannot resurrect them.
+    private(set) var tombstones: [JobID: JobVersion?] = [:]
+    private var tombstoneOrder: [JobID] = []
+    private var tombstoneHead = 0
+    let tombstoneLimit: Int
+    /// The largest `updated_at` seen in any row.
+    private(set) var watermark: JobTimestamp?
+    /// Increases with every accepted change.
+    private(set) var sequence: Int64 = 0
+
+    init(tombstoneLimit: Int = 10_000) {
+        self.tombstoneLimit = max(1, tombstoneLimit)
+    }
+
+    func job(_ id: JobID) -> Job? { self.entries[id]?.job }
+
+    /// Restores persisted state without emitting anything.
+    mutating func restore(jobs: [(Job, complete: Bool)], watermark: JobTimestamp?, sequence: Int64) {
+        for (job, complete) in jobs {
+            self.entries[job.id] = Entry(job: job, complete: complete, sequence: sequence)
+        }
+        self.watermark = watermark
+        self.sequence = sequence
+    }
+
+    /// The single merge path for every source.
+    @discardableResult
+    mutating func merge(_ observation: JobObservation) -> MergeOutcome {
+        switch observation.kind {
+        case .deleted, .vanished:
+            return self.mergeDeletion(observation.jobID)
+        case .row(let columns, let complete):
+            return self.mergeRow(observation, columns: columns, complete: complete)
+        }
+    }
+
+    private mutating func mergeDeletion(_ id: JobID) -> MergeOutcome {
+        if let entry = self.entries.removeValue(forKey: id) {
+            self.sequence += 1
+            self.addTombstone(id, version: entry.job.version)
+            return .deleted(id, last: entry.job)
+        }
+        if self.tombstones[id] != nil { return .ignored(.alreadyDeleted) }
+        // Never seen: still a final answer for anyone waiting on this id.
+        self.sequence += 1
+        self.addTombstone(id, version: nil)
+        return .deleted(id, last: nil)
+    }
+
+    private mutating func mergeRow(
+        _ observation: JobObservation, columns: [String: JSON], complete: Bool
+    ) -> MergeOutcome {
+        let id = observation.jobID
+        var merged = columns
+        if observation.source == .realtime || !complete, let current = self.entries[id] {
+            // A change record lists the columns present (an unchanged TOASTed column may be missing, a 413
+            // drops long values): keep the columns it lacks from what we know.
+            merged = current.job.columns.merging(columns, uniquingKeysWith: { _, new in new })
+        }
+        merged["id"] = merged["id"] ?? .string(id.rawValue)
+        guard var incoming = try? Job(row: merged, commitTimestamp: observation.commitTimestamp), incoming.id == id
+        else {
+            return .ignored(.stale)  // cannot happen for observations built by JobObservation.row
+        }
+        if let updatedAt = incoming.updatedAt, self.watermark.map({ updatedAt > $0 }) ?? true {
+            self.watermark = updatedAt
+        }
+        guard let current = self.entries[id] else {
+            if let tombstone = self.tombstones[id] {
+                // A row after a deletion must be strictly newer than what was deleted (a re-insert).
+                if let deletedVersion = tombstone, incoming.version.compared(to: deletedVersion) != .newer {
+                    return .ignored(.stale)
+                }
+                self.tombstones[id] = nil
+            }
+            self.sequence += 1
+            self.entries[id] = Entry(job: incoming, complete: complete, sequence: self.sequence)
+            return .inserted(incoming)
+        }
+        let order = incoming.version.compared(to: current.job.version)
+        let accept: Bool
+        switch order {
+        case .newer:
+            accept = true
+        case .older:
+            return .ignored(.stale)
+        case .same:
+            if incoming.hasSameContent(as: current.job) {
+                if complete, !current.complete { self.entries[id]?.complete = true }  // known complete now
+                return .ignored(.duplicate)
+            }
+            // Same version, different content. Accept when it fills a truncated row, or when no timestamp can
+            // order the two (e.g. the status endpoint's progress messages) and the job is not finished yet.
+            let fillsTruncated = complete && !current.complete
+            let untimed = !incoming.version.hasTimestamp && !current.job.version.hasTimestamp
+            accept = fillsTruncated || (untimed && !current.job.status.isTerminal)
+        }
+        guard accept else { return .ignored(.duplicate) }
+        if incoming.commitTimestamp == nil, order == .same {
+            incoming.commitTimestamp = current.job.commitTimestamp
+        }
+        self.sequence += 1
+        self.entries[id] = Entry(job: incoming, complete: complete, sequence: self.sequence)
+        return .updated(incoming, previous: current.job)
+    }
+
+    private mutating func addTombstone(_ id: JobID, version: JobVersion?) {
+        if self.tombstones.updateValue(version, forKey: id) == nil {
+            self.tombstoneOrder.append(id)
+        }
+        while self.tombstones.count > self.tombstoneLimit, self.tombstoneHead < self.tombstoneOrder.count {
+            let oldest = self.tombstoneOrder[self.tombstoneHead]
+            self.tombstoneHead += 1
+            self.tombstones[oldest] = nil
+        }
+        if self.tombstoneHead > 1024, self.tombstoneHead * 2 > self.tombstoneOrder.count {
+            self.tombstoneOrder.removeFirst(self.tombstoneHead)
+            self.tombstoneHead = 0
+        }
+    }
+
+    var count: Int { self.entries.count }
+}

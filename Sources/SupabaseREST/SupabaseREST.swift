@@ -1,1 +1,0 @@
-// SupabaseREST: see docs/ARCHITECTURE.md.

@@ -1,0 +1,281 @@
+import SupabaseREST
+import Testing
+
+@testable import JobSync
+
+/// Runs `client.run()` around `body`, then cancels it.
+func withRunning<T: Sendable>(
+    _ client: JobSyncClient,
+    _ body: @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            try await client.run()
+            return nil
+        }
+        let value = try await body()
+        group.cancelAll()
+        while let _ = try await group.next() {}
+        return value
+    }
+}
+
+func makeClient(
+    source: FakeSource,
+    feed: FakeFeed?,
+    clock: ManualClock,
+    mode: JobSyncClient.WatchMode = .jobs,
+    maximumFilteredIDs: Int = 10_000,
+    store: JobStore? = nil
+) throws -> JobSyncClient {
+    try JobSyncClient(
+        configuration: .init(
+            source: source, feed: feed, mode: mode, clock: clock, maximumFilteredIDs: maximumFilteredIDs,
+            jitter: { $0 }),  // always the ceiling: deterministic
+        store: store)
+}
+
+@Suite("JobSyncClient with a fake feed, a fake source and a manual clock")
+struct JobSyncClientTests {
+    @Test("realtime disabled: polls at once, then on the backoff schedule, until the job completes")
+    func pollingOnly() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        source.put(row(idA, status: "processing", updatedAt: ts(1), progress: "Processing page 1 of 2"))
+        let client = try makeClient(source: source, feed: nil, clock: clock)
+        client.watch([idA])
+        let job = try await withRunning(client) { () async throws -> Job in
+            var updates = client.store.updates(for: idA).makeAsyncIterator()
+            #expect(statusOf(try await updates.next()) == .processing)
+            source.put(
+                row(idA, status: "completed", updatedAt: ts(2), result: .object(["classification": .string("memo")])))
+            await clock.waitForSleepers(1)  // the next poll
+            clock.advance(by: .seconds(30))
+            guard case .updated(let job)? = try await updates.next() else {
+                throw JobSyncError(code: .cancelled, message: "")
+            }
+            return job
+        }
+        #expect(job.status == .completed)
+        #expect(job.result?.view?.classification == "memo")
+        #expect(client.statistics.polls >= 1)
+        #expect(source.calls.contains { $0.hasPrefix("since:") })  // after the first rows, polls use the watermark
+    }
+
+    @Test("§10 subscribe, live, reconcile by ids, then changes over the feed; mode live")
+    func liveFlow() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "queued", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            #expect(feed.bindings.map(\.filter) == ["id=in.(\(idA.rawValue))"])
+            var updates = client.store.updates(for: idA).makeAsyncIterator()
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            #expect(client.statistics.reconciliations == 1)
+            #expect(statusOf(try await updates.next()) == .queued)
+            let record = row(idA, status: "PROCESSING", updatedAt: ts(2), progress: "Processing page 3 of 10")
+            await feed.emit(.change(JobChange(type: .update, record: record, oldRecord: ["id": .string(idA.rawValue)])))
+            #expect(statusOf(try await updates.next()) == .processing)
+            // The same version again (e.g. from an audit) is not delivered twice.
+            await feed.emit(.change(JobChange(type: .update, record: record)))
+            await feed.emit(.change(JobChange(type: .update, record: row(idA, status: "completed", updatedAt: ts(3)))))
+            #expect(statusOf(try await updates.next()) == .completed)
+            #expect(try await updates.next() == nil)
+        }
+    }
+
+    @Test("§5.4 a 413-truncated change is merged, then the row is re-fetched over REST")
+    func truncatedRefetch() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        let result: JSON = .object(["classification": .string("invoice"), "confidence": .number("0.91")])
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) {
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            source.put(row(idA, status: "completed", updatedAt: ts(4), result: result))
+            await feed.emit(
+                .change(
+                    JobChange(
+                        type: .update, record: row(idA, status: "completed", updatedAt: ts(4)),
+                        errors: ["Error 413: Payload Too Large"])))
+            #expect(client.store.job(idA)?.result?.raw == result)
+            #expect(!client.store.isIncomplete(idA))
+            #expect(client.statistics.refetches == 1)
+        }
+    }
+
+    @Test("DELETE over the feed makes waitForCompletion throw jobDeleted")
+    func deletionEndsWait() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        let error = try await withRunning(client) { () async -> JobSyncError? in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            await feed.emit(.change(JobChange(type: .delete, record: nil, oldRecord: ["id": .string(idA.rawValue)])))
+            do {
+                _ = try await client.waitForCompletion(of: idA, timeout: .seconds(60))
+                return nil
+            } catch {
+                return error as? JobSyncError
+            }
+        }
+        #expect(error?.code == .jobDeleted)
+    }
+
+    @Test("a failed job makes waitForCompletion throw jobFailed with the job's error text")
+    func failedJob() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        source.put(
+            row(idA, status: "FAILED", updatedAt: ts(1), error: "Failed to process PDF: File appears to be corrupted"))
+        let client = try makeClient(source: source, feed: nil, clock: clock)
+        let error = try await withRunning(client) { () async -> JobSyncError? in
+            do {
+                _ = try await client.waitForCompletion(of: idA, timeout: .seconds(60))
+                return nil
+            } catch {
+                return error as? JobSyncError
+            }
+        }
+        #expect(error?.code == .jobFailed)
+        #expect(error?.jobError == "Failed to process PDF: File appears to be corrupted")
+    }
+
+    @Test("waitForCompletion times out on the injected clock")
+    func timeout() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "queued", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        let error = try await withRunning(client) { () async -> JobSyncError? in
+            async let wait: JobSyncError? = {
+                do {
+                    _ = try await client.waitForCompletion(of: idA, timeout: .seconds(10))
+                    return nil
+                } catch {
+                    return error as? JobSyncError
+                }
+            }()
+            await clock.waitForSleepers(2)  // the first poll and the timeout
+            clock.advance(by: .seconds(10))
+            return await wait
+        }
+        #expect(error?.code == .timeout)
+    }
+
+    @Test("a finished job restored from persistence is answered without any request")
+    func answeredFromCache() async throws {
+        let persistence = try SQLiteJobPersistence(path: ":memory:")
+        let seed = try JobStore(configuration: .init(persistence: persistence))
+        seed.merge(
+            observe(row(idB, status: "completed", updatedAt: ts(9), result: .object(["classification": .string("x")]))))
+        let store = try JobStore(configuration: .init(persistence: persistence))
+        let source = FakeSource()
+        let client = try makeClient(source: source, feed: nil, clock: ManualClock(), store: store)
+        let job = try await client.waitForCompletion(of: idB, timeout: .seconds(1))
+        #expect(job.result?.view?.classification == "x")
+        #expect(source.calls.isEmpty)
+    }
+
+    @Test("250 ids → 3 id=in.(…) bindings of ≤ 100; beyond the limit one table-wide binding, filtered locally")
+    func bindings() async throws {
+        let ids = (0..<250).map { try! JobID(String(format: "00000000-0000-0000-0000-%012d", $0)) }
+        let client = try makeClient(source: FakeSource(), feed: FakeFeed(), clock: ManualClock())
+        client.watch(ids)
+        let bindings = client.currentBindings()
+        #expect(bindings.map { $0.ids?.count } == [100, 100, 50])
+        #expect(Set(bindings.flatMap { $0.ids ?? [] }) == Set(ids))
+
+        let feed = FakeFeed()
+        let wide = try makeClient(source: FakeSource(), feed: feed, clock: ManualClock(), maximumFilteredIDs: 200)
+        wide.watch(ids)
+        #expect(wide.currentBindings() == [JobFeedBinding(ids: nil)])
+        await wide.apply(JobChange(type: .insert, record: row(idA, status: "queued")))  // not watched
+        await wide.apply(JobChange(type: .insert, record: row(ids[7], status: "queued")))
+        await wide.apply(JobChange(type: .insert, record: ["id": .string("garbage")]))
+        #expect(wide.statistics.changesIgnored == 1)
+        #expect(wide.statistics.malformedChanges == 1)
+        #expect(wide.store.job(idA) == nil)
+        #expect(wide.store.job(ids[7])?.status == .queued)
+    }
+
+    @Test("§11.2 a 429 with Retry-After delays the next poll by at least that long")
+    func retryAfterDelaysPoll() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let limited = JobSyncError(
+            RESTError(code: .rateLimited, message: "slow down", httpStatus: 429, retryAfter: .seconds(7)))
+        source.failNext(limited)  // the initial fetch of the watched id
+        source.failNext(limited)  // the first poll
+        let client = try makeClient(source: source, feed: nil, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) {
+            await client.waitForTransportMode(.offline)
+            await clock.waitForSleepers(2)
+            #expect(clock.deadlines == [.seconds(7), .seconds(7)])
+        }
+        #expect(client.statistics.restFailures == 1)
+    }
+
+    @Test("watching a new job while live adds one channel; the others stay up and the mode stays live")
+    func addChannelWhileLive() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        source.put(row(idB, status: "queued", updatedAt: ts(2)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            var updates = client.store.updates(for: idB).makeAsyncIterator()
+            client.watch([idB])
+            await feed.waitForSubscriptions(2)
+            #expect(feed.bindings.map(\.filter) == ["id=in.(\(idA.rawValue))", "id=in.(\(idB.rawValue))"])
+            #expect(client.transportMode == .live)
+            await feed.emit(.live)
+            #expect(statusOf(try await updates.next()) == .queued)
+            #expect(client.transportMode == .live)
+            #expect(client.statistics.liveTransitions == 1)
+        }
+    }
+}
+
+@Suite("FeedLiveness")
+struct FeedLivenessTests {
+    @Test("live when every established channel is live; a late channel neither blocks nor drops live mode")
+    func lateChannels() {
+        var liveness = FeedLiveness(generation: 1, channels: 2)
+        #expect(!liveness.allLive)
+        let first = liveness.markLive(0)
+        let second = liveness.markLive(1)
+        #expect(first == nil && second == nil)
+        #expect(liveness.allLive)
+        liveness.add(2, ids: [idC], late: true)
+        #expect(liveness.allLive)
+        let lateDown = liveness.markNotLive(2)
+        #expect(!lateDown)
+        let lateIDs = liveness.markLive(2)
+        #expect(lateIDs == [idC])
+        let establishedDown = liveness.markNotLive(2)
+        #expect(establishedDown)  // established now: losing it leaves live mode
+        #expect(!liveness.allLive)
+    }
+}

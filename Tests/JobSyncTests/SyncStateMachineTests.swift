@@ -1,0 +1,109 @@
+import Testing
+
+@testable import JobSync
+
+@Suite("SyncStateMachine: reconcile, poll, backoff, audit")
+struct SyncStateMachineTests {
+    func machine(realtime: Bool = true) -> SyncStateMachine {
+        SyncStateMachine(configuration: .init(realtimeEnabled: realtime))
+    }
+
+    func pollToken(_ actions: [SyncStateMachine.Action]) -> (Int, Duration, Duration)? {
+        for case .schedulePoll(let token, let minimum, let maximum) in actions { return (token, minimum, maximum) }
+        return nil
+    }
+
+    @Test("realtime disabled: the first poll starts at once")
+    func disabledPollsAtOnce() {
+        var m = self.machine(realtime: false)
+        #expect(m.start() == [.startCatchUp(.poll)])
+        #expect(m.mode == .polling)
+    }
+
+    @Test("realtime enabled: the first poll is scheduled within 1 s (full jitter over 0…1 s)")
+    func firstPollWithinOneSecond() throws {
+        var m = self.machine()
+        let (_, minimum, maximum) = try #require(self.pollToken(m.start()))
+        #expect(minimum == .zero)
+        #expect(maximum == .seconds(1))
+    }
+
+    @Test("§10 live → reconcile; success → live mode, polling stops, audit every 30 s")
+    func liveReconcileThenAudit() throws {
+        var m = self.machine()
+        let (token, _, _) = try #require(self.pollToken(m.start()))
+        #expect(m.feedBecameLive() == [.startCatchUp(.reconcile)])
+        let done = m.catchUpSucceeded(changesSeen: false)
+        #expect(done.contains(.modeChanged(.live)))
+        guard case .scheduleAudit(let auditToken, let delay)? = done.first else {
+            Issue.record("expected an audit")
+            return
+        }
+        #expect(delay == .seconds(30))
+        #expect(m.pollTimerFired(token: token) == [])  // the old poll timer no longer polls
+        #expect(m.auditTimerFired(token: auditToken) == [.startCatchUp(.audit)])
+        guard case .scheduleAudit? = m.catchUpSucceeded(changesSeen: false).first else {
+            Issue.record("the audit repeats")
+            return
+        }
+    }
+
+    @Test("a poll in flight when the feed becomes live does not count as the reconciliation")
+    func reconcileAfterInFlightPoll() throws {
+        var m = self.machine()
+        let (token, _, _) = try #require(self.pollToken(m.start()))
+        #expect(m.pollTimerFired(token: token) == [.startCatchUp(.poll)])
+        #expect(m.feedBecameLive() == [])
+        #expect(m.catchUpSucceeded(changesSeen: true) == [.startCatchUp(.reconcile)])
+        #expect(m.catchUpSucceeded(changesSeen: false).contains(.modeChanged(.live)))
+    }
+
+    @Test("backoff while nothing changes: 1, 2, 4, 8, 16, 30, 30 s; reset when a change is seen")
+    func backoff() throws {
+        var m = self.machine(realtime: false)
+        _ = m.start()
+        var ceilings: [Duration] = []
+        for _ in 0..<7 {
+            let (token, _, maximum) = try #require(self.pollToken(m.catchUpSucceeded(changesSeen: false)))
+            ceilings.append(maximum)
+            #expect(m.pollTimerFired(token: token) == [.startCatchUp(.poll)])
+        }
+        #expect(
+            ceilings == [.seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(30), .seconds(30)])
+        let (_, _, reset) = try #require(self.pollToken(m.catchUpSucceeded(changesSeen: true)))
+        #expect(reset == .seconds(1))
+    }
+
+    @Test("§11.2 429 with Retry-After: the next poll waits at least that long; mode offline")
+    func retryAfterHonoured() throws {
+        var m = self.machine(realtime: false)
+        _ = m.start()
+        let actions = m.catchUpFailed(retryAfter: .seconds(42))
+        let (_, minimum, maximum) = try #require(self.pollToken(actions))
+        #expect(minimum == .seconds(42))
+        #expect(maximum == .seconds(42))
+        #expect(actions.contains(.modeChanged(.offline)))
+    }
+
+    @Test("losing the feed after live schedules a poll within 1 s and leaves live mode")
+    func notLiveAgain() throws {
+        var m = self.machine()
+        _ = m.start()
+        _ = m.feedBecameLive()
+        _ = m.catchUpSucceeded(changesSeen: false)
+        let actions = m.feedBecameNotLive()
+        let (_, _, maximum) = try #require(self.pollToken(actions))
+        #expect(maximum == .seconds(1))
+        #expect(actions.contains(.modeChanged(.polling)))
+    }
+
+    @Test("a failed reconciliation keeps polling (as reconciliation) until one succeeds")
+    func failedReconcileRetries() throws {
+        var m = self.machine()
+        _ = m.start()
+        _ = m.feedBecameLive()
+        let (token, _, _) = try #require(self.pollToken(m.catchUpFailed(retryAfter: nil)))
+        #expect(m.pollTimerFired(token: token) == [.startCatchUp(.reconcile)])
+        #expect(m.catchUpSucceeded(changesSeen: false).contains(.modeChanged(.live)))
+    }
+}
