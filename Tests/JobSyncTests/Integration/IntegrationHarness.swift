@@ -1,0 +1,297 @@
+import Foundation
+import JobSync
+import Logging
+import SupabaseLocal
+import SupabaseREST
+import SupabaseRealtime
+import Synchronization
+import Testing
+import WebSocketTransport
+
+/// One integration run: SupabaseLocal on 127.0.0.1 (port 0), the real stack (`RealtimeClient` over
+/// `LWSWebSocketTransport` + PostgREST over URLSession + `JobSyncClient`), three kinds of subscribers, the job
+/// simulator, and a fault scenario. Uses the real `ContinuousClock` (integration tier) with short timings.
+struct IntegrationRun {
+    /// Settings of one run.
+    struct Settings: Sendable {
+        var jobs = 200
+        var simulator = JobSimulator.Configuration()
+        /// Use a user JWT (minted fresh on every call) instead of the anon key, for the token-expiry fault.
+        var userTokens = false
+        /// How long subscribers may take to see every outcome once the drive is over (a hang guard, not a
+        /// performance assertion).
+        var convergenceDeadline: Duration = .seconds(45)
+        /// The PostgreSQL URL for the wal2json backend; nil: in-memory backend.
+        var postgresURL: String?
+        /// A label printed with any failure (e.g. the soak seed).
+        var label = ""
+
+        init() {
+            self.simulator.pages = 1...10
+            self.simulator.queueDelay = .milliseconds(100)
+            self.simulator.pageInterval = .milliseconds(250)
+            self.simulator.failureRate = 0.2
+        }
+    }
+
+    /// What a scenario gets: the stack, the planned jobs, and helpers.
+    struct Context: Sendable {
+        let stack: SupabaseLocalStack
+        let plans: [JobSimulator.Plan]
+        let sync: SupabaseJobSync
+        let deletions: DeletionLog
+        let simulator: JobSimulator
+
+        var faults: SupabaseLocalFaults { self.stack.faults }
+
+        /// Deletes jobs on the server (they must not have reached a terminal state yet).
+        func deleteUnfinished(_ ids: [String]) async throws {
+            let removed = try await self.faults.deleteJobs(ids: ids)
+            #expect(removed == ids.count, "deleting \(ids.count) jobs removed \(removed)")
+            let jobIDs = try ids.map { try JobID($0) }
+            self.deletions.state.withLock { $0.early.formUnion(jobIDs) }
+        }
+
+        /// Deletes jobs that reached a terminal state (retention).
+        func deleteFinished(_ ids: [String]) async throws {
+            let removed = try await self.faults.deleteJobs(ids: ids)
+            #expect(removed == ids.count, "deleting \(ids.count) jobs removed \(removed)")
+            let jobIDs = try ids.map { try JobID($0) }
+            self.deletions.state.withLock { $0.finished.formUnion(jobIDs) }
+        }
+    }
+
+    /// A fault scenario: `during` runs concurrently with the simulator's drive (the fault is active meanwhile);
+    /// `afterDrive` runs once every job is terminal on the server (lift faults that block both transports).
+    struct Scenario: Sendable {
+        var name: String
+        var during: @Sendable (Context) async throws -> Void
+        var afterDrive: @Sendable (Context) async throws -> Void = { _ in }
+        /// Drives the plans (default: all at once with the simulator).
+        var drive: (@Sendable (Context) async throws -> Void)?
+    }
+
+    static let perJob = "per-job updates"
+    static let allJobs = "all-jobs updates"
+    static let setJobs = "job-set updates"
+    static let streams = [Self.allJobs, Self.setJobs]
+
+    /// Runs a scenario and records every invariant violation as a test failure.
+    static func run(_ scenario: Scenario, settings: Settings = Settings()) async throws {
+        var configuration = SupabaseLocalConfiguration()
+        configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
+        var table = "jobs"
+        if let url = settings.postgresURL {
+            var descriptor = TableDescriptor.jobs
+            descriptor.name = "jobs_integ_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+            table = descriptor.name
+            let backend = PostgresJobsBackend(
+                configuration: try .init(url: url, table: descriptor, dropExistingTable: true))
+            configuration.backend = backend
+        }
+        try await SupabaseLocal.withRunning(configuration) { stack in
+            try await Self.run(scenario, settings: settings, stack: stack, table: table)
+            if let backend = stack.backend as? PostgresJobsBackend {
+                try? await backend.execute(sql: "drop table if exists public.\(table)")
+            }
+        }
+    }
+
+    private static func makeSync(stack: SupabaseLocalStack, table: String, settings: Settings) throws
+        -> SupabaseJobSync
+    {
+        let logger = Logger(label: "JobSync.integration", factory: { _ in SwiftLogNoOpLogHandler() })
+        let token: (@Sendable () async throws -> String?)? =
+            settings.userTokens ? { stack.mintUserToken(lifetime: .seconds(3600)) } : nil
+        var realtimeConfiguration = RealtimeClient.Configuration(
+            endpoint: stack.realtimeURL, apiKey: stack.anonKey, transport: LWSWebSocketTransport(logger: logger),
+            logger: logger)
+        realtimeConfiguration.accessToken = token
+        realtimeConfiguration.heartbeatInterval = .seconds(1)
+        realtimeConfiguration.heartbeatTimeout = .seconds(1)
+        realtimeConfiguration.reconnect = BackoffSchedule(
+            steps: [.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+        realtimeConfiguration.rateLimitedReconnectDelay = .seconds(1)
+        realtimeConfiguration.joinTimeout = .seconds(3)
+        realtimeConfiguration.rejoin = BackoffSchedule(
+            steps: [.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+        realtimeConfiguration.rateLimitedRejoinDelay = .milliseconds(500) ... .seconds(1)
+        realtimeConfiguration.connectTimeout = .seconds(2)
+        let realtime = try RealtimeClient(configuration: realtimeConfiguration)
+        let rest = try PostgRESTClient(
+            configuration: .init(
+                baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.anonKey,
+                accessToken: token.map { provider in { _ in try await provider() } }, timeout: .seconds(5)))
+        let client = try JobSyncClient(
+            configuration: .init(
+                source: SupabaseTableSource(client: rest, table: table),
+                feed: RealtimeJobFeed(client: realtime, table: table),
+                initialPollDelay: .milliseconds(200),
+                maximumPollDelay: .seconds(2),
+                auditInterval: .seconds(2),
+                resubscribeDelay: .milliseconds(200)))
+        return SupabaseJobSync(client: client, realtime: realtime)
+    }
+
+    private static func run(_ scenario: Scenario, settings: Settings, stack: SupabaseLocalStack, table: String)
+        async throws
+    {
+        let label = "[\(scenario.name)\(settings.label.isEmpty ? "" : " " + settings.label)]"
+        let simulator = JobSimulator(backend: stack.backend, configuration: settings.simulator)
+        let plans = try await simulator.createJobs(count: settings.jobs)
+        let ids = try plans.map { try JobID($0.id) }
+        let idSet = Set(ids)
+        let sync = try Self.makeSync(stack: stack, table: table, settings: settings)
+        let client = sync.client
+        let recorder = IntegrationRecorder()
+        let context = Context(
+            stack: stack, plans: plans, sync: sync, deletions: DeletionLog(), simulator: simulator)
+        let drive = scenario.drive ?? { context in try await context.simulator.drive(context.plans) }
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await sync.run() }
+            // Subscribers. Stream subscribers signal once registered, so no change can slip before them.
+            let (ready, readyContinuation) = AsyncStream<Void>.makeStream()
+            group.addTask {
+                let updates = client.store.allUpdates()
+                var iterator = updates.makeAsyncIterator()
+                readyContinuation.yield()
+                do {
+                    while let event = try await iterator.next() { recorder.record(Self.allJobs, event) }
+                } catch {
+                    recorder.recordError(Self.allJobs, error)
+                }
+            }
+            group.addTask {
+                var iterator = client.updates(forJobs: idSet).makeAsyncIterator()
+                readyContinuation.yield()
+                do {
+                    while let event = try await iterator.next() { recorder.record(Self.setJobs, event) }
+                } catch {
+                    recorder.recordError(Self.setJobs, error)
+                }
+            }
+            var readiness = ready.makeAsyncIterator()
+            for _ in 0..<2 { _ = await readiness.next() }
+            for id in ids {
+                group.addTask {
+                    do {
+                        for try await event in client.updates(for: id) { recorder.record(Self.perJob, event) }
+                    } catch {
+                        recorder.recordError(Self.perJob, error)
+                    }
+                    recorder.finished(Self.perJob, id)
+                }
+                group.addTask {
+                    let outcome: WaitOutcome
+                    do {
+                        let job = try await client.waitForCompletion(of: id, timeout: .seconds(300))
+                        outcome = .completed(job.updatedAt)
+                    } catch {
+                        switch error.code {
+                        case .jobFailed: outcome = .failed(error.jobError)
+                        case .jobDeleted: outcome = .deleted
+                        default: outcome = .other("\(error)")
+                        }
+                    }
+                    recorder.recordWait(id, outcome)
+                }
+            }
+
+            // Start from a live, reconciled client: the faults then hit a working system.
+            let wentLive = await Self.within(.seconds(20)) {
+                while !Task.isCancelled, client.transportMode != .live { try? await Task.sleep(for: .milliseconds(20)) }
+            }
+            try #require(wentLive, "\(label) the client never went live before the faults")
+
+            // Drive every job to a terminal state while the fault is active.
+            try await withThrowingTaskGroup(of: Void.self) { phase in
+                phase.addTask { try await drive(context) }
+                phase.addTask { try await scenario.during(context) }
+                try await phase.waitForAll()
+            }
+            try await scenario.afterDrive(context)
+
+            // Every subscriber must learn every outcome.
+            let converged = await Self.within(settings.convergenceDeadline) {
+                while !Task.isCancelled, !recorder.isComplete(ids: idSet, subscribers: Self.streams) {
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            let server = try await InvariantChecks.serverJobs(stack.backend)
+            let statistics = client.statistics
+            let diagnostics =
+                "\(label) statistics: \(statistics), mode \(client.transportMode), "
+                + "dropped changes \(stack.faults.droppedChangeCount), delivered \(stack.faults.deliveredChangeCount)"
+            #expect(
+                converged,
+                """
+                \(label) not every subscriber saw every outcome within \(settings.convergenceDeadline): \
+                \(recorder.progress(ids: idSet, subscribers: Self.streams)); \(diagnostics); \
+                store vs server: \(InvariantChecks.storeDifferences(store: client.store, server: server, ids: idSet))
+                """)
+
+            // Let any late duplicate arrive before judging (one audit interval).
+            try await Task.sleep(for: .seconds(2))
+            let differences = InvariantChecks.storeDifferences(store: client.store, server: server, ids: idSet)
+            #expect(differences.isEmpty, "\(label) the store differs from the server: \(differences); \(diagnostics)")
+
+            let (deletedEarly, deletedFinished) = context.deletions.state.withLock { ($0.early, $0.finished) }
+            var expected: [JobID: ServerOutcome] = [:]
+            for id in ids {
+                let job = server[id]
+                expected[id] = ServerOutcome(job: job, reachedTerminal: !deletedEarly.contains(id))
+                if job == nil, !deletedEarly.contains(id), !deletedFinished.contains(id) {
+                    Issue.record("\(label) \(id) vanished from the server without a recorded deletion")
+                }
+            }
+            client.store.close()
+            group.cancelAll()
+            let problems = InvariantChecks.problems(
+                recorder: recorder, expected: expected, subscribers: [Self.allJobs, Self.setJobs, Self.perJob],
+                endingAtFinal: [Self.setJobs, Self.perJob])
+            #expect(problems.isEmpty, "\(label) invariant violations:\n\(problems.joined(separator: "\n"))")
+            #expect(
+                recorder.subscriberErrors.isEmpty, "\(label) subscribers failed: \(recorder.subscriberErrors.prefix(5))")
+        }
+    }
+
+    /// Runs `body`; returns false if it did not finish within `limit` (it is then cancelled: `body` must react to
+    /// cancellation).
+    static func within(_ limit: Duration, _ body: @escaping @Sendable () async -> Void) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await body()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+}
+
+/// Jobs a scenario deleted on the server: before they finished, or after (retention).
+final class DeletionLog: Sendable {
+    let state = Mutex<(early: Set<JobID>, finished: Set<JobID>)>(([], []))
+}
+
+/// The PostgreSQL tier's URL: from `JOBSYNC_TEST_POSTGRES_URL`; without it the test fails, unless
+/// `JOBSYNC_SKIP_POSTGRES_TESTS=1` (then `nil`: skip). Same contract as SupabaseLocalTests' `PostgresTier`.
+enum PostgresIntegrationTier {
+    static func url() throws -> String? {
+        let environment = ProcessInfo.processInfo.environment
+        if environment["JOBSYNC_SKIP_POSTGRES_TESTS"] == "1" { return nil }
+        return try #require(
+            environment["JOBSYNC_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 },
+            """
+            JOBSYNC_TEST_POSTGRES_URL is not set, so the PostgreSQL fault-matrix tier cannot run. Start a cluster \
+            with `export JOBSYNC_TEST_POSTGRES_URL=$(scripts/pg-throwaway.sh start)`, or set \
+            JOBSYNC_SKIP_POSTGRES_TESTS=1 to skip this tier on purpose.
+            """)
+    }
+}
