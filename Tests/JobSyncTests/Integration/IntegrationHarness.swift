@@ -23,6 +23,10 @@ struct IntegrationRun {
         var convergenceDeadline: Duration = .seconds(45)
         /// The PostgreSQL URL for the wal2json backend; nil: in-memory backend.
         var postgresURL: String?
+        /// The client's audit interval while live.
+        var auditInterval: Duration = .seconds(2)
+        /// The client's watermark skew (default as in production, 5 s).
+        var watermarkSkew: Duration = .seconds(5)
         /// A label printed with any failure (e.g. the soak seed).
         var label = ""
 
@@ -101,8 +105,10 @@ struct IntegrationRun {
         -> SupabaseJobSync
     {
         let logger = Logger(label: "JobSync.integration", factory: { _ in SwiftLogNoOpLogHandler() })
-        let token: (@Sendable () async throws -> String?)? =
-            settings.userTokens ? { stack.mintUserToken(lifetime: .seconds(3600)) } : nil
+        var token: (@Sendable () async throws -> String?)?
+        if settings.userTokens {
+            token = { @Sendable in stack.mintUserToken(lifetime: .seconds(3600)) }
+        }
         var realtimeConfiguration = RealtimeClient.Configuration(
             endpoint: stack.realtimeURL, apiKey: stack.anonKey, transport: LWSWebSocketTransport(logger: logger),
             logger: logger)
@@ -118,17 +124,20 @@ struct IntegrationRun {
         realtimeConfiguration.rateLimitedRejoinDelay = .milliseconds(500) ... .seconds(1)
         realtimeConfiguration.connectTimeout = .seconds(2)
         let realtime = try RealtimeClient(configuration: realtimeConfiguration)
+        var restToken: PostgRESTClient.AccessTokenProvider?
+        if let token { restToken = { _ in try await token() } }
         let rest = try PostgRESTClient(
             configuration: .init(
-                baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.anonKey,
-                accessToken: token.map { provider in { _ in try await provider() } }, timeout: .seconds(5)))
+                baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.anonKey, accessToken: restToken,
+                timeout: .seconds(5)))
         let client = try JobSyncClient(
             configuration: .init(
                 source: SupabaseTableSource(client: rest, table: table),
                 feed: RealtimeJobFeed(client: realtime, table: table),
                 initialPollDelay: .milliseconds(200),
                 maximumPollDelay: .seconds(2),
-                auditInterval: .seconds(2),
+                auditInterval: settings.auditInterval,
+                watermarkSkew: settings.watermarkSkew,
                 resubscribeDelay: .milliseconds(200)))
         return SupabaseJobSync(client: client, realtime: realtime)
     }
@@ -184,9 +193,9 @@ struct IntegrationRun {
                 }
                 group.addTask {
                     let outcome: WaitOutcome
-                    do {
+                    do throws(JobSyncError) {
                         let job = try await client.waitForCompletion(of: id, timeout: .seconds(300))
-                        outcome = .completed(job.updatedAt)
+                        outcome = .completed(job.updatedAt, result: job.result?.raw)
                     } catch {
                         switch error.code {
                         case .jobFailed: outcome = .failed(error.jobError)
@@ -252,7 +261,8 @@ struct IntegrationRun {
                 endingAtFinal: [Self.setJobs, Self.perJob])
             #expect(problems.isEmpty, "\(label) invariant violations:\n\(problems.joined(separator: "\n"))")
             #expect(
-                recorder.subscriberErrors.isEmpty, "\(label) subscribers failed: \(recorder.subscriberErrors.prefix(5))")
+                recorder.subscriberErrors.isEmpty,
+                "\(label) subscribers failed: \(recorder.subscriberErrors.prefix(5))")
         }
     }
 
