@@ -298,7 +298,11 @@ extension JobSyncClient {
     /// One catch-up round trip; returns whether some job advanced.
     func catchUp(_ kind: SyncStateMachine.CatchUp) async throws(JobSyncError) -> Bool {
         let source = self.configuration.source
-        let watermark = self.store.watermark?.advanced(by: .zero - self.configuration.watermarkSkew)
+        // Read from the watermark as it was when the last successful catch-up started, not from the newest row seen
+        // since: a change the server dropped (§5.6) can be older than later changes that did arrive.
+        let started = self.store.watermark
+        let base = self.shared.withLock { $0.catchUpWatermark } ?? started
+        let watermark = base?.advanced(by: .zero - self.configuration.watermarkSkew)
         let sourceKind: ObservationSource = kind == .reconcile ? .reconciliation : .poll
         let useWatermark: Bool
         switch (self.configuration.mode, kind) {
@@ -306,18 +310,25 @@ extension JobSyncClient {
         case (.jobs, .reconcile): useWatermark = false
         case (.jobs, _): useWatermark = source.supportsWatermark && watermark != nil
         }
+        let advanced: Bool
         if useWatermark {
             guard source.supportsWatermark else {
                 throw JobSyncError(code: .invalidConfiguration, message: "all-jobs mode needs a source with updated_at")
             }
             let rows = try await source.fetchUpdated(since: watermark)
-            return self.mergeFetched(rows, requested: nil, source: sourceKind)
+            advanced = self.mergeFetched(rows, requested: nil, source: sourceKind)
+        } else {
+            // By ids: only jobs that can still change (unknown or not final).
+            let ids = self.shared.withLock { $0.watched }.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
+            if ids.isEmpty {
+                advanced = false
+            } else {
+                let rows = try await source.fetch(ids: Array(ids))
+                advanced = self.mergeFetched(rows, requested: Array(ids), source: sourceKind)
+            }
         }
-        // By ids: only jobs that can still change (unknown or not final).
-        let ids = self.shared.withLock { $0.watched }.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
-        guard !ids.isEmpty else { return false }
-        let rows = try await source.fetch(ids: Array(ids))
-        return self.mergeFetched(rows, requested: Array(ids), source: sourceKind)
+        if let started { self.shared.withLock { $0.catchUpWatermark = started } }
+        return advanced
     }
 
     /// Merges fetched rows; ids requested but absent vanished. Returns whether some job advanced.
