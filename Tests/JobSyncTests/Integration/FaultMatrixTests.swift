@@ -107,87 +107,93 @@ enum FaultScenarios {
         })
 }
 
-@Suite("Fault matrix: 200 jobs, ≥ 3 subscribers, real loopback sockets (libwebsockets) against SupabaseLocal",
-    .serialized)
-struct FaultMatrixTests {
-    @Test("§9.2 clean close") func cleanClose() async throws {
-        try await IntegrationRun.run(FaultScenarios.cleanClose)
+/// The integration tier: every suite in it runs one test at a time (they share two cores and real sockets).
+/// Run with `swift test --filter JobSyncIntegration`.
+@Suite("JobSync integration (real loopback sockets, libwebsockets, SupabaseLocal)", .serialized)
+struct JobSyncIntegration {}
+
+extension JobSyncIntegration {
+    @Suite("Fault matrix: 200 jobs, ≥ 3 subscribers")
+    struct FaultMatrixTests {
+        @Test("§9.2 clean close") func cleanClose() async throws {
+            try await IntegrationRun.run(FaultScenarios.cleanClose)
+        }
+
+        @Test("§9.2 abrupt drop") func abruptDrop() async throws {
+            try await IntegrationRun.run(FaultScenarios.abruptDrop)
+        }
+
+        @Test("§3 silent stall") func silentStall() async throws {
+            try await IntegrationRun.run(FaultScenarios.silentStall)
+        }
+
+        @Test("§9.2 server restart") func serverRestart() async throws {
+            try await IntegrationRun.run(FaultScenarios.serverRestart)
+        }
+
+        @Test("§1.3 reconnects refused for 10 s") func reconnectsRefused() async throws {
+            try await IntegrationRun.run(FaultScenarios.reconnectsRefused)
+        }
+
+        @Test("§5.6 silently dropped changes") func droppedChanges() async throws {
+            try await IntegrationRun.run(FaultScenarios.droppedChanges)
+        }
+
+        @Test("§5.6 silently dropped changes, audit interval (2 s) longer than the watermark skew (0.5 s)")
+        func droppedChangesShortSkew() async throws {
+            // Production defaults have the same shape: audits every 30 s, skew 5 s.
+            var settings = IntegrationRun.Settings()
+            settings.watermarkSkew = .milliseconds(500)
+            try await IntegrationRun.run(FaultScenarios.droppedChanges, settings: settings)
+        }
+
+        @Test("§4.5 delayed system ok") func delayedSystemOk() async throws {
+            try await IntegrationRun.run(FaultScenarios.delayedSystemOk)
+        }
+
+        @Test("§8.2 token expiry") func tokenExpiry() async throws {
+            var settings = IntegrationRun.Settings()
+            settings.userTokens = true
+            try await IntegrationRun.run(FaultScenarios.tokenExpiry, settings: settings)
+        }
+
+        @Test("§5.4 413 truncation") func truncation() async throws {
+            try await IntegrationRun.run(FaultScenarios.truncation)
+        }
+
+        @Test("§11.2 REST 429 with Retry-After") func restRateLimited() async throws {
+            try await IntegrationRun.run(FaultScenarios.restRateLimited)
+        }
+
+        @Test("§11.2 REST 500s") func restServerErrors() async throws {
+            try await IntegrationRun.run(FaultScenarios.restServerErrors)
+        }
+
+        @Test("§5.3 jobs deleted") func jobsDeleted() async throws {
+            try await IntegrationRun.run(FaultScenarios.jobsDeleted)
+        }
     }
 
-    @Test("§9.2 abrupt drop") func abruptDrop() async throws {
-        try await IntegrationRun.run(FaultScenarios.abruptDrop)
-    }
+    @Suite("Fault matrix on PostgreSQL + wal2json (JOBSYNC_TEST_POSTGRES_URL)")
+    struct PostgresFaultMatrixTests {
+        private func run(_ scenario: IntegrationRun.Scenario) async throws {
+            guard let url = try PostgresIntegrationTier.url() else { return }
+            var settings = IntegrationRun.Settings()
+            settings.postgresURL = url
+            settings.label = "postgres"
+            try await IntegrationRun.run(scenario, settings: settings)
+        }
 
-    @Test("§3 silent stall") func silentStall() async throws {
-        try await IntegrationRun.run(FaultScenarios.silentStall)
-    }
+        @Test("§9.2 clean close on PostgreSQL") func cleanClose() async throws {
+            try await self.run(FaultScenarios.cleanClose)
+        }
 
-    @Test("§9.2 server restart") func serverRestart() async throws {
-        try await IntegrationRun.run(FaultScenarios.serverRestart)
-    }
+        @Test("§9.2 abrupt drop on PostgreSQL") func abruptDrop() async throws {
+            try await self.run(FaultScenarios.abruptDrop)
+        }
 
-    @Test("§1.3 reconnects refused for 10 s") func reconnectsRefused() async throws {
-        try await IntegrationRun.run(FaultScenarios.reconnectsRefused)
-    }
-
-    @Test("§5.6 silently dropped changes") func droppedChanges() async throws {
-        try await IntegrationRun.run(FaultScenarios.droppedChanges)
-    }
-
-    @Test("§5.6 silently dropped changes, audit interval (2 s) longer than the watermark skew (0.5 s)")
-    func droppedChangesShortSkew() async throws {
-        // Production defaults have the same shape: audits every 30 s, skew 5 s.
-        var settings = IntegrationRun.Settings()
-        settings.watermarkSkew = .milliseconds(500)
-        try await IntegrationRun.run(FaultScenarios.droppedChanges, settings: settings)
-    }
-
-    @Test("§4.5 delayed system ok") func delayedSystemOk() async throws {
-        try await IntegrationRun.run(FaultScenarios.delayedSystemOk)
-    }
-
-    @Test("§8.2 token expiry") func tokenExpiry() async throws {
-        var settings = IntegrationRun.Settings()
-        settings.userTokens = true
-        try await IntegrationRun.run(FaultScenarios.tokenExpiry, settings: settings)
-    }
-
-    @Test("§5.4 413 truncation") func truncation() async throws {
-        try await IntegrationRun.run(FaultScenarios.truncation)
-    }
-
-    @Test("§11.2 REST 429 with Retry-After") func restRateLimited() async throws {
-        try await IntegrationRun.run(FaultScenarios.restRateLimited)
-    }
-
-    @Test("§11.2 REST 500s") func restServerErrors() async throws {
-        try await IntegrationRun.run(FaultScenarios.restServerErrors)
-    }
-
-    @Test("§5.3 jobs deleted") func jobsDeleted() async throws {
-        try await IntegrationRun.run(FaultScenarios.jobsDeleted)
-    }
-}
-
-@Suite("Fault matrix on PostgreSQL + wal2json (JOBSYNC_TEST_POSTGRES_URL)", .serialized)
-struct PostgresFaultMatrixTests {
-    private func run(_ scenario: IntegrationRun.Scenario) async throws {
-        guard let url = try PostgresIntegrationTier.url() else { return }
-        var settings = IntegrationRun.Settings()
-        settings.postgresURL = url
-        settings.label = "postgres"
-        try await IntegrationRun.run(scenario, settings: settings)
-    }
-
-    @Test("§9.2 clean close on PostgreSQL") func cleanClose() async throws {
-        try await self.run(FaultScenarios.cleanClose)
-    }
-
-    @Test("§9.2 abrupt drop on PostgreSQL") func abruptDrop() async throws {
-        try await self.run(FaultScenarios.abruptDrop)
-    }
-
-    @Test("§5.6 silently dropped changes on PostgreSQL") func droppedChanges() async throws {
-        try await self.run(FaultScenarios.droppedChanges)
+        @Test("§5.6 silently dropped changes on PostgreSQL") func droppedChanges() async throws {
+            try await self.run(FaultScenarios.droppedChanges)
+        }
     }
 }
