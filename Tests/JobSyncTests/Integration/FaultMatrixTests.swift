@@ -60,7 +60,7 @@ enum FaultScenarios {
 
     /// §8.2: user tokens expire twice (channels closed with `Token has expired`, REST answers PGRST303).
     static let tokenExpiry = IntegrationRun.Scenario(name: "token expiry") { context in
-        try await Self.every(.milliseconds(500), times: 2) { context.faults.expireTokens() }
+        try await Self.every(.milliseconds(500), times: 2) { context.expireTokens() }
     }
 
     /// §5.4: records above 400 bytes (every result) arrive truncated with `Error 413`; they must be re-fetched.

@@ -18,6 +18,8 @@ struct IntegrationRun {
         var simulator = JobSimulator.Configuration()
         /// Use a user JWT (minted fresh on every call) instead of the anon key, for the token-expiry fault.
         var userTokens = false
+        /// How long the client may take to go live before the faults start (a hang guard).
+        var liveDeadline: Duration = .seconds(30)
         /// How long subscribers may take to see every outcome once the drive is over (a hang guard, not a
         /// performance assertion).
         var convergenceDeadline: Duration = .seconds(45)
@@ -44,9 +46,16 @@ struct IntegrationRun {
         let plans: [JobSimulator.Plan]
         let sync: SupabaseJobSync
         let deletions: DeletionLog
+        /// The user session when the run uses user tokens.
+        let session: UserSession?
         let simulator: JobSimulator
 
         var faults: SupabaseLocalFaults { self.stack.faults }
+
+        /// Expires user tokens (through the session, so that it refreshes like an app would).
+        func expireTokens() {
+            if let session = self.session { session.expireTokens() } else { self.faults.expireTokens() }
+        }
 
         /// Deletes jobs on the server (they must not have reached a terminal state yet).
         func deleteUnfinished(_ ids: [String]) async throws {
@@ -101,9 +110,9 @@ struct IntegrationRun {
         }
     }
 
-    private static func makeSync(stack: SupabaseLocalStack, table: String, settings: Settings) throws
-        -> SupabaseJobSync
-    {
+    private static func makeSync(
+        stack: SupabaseLocalStack, table: String, settings: Settings, session: UserSession?
+    ) throws -> SupabaseJobSync {
         // JOBSYNC_INTEGRATION_LOG=1 prints the client stack's debug log (for diagnosis).
         var logger = Logger(label: "JobSync.integration", factory: { _ in SwiftLogNoOpLogHandler() })
         if ProcessInfo.processInfo.environment["JOBSYNC_INTEGRATION_LOG"] == "1" {
@@ -111,8 +120,8 @@ struct IntegrationRun {
             logger.logLevel = .trace
         }
         var token: (@Sendable () async throws -> String?)?
-        if settings.userTokens {
-            token = { @Sendable in stack.mintUserToken(lifetime: .seconds(3600)) }
+        if let session {
+            token = { @Sendable in session.currentToken() }
         }
         var realtimeConfiguration = RealtimeClient.Configuration(
             endpoint: stack.realtimeURL, apiKey: stack.anonKey, transport: LWSWebSocketTransport(logger: logger),
@@ -134,7 +143,7 @@ struct IntegrationRun {
         let rest = try PostgRESTClient(
             configuration: .init(
                 baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.anonKey, accessToken: restToken,
-                timeout: .seconds(5)))
+                timeout: .seconds(10)))
         let client = try JobSyncClient(
             configuration: .init(
                 source: SupabaseTableSource(client: rest, table: table),
@@ -161,11 +170,13 @@ struct IntegrationRun {
         let ids = try plans.map { try JobID($0.id) }
         phase("created")
         let idSet = Set(ids)
-        let sync = try Self.makeSync(stack: stack, table: table, settings: settings)
+        let session = settings.userTokens ? UserSession(stack: stack) : nil
+        let sync = try Self.makeSync(stack: stack, table: table, settings: settings, session: session)
         let client = sync.client
         let recorder = IntegrationRecorder()
         let context = Context(
-            stack: stack, plans: plans, sync: sync, deletions: DeletionLog(), simulator: simulator)
+            stack: stack, plans: plans, sync: sync, deletions: DeletionLog(), session: session,
+            simulator: simulator)
         let drive = scenario.drive ?? { context in try await context.simulator.drive(context.plans) }
 
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -219,7 +230,7 @@ struct IntegrationRun {
             }
 
             // Start from a live, reconciled client: the faults then hit a working system.
-            let wentLive = await Self.within(.seconds(20)) {
+            let wentLive = await Self.within(settings.liveDeadline) {
                 while !Task.isCancelled, client.transportMode != .live { try? await Task.sleep(for: .milliseconds(20)) }
             }
             try #require(wentLive, "\(label) the client never went live before the faults")
@@ -297,6 +308,37 @@ struct IntegrationRun {
             let first = await group.next() ?? false
             group.cancelAll()
             return first
+        }
+    }
+}
+
+/// A user's session as an app keeps it: one JWT, reused until the server revoked it; then a new one is signed in a
+/// later second (tokens issued in the revocation second count as revoked).
+final class UserSession: Sendable {
+    private let stack: SupabaseLocalStack
+    private let state = Mutex<(token: String, issuedAt: Int64)?>(nil)
+    private let revokedAt = Mutex<Int64?>(nil)
+
+    init(stack: SupabaseLocalStack) {
+        self.stack = stack
+    }
+
+    /// Expires every user token on the server (§8.2); the session refreshes its token in the next second.
+    func expireTokens() {
+        self.revokedAt.withLock { $0 = Int64(Date().timeIntervalSince1970) }
+        self.stack.faults.expireTokens()
+    }
+
+    /// The current token: the cached one unless an expiry fault revoked it.
+    func currentToken() -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        let revokedAt = self.revokedAt.withLock { $0 }
+        return self.state.withLock { state in
+            if let current = state, revokedAt.map({ current.issuedAt > $0 }) ?? true { return current.token }
+            if let current = state, let revokedAt, now <= revokedAt { return current.token }  // refresh in progress
+            let token = self.stack.mintUserToken(lifetime: .seconds(3600))
+            state = (token, now)
+            return token
         }
     }
 }

@@ -38,6 +38,7 @@ extension JobSyncIntegration {
             settings.simulator.seed = parameters.seed
             settings.userTokens = true
             settings.convergenceDeadline = .seconds(60)
+        settings.liveDeadline = .seconds(60)
             settings.label = "(reproduce with \(reproduce))"
             let log = FaultLog()
             let scenario = IntegrationRun.Scenario(
@@ -129,7 +130,7 @@ extension JobSyncIntegration {
                     faults.setSystemOkDelay(nil)
                 case 7:
                     name = "token expiry"
-                    faults.expireTokens()
+                    context.expireTokens()
                 case 8:
                     let duration = milliseconds(2_000...5_000)
                     name = "413 truncation for \(duration)"
