@@ -301,7 +301,8 @@ extension JobSyncClient {
         // Read from the watermark as it was when the last successful catch-up started, not from the newest row seen
         // since: a change the server dropped (§5.6) can be older than later changes that did arrive.
         let started = self.store.watermark
-        let base = self.shared.withLock { $0.catchUpWatermark } ?? started
+        // Before any read set a checkpoint, jobs mode reads by ids (the newest row seen is no safe starting point).
+        let base = self.shared.withLock { $0.catchUpWatermark } ?? (self.configuration.mode == .allJobs ? started : nil)
         let watermark = base?.advanced(by: .zero - self.configuration.watermarkSkew)
         let sourceKind: ObservationSource = kind == .reconcile ? .reconciliation : .poll
         let useWatermark: Bool
@@ -311,11 +312,12 @@ extension JobSyncClient {
         case (.jobs, _): useWatermark = source.supportsWatermark && watermark != nil
         }
         let advanced: Bool
+        var rows: [[String: JSON]] = []
         if useWatermark {
             guard source.supportsWatermark else {
                 throw JobSyncError(code: .invalidConfiguration, message: "all-jobs mode needs a source with updated_at")
             }
-            let rows = try await source.fetchUpdated(since: watermark)
+            rows = try await source.fetchUpdated(since: watermark)
             advanced = self.mergeFetched(rows, requested: nil, source: sourceKind)
         } else {
             // By ids: only jobs that can still change (unknown or not final).
@@ -323,11 +325,15 @@ extension JobSyncClient {
             if ids.isEmpty {
                 advanced = false
             } else {
-                let rows = try await source.fetch(ids: Array(ids))
+                rows = try await source.fetch(ids: Array(ids))
                 advanced = self.mergeFetched(rows, requested: Array(ids), source: sourceKind)
             }
         }
-        if let started { self.shared.withLock { $0.catchUpWatermark = started } }
+        // Every change committed after this read is newer than what it returned and than what was seen before it.
+        let newestRead = rows.compactMap { $0["updated_at"]?.stringValue.flatMap(JobTimestamp.init) }.max()
+        if let checkpoint = [started, newestRead].compactMap({ $0 }).max() {
+            self.shared.withLock { $0.catchUpWatermark = max($0.catchUpWatermark ?? checkpoint, checkpoint) }
+        }
         return advanced
     }
 
