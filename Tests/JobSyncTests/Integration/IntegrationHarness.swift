@@ -146,7 +146,7 @@ struct IntegrationRun {
                 timeout: .seconds(10)))
         let client = try JobSyncClient(
             configuration: .init(
-                source: SupabaseTableSource(client: rest, table: table),
+                source: LoggingSource(base: SupabaseTableSource(client: rest, table: table), logger: logger),
                 feed: RealtimeJobFeed(client: realtime, table: table, logger: logger),
                 initialPollDelay: .milliseconds(200),
                 maximumPollDelay: .seconds(2),
@@ -340,6 +340,29 @@ final class UserSession: Sendable {
             state = (token, now)
             return token
         }
+    }
+}
+
+/// A job source that logs each request at debug (diagnosis with JOBSYNC_INTEGRATION_LOG=1).
+struct LoggingSource: JobSource {
+    let base: any JobSource
+    let logger: Logger
+
+    var supportsWatermark: Bool { self.base.supportsWatermark }
+
+    func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: SupabaseREST.JSON]] {
+        let rows = try await self.base.fetch(ids: ids)
+        self.logger.debug("test source: fetch", metadata: ["ids": "\(ids.count)", "rows": "\(rows.count)"])
+        return rows
+    }
+
+    func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: SupabaseREST.JSON]] {
+        let rows = try await self.base.fetchUpdated(since: since)
+        let newest = rows.compactMap { $0["updated_at"]?.stringValue }.max() ?? "-"
+        self.logger.debug(
+            "test source: fetchUpdated",
+            metadata: ["since": "\(since?.description ?? "-")", "rows": "\(rows.count)", "newest": "\(newest)"])
+        return rows
     }
 }
 
