@@ -298,7 +298,12 @@ extension JobSyncClient {
     /// One catch-up round trip; returns whether some job advanced.
     func catchUp(_ kind: SyncStateMachine.CatchUp) async throws(JobSyncError) -> Bool {
         let source = self.configuration.source
-        let watermark = self.store.watermark?.advanced(by: .zero - self.configuration.watermarkSkew)
+        // Read from the watermark as it was when the last successful catch-up started, not from the newest row seen
+        // since: a change the server dropped (§5.6) can be older than later changes that did arrive.
+        let started = self.store.watermark
+        // Before any read set a checkpoint, jobs mode reads by ids (the newest row seen is no safe starting point).
+        let base = self.shared.withLockedValue { $0.catchUpWatermark } ?? (self.configuration.mode == .allJobs ? started : nil)
+        let watermark = base?.advanced(by: .zero - self.configuration.watermarkSkew)
         let sourceKind: ObservationSource = kind == .reconcile ? .reconciliation : .poll
         let useWatermark: Bool
         switch (self.configuration.mode, kind) {
@@ -306,18 +311,30 @@ extension JobSyncClient {
         case (.jobs, .reconcile): useWatermark = false
         case (.jobs, _): useWatermark = source.supportsWatermark && watermark != nil
         }
+        let advanced: Bool
+        var rows: [[String: JSON]] = []
         if useWatermark {
             guard source.supportsWatermark else {
                 throw JobSyncError(code: .invalidConfiguration, message: "all-jobs mode needs a source with updated_at")
             }
-            let rows = try await source.fetchUpdated(since: watermark)
-            return self.mergeFetched(rows, requested: nil, source: sourceKind)
+            rows = try await source.fetchUpdated(since: watermark)
+            advanced = self.mergeFetched(rows, requested: nil, source: sourceKind)
+        } else {
+            // By ids: only jobs that can still change (unknown or not final).
+            let ids = self.shared.withLockedValue { $0.watched }.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
+            if ids.isEmpty {
+                advanced = false
+            } else {
+                rows = try await source.fetch(ids: Array(ids))
+                advanced = self.mergeFetched(rows, requested: Array(ids), source: sourceKind)
+            }
         }
-        // By ids: only jobs that can still change (unknown or not final).
-        let ids = self.shared.withLockedValue { $0.watched }.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
-        guard !ids.isEmpty else { return false }
-        let rows = try await source.fetch(ids: Array(ids))
-        return self.mergeFetched(rows, requested: Array(ids), source: sourceKind)
+        // Every change committed after this read is newer than what it returned and than what was seen before it.
+        let newestRead = rows.compactMap { $0["updated_at"]?.stringValue.flatMap(JobTimestamp.init) }.max()
+        if let checkpoint = [started, newestRead].compactMap({ $0 }).max() {
+            self.shared.withLockedValue { $0.catchUpWatermark = max($0.catchUpWatermark ?? checkpoint, checkpoint) }
+        }
+        return advanced
     }
 
     /// Merges fetched rows; ids requested but absent vanished. Returns whether some job advanced.

@@ -121,6 +121,8 @@ public final class JobSyncClient: Service, Sendable {
         var statistics = Statistics()
         var running = false
         var modeWaiters: [(TransportMode, CheckedContinuation<Void, Never>)] = []
+        /// The store watermark when the last successful catch-up started; watermark reads start there.
+        var catchUpWatermark: JobTimestamp?
     }
 
     let shared: NIOLockedValueBox<Shared>

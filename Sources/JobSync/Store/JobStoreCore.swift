@@ -40,24 +40,40 @@ struct JobStoreCore: Sendable {
     @discardableResult
     mutating func merge(_ observation: JobObservation) -> MergeOutcome {
         switch observation.kind {
-        case .deleted, .vanished:
-            return self.mergeDeletion(observation.jobID)
+        case .deleted:
+            return self.mergeDeletion(observation.jobID, at: observation.commitTimestamp)
+        case .vanished:
+            return self.mergeDeletion(observation.jobID, at: nil)
         case .row(let columns, let complete):
             return self.mergeRow(observation, columns: columns, complete: complete)
         }
     }
 
-    private mutating func mergeDeletion(_ id: JobID) -> MergeOutcome {
+    /// `deletedAt` is the DELETE's commit time when known: every row state written before it is stale, even one this
+    /// store never saw (a REST read in flight during the deletion must not bring the job back).
+    private mutating func mergeDeletion(_ id: JobID, at deletedAt: JobTimestamp?) -> MergeOutcome {
         if let entry = self.entries.removeValue(forKey: id) {
             self.sequence += 1
-            self.addTombstone(id, version: entry.job.version)
+            self.addTombstone(id, version: Self.tombstoneVersion(entry.job.version, deletedAt: deletedAt))
             return .deleted(id, last: entry.job)
         }
-        if self.tombstones[id] != nil { return .ignored(.alreadyDeleted) }
+        if let tombstone = self.tombstones[id] {
+            if deletedAt != nil { self.tombstones[id] = Self.tombstoneVersion(tombstone, deletedAt: deletedAt) }
+            return .ignored(.alreadyDeleted)
+        }
         // Never seen: still a final answer for anyone waiting on this id.
         self.sequence += 1
-        self.addTombstone(id, version: nil)
+        self.addTombstone(id, version: Self.tombstoneVersion(nil, deletedAt: deletedAt))
         return .deleted(id, last: nil)
+    }
+
+    /// The version a row must exceed to come back after a deletion: the last known one, raised to the deletion time.
+    private static func tombstoneVersion(_ last: JobVersion?, deletedAt: JobTimestamp?) -> JobVersion? {
+        guard let deletedAt else { return last }
+        var version = last ?? JobVersion(updatedAt: nil, commitTimestamp: nil, statusRank: 0)
+        version.updatedAt = max(version.updatedAt ?? deletedAt, deletedAt)
+        version.commitTimestamp = max(version.commitTimestamp ?? deletedAt, deletedAt)
+        return version
     }
 
     private mutating func mergeRow(

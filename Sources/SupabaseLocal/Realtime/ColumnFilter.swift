@@ -15,17 +15,22 @@ struct ColumnFilter: Sendable, Equatable {
     var op: FilterOperator
     /// One value, or several for `in`.
     var values: [String]
+    /// `values` parsed once for the column type (matching runs per row and per change).
+    private var typedValues: [TypedValue]
 
     /// Builds a filter, checking every value against the column's type.
     init(column: TableColumn, op: FilterOperator, values: [String]) throws(FilterValueError) {
+        var typedValues: [TypedValue] = []
         for value in values {
-            guard TypedValue.parse(value, type: column.type) != nil else {
+            guard let typed = TypedValue.parse(value, type: column.type) else {
                 throw .invalidInput(type: column.type, value: value)
             }
+            typedValues.append(typed)
         }
         self.column = column
         self.op = op
         self.values = values
+        self.typedValues = typedValues
     }
 
     /// Whether a row satisfies the condition. A missing or null column fails every comparison (§6.1).
@@ -33,7 +38,7 @@ struct ColumnFilter: Sendable, Equatable {
         guard let cell = row[self.column.name], !cell.isNull,
             let left = TypedValue.from(json: cell, type: self.column.type)
         else { return false }
-        let rights = self.values.compactMap { TypedValue.parse($0, type: self.column.type) }
+        let rights = self.typedValues
         switch self.op {
         case .in: return rights.contains { left.compare(to: $0) == 0 }
         case .eq: return rights.first.map { left.compare(to: $0) == 0 } ?? false

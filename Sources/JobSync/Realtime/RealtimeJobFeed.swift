@@ -1,0 +1,120 @@
+import Logging
+import SupabaseREST
+import SupabaseRealtime
+
+/// ``JobChangeFeed`` over a Supabase Realtime client: each ``JobFeedBinding`` becomes one
+/// `postgres_changes` subscription (a channel of its own) on the jobs table.
+///
+/// ```swift
+/// let realtime = try RealtimeClient(configuration: .init(
+///     projectURL: projectURL, apiKey: key, transport: LWSWebSocketTransport(), logger: logger))
+/// let feed = RealtimeJobFeed(client: realtime, table: "jobs")
+/// let client = try JobSyncClient(configuration: .init(source: tableSource, feed: feed))
+/// // run both realtime.run() and client.run(), e.g. with ``SupabaseJobSync``.
+/// ```
+///
+/// Mapping (reference/realtime-protocol.md §4.5, §5):
+/// - `live` (the `system` "Subscribed to PostgreSQL" ok) → ``JobFeedEvent/live``;
+/// - `notLive` → ``JobFeedEvent/notLive(reason:)``;
+/// - a `postgres_changes` row → ``JobFeedEvent/change(_:)``, JSON numbers kept as their literal text;
+/// - a `system` error → logged at debug, then ``JobFeedEvent/notLive(reason:)``: the binding may not work
+///   (a refused filter, a channel about to close), so the client falls back to REST until the next `live`.
+///
+/// - Important: The ``RealtimeClient`` must be running (``RealtimeClient/run()``) for subscriptions to join.
+public struct RealtimeJobFeed: JobChangeFeed {
+    /// The Realtime client the subscriptions are made on.
+    public let client: RealtimeClient
+    /// The schema of the jobs table (default `public`).
+    public let schema: String
+    /// The jobs table (default `jobs`).
+    public let table: String
+    private let logger: Logger
+
+    /// Creates a feed.
+    ///
+    /// - Parameters:
+    ///   - client: the Realtime client (run it alongside the ``JobSyncClient``).
+    ///   - schema: the table's schema.
+    ///   - table: the table's name.
+    ///   - logger: the logger (debug only).
+    public init(
+        client: RealtimeClient,
+        schema: String = "public",
+        table: String = "jobs",
+        logger: Logger = Logger(label: "JobSync.realtime", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
+        self.client = client
+        self.schema = schema
+        self.table = table
+        self.logger = logger
+    }
+
+    public func subscribe(
+        _ binding: JobFeedBinding,
+        handler: @escaping @Sendable (JobFeedEvent) async -> Void
+    ) async throws {
+        let subscription = self.client.postgresChanges(
+            schema: self.schema, table: self.table, event: .all, filter: binding.filter)
+        for try await event in subscription {
+            switch event {
+            case .live:
+                await handler(.live)
+            case .notLive(let reason):
+                await handler(.notLive(reason: reason.description))
+            case .change(let change):
+                guard let converted = Self.jobChange(change) else {
+                    // An unknown change type (not INSERT/UPDATE/DELETE): no row observation to merge. Skipped; the
+                    // next audit or reconciliation reads the rows anyway.
+                    self.logger.debug(
+                        "realtime change of unknown type skipped",
+                        metadata: ["jobsync.type": "\(change.type.rawValue)"])
+                    continue
+                }
+                await handler(.change(converted))
+            case .systemError(let message):
+                // The message is server text about the binding or channel (no credentials are sent there).
+                self.logger.debug("realtime subscription error", metadata: ["jobsync.error": "\(message)"])
+                await handler(.notLive(reason: "subscription error: \(message)"))
+            }
+        }
+    }
+
+    /// Converts a `postgres_changes` row change (§5.2); `nil` for an unknown change type.
+    public static func jobChange(_ change: PostgresChange) -> JobChange? {
+        let type: JobChange.ChangeType
+        switch change.type {
+        case .insert: type = .insert
+        case .update: type = .update
+        case .delete: type = .delete
+        case .unknown: return nil
+        }
+        return JobChange(
+            type: type,
+            record: change.record.map(Self.row),
+            oldRecord: change.oldRecord.map(Self.row),
+            commitTimestamp: change.commitTimestamp.flatMap { JobTimestamp($0) },
+            errors: change.errors ?? [])
+    }
+
+    /// Converts a wire object to a row; for a repeated key the first member wins, as in `JSONObject` lookup.
+    static func row(_ object: JSONObject) -> [String: SupabaseREST.JSON] {
+        var row: [String: SupabaseREST.JSON] = [:]
+        row.reserveCapacity(object.members.count)
+        for member in object.members where row[member.key] == nil {
+            row[member.key] = Self.json(member.value)
+        }
+        return row
+    }
+
+    /// Converts a wire JSON value, keeping numbers as their literal text.
+    static func json(_ value: JSONValue) -> SupabaseREST.JSON {
+        switch value {
+        case .null: return .null
+        case .bool(let flag): return .bool(flag)
+        case .number(let number): return .number(number.text)
+        case .string(let text): return .string(text)
+        case .array(let values): return .array(values.map(Self.json))
+        case .object(let object): return .object(Self.row(object))
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SupabaseREST
+import SupabaseRealtime
+import WebSocketTransport
+
+/// The whole JobSync stack for one Supabase project: a ``RealtimeClient`` (WebSocket, `postgres_changes`) feeding
+/// a ``JobSyncClient`` (store, reconciliation, polling fallback) that reads rows over PostgREST.
+///
+/// ```swift
+/// let sync = try JobSyncClient.supabase(url: URL(string: "https://ref.supabase.co")!, apiKey: key)
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await sync.run() }
+///     let job = try await sync.client.waitForCompletion(of: id, timeout: .seconds(600))
+/// }
+/// ```
+///
+/// - Important: ``run()`` runs both clients in one task group until cancelled (or a graceful shutdown, as a
+///   `Service`). It may be called once.
+public final class SupabaseJobSync: Service, Sendable {
+    /// The job client: watch jobs, read the store, wait for completions.
+    public let client: JobSyncClient
+    /// The Realtime client behind ``client``'s feed (status and heartbeat observation).
+    public let realtime: RealtimeClient
+
+    /// Bundles two clients; `client`'s feed should be a ``RealtimeJobFeed`` over `realtime`.
+    public init(client: JobSyncClient, realtime: RealtimeClient) {
+        self.client = client
+        self.realtime = realtime
+    }
+
+    /// Runs the Realtime client and the job client until cancelled; when either one ends, the other is stopped.
+    ///
+    /// - Throws: what either `run()` throws (e.g. when called twice).
+    public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.realtime.run() }
+            group.addTask { try await self.client.run() }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+}
+
+extension JobSyncClient {
+    /// Builds the JobSync stack for a Supabase project: Realtime over libwebsockets at
+    /// `<url>/realtime/v1/websocket` and PostgREST at `<url>/rest/v1`.
+    ///
+    /// - Parameters:
+    ///   - url: the project URL, e.g. `https://<ref>.supabase.co` (http for a local stack).
+    ///   - apiKey: the project API key (anon or service role); never logged.
+    ///   - accessToken: the user's JWT provider, asked before every connect, on heartbeats and after a REST
+    ///     `JWT expired`; `nil` uses the API key's role.
+    ///   - table: the jobs table (default `jobs`; must have `id`, and `updated_at` for watermark reads).
+    ///   - schema: the table's schema; only `public` is supported (PostgREST is read in its default schema).
+    ///   - mode: which jobs to keep in sync.
+    ///   - store: the store to keep in sync (default: a new in-memory store).
+    ///   - logger: the logger for every layer (trace/debug only; secrets are never logged).
+    /// - Throws: ``JobSyncError/Code/invalidConfiguration`` for a bad URL, a missing key or another schema.
+    public static func supabase(
+        url: URL,
+        apiKey: String,
+        accessToken: (@Sendable () async throws -> String?)? = nil,
+        table: String = "jobs",
+        schema: String = "public",
+        mode: WatchMode = .jobs,
+        store: JobStore? = nil,
+        logger: Logger = Logger(label: "JobSync", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) throws(JobSyncError) -> SupabaseJobSync {
+        guard schema == "public" else {
+            throw JobSyncError(
+                code: .invalidConfiguration, message: "only the public schema is supported for the jobs table")
+        }
+        var realtimeConfiguration: RealtimeClient.Configuration
+        do {
+            realtimeConfiguration = try RealtimeClient.Configuration(
+                projectURL: url, apiKey: apiKey, transport: LWSWebSocketTransport(logger: logger), logger: logger)
+        } catch {
+            throw JobSyncError(code: .invalidConfiguration, message: error.message)
+        }
+        realtimeConfiguration.accessToken = accessToken
+        let realtime: RealtimeClient
+        do {
+            realtime = try RealtimeClient(configuration: realtimeConfiguration)
+        } catch {
+            throw JobSyncError(code: .invalidConfiguration, message: error.message)
+        }
+        var restBase = url.absoluteString
+        while restBase.hasSuffix("/") { restBase.removeLast() }
+        var restToken: PostgRESTClient.AccessTokenProvider?
+        if let accessToken {
+            restToken = { _ in try await accessToken() }
+        }
+        let rest: PostgRESTClient
+        do {
+            rest = try PostgRESTClient(
+                configuration: .init(
+                    baseURL: restBase + "/rest/v1", apiKey: apiKey, accessToken: restToken, logger: logger))
+        } catch {
+            throw JobSyncError(code: .invalidConfiguration, message: error.message)
+        }
+        let client = try JobSyncClient(
+            configuration: .init(
+                source: SupabaseTableSource(client: rest, table: table),
+                feed: RealtimeJobFeed(client: realtime, schema: schema, table: table, logger: logger),
+                mode: mode,
+                logger: logger),
+            store: store)
+        return SupabaseJobSync(client: client, realtime: realtime)
+    }
+}
