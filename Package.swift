@@ -109,6 +109,8 @@ let package = Package(
         .executableTarget(
             name: "jobwatch",
             dependencies: [
+                "SupabaseRealtime",
+                "WebSocketTransport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "JobSync",
                 "SupabaseLocal",
@@ -130,6 +132,24 @@ let package = Package(
             name: "supabase-local",
             dependencies: ["SupabaseLocal"],
             path: "Sources/supabase-local",
+            swiftSettings: strict
+        ),
+
+        // MARK: Samples (compiled in CI, run against SupabaseLocal by JobwatchTests)
+        .executableTarget(
+            name: "JobReactor",
+            dependencies: [
+                "JobSync",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Samples/JobReactor",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ClassificationPipeline",
+            dependencies: ["JobSync"],
+            path: "Samples/ClassificationPipeline",
             swiftSettings: strict
         ),
 

@@ -34,7 +34,7 @@ enum ClassificationPipeline {
         }
         let sync = try JobSyncClient.supabase(url: url, apiKey: key)
         sync.client.watch(ids)
-        let allRouted = try await withThrowingTaskGroup(of: Bool.self) { group in
+        let allRouted = await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 try await sync.run()
                 return true
@@ -46,13 +46,19 @@ enum ClassificationPipeline {
                             let job = try await sync.client.waitForCompletion(of: id, timeout: .seconds(600))
                             print("route \(id) \(destination(for: job.result))")
                             return true
-                        } catch {
+                        } catch let error as JobSyncError {
+                            // A failed job carries its own error text; timeouts and deletions have a message.
                             print("reject \(id) \(error.jobError ?? error.message)")
+                            return false
+                        } catch {
+                            print("reject \(id) \(error)")
                             return false
                         }
                     }
                 }
-                return await jobs.reduce(true) { $0 && $1 }
+                var all = true
+                for await routed in jobs { all = all && routed }
+                return all
             }
             group.cancelAll()
             return routed

@@ -32,8 +32,10 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
     let source: any JobSource
     /// Where the service lives, for messages (no query string, no key).
     let displayURL: String
+    /// The Realtime feed and the client behind it, `nil` for polling only.
+    let realtime: RealtimeFeed?
     /// The Realtime feed, `nil` for polling only.
-    let feed: (any JobChangeFeed)?
+    var feed: (any JobChangeFeed)? { self.realtime?.feed }
     /// The SQLite result cache, if any.
     let cacheFile: URL?
     /// The logger handed to the libraries.
@@ -68,7 +70,8 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
                 throw JobwatchError(.invalidInput, "the Supabase URL \(Redact.url(url)) cannot be used for REST")
             }
             self.displayURL = Redact.url(url)
-            self.feed = RealtimeFeeds.make(url: url, settings: settings, table: table, schema: schema, logger: logger)
+            self.realtime = RealtimeFeeds.make(
+                url: url, settings: settings, table: table, schema: schema, logger: logger)
         case .statusEndpoint(let baseURL):
             do {
                 self.source = try ClassificationStatusSource(
@@ -79,7 +82,7 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
                 throw JobwatchError(.invalidInput, "the service URL \(Redact.url(baseURL)) cannot be used")
             }
             self.displayURL = Redact.url(baseURL)
-            self.feed = nil
+            self.realtime = nil
         }
     }
 

@@ -55,6 +55,9 @@ struct JobSyncWatchSession: WatchSession, CustomStringConvertible {
         let interval = self.transportSampleInterval
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await client.run() }
+            if let realtime = self.connection.realtime {
+                group.addTask { try await realtime.client.run() }
+            }
             group.addTask {
                 // The client exposes its mode as a property; sample it for display (a missed flip shorter than
                 // the interval changes nothing the user could act on).

@@ -1,24 +1,47 @@
 import Foundation
 import JobSync
 import Logging
+import SupabaseRealtime
+import WebSocketTransport
 
-/// Where `jobwatch` gets its Realtime feed for a Supabase source.
+/// The Realtime side of a Supabase source: a `RealtimeClient` (libwebsockets) and the `JobChangeFeed` over it.
 ///
-/// - Important: The adapter from `SupabaseRealtime.RealtimeClient` to `JobChangeFeed` is written at integration
-///   (it is not on the branches this CLI builds on yet). Until it is plugged in here, `watch` follows jobs by REST
-///   polling only and reports the transport as `polling`; everything else (exit codes, output, cache) is the same.
+/// - Important: The client must be run (``RealtimeFeed/client``'s `run()`) alongside the `JobSyncClient` that
+///   uses ``RealtimeFeed/feed``; the watch session does both in one task group.
+struct RealtimeFeed: Sendable {
+    let client: RealtimeClient
+    let feed: RealtimeJobFeed
+}
+
 enum RealtimeFeeds {
     /// Whether a Realtime feed is plugged in (`false`: polling only).
-    static let isAvailable = false
+    static let isAvailable = true
 
-    /// The Realtime feed for `table` of the project at `url`, or `nil` (polling only).
+    /// The Realtime feed for `table` of the project at `url`, or `nil` when the URL cannot carry one (the watch
+    /// then polls).
     static func make(
         url: URL,
         settings: ConnectionSettings,
         table: String,
         schema: String,
         logger: Logger
-    ) -> (any JobChangeFeed)? {
-        nil
+    ) -> RealtimeFeed? {
+        do {
+            var configuration = try RealtimeClient.Configuration(
+                projectURL: url,
+                apiKey: settings.apiKey.value,
+                transport: LWSWebSocketTransport(logger: logger),
+                logger: logger
+            )
+            if let token = settings.accessToken {
+                configuration.accessToken = { @Sendable in token.value }
+            }
+            let client = try RealtimeClient(configuration: configuration)
+            return RealtimeFeed(
+                client: client, feed: RealtimeJobFeed(client: client, schema: schema, table: table, logger: logger))
+        } catch {
+            logger.debug("no Realtime feed for this URL; polling only", metadata: ["error": "\(error)"])
+            return nil
+        }
     }
 }

@@ -97,7 +97,7 @@ extension JobSyncIntegration {
             let feed = RealtimeJobFeed(client: realtime, table: table)
             let seen = FeedEventLog()
             let (done, doneContinuation) = AsyncStream<Void>.makeStream()
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await realtime.run() }
                 group.addTask {
                     try await feed.subscribe(binding) { event in
