@@ -33,7 +33,7 @@ rest)
     mods="$here/.build/modules"
     mkdir -p "$mods"
     (cd "$mods" && swiftc -parse-as-library -O -swift-version 6 -enable-upcoming-feature ExistentialAny \
-        -module-name Logging -emit-module -emit-module-path "$mods/Logging.swiftmodule" -emit-object -wmo \
+        -module-name Logging -package-name swift_log -emit-module -emit-module-path "$mods/Logging.swiftmodule" -emit-object -wmo \
         $(find "$logsrc" -name '*.swift' | sort) -o "$mods/Logging.o")
     swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name SupabaseRESTFuzz \
         -I "$mods" "$root"/Sources/SupabaseREST/*.swift "$here/FuzzREST.swift" "$mods/Logging.o" \
