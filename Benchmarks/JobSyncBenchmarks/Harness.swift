@@ -180,7 +180,7 @@ struct Report {
             guard let result = try await ThroughputBenchmark.run(python: self.python, count: count, jobSync: jobSync)
             else { continue }
             let rate = result.elapsed.map { Double(result.events) / $0.secondsValue }
-            let perEvent = result.events > 0 ? result.cpu / result.events : nil
+            let perEvent: Duration? = result.events > 0 ? result.cpu / result.events : nil
             let pipeline = jobSync ? "JobSync (decode → merge → store subscriber)" : result.client + " (callback)"
             print("| \(pipeline) | \(result.events) / \(result.expected) | "
                 + "\(rate.map { String(format: "%.0f", $0) } ?? "—") | \(format(perEvent)) | "

@@ -141,7 +141,7 @@ enum OutcomeBenchmark {
                 }
                 pythonOutcome = self.outcome(commits: commits, arrivals: arrivals)
             }
-            var faultNote: String
+            let faultNote: String
             switch scenario {
             case .healthy: faultNote = "none"
             case .abruptDisconnect: faultNote = "TCP closed without close frame at window/3 and 2·window/3"

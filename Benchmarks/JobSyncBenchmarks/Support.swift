@@ -38,13 +38,11 @@ struct MonoInstant: Comparable, Hashable, Sendable {
     static func - (lhs: MonoInstant, rhs: MonoInstant) -> Duration { .nanoseconds(lhs.nanoseconds - rhs.nanoseconds) }
 }
 
-/// User + system CPU time of this process.
+/// CPU time (user + system) consumed by this process so far (CLOCK_PROCESS_CPUTIME_ID).
 func processCPU() -> Duration {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF, &usage)
-    let user = Duration.seconds(Int64(usage.ru_utime.tv_sec)) + .microseconds(Int64(usage.ru_utime.tv_usec))
-    let system = Duration.seconds(Int64(usage.ru_stime.tv_sec)) + .microseconds(Int64(usage.ru_stime.tv_usec))
-    return user + system
+    var spec = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
+    return .seconds(Int64(spec.tv_sec)) + .nanoseconds(Int64(spec.tv_nsec))
 }
 
 /// Resident set size of this process in bytes (`/proc/self/statm`).
@@ -52,7 +50,7 @@ func residentBytes() -> Int {
     guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
     let fields = text.split(separator: " ")
     guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
-    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    return pages * Int(getpagesize())
 }
 
 extension Duration {
