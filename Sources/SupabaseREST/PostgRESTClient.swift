@@ -179,7 +179,9 @@ public struct PostgRESTClient: Sendable {
             let retryAfter = response.headers["retry-after"].flatMap {
                 RetryAfter.parse($0, now: self.configuration.now())
             }
+            let bearer = request.headers["Authorization"].map { String($0.dropFirst("Bearer ".count)) }
             let error = RESTError.fromResponse(status: response.status, body: response.body, retryAfter: retryAfter)
+                .redacting([self.configuration.apiKey] + (bearer.map { [$0] } ?? []))
             if error.code == .jwtExpired, !refreshed, self.configuration.accessToken != nil {
                 refreshed = true
                 self.configuration.logger.debug(

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The one error type of `SupabaseREST`.
 ///
 /// `description` is always safe to print: it never contains API keys, tokens or URLs with credentials.
@@ -127,10 +129,22 @@ extension RESTError {
     static func sanitize(_ text: String) -> String {
         let capped = text.count > 500 ? String(text.prefix(500)) + "…" : text
         return capped.split(separator: " ", omittingEmptySubsequences: false).map { word in
-            let parts = word.split(separator: ".", omittingEmptySubsequences: false)
-            if parts.count == 3, word.hasPrefix("eyJ") { return "<redacted>" }
+            if word.contains("eyJ"), word.split(separator: ".").count >= 3 { return "<redacted>" }
             if word.lowercased().contains("apikey=") { return "<redacted>" }
             return String(word)
         }.joined(separator: " ")
+    }
+}
+
+extension RESTError {
+    /// This error with every occurrence of `secrets` (API key, bearer token) removed from its texts.
+    func redacting(_ secrets: [String]) -> RESTError {
+        var copy = self
+        for secret in secrets where secret.count >= 4 {
+            copy.message = copy.message.replacingOccurrences(of: secret, with: "<redacted>")
+            copy.details = copy.details?.replacingOccurrences(of: secret, with: "<redacted>")
+            copy.hint = copy.hint?.replacingOccurrences(of: secret, with: "<redacted>")
+        }
+        return copy
     }
 }

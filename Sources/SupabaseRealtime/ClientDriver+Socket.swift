@@ -72,6 +72,7 @@ extension ClientDriver {
         let events = self.client.events
         let serializer = self.serializer
         let metrics = self.client.metrics
+        let credits = self.inboundCredits
         // The token fetch is part of this task so a connect never waits behind the run loop.
         let wantsToken = configuration.accessToken != nil && !self.tokenFetchInFlight
         if wantsToken { self.tokenFetchInFlight = true }
@@ -89,7 +90,9 @@ extension ClientDriver {
                 switch event {
                 case .message(let message):
                     metrics.framesIn.increment()
-                    events.send(.inbound(id, DriverWork.decode(message, serializer: serializer)))
+                    let frame = DriverWork.decode(message, serializer: serializer)
+                    guard await credits.acquire() else { return }
+                    events.send(.inbound(id, frame))
                 case .closed(let close):
                     events.send(.closed(id, close))
                     return

@@ -90,6 +90,8 @@ final class ClientDriver {
     var tokenFetchInFlight = false
     var channelCounter: UInt64 = 0
     var random: JitterGenerator
+    /// At most this many decoded inbound frames wait in the event queue (see ``InboundCredits``).
+    let inboundCredits = InboundCredits(limit: 256)
     private(set) var isShuttingDown = false
 
     init(client: RealtimeClient, writer: Mailbox<WriterCommand>) {
@@ -149,6 +151,7 @@ final class ClientDriver {
                 self.socket.transportFailedToOpen(id, httpStatus: error.httpStatus, message: error.message),
                 group: &group)
         case .inbound(let id, let frame):
+            self.inboundCredits.release()
             guard self.socket.openConnection == id else { return }
             self.receive(frame, group: &group)
         case .closed(let id, let close):
@@ -204,15 +207,20 @@ final class ClientDriver {
         self.subscriptions = [:]
         self.channels = [:]
         self.client.statusBroadcaster.publish(.closed)
-        self.writer.finish()
         self.logger.debug("realtime client stopped")
     }
 
-    /// Events that arrived after the shutdown: end late subscriptions.
+    /// Events that arrived after the shutdown (all child tasks have ended): end late subscriptions and close a
+    /// connection that opened while the client was stopping.
     func handleAfterShutdown(_ event: DriverEvent) {
-        if case .subscribe(let request) = event {
+        switch event {
+        case .subscribe(let request):
             request.continuation.finish(
                 throwing: RealtimeClientError(.clientShutDown, "the Realtime client has shut down"))
+        case .opened(_, let connection, _):
+            self.writer.send(.close(connection, code: 1000, reason: "client disconnect"))
+        default:
+            break
         }
     }
 

@@ -144,13 +144,14 @@ public final class RealtimeClient: Service, Sendable {
                 }
                 driver.shutdown(group: &group)
                 group.cancelAll()
-                // Requests that raced with the shutdown: end their subscriptions too.
-                self.events.finish()
-                while let event = await self.events.next() {
-                    driver.handleAfterShutdown(event)
-                }
             }
-            // The outer group waits for the writer to send the final frames and close the socket.
+            // Every child task has ended; handle what raced with the shutdown, then let the writer finish sending
+            // the final frames and closing the socket (the outer group waits for it).
+            self.events.finish()
+            while let event = await self.events.next() {
+                driver.handleAfterShutdown(event)
+            }
+            writer.finish()
         }
         self.statusBroadcaster.finish()
         self.roundTripBroadcaster.finish()

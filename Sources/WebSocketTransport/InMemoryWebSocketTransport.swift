@@ -1,4 +1,3 @@
-
 /// A deterministic in-process `WebSocketTransport` for testing higher layers.
 ///
 /// Every accepted `connect` produces an `InMemoryWebSocketServerConnection`, delivered in order through
@@ -14,12 +13,16 @@ public final class InMemoryWebSocketTransport: WebSocketTransport {
     private let state = Locked(State())
     private let serverContinuation: AsyncStream<InMemoryWebSocketServerConnection>.Continuation
 
-    /// The server side of each accepted connection, in connect order.
-    public let serverConnections: AsyncStream<InMemoryWebSocketServerConnection>
+    /// The server side of each accepted connection, in connect order. Single consumer.
+    public let serverConnections: InMemoryWebSocketServerConnections
 
     /// Creates a transport that accepts every connect until told otherwise.
     public init() {
-        (self.serverConnections, self.serverContinuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
+        let (stream, continuation) = AsyncStream<InMemoryWebSocketServerConnection>.makeStream(
+            bufferingPolicy: .unbounded
+        )
+        self.serverConnections = InMemoryWebSocketServerConnections(stream: stream)
+        self.serverContinuation = continuation
     }
 
     /// Every request passed to `connect`, accepted or not, in order.
@@ -57,6 +60,29 @@ public final class InMemoryWebSocketTransport: WebSocketTransport {
         let pair = InMemoryPair(maxMessageSize: request.maxMessageSize)
         self.serverContinuation.yield(InMemoryWebSocketServerConnection(pair: pair, request: request))
         return InMemoryWebSocketClientConnection(pair: pair)
+    }
+}
+
+/// The accepted connections of an `InMemoryWebSocketTransport`, in connect order. Never ends.
+public struct InMemoryWebSocketServerConnections: AsyncSequence, Sendable {
+    public typealias Element = InMemoryWebSocketServerConnection
+    public typealias Failure = Never
+
+    let stream: AsyncStream<InMemoryWebSocketServerConnection>
+
+    /// Returns the iterator. Iterate from one task only.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: self.stream.makeAsyncIterator())
+    }
+
+    /// Iterates accepted connections.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<InMemoryWebSocketServerConnection>.Iterator
+
+        /// The next accepted connection; waits for the client's next successful `connect`.
+        public mutating func next() async -> InMemoryWebSocketServerConnection? {
+            await self.base.next()
+        }
     }
 }
 

@@ -316,7 +316,13 @@ extension LWSConnection {
             self.localClose = (code, reason)
         }
         self.shared.withLock { $0.sendsRefused = true }
-        var bytes = Array(reason.utf8.prefix(123))
+        // A close frame's reason is at most 123 bytes; cut on a scalar boundary so it stays valid UTF-8.
+        var bytes: [UInt8] = []
+        for scalar in reason.unicodeScalars {
+            let encoded = Array(String(scalar).utf8)
+            if bytes.count + encoded.count > 123 { break }
+            bytes += encoded
+        }
         lws_close_reason(wsi, lws_close_status(rawValue: UInt32(code)), &bytes, bytes.count)
         if self.rxPaused {
             self.rxPaused = false
@@ -340,7 +346,7 @@ extension LWSConnection {
             } else if let close = next.1 {
                 if self.closeFrameQueued { return 0 }
                 self.closeFrameQueued = true
-                return self.closeNow(wsi: wsi, code: close.code, reason: close.reason)
+                return self.closeNow(wsi: wsi, code: Self.wireCloseCode(close.code), reason: close.reason)
             } else {
                 return 0
             }
@@ -382,6 +388,14 @@ extension LWSConnection {
         let more = self.writing != nil || self.shared.withLock { !$0.outbox.isEmpty || $0.closeRequest != nil }
         if more { lws_callback_on_writable(wsi) }
         return 0
+    }
+
+    /// Codes that may not appear in a close frame (RFC 6455 §7.4) are sent as 1000.
+    static func wireCloseCode(_ code: UInt16) -> UInt16 {
+        switch code {
+        case 1000...1003, 1007...1014, 3000...4999: code
+        default: 1000
+        }
     }
 
     private func ensureScratch(_ capacity: Int) {

@@ -44,12 +44,11 @@ struct LWSInboundLimits: Sendable {
 /// One libwebsockets client connection with its own lws context and service thread.
 ///
 /// Every lws call happens on the service thread, except `lws_cancel_service`, which other threads call under the
-/// `shared` lock while `contextAlive` is true (the context is destroyed only after that flag is cleared).
+/// `shared` lock while `contextAddress` is set (the context is destroyed only after it is cleared under the lock).
 final class LWSConnection: WebSocketConnection, @unchecked Sendable {
-    // @unchecked Sendable: `shared` is a `Locked` (pthread mutex); `request`, `endpoint`, `logger`, `limits`, `events` and
-    // `eventsContinuation` are immutable or Sendable; every other stored property below `lws-confined` is only
-    // touched by the service thread (or before it starts / after it ended, with the thread start/finish as the
-    // happens-before edges).
+    // @unchecked Sendable: `shared` is a `Locked` (pthread mutex); `request`, `endpoint`, `logger`, `limits`,
+    // `events` and `eventsContinuation` are immutable and Sendable; every stored property under "lws-confined" is
+    // only touched by the service thread, or before it starts (pthread_create is the happens-before edge).
     let request: WebSocketRequest
     let endpoint: LWSEndpoint
     let logger: Logger

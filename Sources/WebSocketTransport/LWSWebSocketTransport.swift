@@ -18,6 +18,11 @@ public import Logging
 /// paused, the peer's close frame is only seen after the backlog drains. If the consumer stops iterating
 /// (drops the sequence), reading resumes and messages are discarded.
 ///
+/// ## Closing
+/// `close(code:reason:)` sends queued messages first, then the close frame, and returns after the peer answered
+/// (or lws's close timeout). A code that may not be sent in a close frame (1005, 1006, 1015, below 1000, 1016–2999,
+/// 5000 and above) is sent as 1000. The reason is cut to 123 bytes. The final `.closed` event reports the code sent.
+///
 /// ## Errors
 /// Connection failures map to `WebSocketTransportError` codes: `.connectionRefused`, `.dnsFailure`, `.tlsFailure`,
 /// `.handshakeRejected` (with `httpStatus`), `.timeout`, `.cancelled`. Error and log text never contains the URL

@@ -89,27 +89,43 @@ struct JobSyncClientTests {
         }
     }
 
-    @Test("§5.4 a 413-truncated change is merged, then the row is re-fetched over REST")
+    @Test("§5.4 a 413-truncated change triggers a re-fetch; subscribers see the full row")
     func truncatedRefetch() async throws {
         let clock = ManualClock()
         let source = FakeSource()
         let feed = FakeFeed()
         let result: JSON = .object(["classification": .string("invoice"), "confidence": .number("0.91")])
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
         let client = try makeClient(source: source, feed: feed, clock: clock)
         client.watch([idA])
-        try await withRunning(client) {
+        try await withRunning(client) { () async throws in
             await feed.waitForSubscriptions(1)
             await feed.emit(.live)
             await client.waitForTransportMode(.live)
             source.put(row(idA, status: "completed", updatedAt: ts(4), result: result))
+            var updates = client.store.updates(for: idA).makeAsyncIterator()
+            #expect(statusOf(try await updates.next()) == .processing)
+            let truncated = JobChange(
+                type: .update, record: row(idA, status: "completed", updatedAt: ts(4)),
+                errors: ["Error 413: Payload Too Large"])
+            await feed.emit(.change(truncated))
+            // The first terminal state subscribers see already carries the re-fetched result.
+            guard case .updated(let job)? = try await updates.next() else {
+                Issue.record("expected the completed job")
+                return
+            }
+            #expect(job.result?.raw == result)
+            #expect(!client.store.isIncomplete(idA))
+            // When the re-fetch fails, the truncated state is merged (marked incomplete) so it still advances.
+            source.failNext(JobSyncError(RESTError(code: .unavailable, message: "down", httpStatus: 503)))
             await feed.emit(
                 .change(
                     JobChange(
-                        type: .update, record: row(idA, status: "completed", updatedAt: ts(4)),
+                        type: .update, record: row(idA, status: "completed", updatedAt: ts(5)),
                         errors: ["Error 413: Payload Too Large"])))
-            #expect(client.store.job(idA)?.result?.raw == result)
-            #expect(!client.store.isIncomplete(idA))
-            #expect(client.statistics.refetches == 1)
+            #expect(client.store.job(idA)?.updatedAt == JobTimestamp(ts(5)))
+            #expect(client.store.isIncomplete(idA))
+            #expect(client.statistics.refetches == 2)
         }
     }
 
@@ -190,6 +206,76 @@ struct JobSyncClientTests {
         let job = try await client.waitForCompletion(of: idB, timeout: .seconds(1))
         #expect(job.result?.view?.classification == "x")
         #expect(source.calls.isEmpty)
+    }
+
+    @Test("a restarted process resumes from the persisted store: unfinished jobs are watched and polled again")
+    func resumeAfterRestart() async throws {
+        let persistence = try SQLiteJobPersistence(path: ":memory:")
+        let before = try JobStore(configuration: .init(persistence: persistence))
+        before.merge(observe(row(idA, status: "processing", updatedAt: ts(1))))
+        before.merge(observe(row(idB, status: "completed", updatedAt: ts(2))))
+        let source = FakeSource()
+        source.put(row(idA, status: "completed", updatedAt: ts(3)))
+        let store = try JobStore(configuration: .init(persistence: persistence))
+        let client = try makeClient(source: source, feed: nil, clock: ManualClock(), store: store)
+        client.resumeWatching()
+        #expect(client.watchedIDs == [idA])
+        let job = try await withRunning(client) { () async throws -> Job in
+            try await client.waitForCompletion(of: idA, timeout: .seconds(60))
+        }
+        #expect(job.updatedAt == JobTimestamp(ts(3)))
+        #expect(try JobStore(configuration: .init(persistence: persistence)).job(idA)?.status == .completed)
+    }
+
+    @Test("while live, one audit request per 30 s; losing the feed falls back to polling; live again reconciles")
+    func auditAndFallback() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            let callsBefore = source.calls.count
+            clock.advance(by: .seconds(30))
+            await source.waitForCalls(callsBefore + 1)
+            #expect(source.calls.last?.hasPrefix("since:") == true)  // one watermark request
+            await feed.emit(.notLive(reason: "socket lost"))
+            await client.waitForTransportMode(.polling)
+            source.put(row(idA, status: "completed", updatedAt: ts(2)))
+            var updates = client.store.updates(for: idA).makeAsyncIterator()
+            #expect(statusOf(try await updates.next()) == .processing)
+            // The first poll comes within 1 s of losing the feed.
+            clock.advance(by: .seconds(1))
+            #expect(statusOf(try await updates.next()) == .completed)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            #expect(client.statistics.liveTransitions == 2)
+            #expect(client.statistics.audits >= 1)
+        }
+    }
+
+    @Test("full jitter stays within 0…maximum")
+    func jitterRange() {
+        for _ in 0..<100 {
+            let value = JobSyncClient.fullJitter(.seconds(2))
+            #expect(value >= .zero && value <= .seconds(2))
+        }
+        #expect(JobSyncClient.fullJitter(.zero) == .zero)
+    }
+
+    @Test("invalid configurations are typed errors")
+    func invalidConfiguration() throws {
+        #expect(throws: JobSyncError.self) {
+            try JobSyncClient(
+                configuration: .init(source: FakeSource(supportsWatermark: false), feed: nil, mode: .allJobs))
+        }
+        #expect(throws: JobSyncError.self) {
+            try JobSyncClient(configuration: .init(source: FakeSource(), feed: nil, initialPollDelay: .zero))
+        }
     }
 
     @Test("250 ids → 3 id=in.(…) bindings of ≤ 100; beyond the limit one table-wide binding, filtered locally")

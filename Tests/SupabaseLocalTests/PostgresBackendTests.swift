@@ -50,11 +50,18 @@ enum PostgresTier {
             defer { group.cancelAll() }
             do {
                 try await body(backend)
-                try? await backend.execute(sql: "drop table \(PostgresJobsSQL(table: backend.table).qualifiedTable)")
+                await Self.dropTable(of: backend)
             } catch {
-                try? await backend.execute(sql: "drop table \(PostgresJobsSQL(table: backend.table).qualifiedTable)")
+                await Self.dropTable(of: backend)
                 throw error
             }
+        }
+    }
+
+    /// Drops the test's table, clock table and trigger function (best effort).
+    static func dropTable(of backend: PostgresJobsBackend) async {
+        for statement in PostgresJobsSQL(table: backend.table).dropStatements {
+            try? await backend.execute(sql: statement)
         }
     }
 
@@ -251,7 +258,7 @@ extension SupabaseLocalPostgresTests {
             let stream = backend.changes()
             let runner = Task { try await backend.run() }
             _ = try await backend.rows()
-            try await backend.execute(sql: "drop table \(PostgresJobsSQL(table: backend.table).qualifiedTable)")
+            await PostgresTier.dropTable(of: backend)
             runner.cancel()
             try await runner.value
             var iterator = stream.makeAsyncIterator()

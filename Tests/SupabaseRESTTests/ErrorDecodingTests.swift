@@ -38,6 +38,22 @@ struct ErrorDecodingTests {
         #expect(sqlstate.code == .httpError)
     }
 
+    @Test("server texts echoing the key, the token or a JWT are redacted")
+    func redaction() async throws {
+        let body = #"{"code":"X","message":"bad key anon-key for token secret-token","hint":"\"eyJa.eyJb.c\""}"#
+        let transport = ScriptedTransport([rows(body, status: 400)])
+        let client = try makeClient(transport, token: { _ in "secret-token" })
+        do {
+            _ = try await client.fetch(PostgRESTQuery(table: "jobs"))
+            Issue.record("expected an error")
+        } catch {
+            #expect(!error.description.contains("anon-key"))
+            #expect(!error.description.contains("secret-token"))
+            #expect(!(error.hint ?? "").contains("eyJ"))
+            #expect(error.message.contains("<redacted>"))
+        }
+    }
+
     @Test("a 429 through the client carries Retry-After seconds")
     func rateLimitedThroughClient() async throws {
         let transport = ScriptedTransport([rows("Too Many Requests", status: 429, headers: ["Retry-After": "7"])])

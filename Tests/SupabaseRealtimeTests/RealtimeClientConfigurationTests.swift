@@ -35,7 +35,7 @@ final class CapturingLogHandler: LogHandler, Sendable {
 struct RealtimeClientConfigurationTests {
     static let transport = FakeTransport()
 
-    @Test("§1.1 project URL https://<ref>.supabase.co → wss://<ref>.supabase.co/realtime/v1/websocket?apikey=…&vsn=2.0.0")
+    @Test("§1.1 project URL https://<ref>.supabase.co → wss://…/realtime/v1/websocket?apikey=…&vsn=2.0.0")
     func projectURLMapping() throws {
         let configuration = try RealtimeClient.Configuration(
             projectURL: URL(string: "https://abcd.supabase.co/")!, apiKey: "secret-key",

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+
 @testable import WebSocketTransport
 
 /// A swift-log handler that keeps every record (message plus metadata) as text.

@@ -86,4 +86,16 @@ struct UnitTests {
         )
         #expect(error.httpStatus == 429)
     }
+
+    @Test("close codes that cannot go on the wire are replaced by 1000")
+    func wireCloseCodes() {
+        #expect(LWSConnection.wireCloseCode(1000) == 1000)
+        #expect(LWSConnection.wireCloseCode(4001) == 4001)
+        #expect(LWSConnection.wireCloseCode(1011) == 1011)
+        #expect(LWSConnection.wireCloseCode(1006) == 1000)
+        #expect(LWSConnection.wireCloseCode(1005) == 1000)
+        #expect(LWSConnection.wireCloseCode(999) == 1000)
+        #expect(LWSConnection.wireCloseCode(2000) == 1000)
+        #expect(LWSConnection.wireCloseCode(5000) == 1000)
+    }
 }

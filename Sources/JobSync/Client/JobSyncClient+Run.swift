@@ -68,7 +68,7 @@ extension JobSyncClient {
                             group.addTask { await self.fetchPending() }
                         }
                         if liveness.allLive, !machine.feedLive {
-                            self.update { $0.liveTransitions += 1 }
+                            self.count(.liveTransitions)
                             actions = machine.feedBecameLive()
                         }
                     } else if liveness.markNotLive(channel) {
@@ -81,16 +81,14 @@ extension JobSyncClient {
                 case .auditTimer(let token):
                     actions = machine.auditTimerFired(token: token)
                 case .catchUpFinished(let kind, .success(let changesSeen)):
-                    self.update {
-                        switch kind {
-                        case .reconcile: $0.reconciliations += 1
-                        case .poll: $0.polls += 1
-                        case .audit: $0.audits += 1
-                        }
+                    switch kind {
+                    case .reconcile: self.count(.reconciliations)
+                    case .poll: self.count(.polls)
+                    case .audit: self.count(.audits)
                     }
                     actions = machine.catchUpSucceeded(changesSeen: changesSeen)
                 case .catchUpFinished(_, .failure(let error)):
-                    self.update { $0.restFailures += 1 }
+                    self.count(.restFailures)
                     self.configuration.logger.debug("catch-up failed", metadata: ["jobsync.error": "\(error)"])
                     actions = machine.catchUpFailed(retryAfter: error.restError?.retryAfter)
                 case .watchChanged:
@@ -115,14 +113,16 @@ extension JobSyncClient {
                     self.send(.catchUpFinished(kind, result))
                 }
             case .schedulePoll(let token, let minimum, let maximum):
-                let delay = minimum + self.configuration.jitter(maximum - minimum)
+                let timer = ClockTimer(
+                    self.configuration.clock, delay: minimum + self.configuration.jitter(maximum - minimum))
                 group.addTask {
-                    guard (try? await self.configuration.clock.sleep(for: delay)) != nil else { return }
+                    guard (try? await timer.wait()) != nil else { return }
                     self.send(.pollTimer(token: token))
                 }
             case .scheduleAudit(let token, let delay):
+                let timer = ClockTimer(self.configuration.clock, delay: delay)
                 group.addTask {
-                    guard (try? await self.configuration.clock.sleep(for: delay)) != nil else { return }
+                    guard (try? await timer.wait()) != nil else { return }
                     self.send(.auditTimer(token: token))
                 }
             case .modeChanged(let mode):
@@ -221,15 +221,15 @@ extension JobSyncClient {
 
     /// Merges one feed change; re-fetches the row when the server truncated it (§5.4).
     func apply(_ change: JobChange) async {
-        self.update { $0.changesReceived += 1 }
+        self.count(.changesReceived)
         switch change.type {
         case .delete:
             guard let raw = change.oldRecord?["id"]?.stringValue, let id = try? JobID(raw) else {
-                self.update { $0.malformedChanges += 1 }
+                self.count(.malformedChanges)
                 return
             }
             guard self.isWatched(id) else {
-                self.update { $0.changesIgnored += 1 }
+                self.count(.changesIgnored)
                 return
             }
             self.store.merge(
@@ -240,27 +240,32 @@ extension JobSyncClient {
                 let observation = try? JobObservation.row(
                     record, complete: !truncated, commitTimestamp: change.commitTimestamp, source: .realtime)
             else {
-                self.update { $0.malformedChanges += 1 }
+                self.count(.malformedChanges)
                 return
             }
             guard self.isWatched(observation.jobID) else {
-                self.update { $0.changesIgnored += 1 }
+                self.count(.changesIgnored)
                 return
             }
+            // A truncated record (§5.4) lacks long values such as `result`: fetch the full row first, so that
+            // subscribers never finish on a terminal state without its result. Merge the truncated one only when the
+            // re-fetch fails (the state still advances, marked incomplete, and a later catch-up fills it).
+            if truncated, await self.refetch(observation.jobID) { return }
             self.store.merge(observation)
-            if truncated { await self.refetch(observation.jobID) }
         }
     }
 
-    private func refetch(_ id: JobID) async {
-        self.update { $0.refetches += 1 }
+    /// Re-fetches one row over REST and merges it; `false` when the request failed.
+    private func refetch(_ id: JobID) async -> Bool {
+        self.count(.refetches)
         do {
             let rows = try await self.configuration.source.fetch(ids: [id])
             self.mergeFetched(rows, requested: [id], source: .refetch)
+            return true
         } catch {
-            // The row stays marked incomplete; the next catch-up (reconciliation or audit) fetches it again.
             self.configuration.logger.debug(
                 "re-fetch failed", metadata: ["jobsync.job": "\(id)", "jobsync.error": "\(error)"])
+            return false
         }
     }
 
@@ -322,7 +327,7 @@ extension JobSyncClient {
         var seen: Set<JobID> = []
         for row in rows {
             guard let observation = try? JobObservation.row(row, source: source) else {
-                self.update { $0.malformedChanges += 1 }
+                self.count(.malformedChanges)
                 continue
             }
             seen.insert(observation.jobID)
@@ -336,5 +341,25 @@ extension JobSyncClient {
             }
         }
         return advanced
+    }
+}
+
+/// A sleep whose deadline is fixed when the timer is made (on the loop), not when the sleeping task starts, so
+/// timers are exact with respect to the events that scheduled them.
+struct ClockTimer: Sendable {
+    private let sleep: @Sendable () async throws -> Void
+
+    init(_ clock: any Clock<Duration>, delay: Duration) {
+        self.sleep = Self.make(clock, delay: delay)
+    }
+
+    private static func make<C: Clock<Duration>>(_ clock: C, delay: Duration) -> @Sendable () async throws -> Void {
+        let deadline = clock.now.advanced(by: delay)
+        return { try await clock.sleep(until: deadline, tolerance: nil) }
+    }
+
+    /// Sleeps until the deadline; throws when cancelled.
+    func wait() async throws {
+        try await self.sleep()
     }
 }

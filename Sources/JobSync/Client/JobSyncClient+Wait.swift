@@ -29,7 +29,7 @@ extension JobSyncClient {
         if let job = self.store.job(id), job.status.isTerminal { return try Self.outcome(of: job) }
         if self.store.isDeleted(id) { throw Self.deletedError(id) }
         let updates = self.updates(for: id)
-        let clock = self.configuration.clock
+        let timer = ClockTimer(self.configuration.clock, delay: timeout)
         do {
             let job = try await withThrowingTaskGroup(of: Job.self) { group in
                 group.addTask {
@@ -43,7 +43,7 @@ extension JobSyncClient {
                     throw JobSyncError(code: .cancelled, message: "the job store closed", jobID: id)
                 }
                 group.addTask {
-                    try await clock.sleep(for: timeout)
+                    try await timer.wait()
                     throw JobSyncError(code: .timeout, message: "the job did not finish within \(timeout)", jobID: id)
                 }
                 defer { group.cancelAll() }

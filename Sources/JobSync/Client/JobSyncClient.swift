@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import ServiceLifecycle
 import SupabaseREST
 import Synchronization
@@ -8,15 +9,17 @@ import Synchronization
 ///
 /// ```swift
 /// let client = try JobSyncClient(configuration: .init(source: table, feed: realtimeAdapter))
-/// try await withThrowingDiscardingTaskGroup { group in
+/// try await withThrowingTaskGroup(of: Void.self) { group in
 ///     group.addTask { try await client.run() }
 ///     let job = try await client.waitForCompletion(of: id, timeout: .seconds(600))
 ///     print(job.result?.view?.classification ?? "-")
+///     group.cancelAll()  // stops run()
 /// }
 /// ```
 ///
 /// - Important: `run()` owns every background loop (subscriptions, polling, timers); cancelling it stops them.
-///   ``watch(_:)`` and ``waitForCompletion(of:timeout:)`` may be called before or while it runs.
+///   ``watch(_:)`` and ``waitForCompletion(of:timeout:)`` may be called before or while it runs. Call `run()` once
+///   per client: after it returns, make a new client (the store can be reused).
 public final class JobSyncClient: Service, Sendable {
     /// Which jobs are kept in sync.
     public enum WatchMode: Sendable, Hashable {
@@ -125,6 +128,8 @@ public final class JobSyncClient: Service, Sendable {
     let inputContinuation: AsyncStream<Input>.Continuation
     let bindingsChanged: AsyncStream<Void>
     let bindingsContinuation: AsyncStream<Void>.Continuation
+    let counters: [Metric: Counter]
+    let modeGauge: Gauge
 
     /// Creates a client over `store` (default: a new in-memory store).
     public init(configuration: Configuration, store: JobStore? = nil) throws(JobSyncError) {
@@ -132,6 +137,10 @@ public final class JobSyncClient: Service, Sendable {
             configuration.maximumPollDelay >= configuration.initialPollDelay, configuration.auditInterval > .zero
         else {
             throw JobSyncError(code: .invalidConfiguration, message: "invalid JobSyncClient timing or limit settings")
+        }
+        guard configuration.mode == .jobs || configuration.source.supportsWatermark else {
+            throw JobSyncError(
+                code: .invalidConfiguration, message: "all-jobs mode needs a source with updated_at (a watermark)")
         }
         self.configuration = configuration
         if let store {
@@ -143,6 +152,9 @@ public final class JobSyncClient: Service, Sendable {
         (self.inputs, self.inputContinuation) = AsyncStream.makeStream(of: Input.self)
         (self.bindingsChanged, self.bindingsContinuation) = AsyncStream.makeStream(
             of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.counters = Dictionary(
+            uniqueKeysWithValues: Metric.allCases.map { ($0, Counter(label: "jobsync_" + $0.rawValue)) })
+        self.modeGauge = Gauge(label: "jobsync_transport_mode")
     }
 
     /// Picks a uniformly random delay in `0...maximum` (full jitter).
@@ -180,6 +192,12 @@ public final class JobSyncClient: Service, Sendable {
         guard !added.isEmpty else { return }
         self.inputContinuation.yield(.watchChanged)
         if self.configuration.mode == .jobs { self.bindingsContinuation.yield() }
+    }
+
+    /// Watches every job of the store that is not finished yet: after a restart with a persisted store, this
+    /// resumes where the previous process stopped (finished jobs are answered from the store without requests).
+    public func resumeWatching() {
+        self.watch(self.store.jobs.filter { !$0.status.isTerminal }.map(\.id))
     }
 
     /// Stops watching jobs. Their states stay in the store.
@@ -231,9 +249,37 @@ public final class JobSyncClient: Service, Sendable {
             return ready
         }
         for continuation in ready { continuation.resume() }
+        // 0 live, 1 polling, 2 offline.
+        self.modeGauge.record(mode == .live ? 0 : (mode == .polling ? 1 : 2))
     }
 
-    func update(_ body: (inout Statistics) -> Void) {
-        self.shared.withLock { body(&$0.statistics) }
+    /// The counters, named as reported to swift-metrics (`jobsync_<name>`).
+    enum Metric: String, CaseIterable, Sendable {
+        case changesReceived = "changes_received"
+        case changesIgnored = "changes_ignored"
+        case malformedChanges = "changes_malformed"
+        case reconciliations = "reconciliations"
+        case polls = "polls"
+        case audits = "audits"
+        case restFailures = "rest_failures"
+        case refetches = "refetches"
+        case liveTransitions = "live_transitions"
+    }
+
+    func count(_ metric: Metric) {
+        self.shared.withLock { shared in
+            switch metric {
+            case .changesReceived: shared.statistics.changesReceived += 1
+            case .changesIgnored: shared.statistics.changesIgnored += 1
+            case .malformedChanges: shared.statistics.malformedChanges += 1
+            case .reconciliations: shared.statistics.reconciliations += 1
+            case .polls: shared.statistics.polls += 1
+            case .audits: shared.statistics.audits += 1
+            case .restFailures: shared.statistics.restFailures += 1
+            case .refetches: shared.statistics.refetches += 1
+            case .liveTransitions: shared.statistics.liveTransitions += 1
+            }
+        }
+        self.counters[metric]?.increment()
     }
 }

@@ -97,8 +97,8 @@ public struct RealtimeJobFeed: JobChangeFeed {
     }
 
     /// Converts a wire object to a row; for a repeated key the first member wins, as in `JSONObject` lookup.
-    static func row(_ object: JSONObject) -> [String: JSON] {
-        var row: [String: JSON] = [:]
+    static func row(_ object: JSONObject) -> [String: SupabaseREST.JSON] {
+        var row: [String: SupabaseREST.JSON] = [:]
         row.reserveCapacity(object.members.count)
         for member in object.members where row[member.key] == nil {
             row[member.key] = Self.json(member.value)
@@ -107,7 +107,7 @@ public struct RealtimeJobFeed: JobChangeFeed {
     }
 
     /// Converts a wire JSON value, keeping numbers as their literal text.
-    static func json(_ value: JSONValue) -> JSON {
+    static func json(_ value: JSONValue) -> SupabaseREST.JSON {
         switch value {
         case .null: return .null
         case .bool(let flag): return .bool(flag)

@@ -88,12 +88,15 @@ extension JobSyncClient {
         }
         var restBase = url.absoluteString
         while restBase.hasSuffix("/") { restBase.removeLast() }
+        var restToken: PostgRESTClient.AccessTokenProvider?
+        if let accessToken {
+            restToken = { _ in try await accessToken() }
+        }
         let rest: PostgRESTClient
         do {
             rest = try PostgRESTClient(
                 configuration: .init(
-                    baseURL: restBase + "/rest/v1", apiKey: apiKey,
-                    accessToken: accessToken.map { provider in { _ in try await provider() } }, logger: logger))
+                    baseURL: restBase + "/rest/v1", apiKey: apiKey, accessToken: restToken, logger: logger))
         } catch {
             throw JobSyncError(code: .invalidConfiguration, message: error.message)
         }

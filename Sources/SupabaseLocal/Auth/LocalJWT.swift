@@ -70,11 +70,11 @@ public struct LocalJWTSigner: Sendable {
         guard let token, !token.isEmpty else { return .failure(.missing) }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,
-              let headerBytes = Base64URL.decode(String(parts[0])),
-              let claimBytes = Base64URL.decode(String(parts[1])),
-              let signature = Base64URL.decode(String(parts[2])),
-              let header = try? LocalJSON(parsing: headerBytes),
-              let claims = (try? LocalJSON(parsing: claimBytes))?.objectValue
+            let headerBytes = Base64URL.decode(String(parts[0])),
+            let claimBytes = Base64URL.decode(String(parts[1])),
+            let signature = Base64URL.decode(String(parts[2])),
+            let header = try? LocalJSON(parsing: headerBytes),
+            let claims = (try? LocalJSON(parsing: claimBytes))?.objectValue
         else { return .failure(.malformed) }
         guard header["alg"]?.stringValue == "HS256" else { return .failure(.badSignature) }
         let signingInput = Array("\(parts[0]).\(parts[1])".utf8)

@@ -9,7 +9,7 @@ struct TokenVerifier: Sendable {
     func verify(_ token: String?, now: LocalTimestamp) -> Result<JWTClaims, JWTFailure> {
         let result = self.signer.verify(token, now: now)
         guard case .success(let claims) = result, let cutoff = self.revokedAtOrBefore,
-              let token, !self.projectKeys.contains(token)
+            let token, !self.projectKeys.contains(token)
         else { return result }
         if (claims.issuedAt ?? 0) <= cutoff {
             let nowSeconds = now.microsecondsSinceEpoch / 1_000_000

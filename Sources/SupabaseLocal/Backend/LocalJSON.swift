@@ -191,9 +191,15 @@ struct LocalJSONParser {
         case UInt8(ascii: "{"): return try self.parseObject()
         case UInt8(ascii: "["): return try self.parseArray()
         case UInt8(ascii: "\""): return .string(try self.parseString())
-        case UInt8(ascii: "t"): try self.expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try self.expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try self.expectLiteral("null"); return .null
+        case UInt8(ascii: "t"):
+            try self.expectLiteral("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try self.expectLiteral("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try self.expectLiteral("null")
+            return .null
         default: return try self.parseNumber()
         }
     }
@@ -201,7 +207,7 @@ struct LocalJSONParser {
     mutating func expectLiteral(_ literal: String) throws {
         let utf8 = Array(literal.utf8)
         guard self.index + utf8.count <= self.bytes.count,
-              Array(self.bytes[self.index..<self.index + utf8.count]) == utf8
+            Array(self.bytes[self.index..<self.index + utf8.count]) == utf8
         else { throw self.failure("invalid literal") }
         self.index += utf8.count
     }
@@ -317,7 +323,7 @@ struct LocalJSONParser {
                     var code = try self.parseHex4()
                     if (0xD800..<0xDC00).contains(code) {
                         guard self.index + 6 <= self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\\"),
-                              self.bytes[self.index + 1] == UInt8(ascii: "u")
+                            self.bytes[self.index + 1] == UInt8(ascii: "u")
                         else { throw self.failure("lone surrogate") }
                         self.index += 2
                         let low = try self.parseHex4()
@@ -355,10 +361,13 @@ struct LocalJSONParser {
             }
             while self.index < self.bytes.count, isDigit(self.bytes[self.index]) { self.index += 1 }
         }
-        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "e") || self.bytes[self.index] == UInt8(ascii: "E") {
+        if self.index < self.bytes.count,
+            self.bytes[self.index] == UInt8(ascii: "e") || self.bytes[self.index] == UInt8(ascii: "E")
+        {
             self.index += 1
             if self.index < self.bytes.count,
-               self.bytes[self.index] == UInt8(ascii: "+") || self.bytes[self.index] == UInt8(ascii: "-") {
+                self.bytes[self.index] == UInt8(ascii: "+") || self.bytes[self.index] == UInt8(ascii: "-")
+            {
                 self.index += 1
             }
             guard self.index < self.bytes.count, isDigit(self.bytes[self.index]) else {

@@ -19,7 +19,9 @@ public struct LocalTimestamp: Sendable, Hashable, Comparable, CustomStringConver
 
     /// The timestamp advanced by a duration (truncated to microseconds).
     public func advanced(by duration: Duration) -> LocalTimestamp {
-        LocalTimestamp(microsecondsSinceEpoch: self.microsecondsSinceEpoch + LocalTimestamp(sinceEpoch: duration).microsecondsSinceEpoch)
+        LocalTimestamp(
+            microsecondsSinceEpoch: self.microsecondsSinceEpoch
+                + LocalTimestamp(sinceEpoch: duration).microsecondsSinceEpoch)
     }
 
     public static func < (lhs: LocalTimestamp, rhs: LocalTimestamp) -> Bool {
@@ -70,7 +72,8 @@ public struct LocalTimestamp: Sendable, Hashable, Comparable, CustomStringConver
             let text = String(value)
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
-        let text = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T"
+        let text =
+            "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T"
             + "\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
         return (text, fraction)
     }
@@ -121,7 +124,7 @@ public struct LocalTimestamp: Sendable, Hashable, Comparable, CustomStringConver
             return true
         }
         guard let year = number(4), expect("-"), let month = number(2), expect("-"), let day = number(2),
-              (1...12).contains(month), (1...31).contains(day)
+            (1...12).contains(month), (1...31).contains(day)
         else { return nil }
         var hour: Int64 = 0
         var minute: Int64 = 0

@@ -88,6 +88,15 @@ struct PostgresJobsSQL: Sendable {
         return statements
     }
 
+    /// Statements that remove the table, its `updated_at` clock and trigger function (for tests and cleanup).
+    var dropStatements: [String] {
+        [
+            "drop table if exists \(self.qualifiedTable) cascade",
+            "drop table if exists \(self.clockTable)",
+            "drop function if exists \(self.touchFunction)()",
+        ]
+    }
+
     /// Columns of the table in `attnum` order with `typname` and type OID; bind the qualified table name as text.
     static let catalogColumnsQuery = """
         select a.attname::text, t.typname::text, a.atttypid::int8 from pg_attribute a \

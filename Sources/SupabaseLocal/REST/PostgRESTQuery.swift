@@ -9,7 +9,9 @@ struct RESTError: Error, Equatable {
     }
 
     /// `{"code":…,"details":…,"hint":…,"message":…}`.
-    static func postgrest(_ status: Int, code: String, message: String, details: String? = nil, hint: String? = nil)
+    static func postgrest(
+        _ status: Int, code: String, message: String, details: String? = nil, hint: String? = nil
+    )
         -> RESTError
     {
         let body = LocalJSON.object([
@@ -91,12 +93,14 @@ struct PostgRESTQuery: Equatable {
                 query.order = try self.parseOrder(value, table: table)
             case "limit":
                 guard let limit = Int(value), limit >= 0 else {
-                    throw .postgrest(400, code: "PGRST100", message: "\"failed to parse limit (\(value))\" (line 1, column 1)")
+                    throw .postgrest(
+                        400, code: "PGRST100", message: "\"failed to parse limit (\(value))\" (line 1, column 1)")
                 }
                 query.limit = limit
             case "offset":
                 guard let offset = Int(value), offset >= 0 else {
-                    throw .postgrest(400, code: "PGRST100", message: "\"failed to parse offset (\(value))\" (line 1, column 1)")
+                    throw .postgrest(
+                        400, code: "PGRST100", message: "\"failed to parse offset (\(value))\" (line 1, column 1)")
                 }
                 query.offset = offset
             case "apikey", "columns", "on_conflict":
@@ -138,7 +142,8 @@ struct PostgRESTQuery: Equatable {
                 case "nullsfirst": nullsFirst = true
                 case "nullslast": nullsFirst = false
                 default:
-                    throw .postgrest(400, code: "PGRST100", message: "\"failed to parse order (\(text))\" (line 1, column 1)")
+                    throw .postgrest(
+                        400, code: "PGRST100", message: "\"failed to parse order (\(text))\" (line 1, column 1)")
                 }
             }
             order.append(RESTOrder(column: column, ascending: ascending, nullsFirst: nullsFirst ?? !ascending))
@@ -146,7 +151,9 @@ struct PostgRESTQuery: Equatable {
         return order
     }
 
-    static func parseCondition(column name: String, _ text: String, table: TableDescriptor) throws(RESTError)
+    static func parseCondition(
+        column name: String, _ text: String, table: TableDescriptor
+    ) throws(RESTError)
         -> RESTCondition
     {
         guard let column = table.column(named: name) else { throw .unknownColumn(name, table: table.name) }
@@ -177,8 +184,9 @@ struct PostgRESTQuery: Equatable {
             values = [self.unquote(value)]
         }
         do {
-            return RESTCondition(negated: negated, test: .compare(try ColumnFilter(column: column, op: op, values: values)),
-                                 column: name)
+            return RESTCondition(
+                negated: negated, test: .compare(try ColumnFilter(column: column, op: op, values: values)),
+                column: name)
         } catch {
             guard case .invalidInput(let type, let bad) = error else { throw .parseFilter(text) }
             throw .invalidInput(type: type, value: bad)

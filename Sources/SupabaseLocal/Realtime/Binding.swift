@@ -66,16 +66,19 @@ struct ResolvedBinding: Sendable, Equatable {
 
 /// Turns raw bindings into subscriptions, or the `system` error text the server would send (§4.5, §6.1, §15.6).
 enum BindingResolver {
-    static func resolve(_ binding: Binding, table descriptor: TableDescriptor) -> Result<ResolvedBinding, BindingError> {
+    static func resolve(_ binding: Binding, table descriptor: TableDescriptor) -> Result<ResolvedBinding, BindingError>
+    {
         let raw = binding.raw
         let schemaText = raw["schema"]?.stringValue
         let tableText = raw["table"]?.stringValue
         let eventText = binding.event?.rawValue ?? "*"
         guard schemaText != nil || tableText != nil else {
-            return .failure(BindingError(
-                message: "No subscription params provided. Please provide at least a `schema` or `table` to subscribe "
-                    + "to: " + ElixirInspect.map(raw)
-            ))
+            return .failure(
+                BindingError(
+                    message:
+                        "No subscription params provided. Please provide at least a `schema` or `table` to subscribe "
+                        + "to: " + ElixirInspect.map(raw)
+                ))
         }
         let schema = schemaText ?? "public"
         let table = tableText ?? "*"
@@ -92,56 +95,67 @@ enum BindingResolver {
                 case .failure(let error): return .failure(error)
                 case .success(let (column, op, values)):
                     let valueText = op == .in ? "{" + values.joined(separator: ",") + "}" : values[0]
-                    filterTuple = "[{" + [column, op.rawValue, valueText].map(ElixirInspect.string).joined(separator: ", ")
+                    filterTuple =
+                        "[{" + [column, op.rawValue, valueText].map(ElixirInspect.string).joined(separator: ", ")
                         + ", false}]"
-                    let params = "[event: \(eventText), schema: \(schema), table: \(table), filters: \(filterTuple), "
+                    let params =
+                        "[event: \(eventText), schema: \(schema), table: \(table), filters: \(filterTuple), "
                         + "select: nil]"
-                    let prefix = "Unable to subscribe to changes with given parameters. An exception happened so please "
+                    let prefix =
+                        "Unable to subscribe to changes with given parameters. An exception happened so please "
                         + "check your connect parameters: " + params + ". Exception: "
                     guard table == descriptor.name || table == "*",
-                          let columnInfo = descriptor.column(named: column)
+                        let columnInfo = descriptor.column(named: column)
                     else {
-                        return .failure(BindingError(
-                            message: prefix + "ERROR P0001 (raise_exception) invalid column for filter \(column)"
-                        ))
+                        return .failure(
+                            BindingError(
+                                message: prefix + "ERROR P0001 (raise_exception) invalid column for filter \(column)"
+                            ))
                     }
                     if op == .in, values.count > 100 {
-                        return .failure(BindingError(
-                            message: prefix + "ERROR P0001 (raise_exception) too many values for `in` filter. Maximum 100"
-                        ))
+                        return .failure(
+                            BindingError(
+                                message: prefix
+                                    + "ERROR P0001 (raise_exception) too many values for `in` filter. Maximum 100"
+                            ))
                     }
                     do {
                         filter = try ColumnFilter(column: columnInfo, op: op, values: values)
                     } catch {
                         guard case .invalidInput(let type, let value) = error else { break }
-                        return .failure(BindingError(
-                            message: prefix + "ERROR 22P02 (invalid_text_representation) invalid input syntax for "
-                                + "type \(type): \"\(value)\""
-                        ))
+                        return .failure(
+                            BindingError(
+                                message: prefix + "ERROR 22P02 (invalid_text_representation) invalid input syntax for "
+                                    + "type \(type): \"\(value)\""
+                            ))
                     }
                 }
             default:
-                return .failure(BindingError(
-                    message: "Error parsing `filter` params: " + ElixirInspect.value(filterValue)
-                ))
+                return .failure(
+                    BindingError(
+                        message: "Error parsing `filter` params: " + ElixirInspect.value(filterValue)
+                    ))
             }
         }
         let schemaMatches = schema == "*" || schema == descriptor.schema
         let tableMatches = table == "*" || table == descriptor.name
         guard schemaMatches, tableMatches else {
-            return .failure(BindingError(
-                message: "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for "
-                    + "the given connect parameters: [event: \(eventText), schema: \(schema), table: \(table), "
-                    + "filters: \(filterTuple), select: nil]"
-            ))
+            return .failure(
+                BindingError(
+                    message:
+                        "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for "
+                        + "the given connect parameters: [event: \(eventText), schema: \(schema), table: \(table), "
+                        + "filters: \(filterTuple), select: nil]"
+                ))
         }
-        return .success(ResolvedBinding(
-            id: binding.id,
-            event: binding.event,
-            schema: schema == "*" ? nil : schema,
-            table: table == "*" ? nil : table,
-            filter: filter
-        ))
+        return .success(
+            ResolvedBinding(
+                id: binding.id,
+                event: binding.event,
+                schema: schema == "*" ? nil : schema,
+                table: table == "*" ? nil : table,
+                filter: filter
+            ))
     }
 
     /// Splits `col=op.value` the way the server does (`String.split(filter, ["=", "."], parts: 3)`).
@@ -158,26 +172,34 @@ enum BindingResolver {
         }
         parts.append(current)
         guard parts.count == 3 else {
-            return .failure(BindingError(
-                message: "Error parsing `filter` params: [" + parts.map(ElixirInspect.string).joined(separator: ", ") + "]"
-            ))
+            return .failure(
+                BindingError(
+                    message: "Error parsing `filter` params: ["
+                        + parts.map(ElixirInspect.string).joined(separator: ", ") + "]"
+                ))
         }
         let column = parts[0]
         let value = parts[2]
         guard let op = FilterOperator(rawValue: parts[1]) else {
-            let params = "[event: *, schema: public, table: *, filters: [{" + [column, parts[1], value]
+            let params =
+                "[event: *, schema: public, table: *, filters: [{"
+                + [column, parts[1], value]
                 .map(ElixirInspect.string).joined(separator: ", ") + ", false}], select: nil]"
-            return .failure(BindingError(
-                message: "Unable to subscribe to changes with given parameters. An exception happened so please check "
-                    + "your connect parameters: " + params + ". Exception: ERROR 22P02 (invalid_text_representation) "
-                    + "invalid input value for enum realtime.equality_op: \"\(parts[1])\""
-            ))
+            return .failure(
+                BindingError(
+                    message:
+                        "Unable to subscribe to changes with given parameters. An exception happened so please check "
+                        + "your connect parameters: " + params
+                        + ". Exception: ERROR 22P02 (invalid_text_representation) "
+                        + "invalid input value for enum realtime.equality_op: \"\(parts[1])\""
+                ))
         }
         if op == .in {
             guard value.hasPrefix("("), value.hasSuffix(")"), value.count >= 2 else {
-                return .failure(BindingError(
-                    message: "Error parsing `filter` params: `in` filter value must be wrapped by parentheses"
-                ))
+                return .failure(
+                    BindingError(
+                        message: "Error parsing `filter` params: `in` filter value must be wrapped by parentheses"
+                    ))
             }
             let inner = value.dropFirst().dropLast()
             let values = inner.split(separator: ",", omittingEmptySubsequences: false).map {

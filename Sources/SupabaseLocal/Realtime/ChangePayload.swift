@@ -11,16 +11,19 @@ enum ChangePayload {
         var record = change.record
         var oldRecord = change.oldRecord
         var errors = "null"
-        let size = (record.map { LocalJSON.object($0).encoded(style: .jsonb).utf8.count } ?? 0)
+        let size =
+            (record.map { LocalJSON.object($0).encoded(style: .jsonb).utf8.count } ?? 0)
             + (oldRecord.map { LocalJSON.object($0).encoded(style: .jsonb).utf8.count } ?? 0)
         if size > maxRecordBytes {
             record = record.map(self.keepShortValues)
             oldRecord = oldRecord.map(self.keepShortValues)
             errors = "[\"Error 413: Payload Too Large\"]"
         }
-        let columnsJSON = LocalJSON.array(columns.map {
-            .object(["name": .string($0.name), "type": .string($0.type)])
-        }).encoded(style: .jsonb)
+        let columnsJSON = LocalJSON.array(
+            columns.map {
+                .object(["name": .string($0.name), "type": .string($0.type)])
+            }
+        ).encoded(style: .jsonb)
         var out = "{\"data\":{\"columns\":" + columnsJSON + ",\"commit_timestamp\":"
         LocalJSON.writeString(change.commitTimestamp.commitTimestampText, to: &out)
         out += ",\"errors\":" + errors

@@ -31,7 +31,7 @@ struct ColumnFilter: Sendable, Equatable {
     /// Whether a row satisfies the condition. A missing or null column fails every comparison (§6.1).
     func matches(_ row: TableRow) -> Bool {
         guard let cell = row[self.column.name], !cell.isNull,
-              let left = TypedValue.from(json: cell, type: self.column.type)
+            let left = TypedValue.from(json: cell, type: self.column.type)
         else { return false }
         let rights = self.values.compactMap { TypedValue.parse($0, type: self.column.type) }
         switch self.op {

@@ -47,7 +47,8 @@ struct RealtimeConnection<C: Clock> where C.Duration == Duration {
                         continuation.yield(.idleCheck)
                     }
                     func send(_ text: String) async throws {
-                        try await outbound.write(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)))
+                        try await outbound.write(
+                            WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)))
                     }
                     func close(code: UInt16, reason: String) async throws {
                         var data = ByteBuffer()
@@ -72,9 +73,12 @@ struct RealtimeConnection<C: Clock> where C.Duration == Duration {
                                 }
                             }
                         case .ping(let bytes):
-                            try await outbound.write(WebSocketFrame(fin: true, opcode: .pong, data: ByteBuffer(bytes: bytes)))
+                            try await outbound.write(
+                                WebSocketFrame(fin: true, opcode: .pong, data: ByteBuffer(bytes: bytes)))
                         case .peerClosed(let code):
-                            logger.debug("realtime peer closed", metadata: ["realtime.close_code": "\(code.map(String.init) ?? "none")"])
+                            logger.debug(
+                                "realtime peer closed",
+                                metadata: ["realtime.close_code": "\(code.map(String.init) ?? "none")"])
                             try? await close(code: code ?? 1000, reason: "")
                             break loop
                         case .inboundEnded:

@@ -20,15 +20,16 @@ struct ClientFrame: Equatable {
         switch version {
         case .v2:
             guard let items = json.arrayValue, items.count >= 5,
-                  let topic = items[2].stringValue, let event = items[3].stringValue
+                let topic = items[2].stringValue, let event = items[3].stringValue
             else { return nil }
             return ClientFrame(joinRef: items[0], ref: items[1], topic: topic, event: event, payload: items[4])
         case .v1:
             // `Message.from_map!` requires topic, event, payload and ref (ref may be null) (§2.1).
             guard let object = json.objectValue, let topic = object["topic"]?.stringValue,
-                  let event = object["event"]?.stringValue, let payload = object["payload"], let ref = object["ref"]
+                let event = object["event"]?.stringValue, let payload = object["payload"], let ref = object["ref"]
             else { return nil }
-            return ClientFrame(joinRef: object["join_ref"] ?? .null, ref: ref, topic: topic, event: event, payload: payload)
+            return ClientFrame(
+                joinRef: object["join_ref"] ?? .null, ref: ref, topic: topic, event: event, payload: payload)
         }
     }
 }
@@ -69,7 +70,9 @@ struct ServerFrame: Equatable {
     }
 
     /// `phx_reply` with status and a response rendered as JSON text.
-    static func reply(joinRef: LocalJSON, ref: LocalJSON, topic: String, status: String, response: String) -> ServerFrame {
+    static func reply(
+        joinRef: LocalJSON, ref: LocalJSON, topic: String, status: String, response: String
+    ) -> ServerFrame {
         var payload = "{\"response\":" + response + ",\"status\":"
         LocalJSON.writeString(status, to: &payload)
         payload += "}"

@@ -91,7 +91,8 @@ struct RealtimeSession {
         guard let frame = ClientFrame.decode(text, version: self.version) else { return [] }
         if frame.topic == "phoenix" {
             guard frame.event == "heartbeat" else { return [] }
-            let reply = ServerFrame.reply(joinRef: .null, ref: frame.ref, topic: "phoenix", status: "ok", response: "{}")
+            let reply = ServerFrame.reply(
+                joinRef: .null, ref: frame.ref, topic: "phoenix", status: "ok", response: "{}")
             switch self.policy.heartbeat {
             case .normal: return [.send(reply.encoded(self.version))]
             case .withheld: return []
@@ -106,8 +107,13 @@ struct RealtimeSession {
         default:
             guard let channel = self.channels[frame.topic] else {
                 // §4.1, §15.2: pushes to topics that are not joined get `unmatched topic`, join_ref null.
-                return [.send(ServerFrame.errorReply(joinRef: .null, ref: frame.ref, topic: frame.topic,
-                                                     reason: "unmatched topic").encoded(self.version))]
+                return [
+                    .send(
+                        ServerFrame.errorReply(
+                            joinRef: .null, ref: frame.ref, topic: frame.topic,
+                            reason: "unmatched topic"
+                        ).encoded(self.version))
+                ]
             }
             // §15.1: a push carrying another join's ref is ignored.
             if !frame.joinRef.isNull, frame.joinRef != channel.joinRef { return [] }
@@ -130,8 +136,13 @@ struct RealtimeSession {
 
     private mutating func join(_ frame: ClientFrame, now: LocalTimestamp) -> [Action] {
         guard frame.topic.hasPrefix("realtime:") else {
-            return [.send(ServerFrame.errorReply(joinRef: .null, ref: frame.ref, topic: frame.topic,
-                                                 reason: "unmatched topic").encoded(self.version))]
+            return [
+                .send(
+                    ServerFrame.errorReply(
+                        joinRef: .null, ref: frame.ref, topic: frame.topic,
+                        reason: "unmatched topic"
+                    ).encoded(self.version))
+            ]
         }
         let name = String(frame.topic.dropFirst("realtime:".count))
         // Duplicate join: the old channel goes away; its phx_close follows the new reply (§15.3).
@@ -141,7 +152,8 @@ struct RealtimeSession {
             trailing.append(.channelEnd("phx_close", joinRef: old.joinRef, topic: frame.topic))
         }
         func refuse(_ reason: String, after delay: Duration, closeSocket: Bool = false) -> [Action] {
-            let reply = ServerFrame.errorReply(joinRef: frame.joinRef, ref: frame.ref, topic: frame.topic, reason: reason)
+            let reply = ServerFrame.errorReply(
+                joinRef: frame.joinRef, ref: frame.ref, topic: frame.topic, reason: reason)
             return self.hold([reply] + trailing, after: delay, closeSocket: closeSocket)
         }
         if name.isEmpty {
@@ -149,7 +161,8 @@ struct RealtimeSession {
         }
         if let forced = self.policy.forcedJoinError {
             // These two also drop the whole socket on the real server (§4.4).
-            let disconnects = forced.reason.hasPrefix("ClientJoinRateLimitReached") || forced.reason.hasPrefix("TenantNotFound")
+            let disconnects =
+                forced.reason.hasPrefix("ClientJoinRateLimitReached") || forced.reason.hasPrefix("TenantNotFound")
             return refuse(forced.reason, after: forced.delay, closeSocket: disconnects)
         }
         if self.channels.count >= self.policy.maxChannels {
@@ -179,8 +192,9 @@ struct RealtimeSession {
         self.channels[frame.topic] = channel
         self.order.append(frame.topic)
         let echo = "{\"postgres_changes\":[" + bindings.map(\.echoJSON).joined(separator: ",") + "]}"
-        let reply = ServerFrame.reply(joinRef: frame.joinRef, ref: frame.ref, topic: frame.topic, status: "ok",
-                                      response: echo)
+        let reply = ServerFrame.reply(
+            joinRef: frame.joinRef, ref: frame.ref, topic: frame.topic, status: "ok",
+            response: echo)
         var actions = ([reply] + trailing).map { Action.send($0.encoded(self.version)) }
         actions += self.startSubscription(topic: frame.topic, now: now)
         return actions
@@ -197,8 +211,10 @@ struct RealtimeSession {
                 actions.append(.schedule(.subscribe(topic: topic, generation: channel.generation), after: delay))
             }
         }
-        actions.append(.schedule(.tokenCheck(topic: topic, generation: channel.generation),
-                                 after: self.tokenCheckDelay(channel, now: now)))
+        actions.append(
+            .schedule(
+                .tokenCheck(topic: topic, generation: channel.generation),
+                after: self.tokenCheckDelay(channel, now: now)))
         return actions
     }
 
@@ -218,24 +234,35 @@ struct RealtimeSession {
                 channel.live = false
                 channel.resolved = []
                 self.channels[topic] = channel
-                return [.send(ServerFrame.system(joinRef: channel.joinRef, topic: topic, channel: channel.name,
-                                                 extension: "postgres_changes", message: error.message,
-                                                 status: "error").encoded(self.version))]
+                return [
+                    .send(
+                        ServerFrame.system(
+                            joinRef: channel.joinRef, topic: topic, channel: channel.name,
+                            extension: "postgres_changes", message: error.message,
+                            status: "error"
+                        ).encoded(self.version))
+                ]
             }
         }
         channel.resolved = resolved
         channel.live = true
         self.channels[topic] = channel
-        return [.send(ServerFrame.system(joinRef: channel.joinRef, topic: topic, channel: channel.name,
-                                         extension: "postgres_changes", message: "Subscribed to PostgreSQL",
-                                         status: "ok").encoded(self.version))]
+        return [
+            .send(
+                ServerFrame.system(
+                    joinRef: channel.joinRef, topic: topic, channel: channel.name,
+                    extension: "postgres_changes", message: "Subscribed to PostgreSQL",
+                    status: "ok"
+                ).encoded(self.version))
+        ]
     }
 
     private mutating func leave(_ frame: ClientFrame) -> [Action] {
-        let reply = ServerFrame.reply(joinRef: frame.joinRef, ref: frame.ref, topic: frame.topic, status: "ok",
-                                      response: "{}")
+        let reply = ServerFrame.reply(
+            joinRef: frame.joinRef, ref: frame.ref, topic: frame.topic, status: "ok",
+            response: "{}")
         guard let channel = self.channels[frame.topic],
-              frame.joinRef.isNull || frame.joinRef == channel.joinRef
+            frame.joinRef.isNull || frame.joinRef == channel.joinRef
         else {
             // A leave for a topic that is not joined still gets ok (§9.1).
             return [.send(reply.encoded(self.version))]
@@ -243,7 +270,9 @@ struct RealtimeSession {
         self.remove(frame.topic)
         return [
             .send(reply.encoded(self.version)),
-            .send(ServerFrame.channelEnd("phx_close", joinRef: channel.joinRef, topic: frame.topic).encoded(self.version)),
+            .send(
+                ServerFrame.channelEnd("phx_close", joinRef: channel.joinRef, topic: frame.topic)
+                    .encoded(self.version)),
         ]
     }
 
@@ -256,10 +285,14 @@ struct RealtimeSession {
     private mutating func shutdown(_ channel: Channel, message: String) -> [Action] {
         self.remove(channel.topic)
         return [
-            .send(ServerFrame.system(joinRef: channel.joinRef, topic: channel.topic, channel: channel.name,
-                                     extension: "system", message: message, status: "error").encoded(self.version)),
-            .send(ServerFrame.channelEnd("phx_close", joinRef: channel.joinRef, topic: channel.topic)
-                .encoded(self.version)),
+            .send(
+                ServerFrame.system(
+                    joinRef: channel.joinRef, topic: channel.topic, channel: channel.name,
+                    extension: "system", message: message, status: "error"
+                ).encoded(self.version)),
+            .send(
+                ServerFrame.channelEnd("phx_close", joinRef: channel.joinRef, topic: channel.topic)
+                    .encoded(self.version)),
         ]
     }
 
@@ -292,8 +325,11 @@ struct RealtimeSession {
             if case .failure(let failure) = self.verifier.verify(channel.token, now: now) {
                 return self.shutdown(channel, message: JWTTexts.channelMessage(failure))
             }
-            return [.schedule(.tokenCheck(topic: topic, generation: generation),
-                              after: self.tokenCheckDelay(channel, now: now))]
+            return [
+                .schedule(
+                    .tokenCheck(topic: topic, generation: generation),
+                    after: self.tokenCheckDelay(channel, now: now))
+            ]
         case .deferred(let id):
             guard let (frames, closeSocket) = self.deferred.removeValue(forKey: id) else { return [] }
             var actions = frames.map { Action.send($0.encoded(self.version)) }
@@ -311,9 +347,11 @@ struct RealtimeSession {
             guard let channel = self.channels[topic], channel.live else { continue }
             let ids = channel.resolved.filter { $0.matches(change) }.map(\.id)
             guard !ids.isEmpty else { continue }
-            let payload = ChangePayload.render(change: change, columns: self.table.columns, ids: ids.reversed(),
-                                               maxRecordBytes: maxRecordBytes)
-            let frame = ServerFrame(joinRef: .null, ref: .null, topic: topic, event: "postgres_changes", payload: payload)
+            let payload = ChangePayload.render(
+                change: change, columns: self.table.columns, ids: ids.reversed(),
+                maxRecordBytes: maxRecordBytes)
+            let frame = ServerFrame(
+                joinRef: .null, ref: .null, topic: topic, event: "postgres_changes", payload: payload)
             actions.append(.send(frame.encoded(self.version)))
         }
         return actions
@@ -325,7 +363,8 @@ struct RealtimeSession {
         var actions: [Action] = []
         for topic in self.order {
             guard let channel = self.channels[topic] else { continue }
-            actions += self.shutdown(channel, message: "Token has expired \(max(0, nowSeconds - channel.expiresAt)) seconds ago")
+            actions += self.shutdown(
+                channel, message: "Token has expired \(max(0, nowSeconds - channel.expiresAt)) seconds ago")
         }
         return actions
     }
@@ -335,8 +374,10 @@ struct RealtimeSession {
         var actions: [Action] = []
         for topic in self.order {
             guard let channel = self.channels[topic] else { continue }
-            actions.append(.send(ServerFrame.channelEnd("phx_error", joinRef: channel.joinRef, topic: topic)
-                .encoded(self.version)))
+            actions.append(
+                .send(
+                    ServerFrame.channelEnd("phx_error", joinRef: channel.joinRef, topic: topic)
+                        .encoded(self.version)))
         }
         self.channels.removeAll()
         self.order.removeAll()

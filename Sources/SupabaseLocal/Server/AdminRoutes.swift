@@ -14,8 +14,12 @@ extension SupabaseLocalStack {
     func admin(_ request: Request, action: String) async throws -> Response {
         try self.requireServiceKey(request)
         let buffer = try await request.body.collect(upTo: 1 << 20)
-        let body = buffer.readableBytes == 0 ? LocalJSON.object([:]) : ((try? LocalJSON(parsing: Array(buffer: buffer))) ?? .null)
-        guard body.objectValue != nil else { throw RESTError(status: 400, body: "{\"message\":\"body must be a JSON object\"}") }
+        let body =
+            buffer.readableBytes == 0
+            ? LocalJSON.object([:]) : ((try? LocalJSON(parsing: Array(buffer: buffer))) ?? .null)
+        guard body.objectValue != nil else {
+            throw RESTError(status: 400, body: "{\"message\":\"body must be a JSON object\"}")
+        }
         func int(_ key: String) -> Int? {
             guard case .number(let text) = body[key] ?? .null else { return nil }
             return Int(text) ?? Double(text).map { Int($0) }
@@ -31,7 +35,8 @@ extension SupabaseLocalStack {
             if body["abrupt"] == .bool(true) {
                 faults.dropAllConnections(code: nil)
             } else {
-                faults.dropAllConnections(code: UInt16(clamping: int("code") ?? 1000), reason: body["reason"]?.stringValue ?? "")
+                faults.dropAllConnections(
+                    code: UInt16(clamping: int("code") ?? 1000), reason: body["reason"]?.stringValue ?? "")
             }
         case "stall":
             faults.stall(for: millis("ms") ?? .seconds(5))
@@ -40,8 +45,9 @@ extension SupabaseLocalStack {
                 faults.acceptConnections()
             } else {
                 faults.refuseConnections(
-                    ConnectionRefusal(status: int("status") ?? 503, retryAfterSeconds: int("retry_after"),
-                                      message: body["message"]?.stringValue),
+                    ConnectionRefusal(
+                        status: int("status") ?? 503, retryAfterSeconds: int("retry_after"),
+                        message: body["message"]?.stringValue),
                     for: millis("ms")
                 )
             }

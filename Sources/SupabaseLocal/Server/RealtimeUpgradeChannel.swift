@@ -104,8 +104,9 @@ struct RealtimeUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 try await self.stack.sleep(for: self.stack.configuration.connectErrorDelay)
                 try await Self.writeRefusal(refusal, to: http)
             case .websocket(let channel, let accepted):
-                await Self.serve(channel, stack: self.stack, clock: self.stack.configuration.clock,
-                                 accepted: accepted, logger: logger)
+                await Self.serve(
+                    channel, stack: self.stack, clock: self.stack.configuration.clock,
+                    accepted: accepted, logger: logger)
             }
         } catch {
             logger.debug("connection ended with error", metadata: ["error.type": "\(type(of: error))"])

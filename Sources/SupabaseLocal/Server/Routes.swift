@@ -59,7 +59,8 @@ extension SupabaseLocalStack {
         try await self.sleep(for: latency)
         if let failure {
             let message = failure.status == 429 ? "Too Many Requests" : "Internal Server Error"
-            var error = RESTError(status: failure.status, body: LocalJSON.object(["message": .string(message)]).encoded())
+            var error = RESTError(
+                status: failure.status, body: LocalJSON.object(["message": .string(message)]).encoded())
             if let retryAfter = failure.retryAfterSeconds { error.headers.append(("Retry-After", "\(retryAfter)")) }
             throw error
         }
@@ -70,18 +71,22 @@ extension SupabaseLocalStack {
     func authorizeREST(_ request: Request) throws(RESTError) -> String {
         let (_, query) = splitURI(request.uri.description)
         guard let apiKey = self.header(request, "apikey") ?? query["apikey"] else {
-            throw RESTError(status: 401, body: LocalJSON.object([
-                "message": .string("No API key found in request"),
-                "hint": .string("No `apikey` request header or url param was found."),
-            ]).encoded())
+            throw RESTError(
+                status: 401,
+                body: LocalJSON.object([
+                    "message": .string("No API key found in request"),
+                    "hint": .string("No `apikey` request header or url param was found."),
+                ]).encoded())
         }
         let now = self.configuration.wallClock.now()
         let verifier = self.verifier()
         guard case .success(let keyClaims) = self.signer.verify(apiKey, now: now) else {
-            throw RESTError(status: 401, body: LocalJSON.object([
-                "message": .string("Invalid API key"),
-                "hint": .string("Double check your Supabase `anon` or `service_role` API key."),
-            ]).encoded())
+            throw RESTError(
+                status: 401,
+                body: LocalJSON.object([
+                    "message": .string("Invalid API key"),
+                    "hint": .string("Double check your Supabase `anon` or `service_role` API key."),
+                ]).encoded())
         }
         guard let authorization = self.header(request, "authorization") else { return keyClaims.role }
         let token = authorization.hasPrefix("Bearer ") ? String(authorization.dropFirst(7)) : authorization
@@ -90,12 +95,16 @@ extension SupabaseLocalStack {
             return claims.role
         case .failure(.expired):
             var error = RESTError.postgrest(401, code: "PGRST303", message: "JWT expired")
-            error.headers.append(("WWW-Authenticate", "Bearer error=\"invalid_token\", error_description=\"JWT expired\""))
+            error.headers.append(
+                ("WWW-Authenticate", "Bearer error=\"invalid_token\", error_description=\"JWT expired\""))
             throw error
         case .failure(.malformed), .failure(.missing):
             let parts = token.split(separator: ".", omittingEmptySubsequences: false).count
-            throw .postgrest(401, code: "PGRST301", message: parts == 3 ? "JWSError (CompactDecodeError Invalid JSON)"
-                                : "Expected 3 parts in JWT; got \(parts)")
+            throw .postgrest(
+                401, code: "PGRST301",
+                message: parts == 3
+                    ? "JWSError (CompactDecodeError Invalid JSON)"
+                    : "Expected 3 parts in JWT; got \(parts)")
         case .failure(.badSignature):
             throw .postgrest(401, code: "PGRST301", message: "JWSError JWSInvalidSignature")
         case .failure(.missingClaims), .failure(.invalidExpiration):
@@ -104,7 +113,9 @@ extension SupabaseLocalStack {
     }
 
     func requireServiceKey(_ request: Request) throws(RESTError) {
-        let bearer = self.header(request, "authorization").map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 }
+        let bearer = self.header(request, "authorization").map {
+            $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0
+        }
         let key = self.header(request, "apikey") ?? bearer
         guard key == self.serviceKey else {
             throw RESTError(status: 401, body: "{\"message\":\"service_role key required\"}")
@@ -140,14 +151,16 @@ extension SupabaseLocalStack {
             }
         }
         let page = Array(matched.dropFirst(offset).prefix(limit))
-        let total = self.prefers(request, "count=exact") || self.prefers(request, "count=planned")
-            || self.prefers(request, "count=estimated") ? matched.count : nil
+        let total =
+            self.prefers(request, "count=exact") || self.prefers(request, "count=planned")
+                || self.prefers(request, "count=estimated") ? matched.count : nil
         var headers: HTTPFields = [:]
         headers[.contentRange] = self.contentRange(offset: offset, count: page.count, total: total)
         if (self.header(request, "accept") ?? "").contains("application/vnd.pgrst.object+json") {
             guard page.count == 1 else {
-                throw RESTError.postgrest(406, code: "PGRST116", message: "Cannot coerce the result to a single JSON object",
-                                          details: "The result contains \(page.count) rows")
+                throw RESTError.postgrest(
+                    406, code: "PGRST116", message: "Cannot coerce the result to a single JSON object",
+                    details: "The result contains \(page.count) rows")
             }
             return self.json(200, renderRow(page[0], columns: query.columns), headers: headers)
         }
@@ -168,11 +181,13 @@ extension SupabaseLocalStack {
         let table = self.backend.table
         for (key, value) in object {
             guard let column = table.column(named: key) else {
-                throw .postgrest(400, code: "PGRST204",
-                                 message: "Could not find the '\(key)' column of '\(table.name)' in the schema cache")
+                throw .postgrest(
+                    400, code: "PGRST204",
+                    message: "Could not find the '\(key)' column of '\(table.name)' in the schema cache")
             }
             if let text = value.stringValue, column.type != "text", column.type != "jsonb",
-               TypedValue.parse(text, type: column.type) == nil {
+                TypedValue.parse(text, type: column.type) == nil
+            {
                 throw .invalidInput(type: column.type, value: text)
             }
         }
@@ -198,9 +213,10 @@ extension SupabaseLocalStack {
                 inserted.append(try await self.backend.insert(row))
             } catch let error as SupabaseLocalError where error.code == .duplicateKey {
                 let key = row["id"]?.stringValue ?? ""
-                throw RESTError.postgrest(409, code: "23505",
-                                          message: "duplicate key value violates unique constraint \"\(self.backend.table.name)_pkey\"",
-                                          details: "Key (id)=(\(key)) already exists.")
+                throw RESTError.postgrest(
+                    409, code: "23505",
+                    message: "duplicate key value violates unique constraint \"\(self.backend.table.name)_pkey\"",
+                    details: "Key (id)=(\(key)) already exists.")
             }
         }
         return self.writeResponse(request, rows: inserted, created: true)
@@ -210,7 +226,8 @@ extension SupabaseLocalStack {
         var headers: HTTPFields = [:]
         headers[.contentRange] = self.contentRange(offset: 0, count: rows.count, total: nil)
         if self.prefers(request, "return=representation") {
-            return self.json(created ? 201 : 200, renderRows(rows, columns: self.backend.table.columns), headers: headers)
+            return self.json(
+                created ? 201 : 200, renderRows(rows, columns: self.backend.table.columns), headers: headers)
         }
         return Response(status: created ? .created : .noContent, headers: headers)
     }

@@ -21,6 +21,7 @@ public enum SupabaseLocal {
     ///   - configuration: Settings (bind address, delays, backend, clocks).
     ///   - body: Work to do while the stack runs.
     /// - Throws: ``SupabaseLocalError`` with code `startupFailed` if the server cannot bind, or what `body` throws.
+    @discardableResult
     public static func withRunning<T>(
         _ configuration: SupabaseLocalConfiguration = SupabaseLocalConfiguration(),
         _ body: (SupabaseLocalStack) async throws -> T
@@ -119,10 +120,13 @@ public final class SupabaseLocalStack: Sendable {
 
     /// Starts a job simulation in the background (it stops with the stack). Returns the planned jobs.
     @discardableResult
-    public func startSimulation(count: Int, configuration: JobSimulator.Configuration = .init()) async throws
+    public func startSimulation(
+        count: Int, configuration: JobSimulator.Configuration = .init()
+    ) async throws
         -> [JobSimulator.Plan]
     {
-        let simulator = JobSimulator(backend: self.backend, configuration: configuration, clock: self.configuration.clock)
+        let simulator = JobSimulator(
+            backend: self.backend, configuration: configuration, clock: self.configuration.clock)
         let plans = try await simulator.createJobs(count: count)
         self.schedule(after: .zero) { try await simulator.drive(plans) }
         return plans
@@ -135,8 +139,10 @@ public final class SupabaseLocalStack: Sendable {
         let changes = self.backend.changes()
         let router = Router(context: BasicRequestContext.self)
         self.addRoutes(to: router)
+        // Hummingbird logs routine shutdown noise ("Waiting on child channel: CancellationError") at error level;
+        // the stand-in keeps its own logging at trace/debug.
         var serverLogger = self.configuration.logger
-        if serverLogger.logLevel < .warning { serverLogger.logLevel = .warning }
+        serverLogger.logLevel = .critical
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
@@ -185,7 +191,8 @@ public final class SupabaseLocalStack: Sendable {
                         try await self.sleep(for: delay)
                         try await work()
                     } catch {
-                        self.configuration.logger.debug("background work ended", metadata: ["error.type": "\(type(of: error))"])
+                        self.configuration.logger.debug(
+                            "background work ended", metadata: ["error.type": "\(type(of: error))"])
                     }
                 }
             }
@@ -214,7 +221,8 @@ public final class SupabaseLocalStack: Sendable {
     func sessionPolicy() -> SessionPolicy {
         self.faultState.withLock { faults in
             SessionPolicy(
-                systemOkDelay: faults.withholdSystemOk ? nil : (faults.systemOkDelay ?? self.configuration.systemOkDelay),
+                systemOkDelay: faults.withholdSystemOk
+                    ? nil : (faults.systemOkDelay ?? self.configuration.systemOkDelay),
                 joinErrorDelay: self.configuration.joinErrorDelay,
                 forcedJoinError: faults.forcedJoinError,
                 maxChannels: self.configuration.maxChannelsPerSocket,
@@ -234,11 +242,12 @@ public final class SupabaseLocalStack: Sendable {
         let (path, query) = splitURI(uri)
         guard path == "/realtime/v1/websocket" || path == "/socket/websocket" else { return .notRealtime }
         if let refusal = self.faultState.withLock({ $0.refusal }) {
-            return .refuse(HandshakeRefusal(
-                status: refusal.status,
-                body: LocalJSON.object(["error": .string(refusal.message)]).encoded(),
-                retryAfterSeconds: refusal.retryAfterSeconds
-            ))
+            return .refuse(
+                HandshakeRefusal(
+                    status: refusal.status,
+                    body: LocalJSON.object(["error": .string(refusal.message)]).encoded(),
+                    retryAfterSeconds: refusal.retryAfterSeconds
+                ))
         }
         let version: RealtimeVersion
         switch query["vsn"] ?? "1.0.0" {

@@ -49,7 +49,10 @@ public struct JobSimulator: Sendable {
     let clock: any Clock<Duration>
 
     /// Creates a simulator writing to `backend`, sleeping on `clock`.
-    public init(backend: any JobsBackend, configuration: Configuration = Configuration(), clock: any Clock<Duration> = ContinuousClock()) {
+    public init(
+        backend: any JobsBackend, configuration: Configuration = Configuration(),
+        clock: any Clock<Duration> = ContinuousClock()
+    ) {
         self.backend = backend
         self.configuration = configuration
         self.clock = clock
@@ -71,18 +74,20 @@ public struct JobSimulator: Sendable {
             var scores: [String: Double] = [:]
             for page in 1...pages {
                 if Double.random(in: 0..<1, using: &random) < self.configuration.pageFailureRate {
-                    pageResults.append(.object([
-                        "page": .int(page), "success": .bool(false), "classification": .null, "confidence": .int(0),
-                    ]))
+                    pageResults.append(
+                        .object([
+                            "page": .int(page), "success": .bool(false), "classification": .null, "confidence": .int(0),
+                        ]))
                     continue
                 }
                 let label = JobSimulator.labels.randomElement(using: &random)!
                 let confidence = (Double.random(in: 0.55...0.99, using: &random) * 100).rounded() / 100
                 scores[label, default: 0] += confidence
-                pageResults.append(.object([
-                    "page": .int(page), "success": .bool(true), "classification": .string(label),
-                    "confidence": .double(confidence),
-                ]))
+                pageResults.append(
+                    .object([
+                        "page": .int(page), "success": .bool(true), "classification": .string(label),
+                        "confidence": .double(confidence),
+                    ]))
             }
             let processed = pageResults.filter { $0["success"] == .bool(true) }.count
             let best = scores.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }
@@ -141,26 +146,35 @@ public struct JobSimulator: Sendable {
         let key = LocalJSON.string(plan.id)
         try await self.clock.sleep(for: self.configuration.queueDelay, tolerance: nil)
         if let error = plan.error, plan.failAtPage == 0 {
-            _ = try await self.backend.update(primaryKey: key, set: [
-                "status": self.status("failed"), "error": .string(error), "progress": .null,
-            ])
+            _ = try await self.backend.update(
+                primaryKey: key,
+                set: [
+                    "status": self.status("failed"), "error": .string(error), "progress": .null,
+                ])
             return
         }
         for page in 1...plan.pages {
-            _ = try await self.backend.update(primaryKey: key, set: [
-                "status": self.status("processing"), "progress": .string("Processing page \(page) of \(plan.pages)"),
-            ])
+            _ = try await self.backend.update(
+                primaryKey: key,
+                set: [
+                    "status": self.status("processing"),
+                    "progress": .string("Processing page \(page) of \(plan.pages)"),
+                ])
             try await self.clock.sleep(for: self.configuration.pageInterval, tolerance: nil)
             if let error = plan.error, page == plan.failAtPage {
-                _ = try await self.backend.update(primaryKey: key, set: [
-                    "status": self.status("failed"), "error": .string(error),
-                ])
+                _ = try await self.backend.update(
+                    primaryKey: key,
+                    set: [
+                        "status": self.status("failed"), "error": .string(error),
+                    ])
                 return
             }
         }
-        _ = try await self.backend.update(primaryKey: key, set: [
-            "status": self.status("completed"), "progress": .string("Completed"), "result": plan.result ?? .null,
-        ])
+        _ = try await self.backend.update(
+            primaryKey: key,
+            set: [
+                "status": self.status("completed"), "progress": .string("Completed"), "result": plan.result ?? .null,
+            ])
     }
 }
 

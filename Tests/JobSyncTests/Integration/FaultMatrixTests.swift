@@ -134,6 +134,14 @@ struct FaultMatrixTests {
         try await IntegrationRun.run(FaultScenarios.droppedChanges)
     }
 
+    @Test("§5.6 silently dropped changes, audit interval (2 s) longer than the watermark skew (0.5 s)")
+    func droppedChangesShortSkew() async throws {
+        // Production defaults have the same shape: audits every 30 s, skew 5 s.
+        var settings = IntegrationRun.Settings()
+        settings.watermarkSkew = .milliseconds(500)
+        try await IntegrationRun.run(FaultScenarios.droppedChanges, settings: settings)
+    }
+
     @Test("§4.5 delayed system ok") func delayedSystemOk() async throws {
         try await IntegrationRun.run(FaultScenarios.delayedSystemOk)
     }

@@ -23,6 +23,10 @@ struct IntegrationRun {
         var convergenceDeadline: Duration = .seconds(45)
         /// The PostgreSQL URL for the wal2json backend; nil: in-memory backend.
         var postgresURL: String?
+        /// The client's audit interval while live.
+        var auditInterval: Duration = .seconds(2)
+        /// The client's watermark skew (default as in production, 5 s).
+        var watermarkSkew: Duration = .seconds(5)
         /// A label printed with any failure (e.g. the soak seed).
         var label = ""
 
@@ -100,9 +104,16 @@ struct IntegrationRun {
     private static func makeSync(stack: SupabaseLocalStack, table: String, settings: Settings) throws
         -> SupabaseJobSync
     {
-        let logger = Logger(label: "JobSync.integration", factory: { _ in SwiftLogNoOpLogHandler() })
-        let token: (@Sendable () async throws -> String?)? =
-            settings.userTokens ? { stack.mintUserToken(lifetime: .seconds(3600)) } : nil
+        // JOBSYNC_INTEGRATION_LOG=1 prints the client stack's debug log (for diagnosis).
+        var logger = Logger(label: "JobSync.integration", factory: { _ in SwiftLogNoOpLogHandler() })
+        if ProcessInfo.processInfo.environment["JOBSYNC_INTEGRATION_LOG"] == "1" {
+            logger = Logger(label: "JobSync.integration", factory: { StreamLogHandler.standardError(label: $0) })
+            logger.logLevel = .trace
+        }
+        var token: (@Sendable () async throws -> String?)?
+        if settings.userTokens {
+            token = { @Sendable in stack.mintUserToken(lifetime: .seconds(3600)) }
+        }
         var realtimeConfiguration = RealtimeClient.Configuration(
             endpoint: stack.realtimeURL, apiKey: stack.anonKey, transport: LWSWebSocketTransport(logger: logger),
             logger: logger)
@@ -118,18 +129,22 @@ struct IntegrationRun {
         realtimeConfiguration.rateLimitedRejoinDelay = .milliseconds(500) ... .seconds(1)
         realtimeConfiguration.connectTimeout = .seconds(2)
         let realtime = try RealtimeClient(configuration: realtimeConfiguration)
+        var restToken: PostgRESTClient.AccessTokenProvider?
+        if let token { restToken = { _ in try await token() } }
         let rest = try PostgRESTClient(
             configuration: .init(
-                baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.anonKey,
-                accessToken: token.map { provider in { _ in try await provider() } }, timeout: .seconds(5)))
+                baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.anonKey, accessToken: restToken,
+                timeout: .seconds(5)))
         let client = try JobSyncClient(
             configuration: .init(
                 source: SupabaseTableSource(client: rest, table: table),
-                feed: RealtimeJobFeed(client: realtime, table: table),
+                feed: RealtimeJobFeed(client: realtime, table: table, logger: logger),
                 initialPollDelay: .milliseconds(200),
                 maximumPollDelay: .seconds(2),
-                auditInterval: .seconds(2),
-                resubscribeDelay: .milliseconds(200)))
+                auditInterval: settings.auditInterval,
+                watermarkSkew: settings.watermarkSkew,
+                resubscribeDelay: .milliseconds(200),
+                logger: logger))
         return SupabaseJobSync(client: client, realtime: realtime)
     }
 
@@ -137,9 +152,14 @@ struct IntegrationRun {
         async throws
     {
         let label = "[\(scenario.name)\(settings.label.isEmpty ? "" : " " + settings.label)]"
+        let clock = ContinuousClock()
+        let started = clock.now
+        var phases: [String] = []
+        func phase(_ name: String) { phases.append("\(name) \(started.duration(to: clock.now))") }
         let simulator = JobSimulator(backend: stack.backend, configuration: settings.simulator)
         let plans = try await simulator.createJobs(count: settings.jobs)
         let ids = try plans.map { try JobID($0.id) }
+        phase("created")
         let idSet = Set(ids)
         let sync = try Self.makeSync(stack: stack, table: table, settings: settings)
         let client = sync.client
@@ -184,9 +204,9 @@ struct IntegrationRun {
                 }
                 group.addTask {
                     let outcome: WaitOutcome
-                    do {
+                    do throws(JobSyncError) {
                         let job = try await client.waitForCompletion(of: id, timeout: .seconds(300))
-                        outcome = .completed(job.updatedAt)
+                        outcome = .completed(job.updatedAt, result: job.result?.raw)
                     } catch {
                         switch error.code {
                         case .jobFailed: outcome = .failed(error.jobError)
@@ -203,6 +223,7 @@ struct IntegrationRun {
                 while !Task.isCancelled, client.transportMode != .live { try? await Task.sleep(for: .milliseconds(20)) }
             }
             try #require(wentLive, "\(label) the client never went live before the faults")
+            phase("live")
 
             // Drive every job to a terminal state while the fault is active.
             try await withThrowingTaskGroup(of: Void.self) { phase in
@@ -210,6 +231,7 @@ struct IntegrationRun {
                 phase.addTask { try await scenario.during(context) }
                 try await phase.waitForAll()
             }
+            phase("driven")
             try await scenario.afterDrive(context)
 
             // Every subscriber must learn every outcome.
@@ -218,6 +240,7 @@ struct IntegrationRun {
                     try? await Task.sleep(for: .milliseconds(50))
                 }
             }
+            phase("converged")
             let server = try await InvariantChecks.serverJobs(stack.backend)
             let statistics = client.statistics
             let diagnostics =
@@ -251,8 +274,11 @@ struct IntegrationRun {
                 recorder: recorder, expected: expected, subscribers: [Self.allJobs, Self.setJobs, Self.perJob],
                 endingAtFinal: [Self.setJobs, Self.perJob])
             #expect(problems.isEmpty, "\(label) invariant violations:\n\(problems.joined(separator: "\n"))")
+            phase("checked")
+            print("\(label) phases: \(phases.joined(separator: ", "))")
             #expect(
-                recorder.subscriberErrors.isEmpty, "\(label) subscribers failed: \(recorder.subscriberErrors.prefix(5))")
+                recorder.subscriberErrors.isEmpty,
+                "\(label) subscribers failed: \(recorder.subscriberErrors.prefix(5))")
         }
     }
 

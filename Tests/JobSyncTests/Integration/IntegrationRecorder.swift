@@ -7,26 +7,27 @@ import Testing
 
 /// What one subscriber saw of one job, in order.
 enum SeenEvent: Sendable, Hashable, CustomStringConvertible {
-    /// A state: its `updated_at` (the version) and status.
-    case updated(JobTimestamp?, JobStatus)
+    /// A state: its `updated_at` (the version), status, error and raw result.
+    case updated(JobTimestamp?, JobStatus, error: String?, result: JSON?)
     /// A deletion.
     case deleted
 
     init(_ event: JobEvent) {
         switch event {
-        case .updated(let job): self = .updated(job.updatedAt, job.status)
+        case .updated(let job): self = .updated(job.updatedAt, job.status, error: job.error, result: job.result?.raw)
         case .deleted: self = .deleted
         }
     }
 
     var isTerminal: Bool {
-        if case .updated(_, let status) = self { return status.isTerminal }
+        if case .updated(_, let status, _, _) = self { return status.isTerminal }
         return false
     }
 
     var description: String {
         switch self {
-        case .updated(let version, let status): "\(status)@\(version.map(\.description) ?? "-")"
+        case .updated(let version, let status, _, let result):
+            "\(status)@\(version.map(\.description) ?? "-")\(result == nil ? "" : "+result")"
         case .deleted: "deleted"
         }
     }
@@ -34,7 +35,7 @@ enum SeenEvent: Sendable, Hashable, CustomStringConvertible {
 
 /// How `waitForCompletion` ended for one job.
 enum WaitOutcome: Sendable, Hashable {
-    case completed(JobTimestamp?)
+    case completed(JobTimestamp?, result: JSON?)
     case failed(String?)
     case deleted
     case other(String)
@@ -131,7 +132,7 @@ enum InvariantChecks {
                 var last: JobTimestamp?
                 for (index, event) in events.enumerated() {
                     switch event {
-                    case .updated(let version, _):
+                    case .updated(let version, _, _, _):
                         if let version, let previous = last, version <= previous {
                             report("\(subscriber) \(id): version went \(previous) → \(version) in \(events)")
                         }
@@ -150,9 +151,12 @@ enum InvariantChecks {
                         report("\(subscriber) \(id): \(terminals.count) terminal events, expected 1: \(events)")
                     }
                     if let final = outcome.job, let terminal = terminals.first,
-                        terminal != .updated(final.updatedAt, final.status)
+                        terminal
+                            != .updated(final.updatedAt, final.status, error: final.error, result: final.result?.raw)
                     {
-                        report("\(subscriber) \(id): terminal \(terminal) ≠ server \(final.status)@\(final.updatedAt!)")
+                        report(
+                            "\(subscriber) \(id): terminal \(terminal) ≠ server \(final.status)@\(final.updatedAt!)"
+                                + "\(final.result == nil ? "" : "+result")")
                     }
                 } else if !terminals.isEmpty {
                     report("\(subscriber) \(id): terminal events for a job deleted before finishing: \(events)")
@@ -161,7 +165,8 @@ enum InvariantChecks {
                 // before the job finished.
                 let deletionVisible = wantDeleted && !(endsAtFinal && wantTerminal)
                 if deletions != (deletionVisible ? 1 : 0) {
-                    report("\(subscriber) \(id): \(deletions) deletions, expected \(deletionVisible ? 1 : 0): \(events)")
+                    report(
+                        "\(subscriber) \(id): \(deletions) deletions, expected \(deletionVisible ? 1 : 0): \(events)")
                 }
             }
         }
@@ -171,7 +176,7 @@ enum InvariantChecks {
             switch (outcome.reachedTerminal, outcome.job) {
             case (true, let job?):
                 let want: WaitOutcome =
-                    job.status == .failed ? .failed(job.error) : .completed(job.updatedAt)
+                    job.status == .failed ? .failed(job.error) : .completed(job.updatedAt, result: job.result?.raw)
                 if wait != want { report("waitForCompletion \(id): \(String(describing: wait)), expected \(want)") }
             case (true, nil):
                 // Deleted after finishing: the wait answered before the deletion.
@@ -195,21 +200,23 @@ enum InvariantChecks {
             case (nil, nil):
                 continue
             case (let local?, nil):
-                differences.append("\(id): store has \(local.status)@\(local.updatedAt?.description ?? "-"), server none")
+                differences.append("\(id): store has \(Self.describe(local)), server none")
             case (nil, let remote?):
                 differences.append("\(id): store has nothing, server \(remote.status)")
             case (let local?, let remote?):
                 if local.status != remote.status || local.progress != remote.progress || local.error != remote.error
                     || local.result?.raw != remote.result?.raw || local.updatedAt != remote.updatedAt
                 {
-                    differences.append(
-                        "\(id): store \(local.status)@\(local.updatedAt?.description ?? "-") "
-                            + "\(local.progress ?? "-") ≠ server \(remote.status)@\(remote.updatedAt?.description ?? "-") "
-                            + "\(remote.progress ?? "-")")
+                    differences.append("\(id): store \(Self.describe(local)) ≠ server \(Self.describe(remote))")
                 }
             }
         }
         return differences
+    }
+
+    private static func describe(_ job: Job) -> String {
+        "\(job.status)@\(job.updatedAt?.description ?? "-") \(job.progress ?? "-")"
+            + (job.result == nil ? "" : " +result") + (job.error.map { " error: \($0)" } ?? "")
     }
 
     /// The server's rows as ``Job`` values (through the same JSON the REST side would send).

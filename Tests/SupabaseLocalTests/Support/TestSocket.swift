@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import HummingbirdWSClient
 import Logging
 import NIOCore
@@ -9,6 +6,10 @@ import Synchronization
 import Testing
 
 @testable import SupabaseLocal
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Received text frames of a test socket, read one at a time with a safety timeout (a guard against hangs,
 /// not a timing assertion).
@@ -58,8 +59,10 @@ struct TestSocket: Sendable {
     /// Sends a heartbeat with `ref` and returns every frame received before its reply (a barrier: anything the
     /// server had queued before the heartbeat arrives first).
     func framesBeforeHeartbeatReply(ref: String, version: RealtimeVersion = .v2) async -> [String]? {
-        self.send(version == .v2 ? "[null,\"\(ref)\",\"phoenix\",\"heartbeat\",{}]"
-                  : "{\"topic\":\"phoenix\",\"event\":\"heartbeat\",\"payload\":{},\"ref\":\"\(ref)\"}")
+        self.send(
+            version == .v2
+                ? "[null,\"\(ref)\",\"phoenix\",\"heartbeat\",{}]"
+                : "{\"topic\":\"phoenix\",\"event\":\"heartbeat\",\"payload\":{},\"ref\":\"\(ref)\"}")
         var frames: [String] = []
         while let frame = await self.receive() {
             if frame.contains("\"phoenix\"") && frame.contains("\"\(ref)\"") { return frames }

@@ -1,0 +1,236 @@
+import Foundation
+import Logging
+import SupabaseLocal
+import Testing
+import WebSocketTransport
+
+@testable import SupabaseRealtime
+
+/// Fails the test (instead of hanging the run) if `body` takes longer than `limit` of real time.
+/// A safety net for tests over real sockets only; nothing asserts on timing.
+func withDeadline<T: Sendable>(
+    _ limit: Duration = .seconds(30),
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let result = try await group.next(), let value = result else {
+            throw RealtimeClientError(.connectionFailed, "integration test exceeded its deadline")
+        }
+        return value
+    }
+}
+
+/// A local Supabase stack and a client over real sockets (libwebsockets), with short timers so recovery is quick.
+func withLocalStack(
+    configure: @escaping @Sendable (SupabaseLocalStack, inout RealtimeClient.Configuration) -> Void = { _, _ in },
+    _ body: @escaping @Sendable (SupabaseLocalStack, RealtimeClient) async throws -> Void
+) async throws {
+    try await withDeadline {
+        try await SupabaseLocal.withRunning { stack in
+            var configuration = try RealtimeClient.Configuration(
+                projectURL: stack.baseURL, apiKey: stack.anonKey,
+                transport: LWSWebSocketTransport(logger: Logger(label: "test.lws")), logger: Logger(label: "test"))
+            configuration.heartbeatInterval = .milliseconds(300)
+            configuration.heartbeatTimeout = .milliseconds(300)
+            configuration.reconnect = BackoffSchedule(steps: [.milliseconds(50), .milliseconds(100)])
+            configuration.rateLimitedReconnectDelay = .milliseconds(300)
+            configuration.rejoin = BackoffSchedule(steps: [.milliseconds(50), .milliseconds(100)])
+            configure(stack, &configuration)
+            let client = try RealtimeClient(configuration: configuration)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await client.run() }
+                try await body(stack, client)
+                group.cancelAll()
+                try await group.waitForAll()
+            }
+        }
+    }
+}
+
+extension PostgresChangeSubscription.Iterator {
+    /// Skips events until `.live`.
+    mutating func waitUntilLive(sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        while let event = try await self.next() {
+            if event == .live { return }
+        }
+        Issue.record("the subscription ended before it was live", sourceLocation: sourceLocation)
+    }
+
+    /// The next change, skipping status events.
+    mutating func nextChange(sourceLocation: SourceLocation = #_sourceLocation) async throws -> PostgresChange? {
+        while let event = try await self.next() {
+            if case .change(let change) = event { return change }
+        }
+        Issue.record("the subscription ended before a change", sourceLocation: sourceLocation)
+        return nil
+    }
+
+    /// Skips events until a `.notLive`, returning its reason.
+    mutating func waitUntilNotLive() async throws -> NotLiveReason? {
+        while let event = try await self.next() {
+            if case .notLive(let reason) = event { return reason }
+        }
+        return nil
+    }
+}
+
+@Suite("RealtimeClient over real sockets against SupabaseLocal", .serialized)
+struct RealtimeIntegrationTests {
+    @Test("connect, join, live after system ok, receive INSERT and UPDATE")
+    func receiveChanges() async throws {
+        try await withLocalStack { stack, client in
+            let subscription = client.postgresChanges(schema: "public", table: "jobs")
+            var events = subscription.makeAsyncIterator()
+            try await events.waitUntilLive()
+            let row = try await stack.backend.insert(["status": .string("queued")])
+            let inserted = try #require(try await events.nextChange())
+            #expect(inserted.type == .insert)
+            let id = try #require(row["id"])
+            #expect(inserted.record?["id"] == .string(id.stringValue ?? ""))
+            _ = try await stack.backend.update(primaryKey: id, set: ["status": .string("processing")])
+            let updated = try #require(try await events.nextChange())
+            #expect(updated.type == .update && updated.record?["status"] == .string("processing"))
+        }
+    }
+
+    @Test("§5.5 an id=in.(…) filter only delivers matching rows")
+    func filteredSubscription() async throws {
+        try await withLocalStack { stack, client in
+            let wanted = "2f6a1c7e-0d5b-4a53-8f3e-0c9d1b2a3e4f"
+            let subscription = client.postgresChanges(
+                schema: "public", table: "jobs", event: .insert, filter: "id=in.(\(wanted))")
+            var events = subscription.makeAsyncIterator()
+            try await events.waitUntilLive()
+            _ = try await stack.backend.insert(["status": .string("queued")])
+            _ = try await stack.backend.insert(["id": .string(wanted), "status": .string("queued")])
+            let change = try #require(try await events.nextChange())
+            #expect(change.record?["id"] == .string(wanted))
+        }
+    }
+
+    @Test("§9.2 server close (1012): not live, reconnect, rejoin, live, changes flow again")
+    func recoverAfterServerClose() async throws {
+        try await withLocalStack { stack, client in
+            let subscription = client.postgresChanges(schema: "public", table: "jobs")
+            var events = subscription.makeAsyncIterator()
+            try await events.waitUntilLive()
+            stack.faults.dropAllConnections(code: 1012, reason: "restart")
+            let reason = try #require(try await events.waitUntilNotLive())
+            #expect(reason.kind == .socketLost)
+            try await events.waitUntilLive()
+            _ = try await stack.backend.insert(["status": .string("queued")])
+            #expect(try await events.nextChange()?.type == .insert)
+            #expect(stack.acceptedSocketCount >= 2)
+        }
+    }
+
+    @Test("abrupt drop (no close frame): recovers")
+    func recoverAfterAbruptDrop() async throws {
+        try await withLocalStack { stack, client in
+            let subscription = client.postgresChanges(schema: "public", table: "jobs")
+            var events = subscription.makeAsyncIterator()
+            try await events.waitUntilLive()
+            stack.faults.dropAllConnections(code: nil)
+            #expect(try await events.waitUntilNotLive()?.kind == .socketLost)
+            try await events.waitUntilLive()
+            _ = try await stack.backend.insert(["status": .string("queued")])
+            #expect(try await events.nextChange()?.type == .insert)
+        }
+    }
+
+    @Test("§3 silent stall: the heartbeat times out, the client reconnects on a new socket")
+    func recoverAfterSilentStall() async throws {
+        try await withLocalStack { stack, client in
+            let subscription = client.postgresChanges(schema: "public", table: "jobs")
+            var events = subscription.makeAsyncIterator()
+            var statuses = client.statusUpdates.makeAsyncIterator()
+            try await events.waitUntilLive()
+            stack.faults.stall(for: .seconds(5))
+            var sawTimeout = false
+            while let status = await statuses.next() {
+                if status == .disconnected(.heartbeatTimeout) {
+                    sawTimeout = true
+                    break
+                }
+            }
+            #expect(sawTimeout)
+            try await events.waitUntilLive()
+            _ = try await stack.backend.insert(["status": .string("queued")])
+            #expect(try await events.nextChange()?.type == .insert)
+        }
+    }
+
+    @Test("§1.3 handshake refusal: typed status with the HTTP code, backoff, then connects", arguments: [429, 401])
+    func handshakeRefusal(status: Int) async throws {
+        try await withLocalStack { stack, client in
+            var statuses = client.statusUpdates.makeAsyncIterator()
+            stack.faults.refuseConnections(ConnectionRefusal(status: status))
+            stack.faults.dropAllConnections(code: 1012)
+            var seen: [RealtimeClient.Status] = []
+            var delay: Duration?
+            while let update = await statuses.next() {
+                seen.append(update)
+                if seen.contains(.disconnected(.handshakeRejected(status: status))),
+                    case .reconnecting(_, let after) = update
+                {
+                    delay = after
+                    break
+                }
+                if seen.count > 40 { break }
+            }
+            let after = try #require(delay, "statuses seen: \(seen)")
+            if status == 429 {
+                #expect(after >= .milliseconds(240), "429 backs off to the rate-limited delay")
+            }
+            stack.faults.acceptConnections()
+            while let update = await statuses.next(), update != .connected {}
+            let subscription = client.postgresChanges(schema: "public", table: "jobs")
+            var events = subscription.makeAsyncIterator()
+            try await events.waitUntilLive()
+        }
+    }
+
+    @Test("§8.2 token expiry on the server: refresh, rejoin, live again")
+    func tokenExpiryRecovery() async throws {
+        try await withLocalStack(configure: { stack, configuration in
+            configuration.accessToken = { stack.mintUserToken() }
+        }) { stack, client in
+            let subscription = client.postgresChanges(schema: "public", table: "jobs")
+            var events = subscription.makeAsyncIterator()
+            try await events.waitUntilLive()
+            stack.faults.expireTokens()
+            var sawNotLive = false
+            while let event = try await events.next() {
+                if case .notLive = event { sawNotLive = true }
+                if event == .live, sawNotLive { break }
+            }
+            #expect(sawNotLive)
+        }
+    }
+
+    @Test("cancelling run() leaves channels and closes the socket")
+    func shutdownLeaves() async throws {
+        try await withDeadline {
+            try await SupabaseLocal.withRunning { stack in
+                let client = try RealtimeClient(configuration: .init(
+                    projectURL: stack.baseURL, apiKey: stack.anonKey, transport: LWSWebSocketTransport(),
+                    logger: Logger(label: "test")))
+                let subscription = client.postgresChanges(schema: "public", table: "jobs")
+                var events = subscription.makeAsyncIterator()
+                let run = Task { try await client.run() }
+                try await events.waitUntilLive()
+                #expect(stack.openSocketCount == 1)
+                run.cancel()
+                try await run.value
+                #expect(try await events.next() == nil)
+                #expect(client.status == .closed)
+            }
+        }
+    }
+}
