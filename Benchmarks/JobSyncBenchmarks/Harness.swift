@@ -86,7 +86,7 @@ struct Report {
 
     private func outcomes() async throws {
         let settings = OutcomeSettings(
-            jobs: self.jobs ?? (self.quick ? 200 : 1_000), window: self.quick ? .seconds(20) : .seconds(60))
+            jobs: self.jobs ?? (self.quick ? 200 : 1_000), window: self.quick ? .seconds(15) : .seconds(60))
         print("\n### Time to outcome (terminal commit → subscriber notified)\n")
         print("\(settings.jobs) jobs per scenario; terminal commits spread uniformly over \(format(settings.window)); "
             + "each client watches all of them; after the last commit clients get up to \(format(settings.grace)) "

@@ -96,7 +96,7 @@ enum OutcomeBenchmark {
 
             // Terminal commits spread uniformly over the window, with the scenario's fault.
             var generator = SystemRandomNumberGenerator()
-            let windowMs = Int64(settings.window.milliseconds)
+            let windowMs = Int64(settings.window.millisecondsValue)
             let offsets = ids.indices.map { _ in Duration.milliseconds(Int64.random(in: 0...windowMs, using: &generator)) }
                 .sorted()
             var faults: [(Duration, String)] = []

@@ -55,12 +55,12 @@ func residentBytes() -> Int {
 
 extension Duration {
     /// Milliseconds as a Double, for printing only.
-    var milliseconds: Double {
+    var millisecondsValue: Double {
         let (seconds, attoseconds) = self.components
         return Double(seconds) * 1000 + Double(attoseconds) / 1e15
     }
 
-    var secondsValue: Double { self.milliseconds / 1000 }
+    var secondsValue: Double { self.millisecondsValue / 1000 }
 }
 
 /// Percentiles over a sample (nearest rank).
@@ -81,7 +81,7 @@ struct Percentiles {
 /// Formats a duration for the tables: ms below 10 s, s above.
 func format(_ duration: Duration?) -> String {
     guard let duration else { return "—" }
-    let ms = duration.milliseconds
+    let ms = duration.millisecondsValue
     if ms < 10 { return String(format: "%.2f ms", ms) }
     if ms < 10_000 { return String(format: "%.0f ms", ms) }
     return String(format: "%.1f s", ms / 1000)
