@@ -39,7 +39,7 @@ final class ChildPeer {
         for (name, content) in files {
             try Data(content.utf8).write(to: self.directory.appendingPathComponent(name))
         }
-        FileManager.default.createFile(atPath: self.errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: self.errPath, contents: nil)
         self.process.executableURL = URL(fileURLWithPath: executable)
         self.process.arguments = arguments.map { $0.replacingOccurrences(of: "{dir}", with: self.directory.path) }
             + ["--ready", self.readyPath, "--stop", self.stopPath, "--out", self.outPath]
@@ -60,10 +60,10 @@ final class ChildPeer {
 
     /// Asks the child to stop (unless it stops by itself) and returns its result object.
     func finish(timeout: Duration, askToStop: Bool = true) async throws -> [String: Any] {
-        if askToStop { FileManager.default.createFile(atPath: self.stopPath, contents: nil) }
+        if askToStop { _ = FileManager.default.createFile(atPath: self.stopPath, contents: nil) }
         await waitUntil(timeout: timeout) { FileManager.default.fileExists(atPath: self.outPath) }
         if !askToStop, !FileManager.default.fileExists(atPath: self.outPath) {
-            FileManager.default.createFile(atPath: self.stopPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: self.stopPath, contents: nil)
             await waitUntil(timeout: .seconds(10)) { FileManager.default.fileExists(atPath: self.outPath) }
         }
         await waitUntil(timeout: .seconds(5)) { !self.process.isRunning }

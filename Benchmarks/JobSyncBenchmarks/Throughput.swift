@@ -114,7 +114,7 @@ enum ThroughputBenchmark {
                 }
             }
             let cpuAtReady = processCPU()
-            FileManager.default.createFile(atPath: readyPath, contents: Data("ready\n".utf8))
+            _ = FileManager.default.createFile(atPath: readyPath, contents: Data("ready\n".utf8))
             await waitUntil(timeout: .seconds(600)) {
                 counter.count > 0 || FileManager.default.fileExists(atPath: stopPath)
             }
