@@ -133,8 +133,8 @@ enum JobSyncSpecificBenchmark {
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 defer { group.cancelAll() }
                 group.addTask { try await sync.run() }
-                guard await waitUntil(timeout: .seconds(120), { sync.client.statistics.polls >= 2 }) else {
-                    throw BenchError("no second poll")
+                guard await waitUntil(timeout: .seconds(40), { sync.client.statistics.polls >= 2 }) else {
+                    throw BenchError("no second poll within 40 s (\(sync.client.statistics))")
                 }
                 let before = sync.rest.snapshot
                 guard await waitUntil(timeout: .seconds(120), { sync.client.statistics.polls >= 3 }) else {
