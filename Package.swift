@@ -127,6 +127,15 @@ let package = Package(
             path: "Benchmarks/DecodeBenchmark",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "JobSyncBenchmarks",
+            dependencies: [
+                "JobSync", "SupabaseLocal", "SupabaseRealtime", "WebSocketTransport", "SupabaseREST",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/JobSyncBenchmarks",
+            swiftSettings: strict
+        ),
         // MARK: Local stack executable (conformance script, manual runs)
         .executableTarget(
             name: "supabase-local",

@@ -1,18 +1,51 @@
 #!/usr/bin/env bash
-# Fuzz the RealtimeProtocol frame decoders with libFuzzer for SECONDS (default 180).
-# Usage: Fuzz/run.sh [SECONDS]
-# Builds Fuzz/.build/fuzz-frames from Sources/RealtimeProtocol/*.swift + Fuzz/FuzzFrames.swift with
-# -sanitize=fuzzer,address, runs it on a scratch copy of Fuzz/corpus/frames (the committed seeds stay small),
-# and leaves crash inputs in Fuzz/artifacts/. Exit status is non-zero if libFuzzer found a crash.
+# Fuzz a decoder with libFuzzer for SECONDS (default 180).
+# Usage: Fuzz/run.sh [TARGET] [SECONDS]      TARGET: frames (default) | rest
+#        Fuzz/run.sh SECONDS                 (frames, as before)
+#   frames: the RealtimeProtocol frame decoders — Sources/RealtimeProtocol/*.swift + Fuzz/FuzzFrames.swift.
+#   rest:   SupabaseREST response decoding (decodeRows, RESTError bodies, Retry-After) —
+#           Sources/SupabaseREST/*.swift + Fuzz/FuzzREST.swift, with swift-log compiled as a separate Logging
+#           module from the package checkout (run `swift package resolve` first).
+# Builds Fuzz/.build/fuzz-TARGET with -sanitize=fuzzer,address, runs it on a scratch copy of Fuzz/corpus/TARGET
+# (the committed seeds stay small), and leaves crash inputs in Fuzz/artifacts/ (prefixed with the target name).
+# Exit status is non-zero if libFuzzer found a crash.
 set -euo pipefail
+target="frames"
+if [[ $# -gt 0 && ! "$1" =~ ^[0-9]+$ ]]; then
+    target="$1"
+    shift
+fi
 seconds="${1:-180}"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 mkdir -p "$here/.build" "$here/artifacts"
-swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name RealtimeProtocolFuzz \
-    "$root"/Sources/RealtimeProtocol/*.swift "$here/FuzzFrames.swift" -o "$here/.build/fuzz-frames"
-work="$here/.build/corpus"
+case "$target" in
+frames)
+    swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name RealtimeProtocolFuzz \
+        "$root"/Sources/RealtimeProtocol/*.swift "$here/FuzzFrames.swift" -o "$here/.build/fuzz-frames"
+    ;;
+rest)
+    logsrc="${SWIFT_LOG_SOURCES:-$root/.build/checkouts/swift-log/Sources/Logging}"
+    if [ ! -d "$logsrc" ]; then
+        echo "swift-log sources not found at $logsrc (run 'swift package resolve' or set SWIFT_LOG_SOURCES)" >&2
+        exit 2
+    fi
+    mods="$here/.build/modules"
+    mkdir -p "$mods"
+    (cd "$mods" && swiftc -parse-as-library -O -swift-version 6 -enable-upcoming-feature ExistentialAny \
+        -module-name Logging -package-name swift_log -emit-module -emit-module-path "$mods/Logging.swiftmodule" -emit-object -wmo \
+        $(find "$logsrc" -name '*.swift' | sort) -o "$mods/Logging.o")
+    swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name SupabaseRESTFuzz \
+        -I "$mods" "$root"/Sources/SupabaseREST/*.swift "$here/FuzzREST.swift" "$mods/Logging.o" \
+        -o "$here/.build/fuzz-rest"
+    ;;
+*)
+    echo "unknown fuzz target: $target (frames | rest)" >&2
+    exit 64
+    ;;
+esac
+work="$here/.build/corpus-$target"
 mkdir -p "$work"
-cp -n "$here"/corpus/frames/* "$work"/ 2>/dev/null || true
-"$here/.build/fuzz-frames" "$work" -max_total_time="$seconds" -max_len=4096 \
-    -artifact_prefix="$here/artifacts/" -print_final_stats=1
+cp -n "$here"/corpus/"$target"/* "$work"/ 2>/dev/null || true
+"$here/.build/fuzz-$target" "$work" -max_total_time="$seconds" -max_len=4096 \
+    -artifact_prefix="$here/artifacts/$target-" -print_final_stats=1

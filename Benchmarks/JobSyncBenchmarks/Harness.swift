@@ -1,0 +1,202 @@
+// JobSyncBenchmarks: JobSync vs the official Python Realtime client vs plain polling, against SupabaseLocal on
+// loopback (in-memory backend). Prints markdown tables; every figure comes from the run.
+//
+//   JobSyncBenchmarks [--quick] [--jobs N] [--only outcomes,cost,specific,throughput,memory] [--no-python]
+//
+// Run through scripts/bench.sh (release build + Python venv). Child modes used by the harness itself:
+// `throughput-client` and `memory-client`.
+import Foundation
+
+@main
+enum JobSyncBenchmarks {
+    static func main() async {
+        let arguments = CommandLine.arguments.dropFirst()
+        do {
+            switch arguments.first {
+            case "throughput-client":
+                try await ThroughputBenchmark.client(ChildOptions(arguments.dropFirst()))
+            case "memory-client":
+                try await ThroughputBenchmark.memoryClient(ChildOptions(arguments.dropFirst()))
+            default:
+                try await Report(arguments: Array(arguments)).run()
+            }
+        } catch {
+            FileHandle.standardError.write(Data("JobSyncBenchmarks: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+}
+
+/// The parent run: sections in order, each printed as soon as it is measured.
+struct Report {
+    var quick = false
+    var jobs: Int?
+    var sections: Set<String> = ["outcomes", "cost", "specific", "throughput", "memory"]
+    var python: PythonSetup?
+
+    init(arguments: [String]) throws {
+        var usePython = true
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            switch argument {
+            case "--quick": self.quick = true
+            case "--jobs": self.jobs = iterator.next().flatMap { Int($0) }
+            case "--only": self.sections = Set((iterator.next() ?? "").split(separator: ",").map(String.init))
+            case "--no-python": usePython = false
+            default: throw BenchError("unknown argument \(argument)")
+            }
+        }
+        self.python = usePython ? PythonSetup.detect() : nil
+    }
+
+    func run() async throws {
+        self.printHeader()
+        if self.sections.contains("outcomes") { try await self.outcomes() }
+        if self.sections.contains("cost") { try await self.cost() }
+        if self.sections.contains("specific") { try await self.specific() }
+        if self.sections.contains("memory") { try await self.memory() }
+        if self.sections.contains("throughput") { try await self.throughput() }
+        print("\n### CLI\n")
+        print("`jobwatch watch` cold start: not measured — `jobwatch` on this branch only prints \"not built yet\".")
+    }
+
+    private func printHeader() {
+        let info = ProcessInfo.processInfo
+        let model = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
+            .split(separator: "\n").first { $0.hasPrefix("model name") }
+            .map { String($0.split(separator: ":", maxSplits: 1).last ?? "").trimmingCharacters(in: .whitespaces) }
+        let formatter = ISO8601DateFormatter()
+        print("## JobSync benchmarks\n")
+        print("- Date: \(formatter.string(from: Date()))")
+        print("- Machine: \(info.activeProcessorCount) cores (\(model ?? "unknown CPU")), "
+            + String(format: "%.1f GiB", Double(info.physicalMemory) / 1_073_741_824) + " memory, "
+            + "load average at start \(Self.loadAverage())")
+        print("- Mode: \(self.quick ? "quick" : "full"); server: SupabaseLocal (in-memory backend) on 127.0.0.1, "
+            + "in the harness process")
+        print("- Python peer: \(self.python.map { $0.python } ?? "not available (rows omitted)")")
+        print("- Clock: CLOCK_MONOTONIC in every process (Swift `clock_gettime`, Python `time.monotonic()`)")
+    }
+
+    static func loadAverage() -> String {
+        ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?")
+            .split(separator: " ").prefix(3).joined(separator: " ")
+    }
+
+    // MARK: Sections
+
+    private func outcomes() async throws {
+        let settings = OutcomeSettings(
+            jobs: self.jobs ?? (self.quick ? 200 : 1_000), window: self.quick ? .seconds(15) : .seconds(60))
+        print("\n### Time to outcome (terminal commit → subscriber notified)\n")
+        print("\(settings.jobs) jobs per scenario; terminal commits spread uniformly over \(format(settings.window)); "
+            + "each client watches all of them; after the last commit clients get up to \(format(settings.grace)) "
+            + "(+2 s). Missed = never reported.\n")
+        print("| Scenario | Client | p50 | p99 | max | missed | fault |")
+        print("|---|---|---:|---:|---:|---:|---|")
+        for scenario in OutcomeScenario.allCases {
+            let row = try await OutcomeBenchmark.run(scenario, settings: settings, python: self.python)
+            func line(_ name: String, _ outcome: PeerOutcome) {
+                let percentiles = Percentiles(outcome.latencies)
+                print("| \(scenario.rawValue) | \(name) | \(format(percentiles.value(0.5))) | "
+                    + "\(format(percentiles.value(0.99))) | \(format(percentiles.sorted.last)) | "
+                    + "\(outcome.missed) / \(row.jobs) | \(row.faultNote) |")
+            }
+            line("JobSync (updates sequence)", row.jobSync)
+            if let python = row.python { line("Python realtime 2.34.1 (no fallback)", python) }
+            line("plain polling (1 s doubling to 30 s)", row.polling)
+        }
+    }
+
+    private func cost() async throws {
+        var settings = CostSettings()
+        if self.quick {
+            settings.polledSample = 500
+            settings.window = .seconds(30)
+        }
+        let result = try await CostBenchmark.run(settings)
+        let minute = result.perMinute
+        print("\n### Cost of watching \(settings.watched) jobs, 1 % changing per minute\n")
+        print("Measured over \(format(settings.window)) after a \(format(settings.warmUp)) warm-up, scaled to one "
+            + "minute. Plain polling was run for \(settings.polledSample) of the jobs (its cost is per job) and "
+            + "multiplied by \(format(count: result.pollScale)). Bytes: URL + headers + body, both directions. "
+            + "\(result.changes) changes were committed in the window; JobSync received \(result.jobSyncChangesReceived) "
+            + "over Realtime.\n")
+        print("| Client | REST requests / min | REST bytes / min | notes |")
+        print("|---|---:|---:|---|")
+        print("| JobSync (live) | \(format(count: Double(result.jobSyncRequests) * minute)) | "
+            + "\(format(bytes: Double(result.jobSyncBytes) * minute)) | initial sync: \(result.jobSyncInitialRequests) "
+            + "requests, \(format(bytes: Double(result.jobSyncInitialBytes))) (once) |")
+        print("| Python realtime 2.34.1 | 0 | 0 | makes no REST requests at all (and so cannot catch up) |")
+        print("| plain polling | \(format(count: Double(result.pollRequests) * minute * result.pollScale)) | "
+            + "\(format(bytes: Double(result.pollBytes) * minute * result.pollScale)) | steady state: one GET per "
+            + "job per 30 s |")
+    }
+
+    private func specific() async throws {
+        print("\n### JobSync-specific\n")
+        print("| Measure | Result | how |")
+        print("|---|---|---|")
+        do {
+            let cycle = try await JobSyncSpecificBenchmark.pollCycle(watched: 10_000)
+            self.printCycle(cycle)
+        } catch {
+            print("| REST requests per poll cycle, 10,000 watched | not measured: \(error) | realtime off |")
+        }
+        try await self.specificRealtime()
+    }
+
+    private func printCycle(_ cycle: PollCycleResult) {
+        print("| REST requests per poll cycle, 10,000 watched, no changes, by ids | \(cycle.byIDsRequests) "
+            + "(\(format(bytes: Double(cycle.byIDsBytes)))) | realtime off, source without `updated_at`; "
+            + "between the 2nd and 3rd poll |")
+        print("| … same, watermark mode | \(cycle.watermarkRequests) (\(format(bytes: Double(cycle.watermarkBytes)))) "
+            + "| `updated_at=gte.(watermark − 5 s)`; rows' `updated_at` spread over the past hour |")
+    }
+
+    private func specificRealtime() async throws {
+        let repeats = self.quick ? 3 : 5
+        let loss = try await JobSyncSpecificBenchmark.lossToFirstPoll(jobs: 1_000, repeats: repeats)
+        let lossPercentiles = Percentiles(loss.delays)
+        let reconnect = Percentiles(loss.reconnectDelays)
+        print("| Abrupt socket loss → first REST request | median \(format(lossPercentiles.value(0.5))), "
+            + "max \(format(lossPercentiles.sorted.last)) (\(loss.delays.count)/\(repeats)) | TCP closed without close "
+            + "frame, 1,000 watched; \(loss.pollsDuringOutages) polls in total during the outages |")
+        print("| Abrupt socket loss → live again (reconnected + reconciled) | median \(format(reconnect.value(0.5))), "
+            + "max \(format(reconnect.sorted.last)) | same runs |")
+        let stall = try await JobSyncSpecificBenchmark.stallToOutcome(jobs: 100, stall: .seconds(60))
+        print("| Silent stall → outcome of a job completed 1 s into it | \(format(stall.stallToOutcome)) after the "
+            + "stall began (\(format(stall.commitToOutcome)) after the commit) | 60 s stall, 100 watched; during it: "
+            + "\(stall.audits) audits, \(stall.polls) polls |")
+    }
+
+    private func memory() async throws {
+        print("\n### Memory per watched job\n")
+        print("| Watched jobs | resident memory delta | per job | how |")
+        print("|---:|---:|---:|---|")
+        for jobs in [10_000, 100_000] {
+            let result = try await ThroughputBenchmark.memory(jobs: jobs)
+            print("| \(jobs) | \(format(bytes: Double(result.rssDelta))) | "
+                + "\(format(bytes: Double(result.rssDelta) / Double(jobs))) | child process: `watch` + rows "
+                + "(7 columns) merged into the store; no socket |")
+        }
+    }
+
+    private func throughput() async throws {
+        let count = 10_000
+        print("\n### Throughput and CPU (\(count) `postgres_changes` UPDATEs, committed as fast as possible)\n")
+        print("One table-wide subscription; each client alone in its own process with the server in the harness. "
+            + "Rate = events / (first commit → last event received); CPU = the client process's user + system.\n")
+        print("| Client | events received | events / s | CPU per event | server commit time |")
+        print("|---|---:|---:|---:|---|")
+        for jobSync in [true, false] {
+            guard let result = try await ThroughputBenchmark.run(python: self.python, count: count, jobSync: jobSync)
+            else { continue }
+            let rate = result.elapsed.map { Double(result.events) / $0.secondsValue }
+            let perEvent: Duration? = result.events > 0 ? result.cpu / result.events : nil
+            let pipeline = jobSync ? "JobSync (decode → merge → store subscriber)" : result.client + " (callback)"
+            print("| \(pipeline) | \(result.events) / \(result.expected) | "
+                + "\(rate.map { String(format: "%.0f", $0) } ?? "—") | \(format(perEvent)) | "
+                + "\(format(result.commitTime)) |")
+        }
+    }
+}

@@ -1,0 +1,173 @@
+// Time to outcome: commit of a terminal state → subscriber notified, for JobSync, the official Python Realtime
+// client and plain polling, all watching the same jobs on one SupabaseLocal stack.
+import Foundation
+import JobSync
+import SupabaseLocal
+
+/// The fault applied while jobs finish.
+enum OutcomeScenario: String, CaseIterable, Sendable {
+    case healthy = "healthy"
+    case abruptDisconnect = "abrupt disconnect"
+    case silentStall = "silent stall"
+    case droppedChanges = "silently dropped changes (5 %)"
+}
+
+/// Latencies of one peer in one scenario.
+struct PeerOutcome: Sendable {
+    var latencies: [Duration]
+    var missed: Int
+    var note: String = ""
+}
+
+struct OutcomeRow: Sendable {
+    var scenario: OutcomeScenario
+    var jobs: Int
+    var jobSync: PeerOutcome
+    var python: PeerOutcome?
+    var polling: PeerOutcome
+    var faultNote: String
+}
+
+struct OutcomeSettings: Sendable {
+    /// Jobs per scenario.
+    var jobs: Int
+    /// Terminal commits are spread uniformly over this window.
+    var window: Duration
+    /// After the last commit, peers get this long to report (plain polling needs up to 30 s + request time).
+    var grace: Duration = .seconds(40)
+    /// How long a silent stall lasts (longer than JobSync's 25 s heartbeat + 10 s timeout).
+    var stall: Duration = .seconds(45)
+}
+
+enum OutcomeBenchmark {
+    static func run(_ scenario: OutcomeScenario, settings: OutcomeSettings, python: PythonSetup?) async throws
+        -> OutcomeRow
+    {
+        try await SupabaseLocal.withRunning { stack in
+            try await self.run(scenario, settings: settings, python: python, stack: stack)
+        }
+    }
+
+    private static func run(
+        _ scenario: OutcomeScenario, settings: OutcomeSettings, python: PythonSetup?, stack: SupabaseLocalStack
+    ) async throws -> OutcomeRow {
+        let ids = try await Fixtures.insertJobs(settings.jobs, on: stack)
+        let jobIDs = try ids.map { try JobID($0) }
+        let sync = try JobSyncUnderTest.make(stack: stack)
+        let jobSyncArrivals = Arrivals()
+        let pollArrivals = Arrivals()
+        let poller = PlainPoller(
+            baseURL: stack.baseURL.absoluteString, apiKey: stack.configuration.classifyAPIKey,
+            transport: CountingTransport())
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            defer { group.cancelAll() }
+            group.addTask { try await sync.run() }
+            // JobSync: the updates sequence of the watched jobs; the first terminal state per job counts.
+            let updates = sync.client.updates(forJobs: Set(jobIDs))
+            group.addTask {
+                for try await event in updates {
+                    if case .updated(let job) = event, job.status.isTerminal {
+                        jobSyncArrivals.record(job.id.rawValue, at: MonoInstant.now)
+                    }
+                }
+            }
+            let live = await waitUntil(timeout: .seconds(30)) { sync.client.transportMode == .live }
+            guard live else { throw BenchError("JobSync did not become live") }
+
+            var peer: ChildPeer?
+            if let python {
+                peer = try ChildPeer(
+                    executable: python.python,
+                    arguments: [
+                        python.scriptDirectory + "/rt_watch.py", "--url", stack.baseURL.absoluteString,
+                        "--key", stack.anonKey, "--mode", "outcomes", "--ids", "{dir}/ids.txt",
+                    ],
+                    files: ["ids.txt": ids.joined(separator: "\n")])
+                try await peer?.waitReady(timeout: .seconds(60))
+            }
+            defer { peer?.kill() }
+
+            // Plain polling starts watching now (the job was just submitted, from its point of view).
+            for id in ids {
+                group.addTask {
+                    if let instant = await poller.poll(id) { pollArrivals.record(id, at: instant) }
+                }
+            }
+
+            // Terminal commits spread uniformly over the window, with the scenario's fault.
+            var generator = SystemRandomNumberGenerator()
+            let windowMs = Int64(settings.window.millisecondsValue)
+            let offsets = ids.indices.map { _ in Duration.milliseconds(Int64.random(in: 0...windowMs, using: &generator)) }
+                .sorted()
+            var faults: [(Duration, String)] = []
+            switch scenario {
+            case .healthy: break
+            case .abruptDisconnect:
+                faults = [(settings.window / 3, "drop"), (settings.window * 2 / 3, "drop")]
+            case .silentStall:
+                faults = [(settings.window / 4, "stall")]
+            case .droppedChanges:
+                stack.faults.dropChanges(fraction: 0.05)
+            }
+            let start = ContinuousClock.now
+            var commits: [String: MonoInstant] = [:]
+            var faultIndex = 0
+            for (index, id) in ids.enumerated() {
+                while faultIndex < faults.count, faults[faultIndex].0 <= offsets[index] {
+                    try await ContinuousClock().sleep(until: start + faults[faultIndex].0, tolerance: nil)
+                    if faults[faultIndex].1 == "drop" {
+                        stack.faults.dropAllConnections(code: nil)
+                    } else {
+                        stack.faults.stall(for: settings.stall)
+                    }
+                    faultIndex += 1
+                }
+                try await ContinuousClock().sleep(until: start + offsets[index], tolerance: nil)
+                commits[id] = try await Fixtures.finish(id, index: index, on: stack)
+            }
+            let dropped = stack.faults.droppedChangeCount
+            // Let JobSync and polling report (bounded); the Python peer gets the same time and no more.
+            await waitUntil(timeout: settings.grace) {
+                jobSyncArrivals.count == ids.count && pollArrivals.count == ids.count
+            }
+            try await Task.sleep(for: .seconds(2))
+            var pythonOutcome: PeerOutcome?
+            if let peer {
+                let result = try await peer.finish(timeout: .seconds(20))
+                let received = (result["received"] as? [String: Any]) ?? [:]
+                var arrivals: [String: MonoInstant] = [:]
+                for (id, value) in received {
+                    if let seconds = value as? Double { arrivals[id] = MonoInstant(pythonSeconds: seconds) }
+                }
+                pythonOutcome = self.outcome(commits: commits, arrivals: arrivals)
+            }
+            let faultNote: String
+            switch scenario {
+            case .healthy: faultNote = "none"
+            case .abruptDisconnect: faultNote = "TCP closed without close frame at window/3 and 2·window/3"
+            case .silentStall: faultNote = "all sockets stall (no reads/writes, TCP open) for \(format(settings.stall))"
+            case .droppedChanges: faultNote = "\(dropped) of \(ids.count) terminal changes dropped before fan-out"
+            }
+            return OutcomeRow(
+                scenario: scenario, jobs: ids.count,
+                jobSync: self.outcome(commits: commits, arrivals: jobSyncArrivals.all),
+                python: pythonOutcome,
+                polling: self.outcome(commits: commits, arrivals: pollArrivals.all),
+                faultNote: faultNote)
+        }
+    }
+
+    static func outcome(commits: [String: MonoInstant], arrivals: [String: MonoInstant]) -> PeerOutcome {
+        var latencies: [Duration] = []
+        var missed = 0
+        for (id, commit) in commits {
+            if let arrival = arrivals[id] {
+                // Clamp: a poll answered between the commit and the harness reading its clock counts as 0.
+                latencies.append(max(arrival - commit, .zero))
+            } else {
+                missed += 1
+            }
+        }
+        return PeerOutcome(latencies: latencies, missed: missed)
+    }
+}

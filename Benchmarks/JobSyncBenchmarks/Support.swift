@@ -1,0 +1,268 @@
+// Shared helpers of the benchmark harness: one monotonic clock shared with the Python peers, process CPU and
+// resident memory, a counting HTTP transport, job fixtures on SupabaseLocal, and statistics.
+import Foundation
+import JobSync
+import Logging
+import SupabaseLocal
+import SupabaseREST
+import SupabaseRealtime
+import Synchronization
+import WebSocketTransport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// An instant of CLOCK_MONOTONIC in nanoseconds. Python's `time.monotonic()` reads the same clock on Linux, so
+/// instants recorded by the Python peers and by this process can be subtracted.
+struct MonoInstant: Comparable, Hashable, Sendable {
+    var nanoseconds: Int64
+
+    static var now: MonoInstant {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return MonoInstant(nanoseconds: Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec))
+    }
+
+    /// An instant from Python's `time.monotonic()` float seconds.
+    init(pythonSeconds: Double) {
+        self.nanoseconds = Int64((pythonSeconds * 1e9).rounded())
+    }
+
+    init(nanoseconds: Int64) {
+        self.nanoseconds = nanoseconds
+    }
+
+    static func < (lhs: MonoInstant, rhs: MonoInstant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
+
+    static func - (lhs: MonoInstant, rhs: MonoInstant) -> Duration { .nanoseconds(lhs.nanoseconds - rhs.nanoseconds) }
+}
+
+/// CPU time (user + system) consumed by this process so far (CLOCK_PROCESS_CPUTIME_ID).
+func processCPU() -> Duration {
+    var spec = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
+    return .seconds(Int64(spec.tv_sec)) + .nanoseconds(Int64(spec.tv_nsec))
+}
+
+/// Resident set size of this process in bytes (`/proc/self/statm`).
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(getpagesize())
+}
+
+extension Duration {
+    /// Milliseconds as a Double, for printing only.
+    var millisecondsValue: Double {
+        let (seconds, attoseconds) = self.components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+
+    var secondsValue: Double { self.millisecondsValue / 1000 }
+}
+
+/// Percentiles over a sample (nearest rank).
+struct Percentiles {
+    var sorted: [Duration]
+
+    init(_ values: [Duration]) {
+        self.sorted = values.sorted()
+    }
+
+    func value(_ fraction: Double) -> Duration? {
+        guard !self.sorted.isEmpty else { return nil }
+        let rank = Int((fraction * Double(self.sorted.count)).rounded(.up)) - 1
+        return self.sorted[min(max(rank, 0), self.sorted.count - 1)]
+    }
+}
+
+/// Formats a duration for the tables: ms below 10 s, s above.
+func format(_ duration: Duration?) -> String {
+    guard let duration else { return "—" }
+    let ms = duration.millisecondsValue
+    if ms < 10 { return String(format: "%.2f ms", ms) }
+    if ms < 10_000 { return String(format: "%.0f ms", ms) }
+    return String(format: "%.1f s", ms / 1000)
+}
+
+func format(count: Double) -> String {
+    if count >= 100 { return String(format: "%.0f", count) }
+    if count >= 10 { return String(format: "%.1f", count) }
+    return String(format: "%.2f", count)
+}
+
+func format(bytes: Double) -> String {
+    if bytes >= 1_048_576 { return String(format: "%.1f MiB", bytes / 1_048_576) }
+    if bytes >= 1024 { return String(format: "%.1f KiB", bytes / 1024) }
+    return String(format: "%.0f B", bytes)
+}
+
+/// Counts requests and approximate HTTP bytes (URL + headers + body, both directions; no framing) and records
+/// when each request started.
+final class CountingTransport: HTTPTransport {
+    struct Counts: Sendable {
+        var requests = 0
+        var bytes = 0
+        var starts: [MonoInstant] = []
+    }
+
+    private let base: URLSessionHTTPTransport
+    private let counts = Mutex(Counts())
+
+    init() {
+        self.base = URLSessionHTTPTransport()
+    }
+
+    func send(_ request: HTTPRequest) async throws(RESTError) -> HTTPResponse {
+        let start = MonoInstant.now
+        var sent = request.url.utf8.count
+        for (name, value) in request.headers { sent += name.utf8.count + value.utf8.count + 4 }
+        self.counts.withLock {
+            $0.requests += 1
+            $0.bytes += sent
+            $0.starts.append(start)
+        }
+        let response = try await self.base.send(request)
+        var received = response.body.count
+        for (name, value) in response.headers { received += name.utf8.count + value.utf8.count + 4 }
+        self.counts.withLock { $0.bytes += received }
+        return response
+    }
+
+    var snapshot: Counts { self.counts.withLock { $0 } }
+
+    /// The first request started at or after `instant`.
+    func firstRequest(after instant: MonoInstant) -> MonoInstant? {
+        self.counts.withLock { counts in counts.starts.first { $0 >= instant } }
+    }
+}
+
+/// Jobs on a SupabaseLocal stack.
+enum Fixtures {
+    /// Inserts `count` unfinished jobs whose `updated_at` is spread over the past hour (as if created over time),
+    /// so that a watermark query with the default 5 s skew reads only the newest few rows.
+    static func insertJobs(_ count: Int, on stack: SupabaseLocalStack) async throws -> [String] {
+        let now = WallClock.system.now()
+        var ids: [String] = []
+        ids.reserveCapacity(count)
+        for index in 0..<count {
+            let id = UUID().uuidString.lowercased()
+            let age = Duration.milliseconds(Int64(3_600_000) * Int64(count - index) / Int64(max(count, 1)) + 10_000)
+            let stamp = LocalJSON.string(now.advanced(by: .zero - age).postgresJSONText)
+            _ = try await stack.backend.insert([
+                "id": .string(id), "status": .string("processing"), "progress": .string("Processing page 1 of 3"),
+                "created_at": stamp, "updated_at": stamp,
+            ])
+            ids.append(id)
+        }
+        return ids
+    }
+
+    /// Commits the terminal state of a job (9 in 10 complete, 1 in 10 fail) and returns the commit instant.
+    @discardableResult
+    static func finish(_ id: String, index: Int, on stack: SupabaseLocalStack) async throws -> MonoInstant {
+        let values: TableRow
+        if index % 10 == 9 {
+            values = ["status": .string("failed"), "error": .string("OCR failed on page 2"), "progress": .null]
+        } else {
+            values = [
+                "status": .string("completed"), "progress": .null,
+                "result": .object([
+                    "classification": .string("invoice"), "confidence": .double(0.93), "page_results": .array([]),
+                ]),
+            ]
+        }
+        _ = try await stack.backend.update(primaryKey: .string(id), set: values)
+        return MonoInstant.now
+    }
+
+    /// A non-terminal change (progress text).
+    static func touch(_ id: String, step: Int, on stack: SupabaseLocalStack) async throws {
+        _ = try await stack.backend.update(
+            primaryKey: .string(id), set: ["progress": .string("Processing page \(step % 3 + 1) of 3")])
+    }
+}
+
+/// A JobSync client wired to a SupabaseLocal stack with a counting REST transport.
+struct JobSyncUnderTest: Sendable {
+    let client: JobSyncClient
+    let realtime: RealtimeClient?
+    let rest: CountingTransport
+
+    /// - Parameters:
+    ///   - realtime: use the Realtime feed (false: REST polling only).
+    ///   - watermark: whether the source may use `updated_at` watermark queries.
+    static func make(
+        stack: SupabaseLocalStack,
+        mode: JobSyncClient.WatchMode = .jobs,
+        realtime useRealtime: Bool = true,
+        watermark: Bool = true,
+        subscriberCapacity: Int = 10_000
+    ) throws -> JobSyncUnderTest {
+        try self.make(
+            baseURL: stack.baseURL, apiKey: stack.anonKey, mode: mode, realtime: useRealtime, watermark: watermark,
+            subscriberCapacity: subscriberCapacity)
+    }
+
+    static func make(
+        baseURL: URL,
+        apiKey: String,
+        mode: JobSyncClient.WatchMode = .jobs,
+        realtime useRealtime: Bool = true,
+        watermark: Bool = true,
+        subscriberCapacity: Int = 10_000
+    ) throws -> JobSyncUnderTest {
+        let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
+        let counting = CountingTransport()
+        let rest = try PostgRESTClient(
+            configuration: .init(
+                baseURL: baseURL.absoluteString + "/rest/v1", apiKey: apiKey, transport: counting,
+                logger: logger))
+        let source = SupabaseTableSource(client: rest, table: "jobs", hasUpdatedAt: watermark)
+        var realtime: RealtimeClient?
+        var feed: (any JobChangeFeed)?
+        if useRealtime {
+            let configuration = try RealtimeClient.Configuration(
+                projectURL: baseURL, apiKey: apiKey, transport: LWSWebSocketTransport(logger: logger),
+                logger: logger)
+            let client = try RealtimeClient(configuration: configuration)
+            realtime = client
+            feed = RealtimeJobFeed(client: client, table: "jobs", logger: logger)
+        }
+        let store = try JobStore(configuration: .init(subscriberCapacity: subscriberCapacity))
+        let client = try JobSyncClient(
+            configuration: .init(source: source, feed: feed, mode: mode, logger: logger), store: store)
+        return JobSyncUnderTest(client: client, realtime: realtime, rest: counting)
+    }
+
+    /// Runs the client(s) until cancelled.
+    func run() async throws {
+        if let realtime {
+            try await SupabaseJobSync(client: self.client, realtime: realtime).run()
+        } else {
+            try await self.client.run()
+        }
+    }
+}
+
+/// Waits (polling every 10 ms) until `condition` holds or `timeout` passes; returns whether it held.
+@discardableResult
+func waitUntil(timeout: Duration, _ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return await condition()
+}
+
+/// Errors of the harness itself.
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+
+@testable import SupabaseREST
+
+/// Inputs that crashed `Fuzz/run.sh rest` (libFuzzer harness Fuzz/FuzzREST.swift). `Retry-After` is server input
+/// (§11.2 rate limits): a hostile or broken gateway must not be able to trap the client. Each case runs in an exit
+/// test (a child process), so a trap fails that one test instead of taking the whole test run down.
+///
+/// Found by H9 (bench), 2026-11-29: all three trap today (integer overflow in `daysFromCivil`/`parseHTTPDate`,
+/// and a `Double` → `Int64` conversion out of range in `RetryAfter.parse`). Expected: `nil` (unusable date) or a
+/// delay clamped to `0...RetryAfter.maximum`.
+@Suite("Fuzz regressions: SupabaseREST response decoding")
+struct FuzzRegressionTests {
+    @Test("Retry-After IMF-fixdate with a 15-digit year does not trap (overflow in parseHTTPDate)")
+    func imfFixdateHugeYear() async {
+        await #expect(processExitsWith: .success) {
+            let delay = RetryAfter.parse(
+                "Sun, 06 Nov 999999999999999 08:49:37 GMT", now: Date(timeIntervalSince1970: 1_764_000_000))
+            precondition(delay.map { $0 >= .zero && $0 <= RetryAfter.maximum } ?? true)
+        }
+    }
+
+    @Test("Retry-After IMF-fixdate in year 300000000 does not trap (Double → Int64 milliseconds overflow)")
+    func imfFixdateFarFuture() async {
+        await #expect(processExitsWith: .success) {
+            let delay = RetryAfter.parse(
+                "Sun, 06 Nov 300000000 08:49:37 GMT", now: Date(timeIntervalSince1970: 1_764_000_000))
+            precondition(delay.map { $0 >= .zero && $0 <= RetryAfter.maximum } ?? true)
+        }
+    }
+
+    @Test("Retry-After asctime with a huge negative year does not trap (overflow in daysFromCivil)")
+    func asctimeHugeNegativeYear() async {
+        await #expect(processExitsWith: .success) {
+            let delay = RetryAfter.parse(
+                "Sun Nov  6 08:49:37 -999999999999999999", now: Date(timeIntervalSince1970: 1_764_000_000))
+            precondition(delay.map { $0 >= .zero && $0 <= RetryAfter.maximum } ?? true)
+        }
+    }
+
+    @Test("A year within range still parses: 1,000,000 AD is clamped to the maximum")
+    func farButRepresentableYear() {
+        let delay = RetryAfter.parse(
+            "Sun, 06 Nov 1000000 08:49:37 GMT", now: Date(timeIntervalSince1970: 1_764_000_000))
+        #expect(delay == RetryAfter.maximum)
+    }
+}
