@@ -20,6 +20,8 @@ public enum RetryAfter {
         guard let date = self.parseHTTPDate(trimmed) else { return nil }
         let delta = date.timeIntervalSince(now)
         if delta <= 0 { return .zero }
+        // Compare before converting: a far-future date would overflow Int64 milliseconds.
+        if delta >= 3600 { return self.maximum }
         return min(.milliseconds(Int64((delta * 1000).rounded(.up))), self.maximum)
     }
 
@@ -52,7 +54,8 @@ public enum RetryAfter {
             year = Int(parts[2]).map { $0 < 70 ? 2000 + $0 : ($0 < 100 ? 1900 + $0 : $0) }
             time = tokens[2].split(separator: ":").compactMap { Int($0) }
         }
-        guard let day, let month, let year, let time, time.count == 3,
+        // HTTP-dates have four-digit years; anything else is hostile or broken (and would overflow the arithmetic).
+        guard let day, let month, let year, let time, time.count == 3, (0...9999).contains(year),
             (1...31).contains(day), (0...23).contains(time[0]), (0...59).contains(time[1]), (0...60).contains(time[2])
         else { return nil }
         let days = daysFromCivil(year: year, month: month, day: day)

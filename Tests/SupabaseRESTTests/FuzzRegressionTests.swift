@@ -7,9 +7,9 @@ import Testing
 /// (§11.2 rate limits): a hostile or broken gateway must not be able to trap the client. Each case runs in an exit
 /// test (a child process), so a trap fails that one test instead of taking the whole test run down.
 ///
-/// Found by H9 (bench), 2026-11-29: all three trap today (integer overflow in `daysFromCivil`/`parseHTTPDate`,
-/// and a `Double` → `Int64` conversion out of range in `RetryAfter.parse`). Expected: `nil` (unusable date) or a
-/// delay clamped to `0...RetryAfter.maximum`.
+/// All three trapped before the fix (integer overflow in `daysFromCivil`/`parseHTTPDate`, and a `Double` → `Int64`
+/// conversion out of range in `RetryAfter.parse`). Expected: `nil` (unusable date) or a delay clamped to
+/// `0...RetryAfter.maximum`.
 @Suite("Fuzz regressions: SupabaseREST response decoding")
 struct FuzzRegressionTests {
     @Test("Retry-After IMF-fixdate with a 15-digit year does not trap (overflow in parseHTTPDate)")
@@ -39,10 +39,10 @@ struct FuzzRegressionTests {
         }
     }
 
-    @Test("A year within range still parses: 1,000,000 AD is clamped to the maximum")
-    func farButRepresentableYear() {
-        let delay = RetryAfter.parse(
-            "Sun, 06 Nov 1000000 08:49:37 GMT", now: Date(timeIntervalSince1970: 1_764_000_000))
-        #expect(delay == RetryAfter.maximum)
+    @Test("A four-digit far-future year is clamped to the maximum; a longer year is not an HTTP-date")
+    func farFutureYears() {
+        let now = Date(timeIntervalSince1970: 1_764_000_000)
+        #expect(RetryAfter.parse("Fri, 31 Dec 9999 23:59:59 GMT", now: now) == RetryAfter.maximum)
+        #expect(RetryAfter.parse("Sun, 06 Nov 1000000 08:49:37 GMT", now: now) == nil)
     }
 }
