@@ -34,11 +34,14 @@ public final class SupabaseJobSync: Service, Sendable {
     ///
     /// - Throws: what either `run()` throws (e.g. when called twice).
     public func run() async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.realtime.run() }
-            group.addTask { try await self.client.run() }
-            defer { group.cancelAll() }
-            try await group.next()
+        // A graceful shutdown (ServiceGroup, SIGTERM) stops both clients the same way cancellation does.
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.realtime.run() }
+                group.addTask { try await self.client.run() }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
         }
     }
 }
