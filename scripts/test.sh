@@ -28,6 +28,7 @@ step "system packages"
 scripts/bootstrap.sh
 
 step "build (debug, with tests); our code must have zero warnings"
+mkdir -p .build
 swift build --build-tests 2>&1 | tee .build/build.log >/dev/null || { tail -50 .build/build.log; exit 1; }
 if grep -E "^$root/(Sources|Tests|Samples|Benchmarks)/.*: warning:" .build/build.log; then
     echo "test.sh: compiler warnings in our code (above)" >&2
