@@ -11,8 +11,14 @@ extension Adapters {
         configuration.host = command.host
         configuration.port = command.port
         configuration.logger = Self.stackLogger(command.verbose, writer: writer)
-        if command.postgres != nil {
-            throw JobwatchError(.localStack, "--postgres is not available in this build yet (in-memory only)")
+        if let postgres = command.postgres {
+            // The URL may hold a password: errors name the option, never the URL.
+            do {
+                configuration.backend = PostgresJobsBackend(
+                    configuration: try .init(url: postgres), logger: configuration.logger)
+            } catch {
+                throw JobwatchError(.localStack, "--postgres: the PostgreSQL URL cannot be used (\(type(of: error)))")
+            }
         }
         let simulate = command.simulate
         let service = LocalStackService(configuration: configuration) { stack in
