@@ -32,7 +32,7 @@ extension Adapters {
         var simulation = JobSimulator.Configuration()
         simulation.pages = 6...10
         simulation.queueDelay = .milliseconds(800)
-        simulation.pageInterval = .milliseconds(600)
+        simulation.pageInterval = .milliseconds(800)
         simulation.failureRate = 0
         simulation.seed = 2026
         let simulator = JobSimulator(backend: stack.backend, configuration: simulation)
@@ -68,9 +68,10 @@ extension Adapters {
                 return nil
             }
             group.addTask {
-                // Midway, Realtime goes away: sockets dropped, new handshakes refused for 3 s.
+                // Midway, Realtime goes away: sockets dropped, new handshakes refused for 2 s; the jobs run long enough
+                // (up to 10 pages × 0.8 s) for the view to come back to realtime before they end.
                 try? await ContinuousClock().sleep(for: .milliseconds(2500))
-                faults.refuseConnections(ConnectionRefusal(status: 503, retryAfterSeconds: 1), for: .seconds(3))
+                faults.refuseConnections(ConnectionRefusal(status: 503, retryAfterSeconds: 1), for: .seconds(2))
                 faults.dropAllConnections(code: 1012, reason: "demo outage")
                 return nil
             }
