@@ -224,9 +224,10 @@ struct JobSyncUnderTest: Sendable {
         var realtime: RealtimeClient?
         var feed: (any JobChangeFeed)?
         if useRealtime {
-            let configuration = try RealtimeClient.Configuration(
+            var configuration = try RealtimeClient.Configuration(
                 projectURL: baseURL, apiKey: apiKey, transport: LWSWebSocketTransport(logger: logger),
                 logger: logger)
+            configuration.applyJobSyncTimings()
             let client = try RealtimeClient(configuration: configuration)
             realtime = client
             feed = RealtimeJobFeed(client: client, table: "jobs", logger: logger)

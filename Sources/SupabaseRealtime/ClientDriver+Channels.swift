@@ -115,6 +115,23 @@ extension ClientDriver {
         }
     }
 
+    /// A late heartbeat reply (``RealtimeClient/Configuration/unresponsiveAfter``): live subscriptions report
+    /// ``NotLiveReason/Kind/socketUnresponsive``; once the reply arrives, those whose channel is still live report
+    /// ``RealtimeSubscriptionEvent/live`` again.
+    func socketResponsivenessChanged(responsive: Bool) {
+        for (topic, record) in self.channels {
+            if responsive {
+                guard !record.live, record.machine.status == .live else { continue }
+                self.channels[topic]?.live = true
+                self.channels[topic]?.lastNotLive = nil
+                self.yieldToChannel(topic, .live)
+            } else if record.live {
+                self.notLive(
+                    topic, NotLiveReason(kind: .socketUnresponsive, message: "no heartbeat reply: the socket stalls"))
+            }
+        }
+    }
+
     private func notLive(_ topic: Topic, _ reason: NotLiveReason) {
         guard var record = self.channels[topic] else { return }
         guard record.live || record.lastNotLive != reason else { return }

@@ -22,9 +22,15 @@ extension ClientDriver {
                 self.closeConnection(id, code: code, reason: reason, group: &group)
             case .sendHeartbeat(let ref):
                 self.send(PhoenixSerializer.heartbeat(ref: ref))
-                // Like realtime-js, ask for the token on every heartbeat so a refreshed token reaches joined
-                // channels before the old one expires (§3, §8.1).
-                self.startTokenFetch(group: &group)
+                // Like realtime-js, ask for the token on heartbeats so a refreshed token reaches joined channels
+                // before the old one expires (§3, §8.1), but not more often than the refresh interval.
+                let now = self.time.now()
+                if self.lastHeartbeatTokenFetch.map({ now - $0 >= self.configuration.accessTokenRefreshInterval })
+                    ?? true
+                {
+                    self.lastHeartbeatTokenFetch = now
+                    self.startTokenFetch(group: &group)
+                }
             case .scheduleTimer(let timer, let delay):
                 self.schedule(.socket(timer), after: delay, group: &group)
             case .cancelTimer(let timer):
@@ -45,6 +51,12 @@ extension ClientDriver {
                 for topic in Array(self.channels.keys) {
                     self.withChannel(topic, group: &group) { machine, _ in machine.socketClosed() }
                 }
+            case .notifySocketUnresponsive:
+                self.logger.debug("realtime socket unresponsive: heartbeat reply late")
+                self.socketResponsivenessChanged(responsive: false)
+            case .notifySocketResponsive:
+                self.logger.debug("realtime socket responsive again")
+                self.socketResponsivenessChanged(responsive: true)
             }
         }
     }

@@ -88,6 +88,8 @@ final class ClientDriver {
     var timerGeneration: UInt64 = 0
     var accessToken: String?
     var tokenFetchInFlight = false
+    /// When a heartbeat last asked for the access token (``RealtimeClient/Configuration/accessTokenRefreshInterval``).
+    var lastHeartbeatTokenFetch: Duration?
     var channelCounter: UInt64 = 0
     var random: JitterGenerator
     /// At most this many decoded inbound frames wait in the event queue (see ``InboundCredits``).
@@ -106,6 +108,7 @@ final class ClientDriver {
             configuration: .init(
                 heartbeatInterval: client.configuration.heartbeatInterval,
                 heartbeatTimeout: client.configuration.heartbeatTimeout,
+                unresponsiveAfter: client.configuration.unresponsiveAfter,
                 reconnect: client.configuration.reconnect,
                 rateLimitedReconnectDelay: client.configuration.rateLimitedReconnectDelay),
             random: JitterGenerator(seed: random.next()))

@@ -18,6 +18,9 @@ public struct NotLiveReason: Sendable, Hashable, CustomStringConvertible {
     public enum Kind: Sendable, Hashable {
         /// The WebSocket is down; the client reconnects and rejoins.
         case socketLost
+        /// The WebSocket is open but a heartbeat reply is late (a stall): changes may be held up. A ``live``
+        /// follows when the reply arrives, or the socket is lost when the heartbeat times out.
+        case socketUnresponsive
         /// The channel failed (join refused or timed out, server error, token expired, rate limited); it rejoins.
         case channelErrored
         /// The channel is rejoining because its set of bindings changed.

@@ -19,6 +19,15 @@ extension RealtimeClient {
         public var heartbeatInterval: Duration
         /// How long a heartbeat may wait for its reply. Default 10 s (tolerates the server's 5 s join-error pause).
         public var heartbeatTimeout: Duration
+        /// When set, a heartbeat unanswered for this long makes every live subscription report
+        /// ``NotLiveReason/Kind/socketUnresponsive`` while the connection is kept (a silent stall delivers nothing,
+        /// §13.1), and its late reply makes them ``RealtimeSubscriptionEvent/live`` again. With a short
+        /// ``heartbeatInterval`` this detects a stall in seconds without reconnecting on every slow reply.
+        /// Default nil (off).
+        public var unresponsiveAfter: Duration?
+        /// The access-token provider is asked on a heartbeat at most this often (default 25 s), so a short
+        /// ``heartbeatInterval`` does not multiply token requests.
+        public var accessTokenRefreshInterval: Duration
         /// Reconnect delays (§9.3). Default 1, 2, 5, 10 s, then 10 s, ±20 %.
         public var reconnect: BackoffSchedule
         /// The shortest reconnect delay after an HTTP 429 handshake refusal. Default 10 s.
@@ -69,6 +78,8 @@ extension RealtimeClient {
             self.protocolVersion = .v2
             self.heartbeatInterval = .seconds(25)
             self.heartbeatTimeout = .seconds(10)
+            self.unresponsiveAfter = nil
+            self.accessTokenRefreshInterval = .seconds(25)
             self.reconnect = .reconnect
             self.rateLimitedReconnectDelay = .seconds(10)
             self.joinTimeout = .seconds(10)
@@ -150,7 +161,9 @@ extension RealtimeClient {
             guard self.subscriptionBufferSize > 0 else {
                 throw RealtimeClientError(.invalidConfiguration, "subscriptionBufferSize must be positive")
             }
-            guard self.heartbeatInterval > .zero, self.heartbeatTimeout > .zero, self.joinTimeout > .zero else {
+            guard self.heartbeatInterval > .zero, self.heartbeatTimeout > .zero, self.joinTimeout > .zero,
+                (self.unresponsiveAfter ?? .seconds(1)) > .zero
+            else {
                 throw RealtimeClientError(.invalidConfiguration, "heartbeat and join timeouts must be positive")
             }
         }

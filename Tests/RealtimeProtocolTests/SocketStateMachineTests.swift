@@ -97,17 +97,61 @@ struct SocketStateMachineTests {
         #expect(machine.status == .connected)
     }
 
-    @Test("§3 the next heartbeat due while one is pending is a timeout too")
+    @Test("§3 a heartbeat due while one is pending waits for it; a timeout once it waited heartbeatTimeout")
     func heartbeatDueWhilePending() throws {
         var configuration = Machine.Configuration()
         configuration.heartbeatInterval = .seconds(5)
-        configuration.heartbeatTimeout = .seconds(30)
+        configuration.heartbeatTimeout = .seconds(12)
         var machine = Self.exactMachine(configuration)
         let connection = try Self.open(&machine)
         _ = machine.timerFired(.heartbeat, now: .seconds(5))
-        let actions = machine.timerFired(.heartbeat, now: .seconds(10))
-        #expect(actions.contains(.closeTransport(connection, code: 1000, reason: "heartbeat timeout")))
-        #expect(actions.contains(.reportStatus(.disconnected(.heartbeatTimeout))))
+        // 5 s unanswered (< 12 s): no second heartbeat on top of the first, no timeout.
+        let early = machine.timerFired(.heartbeat, now: .seconds(10))
+        #expect(early == [.scheduleTimer(.heartbeat, after: .seconds(5))])
+        #expect(machine.status == .connected)
+        // 12 s unanswered: the heartbeat tick that finds it pending is the timeout (§13.1 item 3).
+        let late = machine.timerFired(.heartbeat, now: .seconds(17))
+        #expect(late.contains(.closeTransport(connection, code: 1000, reason: "heartbeat timeout")))
+        #expect(late.contains(.reportStatus(.disconnected(.heartbeatTimeout))))
+    }
+
+    @Test("§13.1 a late heartbeat reply reports the socket unresponsive, once, and responsive when it arrives")
+    func unresponsiveThenResponsive() throws {
+        var machine = Self.exactMachine(.init(heartbeatInterval: .seconds(3), unresponsiveAfter: .milliseconds(1_500)))
+        _ = try Self.open(&machine)
+        let beat = machine.timerFired(.heartbeat, now: .seconds(3))
+        #expect(beat == [
+            .sendHeartbeat("1"),
+            .scheduleTimer(.heartbeatTimeout("1"), after: .seconds(10)),
+            .scheduleTimer(.heartbeatLate("1"), after: .milliseconds(1_500)),
+            .scheduleTimer(.heartbeat, after: .seconds(3)),
+        ])
+        #expect(machine.timerFired(.heartbeatLate("1"), now: .milliseconds(4_500)) == [.notifySocketUnresponsive])
+        #expect(machine.timerFired(.heartbeatLate("1"), now: .seconds(5)).isEmpty, "reported once")
+        #expect(machine.timerFired(.heartbeat, now: .seconds(6)) == [.scheduleTimer(.heartbeat, after: .seconds(3))])
+        let reply = machine.heartbeatReplyReceived(ref: "1", now: .seconds(7))
+        #expect(reply == [
+            .cancelTimer(.heartbeatTimeout("1")), .cancelTimer(.heartbeatLate("1")),
+            .reportHeartbeatRoundTrip(.seconds(4)), .notifySocketResponsive,
+        ])
+        #expect(machine.status == .connected)
+        // A prompt reply reports nothing more than the round trip.
+        _ = machine.timerFired(.heartbeat, now: .seconds(9))
+        #expect(!machine.heartbeatReplyReceived(ref: "2", now: .milliseconds(9_010)).contains(.notifySocketResponsive))
+    }
+
+    @Test("§13.1 an unresponsive socket whose heartbeat times out is lost, not responsive again")
+    func unresponsiveThenTimeout() throws {
+        var machine = Self.exactMachine(.init(heartbeatInterval: .seconds(3), unresponsiveAfter: .seconds(1)))
+        let connection = try Self.open(&machine)
+        _ = machine.timerFired(.heartbeat, now: .seconds(3))
+        #expect(machine.timerFired(.heartbeatLate("1"), now: .seconds(4)) == [.notifySocketUnresponsive])
+        let timeout = machine.timerFired(.heartbeatTimeout("1"), now: .seconds(13))
+        #expect(timeout.contains(.cancelTimer(.heartbeatLate("1"))))
+        #expect(timeout.contains(.notifySocketLost))
+        #expect(timeout.contains(.closeTransport(connection, code: 1000, reason: "heartbeat timeout")))
+        #expect(!timeout.contains(.notifySocketResponsive))
+        #expect(machine.timerFired(.heartbeatLate("1"), now: .seconds(14)).isEmpty, "stale timer ignored")
     }
 
     @Test("a stale heartbeat-timeout timer (already answered) is ignored")

@@ -169,6 +169,43 @@ struct RealtimeIntegrationTests {
         }
     }
 
+    @Test("§13.1 a stall shorter than the heartbeat timeout: unresponsive, then live again on the same socket")
+    func unresponsiveThenLiveAgain() async throws {
+        try await withLocalStack(configure: { _, configuration in
+            configuration.heartbeatTimeout = .seconds(20)
+            configuration.unresponsiveAfter = .milliseconds(150)
+        }) { stack, client in
+            let subscription = client.postgresChanges(schema: "public", table: "jobs")
+            var events = subscription.makeAsyncIterator()
+            let statuses = Recorder<RealtimeClient.Status>()
+            let watcher = Task {
+                for await status in client.statusUpdates { statuses.append(status) }
+            }
+            defer { watcher.cancel() }
+            try await events.waitUntilLive()
+            stack.faults.stall(for: .milliseconds(1_500))
+            guard case .notLive(let reason)? = try await events.next() else {
+                Issue.record("expected notLive first")
+                return
+            }
+            #expect(reason.kind == .socketUnresponsive)
+            _ = try await stack.backend.insert(["status": .string("queued")])
+            var sawLive = false
+            var sawInsert = false
+            while !(sawLive && sawInsert), let event = try await events.next() {
+                switch event {
+                case .live: sawLive = true
+                case .change(let change): sawInsert = sawInsert || change.type == .insert
+                case .notLive(let other): Issue.record("unexpected notLive \(other)")
+                case .systemError(let message): Issue.record("unexpected system error \(message)")
+                }
+            }
+            #expect(sawLive && sawInsert, "live again, and the change held up by the stall arrives")
+            #expect(!statuses.values.contains { if case .disconnected = $0 { true } else { false } },
+                "the socket was kept: \(statuses.values)")
+        }
+    }
+
     @Test("§1.3 handshake refusal: typed status with the HTTP code, backoff, then connects", arguments: [429, 401])
     func handshakeRefusal(status: Int) async throws {
         try await withLocalStack { stack, client in
@@ -217,6 +254,28 @@ struct RealtimeIntegrationTests {
         }
     }
 
+    @Test("§3 heartbeats ask for the access token at most every accessTokenRefreshInterval", arguments: [true, false])
+    func tokenAskedAtMostEveryInterval(limited: Bool) async throws {
+        let calls = Recorder<Int>()
+        try await withLocalStack(configure: { stack, configuration in
+            configuration.accessTokenRefreshInterval = limited ? .seconds(60) : .zero
+            configuration.accessToken = {
+                calls.append(1)
+                return stack.mintUserToken()
+            }
+        }) { _, client in
+            let subscription = client.postgresChanges(schema: "public", table: "jobs")
+            var events = subscription.makeAsyncIterator()
+            try await events.waitUntilLive()
+            try await Task.sleep(for: .seconds(2))  // about six heartbeats (every 300 ms)
+        }
+        if limited {
+            #expect(calls.values.count <= 2, "connect + first heartbeat only, got \(calls.values.count)")
+        } else {
+            #expect(calls.values.count >= 4, "every heartbeat asks, got \(calls.values.count)")
+        }
+    }
+
     @Test("cancelling run() leaves channels and closes the socket")
     func shutdownLeaves() async throws {
         try await withDeadline {
@@ -236,4 +295,17 @@ struct RealtimeIntegrationTests {
             }
         }
     }
+}
+
+/// Values appended from another task, read at the end.
+final class Recorder<Value: Sendable>: @unchecked Sendable {
+    // @unchecked: `storage` is only touched under `lock`.
+    private let lock = NSLock()
+    private var storage: [Value] = []
+
+    func append(_ value: Value) {
+        self.lock.withLock { self.storage.append(value) }
+    }
+
+    var values: [Value] { self.lock.withLock { self.storage } }
 }

@@ -118,3 +118,22 @@ public struct RealtimeJobFeed: JobChangeFeed {
         }
     }
 }
+
+extension RealtimeClient.Configuration {
+    /// Applies the timings JobSync uses for the Realtime client behind a ``JobSyncClient`` (which polls over REST
+    /// whenever Realtime is not live):
+    ///
+    /// - a heartbeat every 3 s, reported late after 1.5 s (``unresponsiveAfter``): a silently stalled socket
+    ///   (§13.1) is noticed within about 4.5 s and polled around while the connection is kept; it is torn down
+    ///   after the 10 s heartbeat timeout as usual. Heartbeats are ~50-byte WebSocket frames, not REST requests;
+    ///   the access token is still asked for at most every 25 s.
+    /// - the first reconnect after 50 ms (±20 %), then 1, 2, 5, 10 s: a dropped connection is usually back and
+    ///   reconciled before the first poll would have run.
+    public mutating func applyJobSyncTimings() {
+        self.heartbeatInterval = .seconds(3)
+        self.unresponsiveAfter = .milliseconds(1_500)
+        self.heartbeatTimeout = .seconds(10)
+        self.reconnect = BackoffSchedule(
+            steps: [.milliseconds(50), .seconds(1), .seconds(2), .seconds(5), .seconds(10)], jitter: 0.2)
+    }
+}

@@ -83,6 +83,7 @@ extension JobSyncClient {
             throw JobSyncError(code: .invalidConfiguration, message: error.message)
         }
         realtimeConfiguration.accessToken = accessToken
+        realtimeConfiguration.applyJobSyncTimings()
         let realtime: RealtimeClient
         do {
             realtime = try RealtimeClient(configuration: realtimeConfiguration)

@@ -16,6 +16,11 @@ public struct SocketStateMachine: Sendable {
         /// How long a heartbeat may wait for its reply. The default (10 s) tolerates the server's 5 s pause before
         /// a join error reply, which blocks heartbeat replies on the same socket (§15.7).
         public var heartbeatTimeout: Duration
+        /// When set, a heartbeat unanswered for this long reports the socket unresponsive
+        /// (``Action/notifySocketUnresponsive``) while the connection is kept; its reply reports it responsive again
+        /// (``Action/notifySocketResponsive``). Changes may be held up meanwhile (a silent stall, §13.1), so a caller
+        /// can fall back early without tearing the socket down. Default nil (off).
+        public var unresponsiveAfter: Duration?
         /// Reconnect delays by attempt (§9.3: 1, 2, 5, 10, 10 … s, ±20 %).
         public var reconnect: BackoffSchedule
         /// The shortest delay after a handshake refused with HTTP 429 (§1.3), before jitter.
@@ -25,11 +30,13 @@ public struct SocketStateMachine: Sendable {
         public init(
             heartbeatInterval: Duration = .seconds(25),
             heartbeatTimeout: Duration = .seconds(10),
+            unresponsiveAfter: Duration? = nil,
             reconnect: BackoffSchedule = .reconnect,
             rateLimitedReconnectDelay: Duration = .seconds(10)
         ) {
             self.heartbeatInterval = heartbeatInterval
             self.heartbeatTimeout = heartbeatTimeout
+            self.unresponsiveAfter = unresponsiveAfter
             self.reconnect = reconnect
             self.rateLimitedReconnectDelay = rateLimitedReconnectDelay
         }
@@ -50,6 +57,8 @@ public struct SocketStateMachine: Sendable {
         case heartbeat
         /// The reply to the heartbeat with this ref is overdue.
         case heartbeatTimeout(Ref)
+        /// The reply to the heartbeat with this ref is late (``Configuration/unresponsiveAfter``).
+        case heartbeatLate(Ref)
         /// Time to reconnect.
         case reconnect
     }
@@ -104,6 +113,10 @@ public struct SocketStateMachine: Sendable {
         case notifySocketOpened
         /// The socket is gone: channels become errored and wait for the next open.
         case notifySocketLost
+        /// A heartbeat reply is late: the connection is kept, but changes may be held up.
+        case notifySocketUnresponsive
+        /// The late heartbeat reply arrived: the connection delivers again.
+        case notifySocketResponsive
     }
 
     // MARK: State
@@ -126,6 +139,8 @@ public struct SocketStateMachine: Sendable {
     private struct PendingHeartbeat: Sendable, Hashable {
         var ref: Ref
         var sentAt: Duration
+        /// Whether ``Action/notifySocketUnresponsive`` was reported for it.
+        var late = false
     }
 
     /// The configuration in force.
@@ -256,29 +271,44 @@ public struct SocketStateMachine: Sendable {
     public mutating func heartbeatReplyReceived(ref: Ref, now: Duration) -> [Action] {
         guard case .connected(let connection, let pending?) = self.state, pending.ref == ref else { return [] }
         self.state = .connected(connection: connection, pending: nil)
-        return [
-            .cancelTimer(.heartbeatTimeout(ref)),
-            .reportHeartbeatRoundTrip(max(now - pending.sentAt, .zero)),
-        ]
+        var actions: [Action] = [.cancelTimer(.heartbeatTimeout(ref))]
+        if self.configuration.unresponsiveAfter != nil { actions.append(.cancelTimer(.heartbeatLate(ref))) }
+        actions.append(.reportHeartbeatRoundTrip(max(now - pending.sentAt, .zero)))
+        if pending.late { actions.append(.notifySocketResponsive) }
+        return actions
     }
 
     /// A timer requested by ``Action/scheduleTimer(_:after:)`` fired. Stale timers are ignored.
     public mutating func timerFired(_ timer: Timer, now: Duration) -> [Action] {
         switch (timer, self.state) {
         case (.heartbeat, .connected(let connection, let pending)):
-            if pending != nil {
-                // The next heartbeat is due and the previous one is still unanswered (§3, §13.1 item 3).
-                return self.heartbeatTimedOut(connection: connection, pending: pending)
+            if let pending {
+                // The next heartbeat is due and the previous one is still unanswered (§3, §13.1 item 3): a timeout
+                // once the previous one has waited `heartbeatTimeout`; before that (an interval shorter than the
+                // timeout), wait for it instead of piling up heartbeats.
+                if now - pending.sentAt >= self.configuration.heartbeatTimeout {
+                    return self.heartbeatTimedOut(connection: connection, pending: pending)
+                }
+                return [.scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval)]
             }
             let ref = self.refs.next()
             self.state = .connected(connection: connection, pending: PendingHeartbeat(ref: ref, sentAt: now))
-            return [
+            var actions: [Action] = [
                 .sendHeartbeat(ref),
                 .scheduleTimer(.heartbeatTimeout(ref), after: self.configuration.heartbeatTimeout),
-                .scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval),
             ]
+            if let late = self.configuration.unresponsiveAfter {
+                actions.append(.scheduleTimer(.heartbeatLate(ref), after: late))
+            }
+            actions.append(.scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval))
+            return actions
         case (.heartbeatTimeout(let ref), .connected(let connection, let pending)) where pending?.ref == ref:
             return self.heartbeatTimedOut(connection: connection, pending: pending)
+        case (.heartbeatLate(let ref), .connected(let connection, var pending?)) where pending.ref == ref:
+            guard !pending.late else { return [] }
+            pending.late = true
+            self.state = .connected(connection: connection, pending: pending)
+            return [.notifySocketUnresponsive]
         case (.reconnect, .waitingToReconnect(let attempt, _)):
             return self.startConnecting(attempt: attempt)
         default:
@@ -339,7 +369,10 @@ public struct SocketStateMachine: Sendable {
 
     private func stopHeartbeat(pending: PendingHeartbeat?) -> [Action] {
         var actions: [Action] = [.cancelTimer(.heartbeat)]
-        if let pending { actions.append(.cancelTimer(.heartbeatTimeout(pending.ref))) }
+        if let pending {
+            actions.append(.cancelTimer(.heartbeatTimeout(pending.ref)))
+            if self.configuration.unresponsiveAfter != nil { actions.append(.cancelTimer(.heartbeatLate(pending.ref))) }
+        }
         return actions
     }
 

@@ -17,6 +17,9 @@ struct ColumnFilter: Sendable, Equatable {
     var values: [String]
     /// `values` parsed once for the column type (matching runs per row and per change).
     private var typedValues: [TypedValue]
+    /// For `in` over text-like columns (uuid, text): the values as a set, so that a 100-id filter costs one lookup
+    /// per row instead of 100 comparisons.
+    private var textValues: Set<String>?
 
     /// Builds a filter, checking every value against the column's type.
     init(column: TableColumn, op: FilterOperator, values: [String]) throws(FilterValueError) {
@@ -31,6 +34,11 @@ struct ColumnFilter: Sendable, Equatable {
         self.op = op
         self.values = values
         self.typedValues = typedValues
+        let texts = typedValues.compactMap { value -> String? in
+            if case .text(let text) = value { return text }
+            return nil
+        }
+        self.textValues = op == .in && texts.count == typedValues.count ? Set(texts) : nil
     }
 
     /// Whether a row satisfies the condition. A missing or null column fails every comparison (§6.1).
@@ -40,9 +48,11 @@ struct ColumnFilter: Sendable, Equatable {
         else { return false }
         let rights = self.typedValues
         switch self.op {
-        case .in: return rights.contains { left.compare(to: $0) == 0 }
-        case .eq: return rights.first.map { left.compare(to: $0) == 0 } ?? false
-        case .neq: return rights.first.map { left.compare(to: $0).map { $0 != 0 } ?? false } ?? false
+        case .in:
+            if let texts = self.textValues, case .text(let text) = left { return texts.contains(text) }
+            return rights.contains { left.equals($0) == true }
+        case .eq: return rights.first.map { left.equals($0) == true } ?? false
+        case .neq: return rights.first.map { left.equals($0) == false } ?? false
         case .lt: return rights.first.flatMap { left.compare(to: $0) }.map { $0 < 0 } ?? false
         case .lte: return rights.first.flatMap { left.compare(to: $0) }.map { $0 <= 0 } ?? false
         case .gt: return rights.first.flatMap { left.compare(to: $0) }.map { $0 > 0 } ?? false
@@ -94,12 +104,23 @@ enum TypedValue: Equatable {
         }
     }
 
+    /// Whether the two are equal (cheaper than ``compare(to:)``); nil when they are not comparable.
+    func equals(_ other: TypedValue) -> Bool? {
+        switch (self, other) {
+        case (.text(let a), .text(let b)): a == b
+        case (.number(let a, let exactA), .number(let b, let exactB)): exactA == exactB || a == b
+        case (.bool(let a), .bool(let b)): a == b
+        case (.timestamp(let a), .timestamp(let b)): a == b
+        default: nil
+        }
+    }
+
     /// -1, 0, 1, or nil when the two are not comparable.
     func compare(to other: TypedValue) -> Int? {
         switch (self, other) {
         case (.text(let a), .text(let b)):
             if a == b { return 0 }
-            return Array(a.utf8).lexicographicallyPrecedes(b.utf8) ? -1 : 1
+            return a.utf8.lexicographicallyPrecedes(b.utf8) ? -1 : 1
         case (.number(let a, let exactA), .number(let b, let exactB)):
             if exactA == exactB || a == b { return 0 }
             return a < b ? -1 : 1

@@ -33,6 +33,7 @@ enum RealtimeFeeds {
                 transport: LWSWebSocketTransport(logger: logger),
                 logger: logger
             )
+            configuration.applyJobSyncTimings()
             if let token = settings.accessToken {
                 configuration.accessToken = { @Sendable in token.value }
             }

@@ -129,6 +129,7 @@ struct IntegrationRun {
         realtimeConfiguration.accessToken = token
         realtimeConfiguration.heartbeatInterval = .seconds(1)
         realtimeConfiguration.heartbeatTimeout = .seconds(1)
+        realtimeConfiguration.unresponsiveAfter = .milliseconds(400)
         realtimeConfiguration.reconnect = BackoffSchedule(
             steps: [.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
         realtimeConfiguration.rateLimitedReconnectDelay = .seconds(1)
