@@ -111,6 +111,8 @@ final class CountingTransport: HTTPTransport {
     private let base: URLSessionHTTPTransport
     private let counts = Mutex(Counts())
 
+    private static let logRequests = ProcessInfo.processInfo.environment["BENCH_LOG_REQUESTS"] == "1"
+
     init() {
         self.base = URLSessionHTTPTransport()
     }
@@ -123,6 +125,10 @@ final class CountingTransport: HTTPTransport {
             $0.requests += 1
             $0.bytes += sent
             $0.starts.append(start)
+        }
+        if Self.logRequests {
+            // BENCH_LOG_REQUESTS=1: what each request was (to explain a cost figure); the URL carries no key.
+            FileHandle.standardError.write(Data("request \(request.url.prefix(160))\n".utf8))
         }
         let response = try await self.base.send(request)
         var received = response.body.count

@@ -14,23 +14,31 @@ public struct JobID: Hashable, Comparable, Sendable, CustomStringConvertible, Co
     /// - Throws: ``JobSyncError`` with code ``JobSyncError/Code/invalidJobID`` when `text` is not a UUID.
     ///   The message quotes at most the first 40 characters of the input.
     public init(_ text: String) throws(JobSyncError) {
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let utf8 = Array(trimmed.utf8)
-        var valid = utf8.count == 36
-        if valid {
-            for (index, byte) in utf8.enumerated() {
-                if index == 8 || index == 13 || index == 18 || index == 23 {
-                    valid = valid && byte == UInt8(ascii: "-")
-                } else {
-                    valid = valid && Self.isHex(byte)
-                }
-            }
+        if let canonical = Self.canonical(text) {
+            self.rawValue = canonical
+            return
         }
-        guard valid else {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.utf8.count != text.utf8.count, let canonical = Self.canonical(trimmed) else {
             let shown = text.count > 40 ? String(text.prefix(40)) + "…" : text
             throw JobSyncError(code: .invalidJobID, message: "not a UUID job id: \"\(shown)\"")
         }
-        self.rawValue = trimmed.lowercased()
+        self.rawValue = canonical
+    }
+
+    /// The lower-case form of `text` if it is exactly a UUID (no surrounding spaces); nil otherwise.
+    private static func canonical(_ text: String) -> String? {
+        guard text.utf8.count == 36 else { return nil }
+        var hasUpperCase = false
+        for (index, byte) in text.utf8.enumerated() {
+            if index == 8 || index == 13 || index == 18 || index == 23 {
+                guard byte == UInt8(ascii: "-") else { return nil }
+            } else {
+                guard Self.isHex(byte) else { return nil }
+                hasUpperCase = hasUpperCase || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F"))
+            }
+        }
+        return hasUpperCase ? text.lowercased() : text
     }
 
     public init(from decoder: any Decoder) throws {

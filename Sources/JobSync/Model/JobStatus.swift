@@ -15,6 +15,16 @@ public enum JobStatus: Hashable, Sendable, CustomStringConvertible {
 
     /// Decodes a raw status, ignoring case and surrounding spaces.
     public init(raw: String) {
+        switch raw {  // the usual spelling first, without allocating
+        case "queued": self = .queued
+        case "processing": self = .processing
+        case "completed": self = .completed
+        case "failed": self = .failed
+        default: self.init(normalizing: raw)
+        }
+    }
+
+    private init(normalizing raw: String) {
         switch raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased() {
         case "queued": self = .queued
         case "processing": self = .processing
