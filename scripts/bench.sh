@@ -3,7 +3,7 @@
 # SupabaseLocal on loopback (in-memory backend). Builds the harness in release mode, prepares a venv with the
 # Python peers, runs the harness and prints markdown tables (date, machine, every figure from this run).
 #
-# Usage: scripts/bench.sh [--quick] [--jobs N] [--only outcomes,cost,specific,memory,throughput] [--no-python]
+# Usage: scripts/bench.sh [--quick] [--jobs N] [--only outcomes,cost,specific,memory,throughput,cli] [--no-python]
 #   SCRATCH_PATH=/path/to/.build   reuse a build folder (default: .build in the repository)
 # A full run takes about 15 minutes; --quick about 8.
 set -euo pipefail
@@ -17,6 +17,7 @@ fi
 "$VENV/bin/pip" install --quiet "realtime==2.34.1" "postgrest==2.34.1" "websockets<16"
 
 (cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product JobSyncBenchmarks >&2)
+(cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product jobwatch >&2)
 BIN="$(cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/JobSyncBenchmarks"
 
 echo "- Toolchain: $(swift --version 2>/dev/null | head -1)"

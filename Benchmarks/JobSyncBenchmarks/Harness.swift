@@ -1,7 +1,7 @@
 // JobSyncBenchmarks: JobSync vs the official Python Realtime client vs plain polling, against SupabaseLocal on
 // loopback (in-memory backend). Prints markdown tables; every figure comes from the run.
 //
-//   JobSyncBenchmarks [--quick] [--jobs N] [--only outcomes,cost,specific,throughput,memory] [--no-python]
+//   JobSyncBenchmarks [--quick] [--jobs N] [--only outcomes,cost,specific,throughput,memory,cli] [--no-python]
 //
 // Run through scripts/bench.sh (release build + Python venv). Child modes used by the harness itself:
 // `throughput-client` and `memory-client`.
@@ -31,7 +31,7 @@ enum JobSyncBenchmarks {
 struct Report {
     var quick = false
     var jobs: Int?
-    var sections: Set<String> = ["outcomes", "cost", "specific", "throughput", "memory"]
+    var sections: Set<String> = ["outcomes", "cost", "specific", "throughput", "memory", "cli"]
     var python: PythonSetup?
 
     init(arguments: [String]) throws {
@@ -56,8 +56,22 @@ struct Report {
         if self.sections.contains("specific") { try await self.specific() }
         if self.sections.contains("memory") { try await self.memory() }
         if self.sections.contains("throughput") { try await self.throughput() }
+        if self.sections.contains("cli") { await self.cli() }
+    }
+
+    private func cli() async {
         print("\n### CLI\n")
-        print("`jobwatch watch` cold start: not measured — `jobwatch` on this branch only prints \"not built yet\".")
+        do {
+            let repeats = self.quick ? 5 : 20
+            let starts = Percentiles(try await ColdStartBenchmark.run(repeats: repeats))
+            print("| Measure | median | p90 | max | how |")
+            print("|---|---:|---:|---:|---|")
+            print("| `jobwatch watch <id> --json` cold start → first status line | \(format(starts.value(0.5))) "
+                + "| \(format(starts.value(0.9))) | \(format(starts.sorted.last)) | release binary, \(repeats) runs, "
+                + "process spawn → first JSON line on stdout; SupabaseLocal on loopback |")
+        } catch {
+            print("`jobwatch watch` cold start: not measured: \(error)")
+        }
     }
 
     private func printHeader() {
@@ -186,8 +200,9 @@ struct Report {
         print("\n### Throughput and CPU (\(count) `postgres_changes` UPDATEs, committed as fast as possible)\n")
         print("One table-wide subscription; each client alone in its own process with the server in the harness. "
             + "Rate = events / (first commit → last event received); CPU = the client process's user + system.\n")
-        print("| Client | events received | events / s | CPU per event | server commit time |")
-        print("|---|---:|---:|---:|---|")
+        print("| Client | events received | events / s | CPU per event | events per client CPU-second | "
+            + "server commit time |")
+        print("|---|---:|---:|---:|---:|---|")
         for jobSync in [true, false] {
             guard let result = try await ThroughputBenchmark.run(python: self.python, count: count, jobSync: jobSync)
             else { continue }
@@ -196,6 +211,7 @@ struct Report {
             let pipeline = jobSync ? "JobSync (decode → merge → store subscriber)" : result.client + " (callback)"
             print("| \(pipeline) | \(result.events) / \(result.expected) | "
                 + "\(rate.map { String(format: "%.0f", $0) } ?? "—") | \(format(perEvent)) | "
+                + "\(result.cpu > .zero ? String(format: "%.0f", Double(result.events) / result.cpu.secondsValue) : "—") | "
                 + "\(format(result.commitTime)) |")
         }
     }

@@ -273,3 +273,10 @@ struct BenchError: Error, CustomStringConvertible {
         self.description = description
     }
 }
+
+/// The harness's `print`: one unbuffered write per call, so every table row appears as soon as it is measured, also
+/// when stdout is a file or a pipe (Swift's `print` is fully buffered then).
+func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
+    let text = items.map { "\($0)" }.joined(separator: separator) + terminator
+    FileHandle.standardOutput.write(Data(text.utf8))
+}
