@@ -35,7 +35,7 @@ struct OutcomeSettings: Sendable {
     var window: Duration
     /// After the last commit, peers get this long to report (plain polling needs up to 30 s + request time).
     var grace: Duration = .seconds(40)
-    /// How long a silent stall lasts (longer than JobSync's 25 s heartbeat + 10 s timeout).
+    /// How long a silent stall lasts (longer than the official clients' 25 s heartbeat + JobSync's 10 s timeout).
     var stall: Duration = .seconds(45)
 }
 
@@ -52,27 +52,23 @@ enum OutcomeBenchmark {
         _ scenario: OutcomeScenario, settings: OutcomeSettings, python: PythonSetup?, stack: SupabaseLocalStack
     ) async throws -> OutcomeRow {
         let ids = try await Fixtures.insertJobs(settings.jobs, on: stack)
-        let jobIDs = try ids.map { try JobID($0) }
-        let sync = try JobSyncUnderTest.make(stack: stack)
-        let jobSyncArrivals = Arrivals()
         let pollArrivals = Arrivals()
         let poller = PlainPoller(
             baseURL: stack.baseURL.absoluteString, apiKey: stack.configuration.classifyAPIKey,
             transport: CountingTransport())
         return try await withThrowingTaskGroup(of: Void.self) { group in
             defer { group.cancelAll() }
-            group.addTask { try await sync.run() }
-            // JobSync: the updates sequence of the watched jobs; the first terminal state per job counts.
-            let updates = sync.client.updates(forJobs: Set(jobIDs))
-            group.addTask {
-                for try await event in updates {
-                    if case .updated(let job) = event, job.status.isTerminal {
-                        jobSyncArrivals.record(job.id.rawValue, at: MonoInstant.now)
-                    }
-                }
-            }
-            let live = await waitUntil(timeout: .seconds(30)) { sync.client.transportMode == .live }
-            guard live else { throw BenchError("JobSync did not become live") }
+            // JobSync, like the Python peer, runs in a process of its own (ready once live), so that neither shares
+            // the harness's CPU scheduling with the server and the plain pollers.
+            let jobSync = try ChildPeer(
+                executable: ThroughputBenchmark.selfExecutable,
+                arguments: [
+                    "outcomes-client", "--url", stack.baseURL.absoluteString, "--key", stack.anonKey,
+                    "--ids", "{dir}/ids.txt",
+                ],
+                files: ["ids.txt": ids.joined(separator: "\n")])
+            defer { jobSync.kill() }
+            try await jobSync.waitReady(timeout: .seconds(60))
 
             var peer: ChildPeer?
             if let python {
@@ -126,20 +122,13 @@ enum OutcomeBenchmark {
                 commits[id] = try await Fixtures.finish(id, index: index, on: stack)
             }
             let dropped = stack.faults.droppedChangeCount
-            // Let JobSync and polling report (bounded); the Python peer gets the same time and no more.
-            await waitUntil(timeout: settings.grace) {
-                jobSyncArrivals.count == ids.count && pollArrivals.count == ids.count
-            }
+            // Let the peers report (bounded by plain polling, the slowest); every peer gets the same time.
+            await waitUntil(timeout: settings.grace) { pollArrivals.count == ids.count }
             try await Task.sleep(for: .seconds(2))
+            let jobSyncOutcome = self.outcome(commits: commits, arrivals: try await Self.arrivals(of: jobSync))
             var pythonOutcome: PeerOutcome?
             if let peer {
-                let result = try await peer.finish(timeout: .seconds(20))
-                let received = (result["received"] as? [String: Any]) ?? [:]
-                var arrivals: [String: MonoInstant] = [:]
-                for (id, value) in received {
-                    if let seconds = value as? Double { arrivals[id] = MonoInstant(pythonSeconds: seconds) }
-                }
-                pythonOutcome = self.outcome(commits: commits, arrivals: arrivals)
+                pythonOutcome = self.outcome(commits: commits, arrivals: try await Self.arrivals(of: peer))
             }
             let faultNote: String
             switch scenario {
@@ -150,10 +139,55 @@ enum OutcomeBenchmark {
             }
             return OutcomeRow(
                 scenario: scenario, jobs: ids.count,
-                jobSync: self.outcome(commits: commits, arrivals: jobSyncArrivals.all),
+                jobSync: jobSyncOutcome,
                 python: pythonOutcome,
                 polling: self.outcome(commits: commits, arrivals: pollArrivals.all),
                 faultNote: faultNote)
+        }
+    }
+
+    /// Stops a child peer and reads its `{"received": {id: CLOCK_MONOTONIC seconds}}`.
+    private static func arrivals(of peer: ChildPeer) async throws -> [String: MonoInstant] {
+        let result = try await peer.finish(timeout: .seconds(20))
+        let received = (result["received"] as? [String: Any]) ?? [:]
+        var arrivals: [String: MonoInstant] = [:]
+        for (id, value) in received {
+            if let seconds = value as? Double { arrivals[id] = MonoInstant(pythonSeconds: seconds) }
+        }
+        return arrivals
+    }
+
+    /// Child mode `outcomes-client`: JobSync watching the ids of `--ids`; ready once live; on stop writes when each
+    /// job's first terminal state reached the `updates(forJobs:)` subscriber.
+    static func client(_ options: ChildOptions) async throws {
+        guard let url = URL(string: try options.require("url")) else { throw BenchError("bad --url") }
+        let text = try String(contentsOfFile: try options.require("ids"), encoding: .utf8)
+        let ids = try text.split(separator: "\n").map { try JobID(String($0)) }
+        let sync = try JobSyncUnderTest.make(baseURL: url, apiKey: try options.require("key"))
+        sync.client.watch(ids)
+        let arrivals = Arrivals()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            defer { group.cancelAll() }
+            group.addTask { try await sync.run() }
+            let updates = sync.client.updates(forJobs: Set(ids))
+            group.addTask {
+                for try await event in updates {
+                    if case .updated(let job) = event, job.status.isTerminal {
+                        arrivals.record(job.id.rawValue, at: MonoInstant.now)
+                    }
+                }
+            }
+            guard await waitUntil(timeout: .seconds(60), { sync.client.transportMode == .live }) else {
+                throw BenchError("JobSync did not become live")
+            }
+            _ = FileManager.default.createFile(atPath: try options.require("ready"), contents: Data("ready\n".utf8))
+            let stopPath = try options.require("stop")
+            await waitUntil(timeout: .seconds(3_600)) { FileManager.default.fileExists(atPath: stopPath) }
+            let received = arrivals.all.map { "\"\($0.key)\":\(Double($0.value.nanoseconds) / 1e9)" }
+            let outPath = try options.require("out")
+            try Data("{\"received\":{\(received.joined(separator: ","))}}".utf8)
+                .write(to: URL(fileURLWithPath: outPath + ".tmp"))
+            try FileManager.default.moveItem(atPath: outPath + ".tmp", toPath: outPath)
         }
     }
 
