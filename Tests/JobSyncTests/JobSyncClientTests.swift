@@ -116,15 +116,23 @@ struct JobSyncClientTests {
             }
             #expect(job.result?.raw == result)
             #expect(!client.store.isIncomplete(idA))
-            // When the re-fetch fails, the truncated state is merged (marked incomplete) so it still advances.
+            // When the re-fetch fails, the truncated state is not merged: the row is fetched again until it succeeds,
+            // and subscribers see the newer version once, with its result.
+            let newer: JSON = .object(["classification": .string("receipt"), "confidence": .number("0.88")])
+            source.put(row(idA, status: "completed", updatedAt: ts(5), result: newer))
             source.failNext(JobSyncError(RESTError(code: .unavailable, message: "down", httpStatus: 503)))
             await feed.emit(
                 .change(
                     JobChange(
                         type: .update, record: row(idA, status: "completed", updatedAt: ts(5)),
                         errors: ["Error 413: Payload Too Large"])))
+            // (The per-job sequence ended with the first terminal state; read the store.)
+            for _ in 0..<500 where client.store.job(idA)?.updatedAt != JobTimestamp(ts(5)) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             #expect(client.store.job(idA)?.updatedAt == JobTimestamp(ts(5)))
-            #expect(client.store.isIncomplete(idA))
+            #expect(client.store.job(idA)?.result?.raw == newer)
+            #expect(!client.store.isIncomplete(idA))
             #expect(client.statistics.refetches == 2)
         }
     }

@@ -176,7 +176,8 @@ struct BinaryStackTests {
     func timeout() async throws {
         try await self.withStack { stack, environment in
             let id = try await self.insert(stack, ["status": .string("processing"), "progress": .string("page 1")])
-            let result = try await BinaryRunner.run(["watch", "--timeout", "1", id], environment: environment)
+            // 5 s: enough for a sanitizer-instrumented binary to start and read the job before the timeout.
+            let result = try await BinaryRunner.run(["watch", "--timeout", "5", id], environment: environment)
             #expect(result.status == 3)
             #expect(!result.killed)
             let final = try #require(try self.records(result).first { $0["event"] as? String == "final" })

@@ -247,10 +247,15 @@ extension JobSyncClient {
                 self.count(.changesIgnored)
                 return
             }
-            // A truncated record (§5.4) lacks long values such as `result`: fetch the full row first, so that
-            // subscribers never finish on a terminal state without its result. Merge the truncated one only when the
-            // re-fetch fails (the state still advances, marked incomplete, and a later catch-up fills it).
-            if truncated, await self.refetch(observation.jobID) { return }
+            // A truncated record (§5.4) lacks long values such as `result`: merge the full row instead, so that
+            // subscribers never see a state without its long values (a terminal one would then reach them twice,
+            // without and with its result). If the re-fetch fails, fetch it again with backoff until it succeeds.
+            if truncated {
+                if await self.refetch(observation.jobID) { return }
+                self.shared.withLockedValue { _ = $0.pendingFetch.insert(observation.jobID) }
+                self.send(.watchChanged)
+                return
+            }
             self.store.merge(observation)
         }
     }
