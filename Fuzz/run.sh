@@ -8,7 +8,8 @@
 #           module from the package checkout (run `swift package resolve` first).
 # Builds Fuzz/.build/fuzz-TARGET with -sanitize=fuzzer,address, runs it on a scratch copy of Fuzz/corpus/TARGET
 # (the committed seeds stay small), and leaves crash inputs in Fuzz/artifacts/ (prefixed with the target name).
-# Exit status is non-zero if libFuzzer found a crash.
+# Exit status is non-zero if libFuzzer found a crash; then the crash input's path is printed ("CRASH INPUT").
+# The full libFuzzer output is also kept in Fuzz/.build/fuzz-TARGET.log.
 set -euo pipefail
 target="frames"
 if [[ $# -gt 0 && ! "$1" =~ ^[0-9]+$ ]]; then
@@ -47,5 +48,17 @@ esac
 work="$here/.build/corpus-$target"
 mkdir -p "$work"
 cp -n "$here"/corpus/"$target"/* "$work"/ 2>/dev/null || true
+log="$here/.build/fuzz-$target.log"
+status=0
 "$here/.build/fuzz-$target" "$work" -max_total_time="$seconds" -max_len=4096 \
-    -artifact_prefix="$here/artifacts/$target-" -print_final_stats=1
+    -artifact_prefix="$here/artifacts/$target-" -print_final_stats=1 2>&1 | tee "$log" || status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+    {
+        echo "fuzz $target: libFuzzer exited with status $status (log: $log)"
+        # The input that crashed, as libFuzzer wrote it; run the binary on it to reproduce.
+        sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | while read -r artifact; do
+            echo "fuzz $target: CRASH INPUT $artifact (reproduce: $here/.build/fuzz-$target $artifact)"
+        done
+    } >&2
+    exit "$status"
+fi
