@@ -27,12 +27,45 @@ run_tests() {
     else
         grep -E '(✘|error:|failed|Fatal|SUMMARY|WARNING: ThreadSanitizer|ERROR: AddressSanitizer)' "$log" | head -60
         tail -5 "$log"
-        if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        if [ "$status" -eq 124 ]; then
             echo "test.sh: '$*' HUNG and was killed by its watchdog; the log ends at the buffered output" >&2
         fi
         echo "test.sh: '$*' failed with status $status (full log: $log)" >&2
         exit 1
     fi
+}
+
+# kill_tree PID: ends a process and all its descendants (children first), by pid.
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" || true); do
+        kill_tree "$child"
+    done
+    kill -TERM "$1" 2>/dev/null || true
+}
+
+# watchdog SECONDS COMMAND…: runs COMMAND; if it is still running after SECONDS, ends it and every process it
+# started (`swift test` runs the test binary in a process group of its own, which `timeout` would not reach) and
+# returns 124.
+watchdog() {
+    local limit=$1 marker
+    shift
+    marker=$(mktemp)
+    "$@" &
+    local pid=$!
+    (
+        sleep "$limit"
+        echo hung >"$marker"
+        kill_tree "$pid"
+    ) &
+    local dog=$!
+    local status=0
+    wait "$pid" || status=$?
+    kill_tree "$dog"
+    wait "$dog" 2>/dev/null || true
+    if [ -s "$marker" ]; then status=124; fi
+    rm -f "$marker"
+    return "$status"
 }
 
 # sanitizer_tier NAME FLAG SCRATCH REPORTS: builds the package and its tests with `--sanitize=FLAG` into SCRATCH,
@@ -51,7 +84,7 @@ sanitizer_tier() {
     local built=$SECONDS
     for target in $(find Tests -mindepth 2 -name '*.swift' | cut -d/ -f2 | sort -u); do
         echo "$name: $target" >&2
-        run_tests ".build/$flag-$target.log" timeout --kill-after=30 "$sanitizer_hang_limit" \
+        run_tests ".build/$flag-$target.log" watchdog "$sanitizer_hang_limit" \
             swift test --skip-build --sanitize="$flag" --scratch-path "$scratch" --filter "^$target\."
     done
     if compgen -G "$reports/report.*" >/dev/null; then
