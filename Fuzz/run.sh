@@ -4,11 +4,13 @@
 #        Fuzz/run.sh SECONDS                 (frames, as before)
 #   frames: the RealtimeProtocol frame decoders — Sources/RealtimeProtocol/*.swift + Fuzz/FuzzFrames.swift.
 #   rest:   SupabaseREST response decoding (decodeRows, RESTError bodies, Retry-After) —
-#           Sources/SupabaseREST/*.swift + Fuzz/FuzzREST.swift, with swift-log compiled as a separate Logging
-#           module from the package checkout (run `swift package resolve` first).
+#           Sources/SupabaseREST/*.swift + Fuzz/FuzzREST.swift, with swift-log's Logging and swift-nio's
+#           NIOConcurrencyHelpers (+ CNIOAtomics) compiled as separate modules from the package checkouts in
+#           .build/checkouts (run `swift build` or `swift package resolve` first).
 # Builds Fuzz/.build/fuzz-TARGET with -sanitize=fuzzer,address, runs it on a scratch copy of Fuzz/corpus/TARGET
 # (the committed seeds stay small), and leaves crash inputs in Fuzz/artifacts/ (prefixed with the target name).
-# Exit status is non-zero if libFuzzer found a crash.
+# Exit status is non-zero if libFuzzer found a crash; then the crash input's path is printed ("CRASH INPUT").
+# The full libFuzzer output is also kept in Fuzz/.build/fuzz-TARGET.log.
 set -euo pipefail
 target="frames"
 if [[ $# -gt 0 && ! "$1" =~ ^[0-9]+$ ]]; then
@@ -25,18 +27,34 @@ frames)
         "$root"/Sources/RealtimeProtocol/*.swift "$here/FuzzFrames.swift" -o "$here/.build/fuzz-frames"
     ;;
 rest)
-    logsrc="${SWIFT_LOG_SOURCES:-$root/.build/checkouts/swift-log/Sources/Logging}"
-    if [ ! -d "$logsrc" ]; then
-        echo "swift-log sources not found at $logsrc (run 'swift package resolve' or set SWIFT_LOG_SOURCES)" >&2
+    checkouts="$root/.build/checkouts"
+    logsrc="${SWIFT_LOG_SOURCES:-$checkouts/swift-log/Sources/Logging}"
+    niosrc="${SWIFT_NIO_SOURCES:-$checkouts/swift-nio/Sources}"
+    if [ ! -d "$logsrc" ] || [ ! -d "$niosrc/NIOConcurrencyHelpers" ]; then
+        echo "swift-log / swift-nio sources not found under $checkouts (run 'swift package resolve' or" \
+            "'swift build' first, or set SWIFT_LOG_SOURCES and SWIFT_NIO_SOURCES)" >&2
         exit 2
     fi
     mods="$here/.build/modules"
-    mkdir -p "$mods"
+    mkdir -p "$mods/CNIOAtomics"
     (cd "$mods" && swiftc -parse-as-library -O -swift-version 6 -enable-upcoming-feature ExistentialAny \
         -module-name Logging -package-name swift_log -emit-module -emit-module-path "$mods/Logging.swiftmodule" -emit-object -wmo \
         $(find "$logsrc" -name '*.swift' | sort) -o "$mods/Logging.o")
+    # NIOConcurrencyHelpers (NIOLockedValueBox in HTTPTransport.swift) and its C module CNIOAtomics.
+    printf 'module CNIOAtomics {\n    umbrella header "%s"\n    export *\n}\n' \
+        "$niosrc/CNIOAtomics/include/CNIOAtomics.h" >"$mods/CNIOAtomics/module.modulemap"
+    for c in "$niosrc"/CNIOAtomics/src/*.c; do
+        clang -O2 -D_GNU_SOURCE -I "$niosrc/CNIOAtomics/include" -c "$c" -o "$mods/CNIOAtomics-$(basename "$c" .c).o"
+    done
+    (cd "$mods" && swiftc -parse-as-library -O -swift-version 6 -enable-experimental-feature Lifetimes \
+        -Xcc -fmodule-map-file="$mods/CNIOAtomics/module.modulemap" \
+        -module-name NIOConcurrencyHelpers -package-name swift_nio -emit-module \
+        -emit-module-path "$mods/NIOConcurrencyHelpers.swiftmodule" -emit-object -wmo \
+        $(find "$niosrc/NIOConcurrencyHelpers" -name '*.swift' | sort) -o "$mods/NIOConcurrencyHelpers.o")
     swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name SupabaseRESTFuzz \
-        -I "$mods" "$root"/Sources/SupabaseREST/*.swift "$here/FuzzREST.swift" "$mods/Logging.o" \
+        -I "$mods" -Xcc -fmodule-map-file="$mods/CNIOAtomics/module.modulemap" \
+        "$root"/Sources/SupabaseREST/*.swift "$here/FuzzREST.swift" \
+        "$mods/Logging.o" "$mods/NIOConcurrencyHelpers.o" "$mods"/CNIOAtomics-*.o \
         -o "$here/.build/fuzz-rest"
     ;;
 *)
@@ -47,5 +65,17 @@ esac
 work="$here/.build/corpus-$target"
 mkdir -p "$work"
 cp -n "$here"/corpus/"$target"/* "$work"/ 2>/dev/null || true
+log="$here/.build/fuzz-$target.log"
+status=0
 "$here/.build/fuzz-$target" "$work" -max_total_time="$seconds" -max_len=4096 \
-    -artifact_prefix="$here/artifacts/$target-" -print_final_stats=1
+    -artifact_prefix="$here/artifacts/$target-" -print_final_stats=1 2>&1 | tee "$log" || status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+    {
+        echo "fuzz $target: libFuzzer exited with status $status (log: $log)"
+        # The input that crashed, as libFuzzer wrote it; run the binary on it to reproduce.
+        sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | while read -r artifact; do
+            echo "fuzz $target: CRASH INPUT $artifact (reproduce: $here/.build/fuzz-$target $artifact)"
+        done
+    } >&2
+    exit "$status"
+fi

@@ -4,9 +4,15 @@
 #
 #   scripts/test.sh            all tiers
 #   JOBSYNC_SKIP_TSAN=1 ...    skip the ThreadSanitizer tier (local iteration only; CI never sets it)
+#   JOBSYNC_SKIP_ASAN=1 ...    skip the AddressSanitizer tier (local iteration only; CI never sets it)
+#   JOBSYNC_FUZZ_SECONDS=N     seconds per fuzz target (default 60)
+#
+# Measured times of the tiers on the 2-core Debian machine (builds from scratch, shared with another build):
+#   TIMES_PLACEHOLDER
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+fuzz_seconds=${JOBSYNC_FUZZ_SECONDS:-60}
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -14,12 +20,91 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 run_tests() {
     local log=$1
     shift
-    if "$@" >"$log" 2>&1; then
+    local status=0
+    "$@" >"$log" 2>&1 || status=$?
+    if [ "$status" -eq 0 ]; then
         grep -E '(✘|error:|Test run with|Executed [0-9]+ test)' "$log" | tail -20
     else
-        grep -E '(✘|error:|failed|Fatal|SUMMARY)' "$log" | head -60
+        grep -E '(✘|error:|failed|Fatal|SUMMARY|WARNING: ThreadSanitizer|ERROR: AddressSanitizer)' "$log" | head -60
         tail -5 "$log"
-        echo "test.sh: '$*' failed (full log: $log)" >&2
+        if [ "$status" -eq 124 ]; then
+            echo "test.sh: '$*' HUNG and was killed by its watchdog; the log ends at the buffered output" >&2
+        fi
+        echo "test.sh: '$*' failed with status $status (full log: $log)" >&2
+        exit 1
+    fi
+}
+
+# kill_tree PID: ends a process and all its descendants (children first), by pid.
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" || true); do
+        kill_tree "$child"
+    done
+    kill -TERM "$1" 2>/dev/null || true
+}
+
+# watchdog SECONDS COMMAND…: runs COMMAND; if it is still running after SECONDS, ends it and every process it
+# started (`swift test` runs the test binary in a process group of its own, which `timeout` would not reach) and
+# returns 124.
+watchdog() {
+    local limit=$1 marker
+    shift
+    marker=$(mktemp)
+    "$@" &
+    local pid=$!
+    (
+        sleep "$limit"
+        echo hung >"$marker"
+        kill_tree "$pid"
+    ) &
+    local dog=$!
+    local status=0
+    wait "$pid" || status=$?
+    kill_tree "$dog"
+    wait "$dog" 2>/dev/null || true
+    if [ -s "$marker" ]; then status=124; fi
+    rm -f "$marker"
+    return "$status"
+}
+
+# sanitizer_tier NAME FLAG SCRATCH REPORTS: builds the package and its tests with `--sanitize=FLAG` into SCRATCH,
+# then runs every test target's tests (Tests/*/*.swift, so a new target is never left out) in its own `swift test`
+# process. One target at a time: the whole suite in one instrumented process on 2 cores starves the loopback
+# servers and fails timing-bound tests for no fault of the code. Sanitizer reports of the test process go to
+# files REPORTS/report.PID and fail the tier even if every test passed (a report in a jobwatch child process
+# makes it exit 66, which fails the test that ran it). Each target has a hang watchdog.
+sanitizer_tier() {
+    local name=$1 flag=$2 scratch=$3 reports=$4
+    local started=$SECONDS target
+    rm -rf "$reports"
+    mkdir -p "$reports"
+    swift build --build-tests --sanitize="$flag" --scratch-path "$scratch" >".build/$flag-build.log" 2>&1 \
+        || { tail -50 ".build/$flag-build.log"; echo "test.sh: $name build failed" >&2; exit 1; }
+    local built=$SECONDS
+    for target in $(find Tests -mindepth 2 -name '*.swift' | cut -d/ -f2 | sort -u); do
+        echo "$name: $target" >&2
+        run_tests ".build/$flag-$target.log" watchdog "$sanitizer_hang_limit" \
+            swift test --skip-build --sanitize="$flag" --scratch-path "$scratch" --filter "^$target\."
+    done
+    if compgen -G "$reports/report.*" >/dev/null; then
+        head -80 "$reports"/report.*
+        echo "test.sh: $name reported a problem (reports in $reports, logs in .build/$flag-*.log)" >&2
+        exit 1
+    fi
+    echo "$name tier: build $((built - started)) s, tests $((SECONDS - built)) s" >&2
+}
+
+# run_fuzz TARGET: builds and runs one libFuzzer target for $fuzz_seconds; on a crash prints the input's path.
+run_fuzz() {
+    local target=$1 log=.build/fuzz-$target.log
+    if Fuzz/run.sh "$target" "$fuzz_seconds" >"$log" 2>&1; then
+        grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1
+        grep -E 'stat::(number_of_executed_units|new_units_added|peak_rss_mb)' "$log"
+    else
+        grep -E -A40 '^==[0-9]+==ERROR|Fatal error|^ERROR: libFuzzer|error:' "$log" | head -60
+        grep 'CRASH INPUT' "$log" || tail -30 "$log"
+        echo "test.sh: fuzz target '$target' failed (full log: $log)" >&2
         exit 1
     fi
 }
@@ -47,12 +132,29 @@ run_tests .build/test.log swift test --skip-build
 step "conformance: the official Python realtime and postgrest clients against SupabaseLocal"
 scripts/conformance.sh
 
+step "fuzzing: frame decoders (vsn 1.0.0/2.0.0 text, binary) and REST response decoders, ${fuzz_seconds} s each"
+# After the debug build: the rest target compiles swift-log from the package checkout in .build/checkouts.
+for target in frames rest; do
+    run_fuzz "$target"
+done
+
+# The sanitizer tiers run the FULL suite: every test target, the PostgreSQL tier, the jobwatch binary tests (with the
+# instrumented jobwatch) and the soak at its default size (60 s of faults, 1,000 jobs: about 80 s under TSan).
+sanitizer_hang_limit=${JOBSYNC_SANITIZER_HANG_LIMIT:-900}
 if [ "${JOBSYNC_SKIP_TSAN:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
     echo "test.sh: ThreadSanitizer tier skipped by JOBSYNC_SKIP_TSAN=1 (never in CI)" >&2
 else
-    step "ThreadSanitizer: transport and client tests"
-    run_tests .build/tsan.log swift test --sanitize=thread --scratch-path .build-tsan \
-        --filter 'WebSocketTransportTests|SupabaseRealtimeTests'
+    step "ThreadSanitizer: the full suite"
+    TSAN_OPTIONS="log_path=$root/.build/tsan-reports/report ${TSAN_OPTIONS:-}" \
+        sanitizer_tier ThreadSanitizer thread .build-tsan .build/tsan-reports
+fi
+
+if [ "${JOBSYNC_SKIP_ASAN:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
+    echo "test.sh: AddressSanitizer tier skipped by JOBSYNC_SKIP_ASAN=1 (never in CI)" >&2
+else
+    step "AddressSanitizer: the full suite"
+    ASAN_OPTIONS="log_path=$root/.build/asan-reports/report ${ASAN_OPTIONS:-}" \
+        sanitizer_tier AddressSanitizer address .build-asan .build/asan-reports
 fi
 
 step "all tiers passed"

@@ -33,25 +33,96 @@ extension JobSyncIntegration {
             let reproduce = "JOBSYNC_SOAK_SEED=\(parameters.seed) JOBSYNC_SOAK_SECONDS=\(parameters.seconds) "
                 + "JOBSYNC_SOAK_JOBS=\(parameters.jobs)"
             print("soak: \(reproduce)")
+            let memoryAtStart = ResidentMemory.current()
+            print("soak: resident memory at start \(memoryAtStart)")
             var settings = IntegrationRun.Settings()
             settings.jobs = parameters.jobs
             settings.simulator.seed = parameters.seed
             settings.userTokens = true
             settings.convergenceDeadline = .seconds(60)
-        settings.liveDeadline = .seconds(60)
+            settings.liveDeadline = .seconds(60)
             settings.label = "(reproduce with \(reproduce))"
             let log = FaultLog()
+            let tally = SoakTally()
+            let deadline = settings.convergenceDeadline
             let scenario = IntegrationRun.Scenario(
                 name: "soak",
                 during: { context in
                     try await Self.injectFaults(context, parameters: parameters, log: log)
                 },
                 drive: { context in
-                    try await Self.driveInWaves(context, parameters: parameters)
+                    try await Self.observing(context, into: tally, deadline: deadline) {
+                        try await Self.driveInWaves(context, parameters: parameters)
+                    }
                 })
-            defer { print("soak: faults injected: \(log.entries.withLockedValue { $0 }.joined(separator: ", "))") }
+            // The figures are printed even when an invariant fails (then they help to read the failure).
+            defer {
+                print("soak: faults injected: \(log.summary)")
+                for line in tally.report() { print("soak: \(line)") }
+                print("soak: resident memory at start \(memoryAtStart), at end \(ResidentMemory.current())")
+            }
             try await IntegrationRun.run(scenario, settings: settings)
             print("soak: passed (\(reproduce))")
+        }
+
+        /// Runs `drive` while the soak's own subscribers (one of each kind the harness uses: the all-jobs stream,
+        /// a job-set stream, a per-job sequence per job, and `waitForCompletion` per job) tally what they see;
+        /// once the drive is over, waits until each has a final event per job (at most `deadline`) plus one audit
+        /// interval for late duplicates, then stops them and records the expected outcomes from the server.
+        /// The harness keeps checking the invariants with its own subscribers; this tally gives the figures.
+        static func observing(
+            _ context: IntegrationRun.Context, into tally: SoakTally, deadline: Duration,
+            _ drive: @escaping @Sendable () async throws -> Void
+        ) async throws {
+            let client = context.sync.client
+            let ids = Set(try context.plans.map { try JobID($0.id) })
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let (ready, readyContinuation) = AsyncStream<Void>.makeStream()
+                group.addTask {
+                    var iterator = client.store.allUpdates().makeAsyncIterator()
+                    readyContinuation.yield()
+                    while let event = try await iterator.next() { tally.record(SoakTally.allJobs, event) }
+                }
+                group.addTask {
+                    var iterator = client.store.updates(forJobs: ids).makeAsyncIterator()
+                    readyContinuation.yield()
+                    while let event = try await iterator.next() { tally.record(SoakTally.setJobs, event) }
+                }
+                var readiness = ready.makeAsyncIterator()
+                for _ in 0..<2 { _ = await readiness.next() }
+                for id in ids {
+                    group.addTask {
+                        for try await event in client.store.updates(for: id) { tally.record(SoakTally.perJob, event) }
+                    }
+                    group.addTask {
+                        do throws(JobSyncError) {
+                            let job = try await client.waitForCompletion(of: id, timeout: .seconds(3600))
+                            tally.recordWait(id, .completed(job.updatedAt, result: job.result?.raw))
+                        } catch {
+                            switch error.code {
+                            case .jobFailed: tally.recordWait(id, .failed(error.jobError))
+                            case .jobDeleted: tally.recordWait(id, .deleted)
+                            case .cancelled: break  // stopped by the soak after the figures were taken
+                            default: tally.recordWait(id, .other("\(error.code)"))
+                            }
+                        }
+                    }
+                }
+                try await drive()
+                _ = await IntegrationRun.within(deadline) {
+                    while !Task.isCancelled, !tally.hasFinals(for: ids) {
+                        try? await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+                try await Task.sleep(for: .seconds(2))  // late duplicates (one audit interval)
+                let deletedEarly = context.deletions.state.withLockedValue { $0.early }
+                tally.finish(expectedTerminal: ids.subtracting(deletedEarly), expectedDeleted: deletedEarly)
+                tally.setStatistics("\(client.statistics)")
+                group.cancelAll()
+                while !group.isEmpty {
+                    do { try await group.next() } catch is CancellationError {}
+                }
+            }
         }
 
         /// Starts the planned jobs in waves, one every 2 s over the fault phase; some queued jobs of each wave are
@@ -75,6 +146,13 @@ extension JobSyncIntegration {
                 try await group.waitForAll()
             }
         }
+
+        /// The fault kinds, indexed by the random choice in ``injectFaults(_:parameters:log:)``.
+        static let faultKinds = [
+            "clean close", "abrupt drop", "stall", "restart + refused", "drop + refuse 503", "drop changes",
+            "system ok delayed + clean close", "token expiry", "413 truncation", "REST 429", "REST 500",
+            "changes delayed", "channels crash",
+        ]
 
         /// Injects one random fault at a time for `parameters.seconds`, then clears every fault.
         static func injectFaults(
@@ -160,14 +238,175 @@ extension JobSyncIntegration {
                     name = "channels crash"
                     faults.crashChannels()
                 }
-                log.entries.withLockedValue { $0.append(name) }
+                log.record(kind: Self.faultKinds[choice], name)
             }
             faults.reset()
         }
     }
 }
 
-/// The faults a soak run injected, in order (printed at the end).
+/// The faults a soak run injected, in order.
 final class FaultLog: Sendable {
-    let entries = NIOLockedValueBox<[String]>([])
+    private let entries = NIOLockedValueBox<[(kind: String, name: String)]>([])
+
+    /// Records one fault: its kind, and its name with parameters (e.g. `stall 1.2 seconds`).
+    func record(kind: String, _ name: String) {
+        self.entries.withLockedValue { $0.append((kind, name)) }
+    }
+
+    /// The total and the count per kind, most frequent first.
+    var summary: String {
+        let entries = self.entries.withLockedValue { $0 }
+        var kinds: [String: Int] = [:]
+        for entry in entries { kinds[entry.kind, default: 0] += 1 }
+        let counts = kinds.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { "\($0.key) \($0.value)" }
+        return "\(entries.count) (\(counts.joined(separator: ", ")))"
+    }
+}
+
+/// What the soak's own subscribers saw: per subscriber, the final events per job, regressions and duplicates.
+final class SoakTally: Sendable {
+    static let allJobs = "all-jobs stream"
+    static let setJobs = "job-set stream"
+    static let perJob = "per-job sequences"
+    static let waits = "waitForCompletion"
+
+    private struct Seen {
+        var last: JobTimestamp?
+        var terminals = 0
+        var deletions = 0
+    }
+
+    private struct Subscriber {
+        var events = 0
+        var jobs: [JobID: Seen] = [:]
+        /// An older version after a newer one, or a state after a deletion.
+        var regressions = 0
+        /// The same version again, or a second final event for a job.
+        var duplicates = 0
+    }
+
+    private struct State {
+        var subscribers: [String: Subscriber] = [:]
+        var expectedTerminal: Set<JobID> = []
+        var expectedDeleted: Set<JobID> = []
+        var statistics = ""
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    /// Records one event of a stream subscriber.
+    func record(_ subscriber: String, _ event: JobEvent) {
+        self.state.withLockedValue { state in
+            var tally = state.subscribers[subscriber] ?? Subscriber()
+            var seen = tally.jobs[event.jobID] ?? Seen()
+            tally.events += 1
+            switch event {
+            case .updated(let job):
+                if seen.deletions > 0 {
+                    tally.regressions += 1
+                } else if let version = job.updatedAt, let last = seen.last, version < last {
+                    tally.regressions += 1
+                } else if let version = job.updatedAt, version == seen.last {
+                    tally.duplicates += 1
+                } else if job.status.isTerminal, seen.terminals > 0 {
+                    tally.duplicates += 1
+                }
+                if let version = job.updatedAt { seen.last = max(seen.last ?? version, version) }
+                if job.status.isTerminal { seen.terminals += 1 }
+            case .deleted:
+                if seen.deletions > 0 { tally.duplicates += 1 }
+                seen.deletions += 1
+            }
+            tally.jobs[event.jobID] = seen
+            state.subscribers[subscriber] = tally
+        }
+    }
+
+    /// Records how `waitForCompletion` answered.
+    func recordWait(_ id: JobID, _ outcome: WaitOutcome) {
+        self.state.withLockedValue { state in
+            var tally = state.subscribers[Self.waits] ?? Subscriber()
+            var seen = tally.jobs[id] ?? Seen()
+            tally.events += 1
+            switch outcome {
+            case .completed, .failed: seen.terminals += 1
+            case .deleted: seen.deletions += 1
+            case .other: break
+            }
+            tally.jobs[id] = seen
+            state.subscribers[Self.waits] = tally
+        }
+    }
+
+    /// Whether every subscriber has a final event (terminal state or deletion) for every job.
+    func hasFinals(for ids: Set<JobID>) -> Bool {
+        self.state.withLockedValue { state in
+            [Self.allJobs, Self.setJobs, Self.perJob, Self.waits].allSatisfy { name in
+                guard let jobs = state.subscribers[name]?.jobs else { return false }
+                return ids.allSatisfy { id in jobs[id].map { $0.terminals > 0 || $0.deletions > 0 } ?? false }
+            }
+        }
+    }
+
+    /// Sets what should have been delivered: terminal outcomes, and deletions of jobs deleted before finishing.
+    func finish(expectedTerminal: Set<JobID>, expectedDeleted: Set<JobID>) {
+        self.state.withLockedValue { state in
+            state.expectedTerminal = expectedTerminal
+            state.expectedDeleted = expectedDeleted
+        }
+    }
+
+    /// The client's statistics at the end of the observation.
+    func setStatistics(_ text: String) {
+        self.state.withLockedValue { $0.statistics = text }
+    }
+
+    /// One line per subscriber: outcomes delivered / expected, deletions, events, regressions, duplicates.
+    func report() -> [String] {
+        self.state.withLockedValue { state in
+            var lines = [String]()
+            for name in [Self.allJobs, Self.setJobs, Self.perJob, Self.waits] {
+                let tally = state.subscribers[name] ?? Subscriber()
+                let outcomes = state.expectedTerminal.count { id in (tally.jobs[id]?.terminals ?? 0) > 0 }
+                let deletions = state.expectedDeleted.count { id in (tally.jobs[id]?.deletions ?? 0) > 0 }
+                lines.append(
+                    "\(name): outcomes delivered \(outcomes)/\(state.expectedTerminal.count), deletions "
+                        + "\(deletions)/\(state.expectedDeleted.count), events \(tally.events), regressions "
+                        + "\(tally.regressions), duplicates \(tally.duplicates)")
+            }
+            lines.append("client statistics: \(state.statistics)")
+            return lines
+        }
+    }
+}
+
+/// The process's resident memory, from `/proc/self/statm` (current) and `/proc/self/status` (peak, `VmHWM`).
+struct ResidentMemory: CustomStringConvertible {
+    var residentBytes: Int?
+    var peakBytes: Int?
+
+    static func current() -> ResidentMemory {
+        var memory = ResidentMemory()
+        if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) {
+            let fields = statm.split(separator: " ")
+            if fields.count > 1, let pages = Int(fields[1]) {
+                memory.residentBytes = pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+            }
+        }
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+        {
+            memory.peakBytes = kilobytes * 1024
+        }
+        return memory
+    }
+
+    var description: String {
+        func megabytes(_ bytes: Int?) -> String {
+            bytes.map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "unknown"
+        }
+        return "\(megabytes(self.residentBytes)) (peak so far \(megabytes(self.peakBytes)))"
+    }
 }
