@@ -145,7 +145,7 @@ if [ "${JOBSYNC_SKIP_TSAN:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
     echo "test.sh: ThreadSanitizer tier skipped by JOBSYNC_SKIP_TSAN=1 (never in CI)" >&2
 else
     step "ThreadSanitizer: the full suite"
-    TSAN_OPTIONS="log_path=$root/.build/tsan-reports/report ${TSAN_OPTIONS:-}" \
+    TSAN_OPTIONS="log_path=$root/.build/tsan-reports/report suppressions=$root/scripts/tsan-suppressions.txt ${TSAN_OPTIONS:-}" \
         sanitizer_tier ThreadSanitizer thread .build-tsan .build/tsan-reports
 fi
 
