@@ -29,6 +29,8 @@ struct IntegrationRun {
         var auditInterval: Duration = .seconds(2)
         /// The client's watermark skew (default as in production, 5 s).
         var watermarkSkew: Duration = .seconds(5)
+        /// The `waitForCompletion` timeout of each job's waiter (they all start before the drive).
+        var waitTimeout: Duration = .seconds(300)
         /// A label printed with any failure (e.g. the soak seed).
         var label = ""
 
@@ -217,7 +219,7 @@ struct IntegrationRun {
                 group.addTask {
                     let outcome: WaitOutcome
                     do throws(JobSyncError) {
-                        let job = try await client.waitForCompletion(of: id, timeout: .seconds(300))
+                        let job = try await client.waitForCompletion(of: id, timeout: settings.waitTimeout)
                         outcome = .completed(job.updatedAt, result: job.result?.raw)
                     } catch {
                         switch error.code {

@@ -41,6 +41,8 @@ extension JobSyncIntegration {
             settings.userTokens = true
             settings.convergenceDeadline = .seconds(60)
             settings.liveDeadline = .seconds(60)
+            // Waiters start before the drive; jobs may finish at any time during it.
+            settings.waitTimeout = .seconds(parameters.seconds + 300)
             settings.label = "(reproduce with \(reproduce))"
             let log = FaultLog()
             let tally = SoakTally()
@@ -62,7 +64,7 @@ extension JobSyncIntegration {
                 print("soak: resident memory at start \(memoryAtStart), at end \(ResidentMemory.current())")
             }
             try await IntegrationRun.run(scenario, settings: settings)
-            print("soak: passed (\(reproduce))")
+            print("soak: run finished; any failed invariant is reported as an issue above (\(reproduce))")
         }
 
         /// Runs `drive` while the soak's own subscribers (one of each kind the harness uses: the all-jobs stream,
