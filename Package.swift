@@ -134,6 +134,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/JobSyncBenchmarks",
+            exclude: ["RESULTS.md"],
             swiftSettings: strict
         ),
         // MARK: Local stack executable (conformance script, manual runs)

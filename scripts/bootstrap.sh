@@ -10,6 +10,7 @@ packages=(
     postgresql-15-wal2json  # logical decoding, as Supabase Realtime does it
     python3-venv            # the official Python client as a conformance peer
     openssl                 # test certificates
+    gdb                     # backtraces of a hung test process (test.sh watchdog)
 )
 
 missing=()

@@ -27,14 +27,35 @@ run_tests() {
     if [ "$status" -eq 0 ]; then
         grep -E '(✘|error:|Test run with|Executed [0-9]+ test)' "$log" | tail -20
     else
-        grep -E '(✘|error:|failed|Fatal|SUMMARY|WARNING: ThreadSanitizer|ERROR: AddressSanitizer)' "$log" | head -60
+        grep -E '(✘|error:|failed|Fatal|SUMMARY|WARNING: ThreadSanitizer|ERROR: AddressSanitizer)' "$log" | head -60 || true
         tail -5 "$log"
         if [ "$status" -eq 124 ]; then
-            echo "test.sh: '$*' HUNG and was killed by its watchdog; the log ends at the buffered output" >&2
+            echo "test.sh: '$*' HUNG and was killed by its watchdog. Tests started but not finished:" >&2
+            unfinished_tests "$log" >&2
+            sed -n '/^=== watchdog: threads of/,$p' "$log" | head -400 >&2
         fi
         echo "test.sh: '$*' failed with status $status (full log: $log)" >&2
         exit 1
     fi
+}
+
+# unfinished_tests LOG: the swift-testing tests of LOG that started and neither passed nor failed.
+unfinished_tests() {
+    local started ended
+    started=$(sed -n 's/^◇ Test \(".*"\) started\.$/\1/p' "$1" | sort)
+    ended=$(sed -n 's/^[✔✘] Test \(".*"\) \(passed\|failed\) .*/\1/p' "$1" | sort -u)
+    comm -23 <(printf '%s\n' "$started") <(printf '%s\n' "$ended") | sed 's/^/    /'
+}
+
+# dump_threads PID: prints the threads' backtraces of PID and of its descendants (gdb), to read a hang.
+dump_threads() {
+    local child
+    echo "=== watchdog: threads of $1 ($(tr '\0' ' ' </proc/"$1"/cmdline 2>/dev/null | cut -c1-200))"
+    timeout 120 gdb -p "$1" -batch -nx -ex "set pagination off" -ex "thread apply all bt 25" 2>&1 \
+        | grep -E '^(Thread|#)' || true
+    for child in $(pgrep -P "$1" || true); do
+        dump_threads "$child"
+    done
 }
 
 # kill_tree PID: ends a process and all its descendants (children first), by pid.
@@ -48,7 +69,7 @@ kill_tree() {
 
 # watchdog SECONDS COMMAND…: runs COMMAND; if it is still running after SECONDS, ends it and every process it
 # started (`swift test` runs the test binary in a process group of its own, which `timeout` would not reach) and
-# returns 124.
+# returns 124; before that it prints the backtraces of every thread of those processes.
 watchdog() {
     local limit=$1 marker
     shift
@@ -58,6 +79,7 @@ watchdog() {
     (
         sleep "$limit"
         echo hung >"$marker"
+        dump_threads "$pid" >&2
         kill_tree "$pid"
     ) &
     local dog=$!
@@ -73,9 +95,10 @@ watchdog() {
 # sanitizer_tier NAME FLAG SCRATCH REPORTS: builds the package and its tests with `--sanitize=FLAG` into SCRATCH,
 # then runs every test target's tests (Tests/*/*.swift, so a new target is never left out) in its own `swift test`
 # process. One target at a time: the whole suite in one instrumented process on 2 cores starves the loopback
-# servers and fails timing-bound tests for no fault of the code. Sanitizer reports of the test process go to
-# files REPORTS/report.PID and fail the tier even if every test passed (a report in a jobwatch child process
-# makes it exit 66, which fails the test that ran it). Each target has a hang watchdog.
+# servers and fails timing-bound tests for no fault of the code. Sanitizer reports of the test process and of the
+# instrumented binaries it starts (jobwatch, the samples: they inherit the options) go to files REPORTS/report.PID
+# and fail the tier even if every test passed. Output is line-buffered and each target has a hang watchdog, so a
+# hang names the tests that were running and shows every thread's backtrace.
 sanitizer_tier() {
     local name=$1 flag=$2 scratch=$3 reports=$4
     local started=$SECONDS target
@@ -85,13 +108,9 @@ sanitizer_tier() {
         || { tail -50 ".build/$flag-build.log"; echo "test.sh: $name build failed" >&2; exit 1; }
     local built=$SECONDS
     for target in $(find Tests -mindepth 2 -name '*.swift' | cut -d/ -f2 | sort -u); do
-        if [[ " ${SANITIZER_EXCLUDED_TARGETS:-} " == *" $target "* ]]; then
-            echo "$name: $target EXCLUDED (see the comment where the tier is called)" >&2
-            continue
-        fi
         echo "$name: $target" >&2
         run_tests ".build/$flag-$target.log" watchdog "$sanitizer_hang_limit" \
-            swift test --skip-build --sanitize="$flag" --scratch-path "$scratch" --filter "^$target\."
+            stdbuf -oL -eL swift test --skip-build --sanitize="$flag" --scratch-path "$scratch" --filter "^$target\."
     done
     if compgen -G "$reports/report.*" >/dev/null; then
         head -80 "$reports"/report.*
@@ -158,14 +177,12 @@ fi
 if [ "${JOBSYNC_SKIP_ASAN:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then
     echo "test.sh: AddressSanitizer tier skipped by JOBSYNC_SKIP_ASAN=1 (never in CI)" >&2
 else
-    step "AddressSanitizer: every test target but JobwatchTests"
-    # JobwatchTests is excluded here (and only here): its sample-binary tests (SamplesTests) fail under ASan, the
-    # instrumented JobReactor sample exiting 1 without output; not yet understood, so the exclusion is printed.
-    # detect_leaks=0: LeakSanitizer reports objects that swift-corelibs-foundation's URLSession and XCTest keep until
-    # exit (a URLSession is never deallocated), none of them ours; memory errors (overflows, use after free) still
-    # fail the tier.
+    step "AddressSanitizer: the full suite"
+    # detect_leaks=0: LeakSanitizer reports objects that swift-corelibs-foundation's URLSession, libcurl and XCTest
+    # keep until exit (a URLSession is never deallocated), none of them ours; memory errors (overflows, use after
+    # free) still fail the tier.
     ASAN_OPTIONS="log_path=$root/.build/asan-reports/report detect_leaks=0 ${ASAN_OPTIONS:-}" \
-        SANITIZER_EXCLUDED_TARGETS="JobwatchTests" sanitizer_tier AddressSanitizer address .build-asan .build/asan-reports
+        sanitizer_tier AddressSanitizer address .build-asan .build/asan-reports
 fi
 
 step "all tiers passed"

@@ -47,6 +47,7 @@ struct JobSyncClientTests {
         let job = try await withRunning(client) { () async throws -> Job in
             var updates = client.store.updates(for: idA).makeAsyncIterator()
             #expect(statusOf(try await updates.next()) == .processing)
+            await source.waitForCalls(2)  // the fetch of the newly watched id and the first poll, both before the change
             source.put(
                 row(idA, status: "completed", updatedAt: ts(2), result: .object(["classification": .string("memo")])))
             await clock.waitForSleepers(1)  // the next poll

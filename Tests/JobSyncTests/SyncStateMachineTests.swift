@@ -97,6 +97,63 @@ struct SyncStateMachineTests {
         #expect(actions.contains(.modeChanged(.polling)))
     }
 
+    @Test("a reconciliation in flight across a loss and a new live does not count: the next one does")
+    func reconcileAcrossLoss() {
+        var m = self.machine()
+        _ = m.start()
+        #expect(m.feedBecameLive() == [.startCatchUp(.reconcile)])
+        _ = m.feedBecameNotLive()
+        #expect(m.feedBecameLive() == [])
+        // Its read may predate the loss: changes in the gap are only covered by a reconciliation started now.
+        #expect(m.catchUpSucceeded(changesSeen: false) == [.startCatchUp(.reconcile)])
+        #expect(m.mode == .polling)
+        #expect(m.catchUpSucceeded(changesSeen: false).contains(.modeChanged(.live)))
+    }
+
+    @Test("losing the feed during an audit: the poll timer set at the loss starts the first poll, after the audit")
+    func lossDuringAudit() throws {
+        var m = self.machine()
+        _ = m.start()
+        _ = m.feedBecameLive()
+        guard case .scheduleAudit(let audit, _)? = m.catchUpSucceeded(changesSeen: false).first else {
+            Issue.record("expected an audit")
+            return
+        }
+        #expect(m.auditTimerFired(token: audit) == [.startCatchUp(.audit)])
+        let (token, _, maximum) = try #require(self.pollToken(m.feedBecameNotLive()))
+        #expect(maximum == .seconds(1))
+        // The audit finishing first keeps that timer (no backoff from it) …
+        #expect(m.catchUpSucceeded(changesSeen: false) == [])
+        #expect(m.pollTimerFired(token: token) == [.startCatchUp(.poll)])
+
+        // … and finishing after it fired starts the poll at once.
+        var late = self.machine()
+        _ = late.start()
+        _ = late.feedBecameLive()
+        guard case .scheduleAudit(let audit2, _)? = late.catchUpSucceeded(changesSeen: false).first else { return }
+        _ = late.auditTimerFired(token: audit2)
+        let (token2, _, _) = try #require(self.pollToken(late.feedBecameNotLive()))
+        #expect(late.pollTimerFired(token: token2) == [])
+        #expect(late.catchUpSucceeded(changesSeen: false) == [.startCatchUp(.poll)])
+    }
+
+    @Test("losing the feed supersedes a long pending poll: the first poll still comes within 1 s")
+    func lossSupersedesPendingPoll() throws {
+        var m = self.machine()
+        var (old, _, oldMaximum) = try #require(self.pollToken(m.start()))
+        for _ in 0..<5 {  // nothing changes: back off to a long pending poll
+            #expect(m.pollTimerFired(token: old) == [.startCatchUp(.poll)])
+            (old, _, oldMaximum) = try #require(self.pollToken(m.catchUpSucceeded(changesSeen: false)))
+        }
+        #expect(oldMaximum == .seconds(30))
+        #expect(m.feedBecameLive() == [.startCatchUp(.reconcile)])  // the long poll is still pending
+        let (token, _, maximum) = try #require(self.pollToken(m.feedBecameNotLive()))
+        #expect(maximum == .seconds(1))
+        #expect(m.pollTimerFired(token: old) == [])
+        #expect(m.catchUpSucceeded(changesSeen: false) == [])  // the reconciliation outlived the feed
+        #expect(m.pollTimerFired(token: token) == [.startCatchUp(.poll)])
+    }
+
     @Test("a failed reconciliation keeps polling (as reconciliation) until one succeeds")
     func failedReconcileRetries() throws {
         var m = self.machine()

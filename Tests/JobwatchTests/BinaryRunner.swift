@@ -35,7 +35,7 @@ struct BinaryRunner {
         return nil
     }
 
-    /// Runs `executable arguments…` with exactly `environment` (plus PATH and HOME for the tools it may need),
+    /// Runs `executable arguments…` with exactly `environment` (plus PATH, HOME and the sanitizers' options),
     /// killing it after `limit` (a watchdog against hangs, not a timing assertion).
     static func run(
         _ arguments: [String],
@@ -78,7 +78,12 @@ struct BinaryRunner {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
-        var base = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": directory.path]
+        let inherited = ProcessInfo.processInfo.environment
+        var base = ["PATH": inherited["PATH"] ?? "/usr/bin:/bin", "HOME": directory.path]
+        // An instrumented binary reads its sanitizer's options (report files, suppressions) as the tests do.
+        for name in ["ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"] {
+            base[name] = inherited[name]
+        }
         base.merge(environment) { _, new in new }
         process.environment = base
         process.standardOutput = stdoutPipe

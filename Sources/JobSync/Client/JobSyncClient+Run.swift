@@ -12,6 +12,7 @@ extension JobSyncClient {
         case auditTimer(token: Int)
         case catchUpFinished(SyncStateMachine.CatchUp, Result<Bool, JobSyncError>)
         case watchChanged
+        case fetchFinished
     }
 
     /// Runs the client until cancelled (or graceful shutdown, as a `Service`).
@@ -44,10 +45,20 @@ extension JobSyncClient {
                 auditInterval: self.configuration.auditInterval))
         var liveness = FeedLiveness()
         await withDiscardingTaskGroup { group in
+            // One fetch of newly watched ids at a time: ids watched while it runs are fetched by it or by the next.
+            var fetching = false
+            func fetchPending() {
+                guard !fetching else { return }
+                fetching = true
+                group.addTask {
+                    await self.fetchPending()
+                    self.send(.fetchFinished)
+                }
+            }
             if let feed = self.configuration.feed {
                 group.addTask { await self.manageSubscriptions(feed) }
             }
-            group.addTask { await self.fetchPending() }
+            fetchPending()
             self.execute(machine.start(), in: &group)
             for await input in self.inputs {
                 var actions: [SyncStateMachine.Action] = []
@@ -65,7 +76,7 @@ extension JobSyncClient {
                     if live {
                         if let lateIDs = liveness.markLive(channel) {
                             self.shared.withLockedValue { $0.pendingFetch.formUnion(lateIDs) }
-                            group.addTask { await self.fetchPending() }
+                            fetchPending()
                         }
                         if liveness.allLive, !machine.feedLive {
                             self.count(.liveTransitions)
@@ -92,7 +103,10 @@ extension JobSyncClient {
                     self.configuration.logger.debug("catch-up failed", metadata: ["jobsync.error": "\(error)"])
                     actions = machine.catchUpFailed(retryAfter: error.restError?.retryAfter)
                 case .watchChanged:
-                    group.addTask { await self.fetchPending() }
+                    fetchPending()
+                case .fetchFinished:
+                    fetching = false
+                    if self.shared.withLockedValue({ !$0.pendingFetch.isEmpty }) { fetchPending() }
                 }
                 self.execute(actions, in: &group)
             }
@@ -276,7 +290,7 @@ extension JobSyncClient {
 
     // MARK: REST catch-up
 
-    /// Fetches newly watched ids; retries after a backoff while it fails.
+    /// Fetches newly watched ids until none is pending; retries after a backoff while it fails.
     private func fetchPending() async {
         var attempt = 0
         while !Task.isCancelled {
@@ -288,7 +302,7 @@ extension JobSyncClient {
             do {
                 let rows = try await self.configuration.source.fetch(ids: ids)
                 self.mergeFetched(rows, requested: ids, source: .reconciliation)
-                return
+                attempt = 0
             } catch {
                 self.shared.withLockedValue { $0.pendingFetch.formUnion(ids) }
                 attempt += 1

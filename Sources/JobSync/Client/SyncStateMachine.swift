@@ -49,9 +49,14 @@ struct SyncStateMachine: Sendable {
     private(set) var feedLive = false
     private(set) var reconciled = false
     private(set) var inFlight: CatchUp?
-    /// Whether the in-flight catch-up started after the latest `live` (only then does it count as reconciliation).
+    /// Whether the in-flight catch-up started after the latest `live` and the feed stayed live since (only then does
+    /// it count as reconciliation).
     private var inFlightStartedWhileLive = false
+    /// Whether the feed was lost while the in-flight catch-up ran (its poll timer was scheduled at the loss).
+    private var inFlightOutlivedFeed = false
     private var reconcileWanted = false
+    /// Whether the poll timer fired while a catch-up was in flight: the poll starts when that one finishes.
+    private var pollWanted = false
     private(set) var attempt = 0
     private var lastFailed = false
     private var pollToken: Int?
@@ -76,6 +81,7 @@ struct SyncStateMachine: Sendable {
         guard self.configuration.realtimeEnabled, !self.feedLive else { return [] }
         self.feedLive = true
         self.reconciled = false
+        self.pollWanted = false
         // Subscribe first, then reconcile: only a catch-up started now covers the gap before `live`.
         if self.inFlight == nil { return self.begin(.reconcile) + self.updateMode() }
         self.reconcileWanted = true
@@ -90,18 +96,24 @@ struct SyncStateMachine: Sendable {
         self.reconcileWanted = false
         self.auditToken = nil
         self.attempt = 0
-        var actions: [Action] = []
-        if self.inFlight == nil, self.pollToken == nil {
-            actions.append(self.schedulePoll(minimum: .zero, maximum: self.configuration.initialPollDelay))
+        if self.inFlight != nil {
+            // Its read may predate the loss: it neither reconciles nor replaces the first poll.
+            self.inFlightStartedWhileLive = false
+            self.inFlightOutlivedFeed = true
         }
-        return actions + self.updateMode()
+        // The first poll within `initialPollDelay` of the loss, whatever poll was pending (it supersedes it).
+        return [self.schedulePoll(minimum: .zero, maximum: self.configuration.initialPollDelay)] + self.updateMode()
     }
 
     /// A poll timer fired.
     mutating func pollTimerFired(token: Int) -> [Action] {
         guard token == self.pollToken else { return [] }  // cancelled or superseded
         self.pollToken = nil
-        guard self.inFlight == nil, !(self.feedLive && self.reconciled) else { return [] }
+        guard !(self.feedLive && self.reconciled) else { return [] }
+        guard self.inFlight == nil else {
+            self.pollWanted = !self.feedLive
+            return []
+        }
         return self.begin(self.feedLive ? .reconcile : .poll)
     }
 
@@ -118,7 +130,9 @@ struct SyncStateMachine: Sendable {
     mutating func catchUpSucceeded(changesSeen: Bool) -> [Action] {
         guard self.inFlight != nil else { return [] }
         let startedWhileLive = self.inFlightStartedWhileLive
+        let outlivedFeed = self.inFlightOutlivedFeed
         self.inFlight = nil
+        self.inFlightOutlivedFeed = false
         self.lastFailed = false
         if self.feedLive {
             if startedWhileLive {
@@ -135,6 +149,13 @@ struct SyncStateMachine: Sendable {
             }
             return self.updateMode()
         }
+        if self.pollWanted {
+            self.pollWanted = false
+            return self.begin(.poll) + self.updateMode()
+        }
+        if outlivedFeed {
+            return self.updateMode()  // the poll timer scheduled at the loss starts the first poll
+        }
         // Polling: back off while nothing changes, start over when something did.
         self.attempt = changesSeen ? 0 : self.attempt + 1
         return [self.schedulePoll(minimum: .zero, maximum: self.backoff())] + self.updateMode()
@@ -144,6 +165,8 @@ struct SyncStateMachine: Sendable {
     mutating func catchUpFailed(retryAfter: Duration?) -> [Action] {
         guard let failed = self.inFlight else { return [] }
         self.inFlight = nil
+        self.inFlightOutlivedFeed = false
+        self.pollWanted = false
         self.attempt += 1
         self.lastFailed = true
         if failed == .audit, self.feedLive, self.reconciled {
