@@ -43,7 +43,7 @@ run_tests() {
 unfinished_tests() {
     local started ended
     started=$(sed -n 's/^◇ Test \(".*"\) started\.$/\1/p' "$1" | sort)
-    ended=$(sed -n 's/^[✔✘] Test \(".*"\) \(passed\|failed\) .*/\1/p' "$1" | sort -u)
+    ended=$(sed -n 's/^[✔✘] Test \(".*"\) .*\(passed\|failed\) after .*/\1/p' "$1" | sort -u)
     comm -23 <(printf '%s\n' "$started") <(printf '%s\n' "$ended") | sed 's/^/    /'
 }
 
@@ -78,6 +78,8 @@ watchdog() {
     local pid=$!
     (
         sleep "$limit"
+        # Ended meanwhile (or this watchdog is being stopped, which ends its sleep first): not a hang.
+        kill -0 "$pid" 2>/dev/null || exit 0
         echo hung >"$marker"
         dump_threads "$pid" >&2
         kill_tree "$pid"
