@@ -7,10 +7,10 @@
 #   JOBSYNC_SKIP_ASAN=1 ...    skip the AddressSanitizer tier (local iteration only; CI never sets it)
 #   JOBSYNC_FUZZ_SECONDS=N     seconds per fuzz target (default 60)
 #
-# Measured times of the tiers on the 2-core Debian machine (builds from scratch, shared with another build):
-#   debug build ~8 min; unit/integration/end-to-end tests ~3 min; conformance ~1 min; fuzzing 2 × 60 s + ~1 min of
-#   builds; ThreadSanitizer build ~13 min (781 s), tests ~7 min (433 s, all targets); AddressSanitizer build ~12 min
-#   (720 s), tests ~6 min. About 50 minutes in all.
+# Measured times of the tiers, `CI=true scripts/test.sh` on a fresh clone on the 2-core Debian machine (2026-11-29,
+# 48 min in all, the first 11 min sharing the cores with a soak): debug build 11 min; unit/integration/end-to-end
+# tests 3 min (162 s); conformance and both fuzz targets 3 min; ThreadSanitizer build 545 s, tests 277 s;
+# AddressSanitizer build 586 s, tests 251 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
