@@ -13,6 +13,11 @@ struct SyncStateMachineTests {
         return nil
     }
 
+    func auditToken(_ actions: [SyncStateMachine.Action]) -> Int? {
+        for case .scheduleAudit(let token, _) in actions { return token }
+        return nil
+    }
+
     @Test("realtime disabled: the first poll starts at once")
     func disabledPollsAtOnce() {
         var m = self.machine(realtime: false)
@@ -115,10 +120,7 @@ struct SyncStateMachineTests {
         var m = self.machine()
         _ = m.start()
         _ = m.feedBecameLive()
-        guard case .scheduleAudit(let audit, _)? = m.catchUpSucceeded(changesSeen: false).first else {
-            Issue.record("expected an audit")
-            return
-        }
+        let audit = try #require(self.auditToken(m.catchUpSucceeded(changesSeen: false)))
         #expect(m.auditTimerFired(token: audit) == [.startCatchUp(.audit)])
         let (token, _, maximum) = try #require(self.pollToken(m.feedBecameNotLive()))
         #expect(maximum == .seconds(1))
@@ -130,8 +132,8 @@ struct SyncStateMachineTests {
         var late = self.machine()
         _ = late.start()
         _ = late.feedBecameLive()
-        guard case .scheduleAudit(let audit2, _)? = late.catchUpSucceeded(changesSeen: false).first else { return }
-        _ = late.auditTimerFired(token: audit2)
+        let audit2 = try #require(self.auditToken(late.catchUpSucceeded(changesSeen: false)))
+        #expect(late.auditTimerFired(token: audit2) == [.startCatchUp(.audit)])
         let (token2, _, _) = try #require(self.pollToken(late.feedBecameNotLive()))
         #expect(late.pollTimerFired(token: token2) == [])
         #expect(late.catchUpSucceeded(changesSeen: false) == [.startCatchUp(.poll)])

@@ -47,7 +47,7 @@ extension JobSyncClient {
         await withDiscardingTaskGroup { group in
             // One fetch of newly watched ids at a time: ids watched while it runs are fetched by it or by the next.
             var fetching = false
-            func fetchPending() {
+            func startFetchIfIdle() {
                 guard !fetching else { return }
                 fetching = true
                 group.addTask {
@@ -58,7 +58,7 @@ extension JobSyncClient {
             if let feed = self.configuration.feed {
                 group.addTask { await self.manageSubscriptions(feed) }
             }
-            fetchPending()
+            startFetchIfIdle()
             self.execute(machine.start(), in: &group)
             for await input in self.inputs {
                 var actions: [SyncStateMachine.Action] = []
@@ -76,7 +76,7 @@ extension JobSyncClient {
                     if live {
                         if let lateIDs = liveness.markLive(channel) {
                             self.shared.withLockedValue { $0.pendingFetch.formUnion(lateIDs) }
-                            fetchPending()
+                            startFetchIfIdle()
                         }
                         if liveness.allLive, !machine.feedLive {
                             self.count(.liveTransitions)
@@ -103,10 +103,10 @@ extension JobSyncClient {
                     self.configuration.logger.debug("catch-up failed", metadata: ["jobsync.error": "\(error)"])
                     actions = machine.catchUpFailed(retryAfter: error.restError?.retryAfter)
                 case .watchChanged:
-                    fetchPending()
+                    startFetchIfIdle()
                 case .fetchFinished:
                     fetching = false
-                    if self.shared.withLockedValue({ !$0.pendingFetch.isEmpty }) { fetchPending() }
+                    if self.shared.withLockedValue({ !$0.pendingFetch.isEmpty }) { startFetchIfIdle() }
                 }
                 self.execute(actions, in: &group)
             }
