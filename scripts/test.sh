@@ -122,6 +122,27 @@ sanitizer_tier() {
     echo "$name tier: build $((built - started)) s, tests $((SECONDS - built)) s" >&2
 }
 
+# tsan_canary: runs the deliberate race of Tests/JobSyncTests/SanitizerCanaryTests.swift under ThreadSanitizer with
+# the tier's suppressions, and fails unless TSan reports it: the suppressions must hide no race in our code.
+tsan_canary() {
+    local reports=$root/.build/tsan-canary log=.build/tsan-canary.log
+    rm -rf "$reports"
+    mkdir -p "$reports"
+    JOBSYNC_TSAN_CANARY=1 TSAN_OPTIONS="log_path=$reports/report suppressions=$root/scripts/tsan-suppressions.txt" \
+        swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter 'SanitizerCanaryTests' \
+        >"$log" 2>&1 || true  # the report makes the process exit non-zero: that is the expected outcome
+    if ! grep -q 'Test "a deliberate race in our code is reported despite the suppressions" passed' "$log"; then
+        tail -20 "$log"
+        echo "test.sh: the ThreadSanitizer canary did not run (log: $log)" >&2
+        exit 1
+    fi
+    if ! grep -qs 'SanitizerCanaryBox' "$reports"/report.*; then
+        echo "test.sh: the ThreadSanitizer canary's deliberate race was NOT reported: the suppressions hide our code" >&2
+        exit 1
+    fi
+    echo "ThreadSanitizer canary: the deliberate race was reported with the suppressions in force" >&2
+}
+
 # run_fuzz TARGET: builds and runs one libFuzzer target for $fuzz_seconds; on a crash prints the input's path.
 run_fuzz() {
     local target=$1 log=.build/fuzz-$target.log
@@ -135,6 +156,16 @@ run_fuzz() {
         exit 1
     fi
 }
+
+# A skip variable inherited from a developer's shell must not turn tiers into silent passes in CI.
+if [ "${CI:-}" = "true" ]; then
+    for variable in JOBSYNC_SKIP_POSTGRES_TESTS JOBSYNC_SKIP_TSAN JOBSYNC_SKIP_ASAN; do
+        if [ -n "${!variable:-}" ]; then
+            echo "test.sh: $variable is set; CI runs every tier and every test (unset it)" >&2
+            exit 2
+        fi
+    done
+fi
 
 step "system packages"
 scripts/bootstrap.sh
@@ -174,6 +205,7 @@ else
     step "ThreadSanitizer: the full suite"
     TSAN_OPTIONS="log_path=$root/.build/tsan-reports/report suppressions=$root/scripts/tsan-suppressions.txt ${TSAN_OPTIONS:-}" \
         sanitizer_tier ThreadSanitizer thread .build-tsan .build/tsan-reports
+    tsan_canary
 fi
 
 if [ "${JOBSYNC_SKIP_ASAN:-0}" = "1" ] && [ "${CI:-}" != "true" ]; then

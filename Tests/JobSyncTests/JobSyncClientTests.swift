@@ -267,6 +267,33 @@ struct JobSyncClientTests {
         }
     }
 
+    @Test("§8 a DELETE the feed never delivered is found by the deletion sweep: every tenth audit reads by id")
+    func deletionSweepFindsDroppedDelete() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            let callsAtLive = source.calls.count
+            source.remove(idA)  // deleted on the server; no DELETE ever reaches the feed
+            for _ in 1...10 {
+                await clock.waitForSleepers(1)  // the next audit timer
+                let before = source.calls.count
+                clock.advance(by: .seconds(30))
+                await source.waitForCalls(before + 1)
+            }
+            let calls = source.calls[callsAtLive...].map { $0.hasPrefix("since:") ? "since" : $0 }
+            #expect(calls == Array(repeating: "since", count: 9) + ["ids:1"])
+            while !client.store.isDeleted(idA) { await Task.yield() }
+            #expect(client.statistics.deletionSweeps == 1)
+        }
+    }
+
     @Test("full jitter stays within 0…maximum")
     func jitterRange() {
         for _ in 0..<100 {

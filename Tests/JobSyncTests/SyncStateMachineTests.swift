@@ -53,6 +53,29 @@ struct SyncStateMachineTests {
         }
     }
 
+    @Test("every deletion-sweep interval one audit reads by id (a dropped DELETE); a failed sweep is retried next")
+    func deletionSweep() throws {
+        var m = SyncStateMachine(
+            configuration: .init(realtimeEnabled: true, auditInterval: .seconds(30), deletionSweepInterval: .seconds(90)))
+        _ = m.start()
+        #expect(m.feedBecameLive() == [.startCatchUp(.reconcile)])
+        var audit = try #require(self.auditToken(m.catchUpSucceeded(changesSeen: false)))
+        var kinds: [SyncStateMachine.CatchUp] = []
+        for _ in 0..<6 {
+            for case .startCatchUp(let kind) in m.auditTimerFired(token: audit) { kinds.append(kind) }
+            audit = try #require(self.auditToken(m.catchUpSucceeded(changesSeen: false)))
+        }
+        #expect(kinds == [.audit, .audit, .sweep, .audit, .audit, .sweep])
+        for kind in [SyncStateMachine.CatchUp.audit, .audit] {
+            #expect(m.auditTimerFired(token: audit) == [.startCatchUp(kind)])
+            audit = try #require(self.auditToken(m.catchUpSucceeded(changesSeen: false)))
+        }
+        #expect(m.auditTimerFired(token: audit) == [.startCatchUp(.sweep)])
+        audit = try #require(self.auditToken(m.catchUpFailed(retryAfter: nil)))  // still live: audits go on
+        #expect(m.mode == .live)
+        #expect(m.auditTimerFired(token: audit) == [.startCatchUp(.sweep)])
+    }
+
     @Test("a poll in flight when the feed becomes live does not count as the reconciliation")
     func reconcileAfterInFlightPoll() throws {
         var m = self.machine()

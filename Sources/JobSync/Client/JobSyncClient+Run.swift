@@ -42,7 +42,8 @@ extension JobSyncClient {
                 realtimeEnabled: self.configuration.feed != nil,
                 initialPollDelay: self.configuration.initialPollDelay,
                 maximumPollDelay: self.configuration.maximumPollDelay,
-                auditInterval: self.configuration.auditInterval))
+                auditInterval: self.configuration.auditInterval,
+                deletionSweepInterval: self.configuration.deletionSweepInterval))
         var liveness = FeedLiveness()
         await withDiscardingTaskGroup { group in
             // One fetch of newly watched ids at a time: ids watched while it runs are fetched by it or by the next.
@@ -96,6 +97,9 @@ extension JobSyncClient {
                     case .reconcile: self.count(.reconciliations)
                     case .poll: self.count(.polls)
                     case .audit: self.count(.audits)
+                    case .sweep:
+                        self.count(.audits)
+                        self.count(.deletionSweeps)
                     }
                     actions = machine.catchUpSucceeded(changesSeen: changesSeen)
                 case .catchUpFinished(_, .failure(let error)):
@@ -326,6 +330,7 @@ extension JobSyncClient {
         let sourceKind: ObservationSource = kind == .reconcile ? .reconciliation : .poll
         let useWatermark: Bool
         switch (self.configuration.mode, kind) {
+        case (_, .sweep): useWatermark = false
         case (.allJobs, _): useWatermark = true
         case (.jobs, .reconcile): useWatermark = false
         case (.jobs, _): useWatermark = source.supportsWatermark && watermark != nil
@@ -339,8 +344,12 @@ extension JobSyncClient {
             rows = try await source.fetchUpdated(since: watermark)
             advanced = self.mergeFetched(rows, requested: nil, source: sourceKind)
         } else {
-            // By ids: only jobs that can still change (unknown or not final).
-            let ids = self.shared.withLockedValue { $0.watched }.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
+            // By ids: only jobs that can still change (unknown or not final); in all-jobs mode (a sweep), the
+            // unfinished jobs the store holds.
+            let candidates =
+                self.configuration.mode == .jobs
+                ? self.shared.withLockedValue { $0.watched } : Set(self.store.jobs.map(\.id))
+            let ids = candidates.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
             if ids.isEmpty {
                 advanced = false
             } else {

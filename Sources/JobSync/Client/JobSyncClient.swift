@@ -46,6 +46,11 @@ public final class JobSyncClient: Service, Sendable {
         public var maximumPollDelay: Duration
         /// The audit poll interval while live (default 30 s).
         public var auditInterval: Duration
+        /// How often, while live, an audit reads the unfinished jobs by id instead of by watermark (default 5 min,
+        /// i.e. every tenth audit): the only read that finds a deletion the feed dropped (a filtered subscription
+        /// gets no DELETE for a row its filter cannot see, and a watermark read cannot see a deleted row). It costs
+        /// one request per 100 unfinished jobs.
+        public var deletionSweepInterval: Duration
         /// Subtracted from the watermark in watermark queries, to tolerate clock skew and late commits (default 5 s).
         public var watermarkSkew: Duration
         /// The delay before subscribing again after a feed subscription ended (default 1 s).
@@ -67,6 +72,7 @@ public final class JobSyncClient: Service, Sendable {
             initialPollDelay: Duration = .seconds(1),
             maximumPollDelay: Duration = .seconds(30),
             auditInterval: Duration = .seconds(30),
+            deletionSweepInterval: Duration = .seconds(300),
             watermarkSkew: Duration = .seconds(5),
             resubscribeDelay: Duration = .seconds(1),
             maximumFilteredIDs: Int = 10_000,
@@ -80,6 +86,7 @@ public final class JobSyncClient: Service, Sendable {
             self.initialPollDelay = initialPollDelay
             self.maximumPollDelay = maximumPollDelay
             self.auditInterval = auditInterval
+            self.deletionSweepInterval = deletionSweepInterval
             self.watermarkSkew = watermarkSkew
             self.resubscribeDelay = resubscribeDelay
             self.maximumFilteredIDs = maximumFilteredIDs
@@ -100,8 +107,10 @@ public final class JobSyncClient: Service, Sendable {
         public var reconciliations = 0
         /// Successful polls (while not live).
         public var polls = 0
-        /// Successful audit polls (while live).
+        /// Successful audit polls (while live), deletion sweeps included.
         public var audits = 0
+        /// Successful deletion sweeps (audits by id; see ``Configuration/deletionSweepInterval``).
+        public var deletionSweeps = 0
         /// Failed REST catch-ups.
         public var restFailures = 0
         /// Rows re-fetched after a truncated (413) change.
@@ -136,7 +145,8 @@ public final class JobSyncClient: Service, Sendable {
     /// Creates a client over `store` (default: a new in-memory store).
     public init(configuration: Configuration, store: JobStore? = nil) throws(JobSyncError) {
         guard configuration.maximumFilteredIDs >= 0, configuration.initialPollDelay > .zero,
-            configuration.maximumPollDelay >= configuration.initialPollDelay, configuration.auditInterval > .zero
+            configuration.maximumPollDelay >= configuration.initialPollDelay, configuration.auditInterval > .zero,
+            configuration.deletionSweepInterval > .zero
         else {
             throw JobSyncError(code: .invalidConfiguration, message: "invalid JobSyncClient timing or limit settings")
         }
@@ -263,6 +273,7 @@ public final class JobSyncClient: Service, Sendable {
         case reconciliations = "reconciliations"
         case polls = "polls"
         case audits = "audits"
+        case deletionSweeps = "deletion_sweeps"
         case restFailures = "rest_failures"
         case refetches = "refetches"
         case liveTransitions = "live_transitions"
@@ -277,6 +288,7 @@ public final class JobSyncClient: Service, Sendable {
             case .reconciliations: shared.statistics.reconciliations += 1
             case .polls: shared.statistics.polls += 1
             case .audits: shared.statistics.audits += 1
+            case .deletionSweeps: shared.statistics.deletionSweeps += 1
             case .restFailures: shared.statistics.restFailures += 1
             case .refetches: shared.statistics.refetches += 1
             case .liveTransitions: shared.statistics.liveTransitions += 1

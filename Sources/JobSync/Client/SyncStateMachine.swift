@@ -20,6 +20,12 @@ struct SyncStateMachine: Sendable {
         var initialPollDelay: Duration = .seconds(1)
         var maximumPollDelay: Duration = .seconds(30)
         var auditInterval: Duration = .seconds(30)
+        var deletionSweepInterval: Duration = .seconds(300)
+
+        /// Every how many audits one is a deletion sweep (at least every audit).
+        var auditsPerSweep: Int {
+            max(1, Int((self.deletionSweepInterval / self.auditInterval).rounded(.down)))
+        }
     }
 
     /// What a catch-up request is for.
@@ -30,6 +36,9 @@ struct SyncStateMachine: Sendable {
         case poll
         /// The periodic safety poll while live (one watermark request).
         case audit
+        /// An audit that reads the unfinished jobs by id instead (every ``Configuration/deletionSweepInterval``):
+        /// the only read that finds a deletion the feed dropped, since a watermark read cannot see a deleted row.
+        case sweep
     }
 
     /// What the driver must do.
@@ -61,10 +70,13 @@ struct SyncStateMachine: Sendable {
     private var lastFailed = false
     private var pollToken: Int?
     private var auditToken: Int?
+    /// Audits to go before the next one is a deletion sweep.
+    private var auditsUntilSweep: Int
     private var nextToken = 0
 
     init(configuration: Configuration) {
         self.configuration = configuration
+        self.auditsUntilSweep = configuration.auditsPerSweep
     }
 
     /// The driver started.
@@ -123,7 +135,10 @@ struct SyncStateMachine: Sendable {
         self.auditToken = nil
         guard self.feedLive, self.reconciled else { return [] }
         guard self.inFlight == nil else { return [self.scheduleAudit()] }
-        return self.begin(.audit)
+        self.auditsUntilSweep -= 1
+        guard self.auditsUntilSweep <= 0 else { return self.begin(.audit) }
+        self.auditsUntilSweep = self.configuration.auditsPerSweep
+        return self.begin(.sweep)
     }
 
     /// The in-flight catch-up succeeded; `changesSeen` when it advanced some job.
@@ -169,8 +184,9 @@ struct SyncStateMachine: Sendable {
         self.pollWanted = false
         self.attempt += 1
         self.lastFailed = true
-        if failed == .audit, self.feedLive, self.reconciled {
+        if failed == .audit || failed == .sweep, self.feedLive, self.reconciled {
             self.lastFailed = false  // the socket is still live: an audit failure does not change the mode
+            if failed == .sweep { self.auditsUntilSweep = 1 }  // the next audit sweeps again
             return [self.scheduleAudit(atLeast: retryAfter)]
         }
         let minimum = retryAfter ?? .zero

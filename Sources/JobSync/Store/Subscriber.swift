@@ -25,6 +25,8 @@ final class Subscriber: Sendable {
         var order: [JobID] = []
         var head = 0
         var latest: [JobID: JobEvent] = [:]
+        /// Jobs whose deletion arrived while their terminal state was still queued (it follows that state).
+        var deletedAfterTerminal: Set<JobID> = []
         var waiter: CheckedContinuation<JobEvent?, any Error>?
         /// Jobs of a `.jobs` filter that have not reached a final event yet.
         var remaining: Set<JobID>
@@ -70,15 +72,25 @@ final class Subscriber: Sendable {
     func enqueue(_ event: JobEvent) -> Resumption? {
         self.state.withLockedValue { state -> Resumption? in
             guard !state.closed, !state.finishing, state.failure == nil else { return nil }
-            if case .jobs = self.filter, state.remaining.isEmpty { return nil }
-            if event.isFinal, self.filter != .all {
-                state.remaining.remove(event.jobID)
-                if state.remaining.isEmpty { state.finishing = true }
+            if self.filter != .all {
+                // A job's part of a per-job or job-set sequence ends at its final event: nothing of it after that
+                // (a later deletion by retention, a retried job's newer version).
+                guard state.remaining.contains(event.jobID) else { return nil }
+                if event.isFinal {
+                    state.remaining.remove(event.jobID)
+                    if state.remaining.isEmpty { state.finishing = true }
+                }
             }
             if let waiter = state.waiter {
                 state.waiter = nil
                 return Resumption(continuation: waiter, result: .success(event))
             }
+            if case .deleted = event, case .updated(let job)? = state.latest[event.jobID], job.status.isTerminal {
+                // A deletion never hides the terminal state queued before it: both are delivered, in order.
+                state.deletedAfterTerminal.insert(event.jobID)
+                return nil
+            }
+            state.deletedAfterTerminal.remove(event.jobID)
             if state.latest.updateValue(event, forKey: event.jobID) == nil {
                 state.order.append(event.jobID)
                 if state.pendingCount > self.capacity {
@@ -88,6 +100,7 @@ final class Subscriber: Sendable {
                     state.order = []
                     state.head = 0
                     state.latest = [:]
+                    state.deletedAfterTerminal = []
                 }
             }
             return nil
@@ -101,6 +114,7 @@ final class Subscriber: Sendable {
             state.order = []
             state.head = 0
             state.latest = [:]
+            state.deletedAfterTerminal = []
             if let waiter = state.waiter {
                 state.waiter = nil
                 return Resumption(continuation: waiter, result: .success(nil))
@@ -128,6 +142,10 @@ final class Subscriber: Sendable {
                 state.head = 0
             }
             guard let event = state.latest.removeValue(forKey: id) else { return Self.poll(&state) }
+            if state.deletedAfterTerminal.remove(id) != nil {
+                state.latest[id] = .deleted(id)
+                state.order.append(id)
+            }
             return .event(event)
         }
         if let failure = state.failure {

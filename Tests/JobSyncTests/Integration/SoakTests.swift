@@ -140,7 +140,7 @@ extension JobSyncIntegration {
                     // About 2 % of jobs are deleted while still queued.
                     let doomed = wave.filter { _ in Double.random(in: 0..<1, using: &random) < 0.02 }.map(\.id)
                     if !doomed.isEmpty {
-                        try await context.deleteUnfinished(doomed)
+                        try await context.delete(doomed)
                         wave.removeAll { doomed.contains($0.id) }
                     }
                     group.addTask { try await context.simulator.drive(wave) }
