@@ -209,12 +209,16 @@ let package = Package(
                 "JobSync",
                 "SupabaseLocal",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "JobwatchTests",
-            dependencies: ["jobwatch", "SupabaseLocal", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: [
+                "jobwatch", "SupabaseLocal", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strict
         ),
     ]

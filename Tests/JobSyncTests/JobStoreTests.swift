@@ -105,44 +105,6 @@ struct JobStoreTests {
         #expect(try await iterator.next() == nil)
     }
 
-    @Test("persistence round trip: states, final results and the watermark survive a restart; deletions too")
-    func persistenceRoundTrip() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "jobsync-\(UInt64.random(in: 0...UInt64.max)).sqlite"
-        ).path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let result: JSON = .object(["classification": .string("invoice"), "confidence": .number("0.97")])
-        do {
-            let store = try JobStore(configuration: .init(persistence: try SQLiteJobPersistence(path: path)))
-            store.merge(observe(row(idA, status: "completed", updatedAt: ts(7), result: result)))
-            store.merge(observe(row(idB, status: "processing", updatedAt: ts(3))))
-            store.merge(observe(row(idC, status: "queued", updatedAt: ts(2))))
-            store.merge(JobObservation(jobID: idC, kind: .deleted, source: .realtime))
-            #expect(store.persistenceFailures == 0)
-        }
-        let reopened = try JobStore(configuration: .init(persistence: try SQLiteJobPersistence(path: path)))
-        #expect(reopened.job(idA)?.status == .completed)
-        #expect(reopened.job(idA)?.result?.view?.classification == "invoice")
-        #expect(reopened.job(idB)?.status == .processing)
-        #expect(reopened.job(idC) == nil)
-        #expect(reopened.watermark == JobTimestamp(ts(7)))
-        // The restored version still refuses regressions.
-        #expect(reopened.merge(observe(row(idA, status: "processing", updatedAt: ts(6)))) == .ignored(.stale))
-    }
-
-    @Test("an older persistence write never overwrites a newer one")
-    func persistenceSequenceGuard() throws {
-        let persistence = try SQLiteJobPersistence(path: ":memory:")
-        let newer = try Job(row: row(idA, status: "completed", updatedAt: ts(2)))
-        let older = try Job(row: row(idA, status: "processing", updatedAt: ts(1)))
-        try persistence.save(newer, complete: true, sequence: 2)
-        try persistence.save(older, complete: true, sequence: 1)
-        try persistence.delete(idA, sequence: 1)
-        let loaded = try persistence.load()
-        #expect(loaded.jobs.map(\.0) == [newer])
-        #expect(loaded.sequence == 2)
-    }
-
     @Test("a bad persistence path is a typed error")
     func badPath() {
         #expect(throws: JobSyncError.self) { try SQLiteJobPersistence(path: "/nonexistent-dir/x/y.sqlite") }

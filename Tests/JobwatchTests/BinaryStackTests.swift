@@ -1,4 +1,6 @@
 import Foundation
+import GRDB
+import JobSync
 import SupabaseLocal
 import Testing
 
@@ -260,6 +262,38 @@ struct BinaryStackTests {
             let uncached = try await BinaryRunner.run(["status", "--no-cache", id], environment: environment)
             #expect(uncached.status == 4)
             #expect(try self.records(uncached).first?["found"] as? Bool == false)
+        }
+    }
+
+    @Test("two processes share one cache: jobwatch waits for another process's write lock instead of dropping it")
+    func sharedCache() async throws {
+        try await self.withStack { stack, environment in
+            var ids: [String] = []
+            for _ in 0..<20 {
+                ids.append(try await self.insert(stack, ["status": .string("completed"), "result": Self.invoice]))
+            }
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobwatch-\(UUID())")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let cache = directory.appendingPathComponent("cache.sqlite").path
+            _ = try SQLiteJobPersistence(path: cache)  // created at the current schema
+            // Another process (this one) holds the write lock for 1.5 s while jobwatch starts and writes.
+            let holder = try DatabaseQueue(path: cache)
+            let locked = DispatchSemaphore(value: 0)
+            let lockHolder = Thread {
+                try? holder.inTransaction(.immediate) { _ in
+                    locked.signal()
+                    Thread.sleep(forTimeInterval: 1.5)
+                    return .commit
+                }
+            }
+            lockHolder.start()
+            locked.wait()
+            let result = try await BinaryRunner.run(["status", "--cache", cache] + ids, environment: environment)
+            #expect(result.status == 0, "stderr: \(result.stderr)")
+            #expect(!result.stderr.contains("cache unavailable"), "stderr: \(result.stderr)")
+            let persisted = try SQLiteJobPersistence(path: cache).load()
+            #expect(Set(persisted.jobs.map(\.0.id.rawValue)) == Set(ids))
         }
     }
 

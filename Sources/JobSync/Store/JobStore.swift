@@ -44,6 +44,10 @@ public final class JobStore: Sendable {
         var nextSubscriberID = 0
         var closed = false
         var persistenceFailures = 0
+        /// Changes merged but not yet handed to the persistence, in merge order.
+        var pendingWrites: [PersistedChange] = []
+        /// Whether some merge caller is writing batches (it writes everything pending before it returns).
+        var writing = false
     }
 
     private let state: NIOLockedValueBox<State>
@@ -56,8 +60,7 @@ public final class JobStore: Sendable {
         self.configuration = configuration
         var core = JobStoreCore(tombstoneLimit: configuration.tombstoneLimit)
         if let persistence = configuration.persistence {
-            let snapshot = try persistence.load()
-            core.restore(jobs: snapshot.jobs, watermark: snapshot.watermark, sequence: snapshot.sequence)
+            core.restore(try persistence.load())
         }
         self.state = NIOLockedValueBox(State(core: core))
     }
@@ -94,7 +97,7 @@ public final class JobStore: Sendable {
         self.state.withLockedValue { $0.subscribers.count }
     }
 
-    /// How many persistence writes failed (the store keeps working in memory).
+    /// How many persistence batches failed to write (the store keeps working in memory).
     public var persistenceFailures: Int {
         self.state.withLockedValue { $0.persistenceFailures }
     }
@@ -106,8 +109,9 @@ public final class JobStore: Sendable {
     /// - Returns: what happened; subscribers are notified of inserted, updated and deleted outcomes.
     @discardableResult
     public func merge(_ observation: JobObservation) -> MergeOutcome {
-        let (outcome, resumptions, sequence, watermark) = self.state.withLockedValue {
-            state -> (MergeOutcome, [Subscriber.Resumption], Int64, JobTimestamp?) in
+        let persisting = self.configuration.persistence != nil
+        let (outcome, resumptions, batch) = self.state.withLockedValue {
+            state -> (MergeOutcome, [Subscriber.Resumption], [PersistedChange]) in
             let before = state.core.watermark
             let outcome = state.core.merge(observation)
             var resumptions: [Subscriber.Resumption] = []
@@ -117,8 +121,25 @@ public final class JobStore: Sendable {
                     if let resumption = subscriber.enqueue(event) { resumptions.append(resumption) }
                 }
             }
-            let watermark = state.core.watermark != before ? state.core.watermark : nil
-            return (outcome, resumptions, state.core.sequence, watermark)
+            guard persisting else { return (outcome, resumptions, []) }
+            // Queued in merge order under the same lock; written after subscribers were resumed (group commit).
+            let sequence = state.core.sequence
+            switch outcome {
+            case .inserted(let job), .updated(let job, _):
+                let complete = state.core.entries[job.id]?.complete ?? true
+                state.pendingWrites.append(.job(job, complete: complete, sequence: sequence))
+            case .deleted(let id, _):
+                state.pendingWrites.append(.tombstone(id, version: state.core.tombstones[id] ?? nil, sequence: sequence))
+            case .ignored:
+                break
+            }
+            if let watermark = state.core.watermark, watermark != before {
+                state.pendingWrites.append(.watermark(watermark))
+            }
+            guard !state.writing, !state.pendingWrites.isEmpty else { return (outcome, resumptions, []) }
+            state.writing = true
+            defer { state.pendingWrites = [] }
+            return (outcome, resumptions, state.pendingWrites)
         }
         for resumption in resumptions { resumption.run() }
         self.configuration.logger.trace(
@@ -128,7 +149,7 @@ public final class JobStore: Sendable {
                 "jobsync.outcome": "\(Self.describe(outcome))",
             ]
         )
-        self.persist(outcome, sequence: sequence, watermark: watermark)
+        if !batch.isEmpty { self.writeBatches(startingWith: batch) }
         return outcome
     }
 
@@ -138,21 +159,23 @@ public final class JobStore: Sendable {
         observations.map { self.merge($0) }
     }
 
-    private func persist(_ outcome: MergeOutcome, sequence: Int64, watermark: JobTimestamp?) {
+    /// Writes `batch`, then every batch merged meanwhile, until none is pending (leader/follower group commit: one
+    /// merge caller writes at a time, and what others merge while it writes goes into its next transaction).
+    private func writeBatches(startingWith first: [PersistedChange]) {
         guard let persistence = self.configuration.persistence else { return }
-        do throws(JobSyncError) {
-            switch outcome {
-            case .inserted(let job), .updated(let job, _):
-                try persistence.save(job, complete: !self.isIncomplete(job.id), sequence: sequence)
-            case .deleted(let id, _):
-                try persistence.delete(id, sequence: sequence)
-            case .ignored:
-                break
+        var batch = first
+        while !batch.isEmpty {
+            do throws(JobSyncError) {
+                try persistence.write(batch)
+            } catch {
+                self.state.withLockedValue { $0.persistenceFailures += 1 }
+                self.configuration.logger.debug("persistence write failed", metadata: ["jobsync.error": "\(error)"])
             }
-            if let watermark { try persistence.saveWatermark(watermark) }
-        } catch {
-            self.state.withLockedValue { $0.persistenceFailures += 1 }
-            self.configuration.logger.debug("persistence write failed", metadata: ["jobsync.error": "\(error)"])
+            batch = self.state.withLockedValue { state in
+                if state.pendingWrites.isEmpty { state.writing = false }
+                defer { state.pendingWrites = [] }
+                return state.pendingWrites
+            }
         }
     }
 

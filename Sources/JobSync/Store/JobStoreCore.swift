@@ -28,11 +28,15 @@ struct JobStoreCore: Sendable {
     func job(_ id: JobID) -> Job? { self.entries[id]?.job }
 
     /// Restores persisted state without emitting anything.
-    mutating func restore(jobs: [(Job, complete: Bool)], watermark: JobTimestamp?, sequence: Int64) {
-        for (job, complete) in jobs {
+    mutating func restore(_ snapshot: PersistedJobs) {
+        let sequence = snapshot.sequence
+        for (job, complete) in snapshot.jobs {
             self.entries[job.id] = Entry(job: job, complete: complete, sequence: sequence)
         }
-        self.watermark = watermark
+        for (id, version) in snapshot.tombstones where self.entries[id] == nil {
+            self.addTombstone(id, version: version)  // oldest first: the limit keeps the newest
+        }
+        self.watermark = snapshot.watermark
         self.sequence = sequence
     }
 

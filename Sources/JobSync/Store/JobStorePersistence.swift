@@ -2,30 +2,44 @@
 public struct PersistedJobs: Sendable {
     /// Job states, with whether each row is known complete.
     public var jobs: [(Job, complete: Bool)]
+    /// Deleted jobs, oldest deletion first, with the version a row must exceed to bring each back (nil: unknown).
+    public var tombstones: [(JobID, JobVersion?)]
     /// The watermark (largest `updated_at` seen).
     public var watermark: JobTimestamp?
     /// The last store sequence number written.
     public var sequence: Int64
 
     /// Creates a snapshot.
-    public init(jobs: [(Job, complete: Bool)] = [], watermark: JobTimestamp? = nil, sequence: Int64 = 0) {
+    public init(
+        jobs: [(Job, complete: Bool)] = [], tombstones: [(JobID, JobVersion?)] = [], watermark: JobTimestamp? = nil,
+        sequence: Int64 = 0
+    ) {
         self.jobs = jobs
+        self.tombstones = tombstones
         self.watermark = watermark
         self.sequence = sequence
     }
 }
 
-/// Durable storage for a ``JobStore``: job states (final results included) and the watermark.
+/// One change for a ``JobStorePersistence`` to write.
+public enum PersistedChange: Sendable, Hashable {
+    /// A job's new state (`complete`: every column is known), at store sequence `sequence`.
+    case job(Job, complete: Bool, sequence: Int64)
+    /// A deletion, with the version a row must exceed to bring the job back, at store sequence `sequence`.
+    case tombstone(JobID, version: JobVersion?, sequence: Int64)
+    /// A larger watermark.
+    case watermark(JobTimestamp)
+}
+
+/// Durable storage for a ``JobStore``: job states (final results included), tombstones and the watermark.
 ///
-/// Writes carry the store's sequence number; an implementation must ignore a write older than what it holds
-/// for that job, so concurrent merges can never persist an older state over a newer one.
+/// The store writes in batches (group commit): every change merged while a batch is being written goes into the
+/// next one, so a burst costs one transaction, not one per change. Changes carry the store's sequence number; an
+/// implementation must ignore a change older than what it holds for that job, so concurrent merges can never persist
+/// an older state over a newer one.
 public protocol JobStorePersistence: Sendable {
     /// Loads everything persisted.
     func load() throws(JobSyncError) -> PersistedJobs
-    /// Upserts a job state unless a newer sequence is stored for it.
-    func save(_ job: Job, complete: Bool, sequence: Int64) throws(JobSyncError)
-    /// Removes a job.
-    func delete(_ id: JobID, sequence: Int64) throws(JobSyncError)
-    /// Stores the watermark if it is larger than the stored one.
-    func saveWatermark(_ watermark: JobTimestamp) throws(JobSyncError)
+    /// Writes a batch of changes atomically (one transaction), in order.
+    func write(_ changes: [PersistedChange]) throws(JobSyncError)
 }

@@ -96,13 +96,18 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
             do {
                 try FileManager.default.createDirectory(
                     at: cacheFile.deletingLastPathComponent(),
-                    withIntermediateDirectories: true
+                    withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700]
                 )
-                let persistence = try SQLiteJobPersistence(path: cacheFile.path)
+                // A corrupt file is moved aside and rebuilt; the persistence reports it through this logger (warning).
+                let persistence = try SQLiteJobPersistence(
+                    path: cacheFile.path, configuration: .init(logger: self.logger))
                 return try JobStore(configuration: .init(persistence: persistence, logger: self.logger))
             } catch {
-                // A broken cache must not stop a watch: work without it.
-                self.logger.debug("result cache unavailable", metadata: ["jobwatch.cache": "\(cacheFile.path)"])
+                // A cache that cannot be used must not stop a watch: work without it, and say so.
+                self.logger.warning(
+                    "result cache unavailable; working without it",
+                    metadata: ["jobwatch.cache": "\(cacheFile.path)", "jobwatch.error": "\(error)"])
             }
         }
         // An in-memory store without persistence cannot fail to open.

@@ -1,0 +1,195 @@
+import Foundation
+import GRDB
+import NIOConcurrencyHelpers
+import SupabaseREST
+import Testing
+
+@testable import JobSync
+
+/// The SQLite cache across restarts: tombstones, migrations, corruption, permissions, sharing.
+@Suite("SQLite persistence across restarts")
+struct PersistenceTests {
+    /// A fresh file path in a private temporary directory, removed after `body`.
+    private static func withFile<T>(_ body: (String) throws -> T) throws -> T {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "jobsync-\(UInt64.random(in: 0...UInt64.max))")
+        try FileManager.default.createDirectory(
+            at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        return try body(directory.appendingPathComponent("jobs.sqlite").path)
+    }
+
+    private static func store(_ path: String) throws -> JobStore {
+        try JobStore(configuration: .init(persistence: try SQLiteJobPersistence(path: path)))
+    }
+
+    @Test("round trip: states, final results and the watermark survive a restart")
+    func roundTrip() throws {
+        try Self.withFile { path in
+            let result: JSON = .object(["classification": .string("invoice"), "confidence": .number("0.97")])
+            do {
+                let store = try Self.store(path)
+                store.merge(observe(row(idA, status: "completed", updatedAt: ts(7), result: result)))
+                store.merge(observe(row(idB, status: "processing", updatedAt: ts(3))))
+                #expect(store.persistenceFailures == 0)
+            }
+            let reopened = try Self.store(path)
+            #expect(reopened.job(idA)?.status == .completed)
+            #expect(reopened.job(idA)?.result?.view?.classification == "invoice")
+            #expect(reopened.job(idB)?.status == .processing)
+            #expect(reopened.watermark == JobTimestamp(ts(7)))
+            // The restored version still refuses regressions.
+            #expect(reopened.merge(observe(row(idA, status: "processing", updatedAt: ts(6)))) == .ignored(.stale))
+        }
+    }
+
+    @Test("a deleted job stays deleted after a restart whatever a stale read says; a newer re-insert comes back")
+    func tombstonesSurviveRestart() throws {
+        try Self.withFile { path in
+            do {
+                let store = try Self.store(path)
+                store.merge(observe(row(idC, status: "processing", updatedAt: ts(2))))
+                store.merge(JobObservation(jobID: idC, kind: .deleted, source: .realtime))
+            }
+            let reopened = try Self.store(path)
+            #expect(reopened.isDeleted(idC))
+            #expect(reopened.job(idC) == nil)
+            // A REST read that started before the deletion answers with the old row: still deleted.
+            #expect(reopened.merge(observe(row(idC, status: "processing", updatedAt: ts(2)), source: .poll))
+                == .ignored(.stale))
+            #expect(reopened.isDeleted(idC))
+            // A strictly newer row is a re-insert.
+            #expect(reopened.merge(observe(row(idC, status: "queued", updatedAt: ts(9)))) != .ignored(.stale))
+            #expect(!reopened.isDeleted(idC))
+        }
+    }
+
+    @Test("an older write never overwrites a newer one")
+    func sequenceGuard() throws {
+        let persistence = try SQLiteJobPersistence(path: ":memory:")
+        let newer = try Job(row: row(idA, status: "completed", updatedAt: ts(2)))
+        let older = try Job(row: row(idA, status: "processing", updatedAt: ts(1)))
+        try persistence.write([.job(newer, complete: true, sequence: 2)])
+        try persistence.write([.job(older, complete: true, sequence: 1), .tombstone(idA, version: nil, sequence: 1)])
+        let loaded = try persistence.load()
+        #expect(loaded.jobs.map(\.0) == [newer])
+        #expect(loaded.tombstones.isEmpty)
+        #expect(loaded.sequence == 2)
+    }
+
+    @Test("a file of the previous schema (stage 1, user_version 0) opens, migrated, with its rows and deletions")
+    func migratesVersionOne() throws {
+        try Self.withFile { path in
+            // Exactly what stage 1 wrote: its two tables, user_version left at 0, a deletion without a version.
+            let old = try DatabaseQueue(path: path)
+            try old.write { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE jobsync_jobs (id TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL,
+                            deleted INTEGER NOT NULL DEFAULT 0, complete INTEGER NOT NULL DEFAULT 1,
+                            commit_us INTEGER, row TEXT);
+                        CREATE TABLE jobsync_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                        INSERT INTO jobsync_jobs VALUES (?, 1, 0, 1, NULL, ?);
+                        INSERT INTO jobsync_jobs VALUES (?, 2, 1, 1, NULL, NULL);
+                        INSERT INTO jobsync_meta VALUES ('watermark', '1755771300000000');
+                        """,
+                    arguments: [
+                        idA.rawValue, JSON.object(row(idA, status: "completed", updatedAt: ts(4))).serialized,
+                        idB.rawValue,
+                    ])
+            }
+            try old.close()
+            let persistence = try SQLiteJobPersistence(path: path)
+            let loaded = try persistence.load()
+            #expect(loaded.jobs.map(\.0.status) == [.completed])
+            #expect(loaded.tombstones.map(\.0) == [idB])
+            #expect(loaded.watermark == JobTimestamp(microsecondsSinceEpoch: 1_755_771_300_000_000))
+            #expect(loaded.sequence == 2)
+            let version = try DatabaseQueue(path: path).read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") }
+            #expect(version == SQLiteJobPersistence.schemaVersion)
+        }
+    }
+
+    @Test("a file written by a newer schema is refused with a typed error and left untouched")
+    func refusesNewerSchema() throws {
+        try Self.withFile { path in
+            try DatabaseQueue(path: path).write { db in try db.execute(sql: "PRAGMA user_version = 99") }
+            let before = try Data(contentsOf: URL(fileURLWithPath: path))
+            #expect(throws: JobSyncError.self) { try SQLiteJobPersistence(path: path) }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        }
+    }
+
+    @Test("a corrupt file is moved aside, reported, and rebuilt; the store works on the new file")
+    func corruptFileRebuilt() throws {
+        try Self.withFile { path in
+            let garbage = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+            try garbage.write(to: URL(fileURLWithPath: path))
+            let persistence = try SQLiteJobPersistence(path: path)
+            let aside = try #require(persistence.recoveredCorruptFile)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: aside)) == garbage)  // kept for inspection
+            let store = try JobStore(configuration: .init(persistence: persistence))
+            store.merge(observe(row(idA, status: "queued", updatedAt: ts(1))))
+            #expect(store.persistenceFailures == 0)
+            #expect(try Self.store(path).job(idA)?.status == .queued)
+        }
+    }
+
+    @Test("a new cache file is created with mode 0600")
+    func privateFile() throws {
+        try Self.withFile { path in
+            _ = try SQLiteJobPersistence(path: path)
+            let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        }
+    }
+
+    @Test("group commit: what is merged while a batch is being written goes into the next transaction")
+    func groupCommit() throws {
+        try Self.withFile { path in
+            let gated = GatedPersistence(try SQLiteJobPersistence(path: path))
+            let store = try JobStore(configuration: .init(persistence: gated))
+            let ids = (0..<100).map { try! JobID(String(format: "00000000-0000-4000-8000-%012d", $0)) }
+            // The first merge becomes the writer and blocks inside its write …
+            let writer = Thread { store.merge(observe(row(ids[0], status: "queued", updatedAt: ts(1)))) }
+            writer.start()
+            gated.firstWriteStarted.wait()
+            // … so these 99 merges (and the final states) return at once, queued for the writer's next batch.
+            for id in ids.dropFirst() { store.merge(observe(row(id, status: "queued", updatedAt: ts(1)))) }
+            for id in ids { store.merge(observe(row(id, status: "completed", updatedAt: ts(2)))) }
+            #expect(gated.batches == 1)
+            gated.release.signal()
+            while !writer.isFinished { Thread.sleep(forTimeInterval: 0.001) }
+            #expect(gated.batches == 2)  // 100 + 99 + 100 changes and two watermarks: two transactions
+            #expect(store.persistenceFailures == 0)
+            let reopened = try Self.store(path)
+            #expect(ids.allSatisfy { reopened.job($0)?.status == .completed })
+        }
+    }
+}
+
+/// Blocks the first write until released; counts the batches.
+final class GatedPersistence: JobStorePersistence {
+    private let base: any JobStorePersistence
+    private let count = NIOLockedValueBox(0)
+    let firstWriteStarted = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+
+    init(_ base: any JobStorePersistence) { self.base = base }
+
+    var batches: Int { self.count.withLockedValue { $0 } }
+
+    func load() throws(JobSyncError) -> PersistedJobs { try self.base.load() }
+
+    func write(_ changes: [PersistedChange]) throws(JobSyncError) {
+        let first = self.count.withLockedValue { count in
+            count += 1
+            return count == 1
+        }
+        if first {
+            self.firstWriteStarted.signal()
+            self.release.wait()
+        }
+        try self.base.write(changes)
+    }
+}
