@@ -1,6 +1,14 @@
 import Foundation
 import Logging
 
+/// The rows of a keyset read (``PostgRESTClient/fetchAll(_:orderedBy:key:maximumRows:)``).
+public struct PostgRESTRows: Sendable {
+    /// The rows, in `(column, key)` order.
+    public var rows: [[String: JSON]]
+    /// `false` when the row cap stopped the read: continue from the last row.
+    public var isComplete: Bool
+}
+
 /// A small PostgREST client for reading rows (reference/realtime-protocol.md §11).
 ///
 /// Every request carries `apikey: <key>` and `Authorization: Bearer <token>`, where the token comes from
@@ -112,27 +120,83 @@ public struct PostgRESTClient: Sendable {
         return try Self.decodeRows(response)
     }
 
-    /// Runs a query page by page (`limit`/`offset`, ``Configuration/pageSize`` rows each) until a short page,
-    /// and returns every row. Use a total `order` (e.g. `updated_at.asc,id.asc`) so pages are stable.
+    /// Reads every row of `query` in `(column, key)` order with a keyset cursor, never `offset`: each page asks for
+    /// the rows after the last one read (`column=eq.<last>&key=gt.<last key>`, then `column=gt.<last>`), so rows
+    /// inserted or updated meanwhile cannot shift a page, and a server that ignores the cursor cannot make the read
+    /// loop: a page that brings no row not already read is an ``RESTError/Code/invalidResponse``.
     ///
-    /// - Parameter maximumRows: stop after this many rows (default: no limit).
-    /// - Throws: as ``fetch(_:)``.
-    public func fetchAll(_ query: PostgRESTQuery, maximumRows: Int? = nil) async throws(RESTError) -> [[String: JSON]] {
+    /// - Parameters:
+    ///   - query: the table and filters (its `order`, `limit` and `offset` are replaced).
+    ///   - column: the ordering column (e.g. `updated_at`); `key` breaks ties and must be unique (e.g. `id`).
+    ///   - maximumRows: the most rows returned (memory bound); the read stops there with `isComplete == false`,
+    ///     and a later read continues from the last row.
+    /// - Throws: as ``fetch(_:)``, and ``RESTError/Code/invalidResponse`` for a page that does not advance or
+    ///   rows without the ordering columns.
+    public func fetchAll(
+        _ query: PostgRESTQuery, orderedBy column: String, key: String, maximumRows: Int
+    ) async throws(RESTError) -> PostgRESTRows {
+        enum Cursor {
+            case start
+            /// The rows tied at `value` with a key after `key`.
+            case ties(value: String, key: String)
+            /// The rows after `value`.
+            case after(value: String)
+        }
+        var cursor = Cursor.start
         var rows: [[String: JSON]] = []
-        var offset = query.offset ?? 0
-        let pageSize = min(query.limit ?? self.configuration.pageSize, self.configuration.pageSize)
+        var seen: Set<String> = []
         while true {
             var page = query
-            page.limit = pageSize
-            page.offset = offset
+            page.offset = nil
+            page.limit = min(self.configuration.pageSize, maximumRows - rows.count)
+            switch cursor {
+            case .start:
+                page.order = [PostgRESTOrder(column), PostgRESTOrder(key)]
+            case .ties(let value, let last):
+                page.filters += [PostgRESTFilter(column, .eq(value)), PostgRESTFilter(key, .gt(last))]
+                page.order = [PostgRESTOrder(key)]
+            case .after(let value):
+                page.filters += [PostgRESTFilter(column, .gt(value))]
+                page.order = [PostgRESTOrder(column), PostgRESTOrder(key)]
+            }
             let batch = try await self.fetch(page)
-            rows += batch
-            offset += batch.count
-            if batch.count < pageSize { break }
-            if let maximumRows, rows.count >= maximumRows { break }
+            var fresh = 0
+            var last: (value: String, key: String)?
+            for row in batch {
+                guard let keyText = row[key].flatMap(Self.cursorText), let valueText = row[column].flatMap(Self.cursorText)
+                else {
+                    throw RESTError(code: .invalidResponse, message: "a row lacks the ordering columns")
+                }
+                last = (valueText, keyText)
+                guard seen.insert(keyText).inserted, rows.count < maximumRows else { continue }
+                fresh += 1
+                rows.append(row)
+            }
+            if rows.count >= maximumRows { return PostgRESTRows(rows: rows, isComplete: false) }
+            if !batch.isEmpty, fresh == 0 {
+                throw RESTError(code: .invalidResponse, message: "a page repeated rows already read (paging ignored)")
+            }
+            let full = batch.count >= (page.limit ?? 0)
+            switch (cursor, last, full) {
+            case (.start, let last?, true), (.after, let last?, true):
+                cursor = .ties(value: last.value, key: last.key)  // more rows may share the last value
+            case (.ties(let value, _), let last?, true):
+                cursor = .ties(value: value, key: last.key)
+            case (.ties(let value, _), _, false):
+                cursor = .after(value: value)  // the ties are read: go on past them
+            default:
+                return PostgRESTRows(rows: rows, isComplete: true)  // a short page at or after the start
+            }
         }
-        if let maximumRows, rows.count > maximumRows { rows.removeLast(rows.count - maximumRows) }
-        return rows
+    }
+
+    /// A column value as PostgREST accepts it back in a filter (strings as they are, numbers as written).
+    private static func cursorText(_ value: JSON) -> String? {
+        switch value {
+        case .string(let text): return text
+        case .number(let text): return text
+        default: return nil
+        }
     }
 
     /// Sends a GET for an arbitrary path under the base (for endpoints other than tables), with the usual auth

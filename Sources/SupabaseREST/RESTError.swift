@@ -31,6 +31,9 @@ public struct RESTError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let timeout = Code("timeout")
         /// A 2xx body that is not the expected JSON.
         public static let undecodableBody = Code("undecodableBody")
+        /// A 2xx answer the query cannot have produced: more rows than asked, rows outside its filter, or a page
+        /// that does not advance a keyset read (a proxy or server ignoring the query's parameters).
+        public static let invalidResponse = Code("invalidResponse")
     }
 
     /// The kind of failure.

@@ -39,7 +39,24 @@ struct JobSourceTests {
         #expect(
             transport.recorded.last?.url
                 == "http://127.0.0.1:1/rest/v1/jobs?select=*&updated_at=gte.2026-08-21T10:15:03.401882Z"
-                + "&order=updated_at.asc,id.asc&limit=1000&offset=0")
+                + "&order=updated_at.asc,id.asc&limit=1000")
+        #expect(transport.recorded.dropLast().allSatisfy { $0.url.contains("limit=") && !$0.url.contains("offset") })
+    }
+
+    @Test("a server that ignores the id filter is an error, never a deletion of the ids it did not return")
+    func foreignRows() async throws {
+        let other = try JobID("00000000-0000-4000-8000-000000000099")
+        let body = #"[{"id":"\#(other.rawValue)","status":"queued"}]"#
+        let transport = RecordingTransport { _ in HTTPResponse(status: 200, body: Array(body.utf8)) }
+        let client = try PostgRESTClient(
+            configuration: .init(baseURL: "http://127.0.0.1:1/rest/v1", apiKey: "k", transport: transport))
+        let source = SupabaseTableSource(client: client)
+        do {
+            _ = try await source.fetch(ids: [idA])
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.restError?.code == .invalidResponse)
+        }
     }
 
     @Test("the status endpoint sends api-key, reads job_id and mixed-case status, and treats 404 as absent")

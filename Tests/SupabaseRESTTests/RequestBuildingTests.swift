@@ -132,17 +132,63 @@ struct RequestBuildingTests {
 
 @Suite("PostgREST paging and auth")
 struct PagingAndAuthTests {
-    @Test("fetchAll follows limit/offset pages until a short page")
-    func followsPages() async throws {
+    /// The query parameters after `select=*`, decoded, for reading request sequences.
+    private func parameters(_ request: HTTPRequest) -> String {
+        let query = request.url.components(separatedBy: "?").last ?? ""
+        return (query.removingPercentEncoding ?? query).components(separatedBy: "&").dropFirst().joined(separator: "&")
+    }
+
+    @Test("fetchAll pages with a keyset cursor (ties by key, then past the value), never offset")
+    func keysetPages() async throws {
         let transport = ScriptedTransport([
-            rows(#"[{"id":1},{"id":2}]"#), rows(#"[{"id":3},{"id":4}]"#), rows(#"[{"id":5}]"#),
+            rows(#"[{"id":"1","u":"a"},{"id":"2","u":"b"}]"#),  // full: rows tied at b may follow
+            rows("[]"),  // no more ties at b
+            rows(#"[{"id":"3","u":"c"},{"id":"4","u":"c"}]"#),  // full
+            rows(#"[{"id":"5","u":"c"}]"#),  // the last tie at c
+            rows("[]"),  // nothing after c
         ])
         let client = try makeClient(transport, pageSize: 2)
-        let all = try await client.fetchAll(PostgRESTQuery(table: "jobs", order: [.init("id")]))
-        #expect(all.map { $0["id"] } == [.number("1"), .number("2"), .number("3"), .number("4"), .number("5")])
+        let read = try await client.fetchAll(
+            PostgRESTQuery(table: "jobs", filters: [.init("t", .eq("x"))]), orderedBy: "u", key: "id", maximumRows: 100)
+        #expect(read.rows.map { $0["id"] } == ["1", "2", "3", "4", "5"].map { .string($0) })
+        #expect(read.isComplete)
         #expect(
-            transport.requests.map(\.url).map { $0.components(separatedBy: "&").suffix(2).joined(separator: "&") }
-                == ["limit=2&offset=0", "limit=2&offset=2", "limit=2&offset=4"])
+            transport.requests.map(self.parameters) == [
+                "t=eq.x&order=u.asc,id.asc&limit=2",
+                "t=eq.x&u=eq.b&id=gt.2&order=id.asc&limit=2",
+                "t=eq.x&u=gt.b&order=u.asc,id.asc&limit=2",
+                "t=eq.x&u=eq.c&id=gt.4&order=id.asc&limit=2",
+                "t=eq.x&u=gt.c&order=u.asc,id.asc&limit=2",
+            ])
+    }
+
+    @Test("a server that ignores the cursor (the same full page every time) is a typed error, not a loop")
+    func ignoredCursor() async throws {
+        let page = rows(#"[{"id":"1","u":"a"},{"id":"2","u":"b"}]"#)
+        let transport = ScriptedTransport(Array(repeating: page, count: 10))
+        let client = try makeClient(transport, pageSize: 2)
+        await #expect(throws: RESTError.self) {
+            _ = try await client.fetchAll(PostgRESTQuery(table: "jobs"), orderedBy: "u", key: "id", maximumRows: 100)
+        }
+        #expect(transport.requests.count == 2)
+        do {
+            _ = try await client.fetchAll(PostgRESTQuery(table: "jobs"), orderedBy: "u", key: "id", maximumRows: 100)
+        } catch {
+            #expect(error.code == .invalidResponse)
+        }
+    }
+
+    @Test("a server that answers endless new rows stops at the row cap: at most maximumRows kept")
+    func rowCap() async throws {
+        let pages = (0..<50).map { index in
+            rows(#"[{"id":"\#(2 * index)","u":"\#(index)"},{"id":"\#(2 * index + 1)","u":"\#(index)"}]"#)
+        }
+        let transport = ScriptedTransport(pages)
+        let client = try makeClient(transport, pageSize: 2)
+        let read = try await client.fetchAll(PostgRESTQuery(table: "jobs"), orderedBy: "u", key: "id", maximumRows: 7)
+        #expect(read.rows.count == 7)
+        #expect(!read.isComplete)
+        #expect(transport.requests.count == 4)
     }
 
     @Test("§11.2 401 PGRST303 refreshes the token and retries once")

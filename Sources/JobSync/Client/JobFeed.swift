@@ -91,9 +91,20 @@ public protocol JobSource: Sendable {
     /// Whether ``fetchUpdated(since:)`` is supported (a table with `updated_at`).
     var supportsWatermark: Bool { get }
 
-    /// Fetches the rows of `ids` (at most 100 per call). Ids without a row are simply absent from the result.
+    /// The most rows one ``fetchUpdated(since:)`` returns (a memory bound); a read that returns that many is
+    /// continued by the next catch-up from its newest row.
+    var maximumRowsPerRead: Int { get }
+
+    /// Fetches the rows of `ids`. Ids without a row are simply absent from the result; a row for an id not asked
+    /// for must be an error (a server ignoring the filter), never returned: absent ids count as deleted.
     func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: JSON]]
 
-    /// Fetches every row with `updated_at >= since` (all rows when `nil`), in `updated_at, id` order, paged.
+    /// Fetches the rows with `updated_at >= since` (all rows when `nil`), oldest first in `updated_at, id` order,
+    /// at most ``maximumRowsPerRead``.
     func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]]
+}
+
+extension JobSource {
+    /// No bound by default.
+    public var maximumRowsPerRead: Int { .max }
 }

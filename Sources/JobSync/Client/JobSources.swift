@@ -2,7 +2,12 @@ import Foundation
 import SupabaseREST
 
 /// ``JobSource`` over a Supabase (PostgREST) table: `GET …/jobs?select=*&id=in.(…)` in batches of ≤ 100, and
-/// `updated_at=gte.<watermark>&order=updated_at.asc,id.asc` paged by ≤ 1,000 rows.
+/// watermark reads `updated_at=gte.<watermark>` in `updated_at, id` order with a keyset cursor (pages of ≤ 1,000
+/// rows, never `offset`), at most ``maximumRowsPerRead`` rows per read.
+///
+/// Answers the query cannot have produced (more rows than ids asked, a row of an id not asked for, a page that does
+/// not advance) are ``JobSyncError/Code/rest`` errors with ``RESTError/Code/invalidResponse``: the client backs off
+/// and never takes them as truth (an absent id would otherwise count as deleted).
 public struct SupabaseTableSource: JobSource {
     /// The REST client.
     public let client: PostgRESTClient
@@ -10,12 +15,16 @@ public struct SupabaseTableSource: JobSource {
     public let table: String
     /// Whether the table has an `updated_at` column (default `true`).
     public let hasUpdatedAt: Bool
+    /// The most rows one watermark read returns (default 10,000); the next catch-up continues after them.
+    public let maximumRowsPerRead: Int
 
     /// Creates a source.
-    public init(client: PostgRESTClient, table: String = "jobs", hasUpdatedAt: Bool = true) {
+    public init(client: PostgRESTClient, table: String = "jobs", hasUpdatedAt: Bool = true, maximumRowsPerRead: Int = 10_000)
+    {
         self.client = client
         self.table = table
         self.hasUpdatedAt = hasUpdatedAt
+        self.maximumRowsPerRead = max(1, maximumRowsPerRead)
     }
 
     public var supportsWatermark: Bool { self.hasUpdatedAt }
@@ -27,21 +36,35 @@ public struct SupabaseTableSource: JobSource {
         while start < ids.count {
             let batch = ids[start..<min(start + PostgRESTFilter.maximumInValues, ids.count)].map(\.rawValue)
             start += batch.count
-            let query = PostgRESTQuery(table: self.table, filters: [.init("id", .in(batch))])
+            // One page: never more rows than ids asked (a server ignoring `limit` or the filter is caught below).
+            let query = PostgRESTQuery(table: self.table, filters: [.init("id", .in(batch))], limit: batch.count)
+            let page: [[String: JSON]]
             do {
-                rows += try await self.client.fetchAll(query)
+                page = try await self.client.fetch(query)
             } catch {
                 throw JobSyncError(error)
             }
+            let asked = Set(batch)
+            guard page.count <= batch.count,
+                page.allSatisfy({ row in row["id"]?.stringValue.map { asked.contains($0) } ?? false })
+            else {
+                throw JobSyncError(
+                    RESTError(
+                        code: .invalidResponse,
+                        message: "the server answered \(page.count) rows for \(batch.count) ids, not only ids asked for"))
+            }
+            rows += page
         }
         return rows
     }
 
     public func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]] {
-        var query = PostgRESTQuery(table: self.table, order: [.init("updated_at"), .init("id")])
+        var query = PostgRESTQuery(table: self.table)
         if let since { query.filters.append(.init("updated_at", .gte(since.description))) }
         do {
-            return try await self.client.fetchAll(query)
+            return try await self.client.fetchAll(
+                query, orderedBy: "updated_at", key: "id", maximumRows: self.maximumRowsPerRead
+            ).rows
         } catch {
             throw JobSyncError(error)
         }

@@ -325,8 +325,9 @@ extension JobSyncClient {
         // since: a change the server dropped (§5.6) can be older than later changes that did arrive.
         let started = self.store.watermark
         // Before any read set a checkpoint, jobs mode reads by ids (the newest row seen is no safe starting point).
-        let base = self.shared.withLockedValue { $0.catchUpWatermark } ?? (self.configuration.mode == .allJobs ? started : nil)
-        let watermark = base?.advanced(by: .zero - self.configuration.watermarkSkew)
+        let (checkpoint, resume) = self.shared.withLockedValue { ($0.catchUpWatermark, $0.catchUpResume) }
+        let base = checkpoint ?? (self.configuration.mode == .allJobs ? started : nil)
+        let watermark = resume ?? base?.advanced(by: .zero - self.configuration.watermarkSkew)
         let sourceKind: ObservationSource = kind == .reconcile ? .reconciliation : .poll
         let useWatermark: Bool
         switch (self.configuration.mode, kind) {
@@ -343,6 +344,11 @@ extension JobSyncClient {
             }
             rows = try await source.fetchUpdated(since: watermark)
             advanced = self.mergeFetched(rows, requested: nil, source: sourceKind)
+            // A read stopped at the row cap: the next one continues from its newest row, without the skew (a
+            // burst larger than the cap inside the skew window would otherwise be read again forever).
+            let capped = rows.count >= source.maximumRowsPerRead
+            let newest = rows.last?["updated_at"]?.stringValue.flatMap(JobTimestamp.init)
+            self.shared.withLockedValue { $0.catchUpResume = capped ? newest : nil }
         } else {
             // By ids: only jobs that can still change (unknown or not final); in all-jobs mode (a sweep), the
             // unfinished jobs the store holds.

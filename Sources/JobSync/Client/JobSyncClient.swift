@@ -132,6 +132,8 @@ public final class JobSyncClient: Service, Sendable {
         var modeWaiters: [(TransportMode, CheckedContinuation<Void, Never>)] = []
         /// The store watermark when the last successful catch-up started; watermark reads start there.
         var catchUpWatermark: JobTimestamp?
+        /// Where the next watermark read resumes, exactly (no skew), after a read stopped at the source's row cap.
+        var catchUpResume: JobTimestamp?
     }
 
     let shared: NIOLockedValueBox<Shared>

@@ -42,6 +42,8 @@ struct FaultSettings: Sendable {
     var changeDelay: Duration = .zero
     var restFailure: RESTFailure?
     var restLatency: Duration = .zero
+    var restIgnoresQuery = false
+    var restQueriesIgnored = 0
     var maxRecordBytesOverride: Int?
     var tokensRevokedAtOrBefore: Int64?
     var droppedChanges = 0

@@ -67,6 +67,15 @@ public struct SupabaseLocalFaults: Sendable {
         self.stack.faultState.withLockedValue { $0.restFailure = failure }
     }
 
+    /// A broken proxy in front of PostgREST: table reads ignore every filter, `order` and `offset` (and `Range`) and
+    /// always answer the first `limit` rows of the table, a full page whenever the table is big enough.
+    public func ignoreRESTQueries(_ ignore: Bool) {
+        self.stack.faultState.withLockedValue { $0.restIgnoresQuery = ignore }
+    }
+
+    /// Table reads answered while ``ignoreRESTQueries(_:)`` was on.
+    public var ignoredRESTQueryCount: Int { self.stack.faultState.withLockedValue { $0.restQueriesIgnored } }
+
     /// Adds latency to every REST and status-endpoint request.
     public func setRESTLatency(_ latency: Duration) {
         self.stack.faultState.withLockedValue { $0.restLatency = latency }
@@ -111,9 +120,11 @@ public struct SupabaseLocalFaults: Sendable {
         self.stack.faultState.withLockedValue { faults in
             let dropped = faults.droppedChanges
             let delivered = faults.deliveredChanges
+            let ignored = faults.restQueriesIgnored
             faults = FaultSettings()
             faults.droppedChanges = dropped
             faults.deliveredChanges = delivered
+            faults.restQueriesIgnored = ignored
         }
     }
 

@@ -140,10 +140,15 @@ extension SupabaseLocalStack {
         try self.authorizeREST(request)
         let table = self.backend.table
         let query = try PostgRESTQuery.parse(request.uri.query, table: table)
-        let matched = query.apply(to: try await self.backend.rows())
-        var offset = query.offset
+        let ignoring = self.faultState.withLockedValue { faults in
+            if faults.restIgnoresQuery { faults.restQueriesIgnored += 1 }
+            return faults.restIgnoresQuery
+        }
+        let rows = try await self.backend.rows()
+        let matched = ignoring ? rows : query.apply(to: rows)
+        var offset = ignoring ? 0 : query.offset
         var limit = min(query.limit ?? self.configuration.maxRows, self.configuration.maxRows)
-        if let range = self.header(request, "range") {
+        if !ignoring, let range = self.header(request, "range") {
             let bounds = range.split(separator: "-", omittingEmptySubsequences: false)
             if bounds.count == 2, let first = Int(bounds[0]) {
                 offset = first

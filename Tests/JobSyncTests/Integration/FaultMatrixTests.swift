@@ -107,6 +107,23 @@ enum FaultScenarios {
         })
 }
 
+extension FaultScenarios {
+    /// §11: a broken proxy in front of PostgREST ignores every query parameter (filters, order, offset) and answers
+    /// the table's first rows. REST reads must fail with a typed error (never count a job as deleted because a
+    /// foreign page lacked it, never page forever), and every outcome must still arrive over Realtime.
+    static let restIgnoresQueries = IntegrationRun.Scenario(
+        name: "REST ignores its query",
+        during: { context in
+            try await Task.sleep(for: .milliseconds(300))
+            context.faults.ignoreRESTQueries(true)
+        },
+        afterDrive: { context in
+            let failures = context.sync.client.statistics.restFailures
+            #expect(context.faults.ignoredRESTQueryCount > 0, "the fault never fired")
+            #expect(failures > 0, "no REST read was refused as invalid while the fault was on")
+        })
+}
+
 /// The integration tier: every suite in it runs one test at a time (they share two cores and real sockets).
 /// Run with `swift test --filter JobSyncIntegration`.
 @Suite("JobSync integration (real loopback sockets, libwebsockets, SupabaseLocal)", .serialized)
@@ -155,6 +172,11 @@ extension JobSyncIntegration {
             var settings = IntegrationRun.Settings()
             settings.userTokens = true
             try await IntegrationRun.run(FaultScenarios.tokenExpiry, settings: settings)
+        }
+
+        @Test("§11 REST behind a proxy that ignores the query: typed errors, outcomes over Realtime")
+        func restIgnoresQueries() async throws {
+            try await IntegrationRun.run(FaultScenarios.restIgnoresQueries)
         }
 
         @Test("§5.4 413 truncation") func truncation() async throws {
