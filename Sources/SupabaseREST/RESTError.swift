@@ -141,7 +141,7 @@ extension RESTError {
 
 extension RESTError {
     /// This error with every occurrence of `secrets` (API key, bearer token) removed from its texts.
-    func redacting(_ secrets: [String]) -> RESTError {
+    package func redacting(_ secrets: [String]) -> RESTError {
         var copy = self
         for secret in secrets where secret.count >= 4 {
             copy.message = copy.message.replacingOccurrences(of: secret, with: "<redacted>")

@@ -104,4 +104,22 @@ struct JobSourceTests {
         #expect(throws: JobSyncError.self) { try ClassificationStatusSource(baseURL: "ftp://x", apiKey: "k") }
         #expect(throws: JobSyncError.self) { try ClassificationStatusSource(baseURL: "http://x", apiKey: "") }
     }
+
+    @Test("an error body that echoes the api-key header never carries it into the error")
+    func statusEndpointEchoedKey() async throws {
+        let echo = #"{"message":"invalid api-key secret-key-42","details":"api-key: secret-key-42","hint":"secret-key-42"}"#
+        let transport = RecordingTransport { _ in HTTPResponse(status: 403, body: Array(echo.utf8)) }
+        let source = try ClassificationStatusSource(
+            baseURL: "http://127.0.0.1:1", apiKey: "secret-key-42", transport: transport)
+        do {
+            _ = try await source.fetch(ids: [idA])
+            Issue.record("expected an error")
+        } catch {
+            let texts = [
+                error.description, "\(error)", error.restError?.message, error.restError?.details, error.restError?.hint,
+            ]
+            #expect(texts.allSatisfy { !($0 ?? "").contains("secret-key-42") }, "\(texts)")
+            #expect(error.restError?.message.contains("<redacted>") == true)
+        }
+    }
 }

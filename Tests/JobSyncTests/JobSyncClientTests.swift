@@ -63,6 +63,28 @@ struct JobSyncClientTests {
         #expect(source.calls.contains { $0.hasPrefix("since:") })  // after the first rows, polls use the watermark
     }
 
+    @Test("a row dated far in the future is merged but moves neither the watermark nor where the next poll starts")
+    func futureDatedRow() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        source.put(row(idA, status: "processing", updatedAt: "2100-01-01T00:00:00.000000Z"))
+        source.put(row(idB, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: nil, clock: clock)
+        client.watch([idA, idB])
+        try await withRunning(client) { () async throws in
+            await source.waitForCalls(2)  // the fetch of the watched ids and the first poll
+            while !source.calls.contains(where: { $0.hasPrefix("since:") }) {
+                await clock.waitForSleepers(1)
+                clock.advance(by: .seconds(30))
+                await Task.yield()
+            }
+        }
+        #expect(client.store.job(idA)?.status == .processing)
+        #expect(client.store.watermark == JobTimestamp(ts(1)))
+        let since = try #require(source.calls.first { $0.hasPrefix("since:") })
+        #expect(since < "since:2099", "\(since)")
+    }
+
     @Test("§10 subscribe, live, reconcile by ids, then changes over the feed; mode live")
     func liveFlow() async throws {
         let clock = ManualClock()

@@ -64,6 +64,26 @@ struct PersistenceTests {
         }
     }
 
+    @Test("a future-dated row does not push the saved watermark ahead, so later changes stay visible after a restart")
+    func futureRowDoesNotHideLaterChanges() throws {
+        try Self.withFile { path in
+            let now = Date(timeIntervalSince1970: 1_755_771_400)  // 2025-08-21T10:16:40Z
+            let configuration = { (persistence: SQLiteJobPersistence) in
+                JobStore.Configuration(persistence: persistence, now: { now })
+            }
+            do {
+                let store = try JobStore(configuration: configuration(try SQLiteJobPersistence(path: path)))
+                store.merge(observe(row(idA, status: "queued", updatedAt: "2025-08-21T10:15:00.000000Z")))
+                store.merge(observe(row(idB, status: "queued", updatedAt: "2031-01-01T00:00:00.000000Z")))
+                #expect(store.job(idB) != nil)  // merged all the same
+                #expect(store.watermark == JobTimestamp("2025-08-21T10:15:00.000000Z"))
+                store.merge(observe(row(idC, status: "queued", updatedAt: "2025-08-21T10:16:30.000000Z")))
+            }
+            let reopened = try JobStore(configuration: configuration(try SQLiteJobPersistence(path: path)))
+            #expect(reopened.watermark == JobTimestamp("2025-08-21T10:16:30.000000Z"))
+        }
+    }
+
     @Test("an older write never overwrites a newer one")
     func sequenceGuard() throws {
         let persistence = try SQLiteJobPersistence(path: ":memory:")

@@ -183,7 +183,7 @@ struct PostgRESTQueryTests {
 struct BackendTests {
     @Test("Defaults, strictly increasing updated_at, one change per write in order")
     func writes() async throws {
-        let backend = InMemoryJobsBackend(clock: fixedWallClock("2026-08-21T10:00:00Z"))
+        let backend = try InMemoryJobsBackend(clock: fixedWallClock("2026-08-21T10:00:00Z"))
         let changes = backend.changes()
         let row = try await backend.insert([:])
         let id = try #require(row["id"])
@@ -213,7 +213,7 @@ struct BackendTests {
     func fullIdentity() async throws {
         var table = TableDescriptor.jobs
         table.replicaIdentity = .full
-        let backend = InMemoryJobsBackend(table: table)
+        let backend = try InMemoryJobsBackend(table: table)
         let changes = backend.changes()
         let row = try await backend.insert(["status": .string("queued")])
         _ = try await backend.update(primaryKey: row["id"]!, set: ["status": .string("processing")])
@@ -231,7 +231,7 @@ struct BackendTests {
         settings.pageInterval = .zero
         settings.failureRate = 0.5
         settings.seed = 7
-        let backend = InMemoryJobsBackend()
+        let backend = try InMemoryJobsBackend()
         let simulator = JobSimulator(backend: backend, configuration: settings)
         #expect(simulator.plan(count: 20) == simulator.plan(count: 20))
         let plans = try await simulator.run(count: 20)

@@ -127,8 +127,10 @@ public struct ClassificationStatusSource: JobSource {
             if response.status == 404 { continue }
             guard (200..<300).contains(response.status) else {
                 let retryAfter = response.headers["retry-after"].flatMap { RetryAfter.parse($0, now: Date()) }
+                // The service may echo the request (its `api-key` header included) in an error body.
                 throw JobSyncError(
-                    RESTError.fromResponse(status: response.status, body: response.body, retryAfter: retryAfter),
+                    RESTError.fromResponse(status: response.status, body: response.body, retryAfter: retryAfter)
+                        .redacting([self.apiKey]),
                     jobID: id)
             }
             guard var object = JSON.parse(response.body)?.objectValue else {

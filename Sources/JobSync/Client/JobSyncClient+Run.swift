@@ -348,7 +348,8 @@ extension JobSyncClient {
             // burst larger than the cap inside the skew window would otherwise be read again forever).
             let capped = rows.count >= source.maximumRowsPerRead
             let newest = rows.last?["updated_at"]?.stringValue.flatMap(JobTimestamp.init)
-            self.shared.withLockedValue { $0.catchUpResume = capped ? newest : nil }
+            let limit = self.store.watermarkLimit()
+            self.shared.withLockedValue { $0.catchUpResume = capped ? newest.map { min($0, limit) } : nil }
         } else {
             // By ids: only jobs that can still change (unknown or not final); in all-jobs mode (a sweep), the
             // unfinished jobs the store holds.
@@ -364,7 +365,10 @@ extension JobSyncClient {
             }
         }
         // Every change committed after this read is newer than what it returned and than what was seen before it.
-        let newestRead = rows.compactMap { $0["updated_at"]?.stringValue.flatMap(JobTimestamp.init) }.max()
+        // A row dated beyond the clock limit (see `JobStore.Configuration.maximumClockSkew`) never sets it.
+        let limit = self.store.watermarkLimit()
+        let newestRead = rows.compactMap { $0["updated_at"]?.stringValue.flatMap(JobTimestamp.init) }
+            .filter { $0 <= limit }.max()
         if let checkpoint = [started, newestRead].compactMap({ $0 }).max() {
             self.shared.withLockedValue { $0.catchUpWatermark = max($0.catchUpWatermark ?? checkpoint, checkpoint) }
         }

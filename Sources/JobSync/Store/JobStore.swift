@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 
@@ -21,6 +22,12 @@ public final class JobStore: Sendable {
         public var tombstoneLimit: Int
         /// Where to persist job states and the watermark (default: nothing is persisted).
         public var persistence: (any JobStorePersistence)?
+        /// How far ahead of this machine's clock a row's `updated_at` may be and still move the watermark
+        /// (default 60 s). A row dated further ahead (a wrong server clock, a bad write) is merged, but the watermark,
+        /// which is persisted and starts every watermark read, stays behind it so later changes are not hidden.
+        public var maximumClockSkew: Duration
+        /// This machine's wall clock (default `Date()`); tests inject a fixed one.
+        public var now: @Sendable () -> Date
         /// The logger (trace/debug only).
         public var logger: Logger
 
@@ -29,11 +36,15 @@ public final class JobStore: Sendable {
             subscriberCapacity: Int = 10_000,
             tombstoneLimit: Int = 10_000,
             persistence: (any JobStorePersistence)? = nil,
+            maximumClockSkew: Duration = .seconds(60),
+            now: @escaping @Sendable () -> Date = { Date() },
             logger: Logger = Logger(label: "JobSync.store", factory: { _ in SwiftLogNoOpLogHandler() })
         ) {
             self.subscriberCapacity = subscriberCapacity
             self.tombstoneLimit = tombstoneLimit
             self.persistence = persistence
+            self.maximumClockSkew = maximumClockSkew
+            self.now = now
             self.logger = logger
         }
     }
@@ -110,10 +121,11 @@ public final class JobStore: Sendable {
     @discardableResult
     public func merge(_ observation: JobObservation) -> MergeOutcome {
         let persisting = self.configuration.persistence != nil
+        let limit = self.watermarkLimit()
         let (outcome, resumptions, batch) = self.state.withLockedValue {
             state -> (MergeOutcome, [Subscriber.Resumption], [PersistedChange]) in
             let before = state.core.watermark
-            let outcome = state.core.merge(observation)
+            let outcome = state.core.merge(observation, watermarkLimit: limit)
             var resumptions: [Subscriber.Resumption] = []
             if let event = outcome.event, !state.closed {
                 // Enqueue under the store lock so every subscriber sees versions in merge order; resume outside.
@@ -157,6 +169,15 @@ public final class JobStore: Sendable {
     @discardableResult
     public func merge(_ observations: some Sequence<JobObservation>) -> [MergeOutcome] {
         observations.map { self.merge($0) }
+    }
+
+    /// The newest `updated_at` that may move a watermark now: this machine's clock plus
+    /// ``Configuration/maximumClockSkew``.
+    func watermarkLimit() -> JobTimestamp {
+        let (seconds, attoseconds) = self.configuration.maximumClockSkew.components
+        let skew = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+        let now = Int64((self.configuration.now().timeIntervalSince1970 * 1_000_000).rounded(.down))
+        return JobTimestamp(microsecondsSinceEpoch: now + skew)
     }
 
     /// Writes `batch`, then every batch merged meanwhile, until none is pending (leader/follower group commit: one

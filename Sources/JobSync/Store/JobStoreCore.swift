@@ -41,15 +41,19 @@ struct JobStoreCore: Sendable {
     }
 
     /// The single merge path for every source.
+    ///
+    /// - Parameter watermarkLimit: a row's `updated_at` beyond this instant (a server clock, or a row, far in the
+    ///   future) does not move the watermark: a watermark ahead of the server's clock would hide every later change
+    ///   from watermark reads. The row itself is merged as usual.
     @discardableResult
-    mutating func merge(_ observation: JobObservation) -> MergeOutcome {
+    mutating func merge(_ observation: JobObservation, watermarkLimit: JobTimestamp? = nil) -> MergeOutcome {
         switch observation.kind {
         case .deleted:
             return self.mergeDeletion(observation.jobID, at: observation.commitTimestamp)
         case .vanished:
             return self.mergeDeletion(observation.jobID, at: nil)
         case .row(let columns, let complete):
-            return self.mergeRow(observation, columns: columns, complete: complete)
+            return self.mergeRow(observation, columns: columns, complete: complete, watermarkLimit: watermarkLimit)
         }
     }
 
@@ -81,7 +85,7 @@ struct JobStoreCore: Sendable {
     }
 
     private mutating func mergeRow(
-        _ observation: JobObservation, columns: [String: JSON], complete: Bool
+        _ observation: JobObservation, columns: [String: JSON], complete: Bool, watermarkLimit: JobTimestamp?
     ) -> MergeOutcome {
         let id = observation.jobID
         var merged = columns
@@ -95,7 +99,9 @@ struct JobStoreCore: Sendable {
         else {
             return .ignored(.stale)  // cannot happen for observations built by JobObservation.row
         }
-        if let updatedAt = incoming.updatedAt, self.watermark.map({ updatedAt > $0 }) ?? true {
+        if let updatedAt = incoming.updatedAt, self.watermark.map({ updatedAt > $0 }) ?? true,
+            watermarkLimit.map({ updatedAt <= $0 }) ?? true
+        {
             self.watermark = updatedAt
         }
         guard let current = self.entries[id] else {

@@ -43,8 +43,16 @@ public final class InMemoryJobsBackend: JobsBackend {
     /// - Parameters:
     ///   - table: The table shape (defaults to ``TableDescriptor/jobs``). It must have a single-column primary key.
     ///   - clock: Wall-clock time used for `created_at`, `updated_at` and commit timestamps.
-    public init(table: TableDescriptor = .jobs, clock: WallClock = .system) {
-        precondition(table.primaryKey.count == 1, "InMemoryJobsBackend needs a single-column primary key")
+    /// - Throws: ``SupabaseLocalError/Code/invalidConfiguration`` when the primary key is not a single column.
+    public convenience init(table: TableDescriptor = .jobs, clock: WallClock = .system) throws(SupabaseLocalError) {
+        guard table.primaryKey.count == 1 else {
+            throw SupabaseLocalError(.invalidConfiguration, "InMemoryJobsBackend needs a single-column primary key")
+        }
+        self.init(checked: table, clock: clock)
+    }
+
+    /// `table` has a single-column primary key (``TableDescriptor/jobs`` has).
+    init(checked table: TableDescriptor = .jobs, clock: WallClock) {
         self.table = table
         self.clock = clock
     }

@@ -76,7 +76,7 @@ public final class SupabaseLocalStack: Sendable {
     /// Creates a stack (nothing runs until ``run(onStarted:)``).
     public init(_ configuration: SupabaseLocalConfiguration = SupabaseLocalConfiguration()) {
         self.configuration = configuration
-        self.backend = configuration.backend ?? InMemoryJobsBackend(clock: configuration.wallClock)
+        self.backend = configuration.backend ?? InMemoryJobsBackend(checked: .jobs, clock: configuration.wallClock)
         self.signer = LocalJWTSigner(secret: configuration.jwtSecret)
         let now = configuration.wallClock.now()
         self.anonKey = self.signer.mint(role: "anon", now: now, lifetime: configuration.keyLifetime)
