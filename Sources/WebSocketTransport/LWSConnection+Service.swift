@@ -108,10 +108,10 @@ extension LWSConnection {
 
     /// Acts on what other threads asked for (sends, close, abort, resume reading).
     func processRequests() {
-        let (abort, wantsWrite, resume) = self.shared.withLockedValue { state in
+        let (abort, wantsWrite, resume, kill) = self.shared.withLockedValue { state in
             let resume = state.resumeReceiving
             state.resumeReceiving = false
-            return (state.abortError, !state.outbox.isEmpty || state.closeRequest != nil, resume)
+            return (state.abortError, !state.outbox.isEmpty || state.closeRequest != nil, resume, state.killRequested)
         }
         if !self.established {
             if let abort {
@@ -121,6 +121,14 @@ extension LWSConnection {
             return
         }
         guard let wsi = self.wsi else { return }
+        if kill {
+            // LWS_TO_KILL_SYNC (-2): close the connection now, without a handshake. Safe here: this runs in the
+            // callback of lws's cancel pipe, never inside a callback of `wsi` (LWS_TO_KILL_ASYNC, -1, did not end a
+            // connection waiting for a stalled peer's close acknowledgement in libwebsockets 4.1).
+            self.wsi = nil
+            lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, -2)
+            return
+        }
         if resume && self.rxPaused {
             self.rxPaused = false
             _ = lws_rx_flow_control(wsi, 1)

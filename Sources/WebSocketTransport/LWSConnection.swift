@@ -15,6 +15,9 @@ struct LWSSharedState: Sendable {
     /// Set by `close(code:reason:)`; the service thread sends the close frame after the outbox is drained.
     var closeRequest: (code: UInt16, reason: String)?
     var closeWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Set when the close handshake took too long or the closing task was cancelled: the service thread kills the
+    /// connection at once (`LWS_TO_KILL_ASYNC`) instead of waiting for the peer's close frame.
+    var killRequested = false
     /// The connection is over (or closing): new sends fail with `.notConnected`.
     var sendsRefused = false
     /// The service thread has ended and every event was delivered.
@@ -173,7 +176,42 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
         try result.get()
     }
 
+    /// How long a close handshake may take before the connection is killed. A stalled peer never answers the
+    /// close frame, and libwebsockets would wait for it for seconds, holding up whoever awaits this close (a
+    /// cancelled `run()` among them).
+    static let closeHandshakeTimeout: Duration = .seconds(1)
+
+    /// Closes with a close frame; after ``closeHandshakeTimeout``, or at once when the calling task is cancelled,
+    /// the connection is killed instead of waiting for the peer.
     func close(code: UInt16, reason: String) async {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.closeHandshake(code: code, reason: reason)
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: Self.closeHandshakeTimeout)  // returns at once when cancelled
+                return false
+            }
+            if await group.next() == false {
+                self.logger.debug("websocket close handshake abandoned: killing the connection")
+                self.kill()
+            }
+            group.cancelAll()
+            await group.waitForAll()
+        }
+    }
+
+    /// Asks the service thread to kill the connection now (no close handshake).
+    private func kill() {
+        self.shared.withLockedValue { state in
+            guard !state.finished else { return }
+            state.killRequested = true
+            self.wakeLocked(&state)
+        }
+    }
+
+    private func closeHandshake(code: UInt16, reason: String) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let done = self.shared.withLockedValue { state -> Bool in
                 if state.finished { return true }

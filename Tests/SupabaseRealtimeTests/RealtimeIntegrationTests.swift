@@ -9,9 +9,7 @@ import WebSocketTransport
 /// Fails the test (instead of hanging the run) if `body` takes longer than `limit` of real time.
 /// A safety net for tests over real sockets only; nothing asserts on timing.
 func withDeadline<T: Sendable>(
-    // A watchdog against hangs, not a timing assertion. Tearing down after a heartbeat timeout waits for
-    // libwebsockets' close-acknowledgement timeout (12–21 s measured; a known issue), which under
-    // ThreadSanitizer on a busy machine pushed the stall test past 30 s.
+    // A watchdog against hangs, not a timing assertion.
     _ limit: Duration = .seconds(90),
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
@@ -273,6 +271,35 @@ struct RealtimeIntegrationTests {
             #expect(calls.values.count <= 2, "connect + first heartbeat only, got \(calls.values.count)")
         } else {
             #expect(calls.values.count >= 4, "every heartbeat asks, got \(calls.values.count)")
+        }
+    }
+
+    @Test("cancelling run() right after a heartbeat timeout returns within 1 s (the stalled socket is killed)")
+    func cancelAfterHeartbeatTimeout() async throws {
+        try await withDeadline {
+            try await SupabaseLocal.withRunning { stack in
+                var configuration = try RealtimeClient.Configuration(
+                    projectURL: stack.baseURL, apiKey: stack.anonKey, transport: LWSWebSocketTransport(),
+                    logger: Logger(label: "test"))
+                configuration.heartbeatInterval = .milliseconds(300)
+                configuration.heartbeatTimeout = .milliseconds(300)
+                configuration.reconnect = BackoffSchedule(steps: [.seconds(30)])  // stay on the dead socket's close
+                let client = try RealtimeClient(configuration: configuration)
+                let subscription = client.postgresChanges(schema: "public", table: "jobs")
+                var events = subscription.makeAsyncIterator()
+                var statuses = client.statusUpdates.makeAsyncIterator()
+                let run = Task { try await client.run() }
+                try await events.waitUntilLive()
+                stack.faults.stall(for: .seconds(60))  // the peer never answers again, not even the close frame
+                while let status = await statuses.next(), status != .disconnected(.heartbeatTimeout) {}
+                let clock = ContinuousClock()
+                let cancelled = clock.now
+                run.cancel()
+                try await run.value
+                let took = cancelled.duration(to: clock.now)
+                print("run() returned \(took) after cancellation following a heartbeat timeout")
+                #expect(took < .seconds(1), "run() took \(took) to return")
+            }
         }
     }
 
