@@ -43,11 +43,38 @@ struct FaultSettings: Sendable {
     var restFailure: RESTFailure?
     var restLatency: Duration = .zero
     var restIgnoresQuery = false
-    var restQueriesIgnored = 0
     var maxRecordBytesOverride: Int?
     var tokensRevokedAtOrBefore: Int64?
-    var droppedChanges = 0
-    var deliveredChanges = 0
+    /// What the faults did so far; kept across ``SupabaseLocalFaults/reset()``.
+    var statistics = FaultStatistics()
+}
+
+/// What the injected faults of a ``SupabaseLocalStack`` did, counted since it started, so a test can prove that
+/// its fault fired (``SupabaseLocalFaults/statistics``).
+public struct FaultStatistics: Sendable, Hashable {
+    /// Sockets closed by ``SupabaseLocalFaults/dropAllConnections(code:reason:)`` or a restart.
+    public var socketsDropped = 0
+    /// Sockets stalled by ``SupabaseLocalFaults/stall(for:)``.
+    public var socketsStalled = 0
+    /// WebSocket handshakes refused by ``SupabaseLocalFaults/refuseConnections(_:for:)``.
+    public var handshakesRefused = 0
+    /// REST and status-endpoint requests failed by ``SupabaseLocalFaults/failREST(_:)``.
+    public var restRequestsFailed = 0
+    /// Table reads answered while ``SupabaseLocalFaults/ignoreRESTQueries(_:)`` was on.
+    public var restQueriesIgnored = 0
+    /// Sockets told that their tokens expired (``SupabaseLocalFaults/expireTokens()``).
+    public var tokenExpiryNotices = 0
+    /// Sockets whose channels crashed (``SupabaseLocalFaults/crashChannels()``).
+    public var channelCrashes = 0
+    /// Changes dropped before fan-out (``SupabaseLocalFaults/dropChanges(fraction:)``).
+    public var changesDropped = 0
+    /// Changes fanned out.
+    public var changesDelivered = 0
+    /// Changes held back by ``SupabaseLocalFaults/delayChanges(by:)``.
+    public var changesDelayed = 0
+
+    /// Creates empty statistics.
+    public init() {}
 }
 
 /// Inputs a connection's driver receives from the outside (reader, timers, hub, faults).
@@ -91,9 +118,12 @@ final class ConnectionRegistry: Sendable {
         _ = self.state.withLockedValue { $0.connections.removeValue(forKey: id) }
     }
 
-    func broadcast(_ input: ConnectionInput) {
+    /// Sends `input` to every open connection; returns how many it reached.
+    @discardableResult
+    func broadcast(_ input: ConnectionInput) -> Int {
         let all = self.state.withLockedValue { Array($0.connections.values) }
         for continuation in all { continuation.yield(input) }
+        return all.count
     }
 
     var count: Int { self.state.withLockedValue { $0.connections.count } }

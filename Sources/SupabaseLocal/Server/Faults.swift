@@ -5,12 +5,14 @@ public struct SupabaseLocalFaults: Sendable {
     /// Closes every Realtime socket: with a close frame (`code`, `reason`) or, when `code` is nil, abruptly
     /// (TCP closed with no close frame).
     public func dropAllConnections(code: UInt16? = 1000, reason: String = "") {
-        self.stack.registry.broadcast(.drop(code: code, reason: reason))
+        let reached = self.stack.registry.broadcast(.drop(code: code, reason: reason))
+        self.count { $0.socketsDropped += reached }
     }
 
     /// Every open socket stops reading, replying and sending for `duration` (TCP stays open).
     public func stall(for duration: Duration) {
-        self.stack.registry.broadcast(.stall(duration))
+        let reached = self.stack.registry.broadcast(.stall(duration))
+        self.count { $0.socketsStalled += reached }
     }
 
     /// Refuses new WebSocket handshakes with `refusal` (e.g. 503, or 429 with `Retry-After`), for `duration` or
@@ -73,8 +75,12 @@ public struct SupabaseLocalFaults: Sendable {
         self.stack.faultState.withLockedValue { $0.restIgnoresQuery = ignore }
     }
 
-    /// Table reads answered while ``ignoreRESTQueries(_:)`` was on.
-    public var ignoredRESTQueryCount: Int { self.stack.faultState.withLockedValue { $0.restQueriesIgnored } }
+    /// What the faults did so far (counted since the stack started; ``reset()`` keeps them).
+    public var statistics: FaultStatistics { self.stack.faultState.withLockedValue { $0.statistics } }
+
+    private func count(_ update: (inout FaultStatistics) -> Void) {
+        self.stack.faultState.withLockedValue { update(&$0.statistics) }
+    }
 
     /// Adds latency to every REST and status-endpoint request.
     public func setRESTLatency(_ latency: Duration) {
@@ -86,12 +92,14 @@ public struct SupabaseLocalFaults: Sendable {
     public func expireTokens() {
         let now = self.stack.configuration.wallClock.now()
         self.stack.faultState.withLockedValue { $0.tokensRevokedAtOrBefore = now.microsecondsSinceEpoch / 1_000_000 }
-        self.stack.registry.broadcast(.expireTokens)
+        let reached = self.stack.registry.broadcast(.expireTokens)
+        self.count { $0.tokenExpiryNotices += reached }
     }
 
     /// Channels crash: every joined channel gets `phx_error` (§9.1) and is removed.
     public func crashChannels() {
-        self.stack.registry.broadcast(.crashChannels)
+        let reached = self.stack.registry.broadcast(.crashChannels)
+        self.count { $0.channelCrashes += reached }
     }
 
     /// Changes whose record is larger than `bytes` get the 413 treatment (§5.4); nil restores the configuration.
@@ -118,21 +126,17 @@ public struct SupabaseLocalFaults: Sendable {
     /// Clears every fault (counters are kept).
     public func reset() {
         self.stack.faultState.withLockedValue { faults in
-            let dropped = faults.droppedChanges
-            let delivered = faults.deliveredChanges
-            let ignored = faults.restQueriesIgnored
+            let statistics = faults.statistics
             faults = FaultSettings()
-            faults.droppedChanges = dropped
-            faults.deliveredChanges = delivered
-            faults.restQueriesIgnored = ignored
+            faults.statistics = statistics
         }
     }
 
     /// Changes dropped by ``dropChanges(fraction:)`` so far.
-    public var droppedChangeCount: Int { self.stack.faultState.withLockedValue { $0.droppedChanges } }
+    public var droppedChangeCount: Int { self.statistics.changesDropped }
 
     /// Changes fanned out to sockets so far.
-    public var deliveredChangeCount: Int { self.stack.faultState.withLockedValue { $0.deliveredChanges } }
+    public var deliveredChangeCount: Int { self.statistics.changesDelivered }
 }
 
 extension SupabaseLocalStack {

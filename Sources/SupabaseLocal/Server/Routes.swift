@@ -55,7 +55,10 @@ extension SupabaseLocalStack {
 
     /// Applies REST latency and forced failures (fault injection).
     func applyRESTFaults() async throws {
-        let (latency, failure) = self.faultState.withLockedValue { ($0.restLatency, $0.restFailure) }
+        let (latency, failure) = self.faultState.withLockedValue { faults in
+            if faults.restFailure != nil { faults.statistics.restRequestsFailed += 1 }
+            return (faults.restLatency, faults.restFailure)
+        }
         try await self.sleep(for: latency)
         if let failure {
             let message = failure.status == 429 ? "Too Many Requests" : "Internal Server Error"
@@ -141,7 +144,7 @@ extension SupabaseLocalStack {
         let table = self.backend.table
         let query = try PostgRESTQuery.parse(request.uri.query, table: table)
         let ignoring = self.faultState.withLockedValue { faults in
-            if faults.restIgnoresQuery { faults.restQueriesIgnored += 1 }
+            if faults.restIgnoresQuery { faults.statistics.restQueriesIgnored += 1 }
             return faults.restIgnoresQuery
         }
         let rows = try await self.backend.rows()

@@ -173,11 +173,14 @@ public final class SupabaseLocalStack: Sendable {
         for await change in changes {
             let (fraction, delay) = self.faultState.withLockedValue { ($0.changeDropFraction, $0.changeDelay) }
             if fraction > 0, Double.random(in: 0..<1, using: &generator) < fraction {
-                self.faultState.withLockedValue { $0.droppedChanges += 1 }
+                self.faultState.withLockedValue { $0.statistics.changesDropped += 1 }
                 continue
             }
-            if delay > .zero { try await self.sleep(for: delay) }
-            self.faultState.withLockedValue { $0.deliveredChanges += 1 }
+            if delay > .zero {
+                self.faultState.withLockedValue { $0.statistics.changesDelayed += 1 }
+                try await self.sleep(for: delay)
+            }
+            self.faultState.withLockedValue { $0.statistics.changesDelivered += 1 }
             self.registry.broadcast(.change(change))
         }
     }
@@ -241,7 +244,11 @@ public final class SupabaseLocalStack: Sendable {
     func decideHandshake(uri: String, headers: HTTPHeaders) -> HandshakeDecision {
         let (path, query) = splitURI(uri)
         guard path == "/realtime/v1/websocket" || path == "/socket/websocket" else { return .notRealtime }
-        if let refusal = self.faultState.withLockedValue({ $0.refusal }) {
+        let refusal = self.faultState.withLockedValue { faults in
+            if faults.refusal != nil { faults.statistics.handshakesRefused += 1 }
+            return faults.refusal
+        }
+        if let refusal {
             return .refuse(
                 HandshakeRefusal(
                     status: refusal.status,

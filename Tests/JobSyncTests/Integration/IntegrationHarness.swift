@@ -82,6 +82,9 @@ struct IntegrationRun {
     /// `afterDrive` runs once every job is terminal on the server (lift faults that block both transports).
     struct Scenario: Sendable {
         var name: String
+        /// Whether the fault did fire, from what SupabaseLocal counted and what the client saw (checked after every
+        /// run: a fault test whose fault never fired proves nothing).
+        var fired: @Sendable (FaultStatistics, JobSyncClient.Statistics) -> Bool
         var during: @Sendable (Context) async throws -> Void
         var afterDrive: @Sendable (Context) async throws -> Void = { _ in }
         /// Drives the plans (default: all at once with the simulator).
@@ -270,6 +273,11 @@ struct IntegrationRun {
                 \(recorder.progress(ids: idSet, subscribers: Self.streams)); \(diagnostics); \
                 store vs server: \(InvariantChecks.storeDifferences(store: client.store, server: server, ids: idSet))
                 """)
+
+            let faultStatistics = stack.faults.statistics
+            #expect(
+                scenario.fired(faultStatistics, client.statistics),
+                "\(label) the scenario's fault never fired: \(faultStatistics); \(diagnostics)")
 
             // Let any late duplicate arrive before judging (one audit interval).
             try await Task.sleep(for: .seconds(2))

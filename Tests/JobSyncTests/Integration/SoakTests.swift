@@ -49,6 +49,9 @@ extension JobSyncIntegration {
             let deadline = settings.convergenceDeadline
             let scenario = IntegrationRun.Scenario(
                 name: "soak",
+                fired: { faults, _ in
+                    faults.socketsDropped + faults.socketsStalled + faults.restRequestsFailed + faults.changesDropped > 0
+                },
                 during: { context in
                     try await Self.injectFaults(context, parameters: parameters, log: log)
                 },
