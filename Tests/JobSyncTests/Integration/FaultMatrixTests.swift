@@ -168,6 +168,15 @@ extension JobSyncIntegration {
             try await IntegrationRun.run(FaultScenarios.droppedChanges, settings: settings)
         }
 
+        @Test("§5.6 silently dropped changes at the production defaults (30 s audits, 3 s heartbeat)")
+        func droppedChangesProductionTimings() async throws {
+            var settings = IntegrationRun.Settings()
+            settings.productionTimings = true
+            settings.label = "production timings"
+            settings.convergenceDeadline = .seconds(75)  // the first audit comes 30 s after live
+            try await IntegrationRun.run(FaultScenarios.droppedChanges, settings: settings)
+        }
+
         @Test("§4.5 delayed system ok") func delayedSystemOk() async throws {
             try await IntegrationRun.run(FaultScenarios.delayedSystemOk)
         }

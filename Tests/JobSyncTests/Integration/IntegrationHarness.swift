@@ -33,6 +33,10 @@ struct IntegrationRun {
         var waitTimeout: Duration = .seconds(300)
         /// A label printed with any failure (e.g. the soak seed).
         var label = ""
+        /// Run at the production defaults (JobSync's Realtime timings: 3 s heartbeat, late after 1.5 s, 10 s
+        /// timeout; the client's defaults: 30 s audits, 1…30 s polling, 5 min deletion sweeps) instead of the short
+        /// test timings.
+        var productionTimings = false
 
         init() {
             self.simulator.pages = 1...10
@@ -134,17 +138,21 @@ struct IntegrationRun {
             endpoint: stack.realtimeURL, apiKey: stack.anonKey, transport: LWSWebSocketTransport(logger: logger),
             logger: logger)
         realtimeConfiguration.accessToken = token
-        realtimeConfiguration.heartbeatInterval = .seconds(1)
-        realtimeConfiguration.heartbeatTimeout = .seconds(1)
-        realtimeConfiguration.unresponsiveAfter = .milliseconds(400)
-        realtimeConfiguration.reconnect = BackoffSchedule(
-            steps: [.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
-        realtimeConfiguration.rateLimitedReconnectDelay = .seconds(1)
-        realtimeConfiguration.joinTimeout = .seconds(3)
-        realtimeConfiguration.rejoin = BackoffSchedule(
-            steps: [.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
-        realtimeConfiguration.rateLimitedRejoinDelay = .milliseconds(500) ... .seconds(1)
-        realtimeConfiguration.connectTimeout = .seconds(2)
+        if settings.productionTimings {
+            realtimeConfiguration.applyJobSyncTimings()
+        } else {
+            realtimeConfiguration.heartbeatInterval = .seconds(1)
+            realtimeConfiguration.heartbeatTimeout = .seconds(1)
+            realtimeConfiguration.unresponsiveAfter = .milliseconds(400)
+            realtimeConfiguration.reconnect = BackoffSchedule(
+                steps: [.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+            realtimeConfiguration.rateLimitedReconnectDelay = .seconds(1)
+            realtimeConfiguration.joinTimeout = .seconds(3)
+            realtimeConfiguration.rejoin = BackoffSchedule(
+                steps: [.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+            realtimeConfiguration.rateLimitedRejoinDelay = .milliseconds(500) ... .seconds(1)
+            realtimeConfiguration.connectTimeout = .seconds(2)
+        }
         let realtime = try RealtimeClient(configuration: realtimeConfiguration)
         var restToken: PostgRESTClient.AccessTokenProvider?
         if let token { restToken = { _ in try await token() } }
@@ -152,17 +160,18 @@ struct IntegrationRun {
             configuration: .init(
                 baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.anonKey, accessToken: restToken,
                 timeout: .seconds(10)))
-        let client = try JobSyncClient(
-            configuration: .init(
-                source: LoggingSource(base: SupabaseTableSource(client: rest, table: table), logger: logger),
-                feed: RealtimeJobFeed(client: realtime, table: table, logger: logger),
-                initialPollDelay: .milliseconds(200),
-                maximumPollDelay: .seconds(2),
-                auditInterval: settings.auditInterval,
-                deletionSweepInterval: settings.auditInterval * 5,  // one audit in 5 by id, as in production (10)
-                watermarkSkew: settings.watermarkSkew,
-                resubscribeDelay: .milliseconds(200),
-                logger: logger))
+        var configuration = JobSyncClient.Configuration(
+            source: LoggingSource(base: SupabaseTableSource(client: rest, table: table), logger: logger),
+            feed: RealtimeJobFeed(client: realtime, table: table, logger: logger), logger: logger)
+        if !settings.productionTimings {
+            configuration.initialPollDelay = .milliseconds(200)
+            configuration.maximumPollDelay = .seconds(2)
+            configuration.auditInterval = settings.auditInterval
+            configuration.deletionSweepInterval = settings.auditInterval * 5  // one audit in 5 by id (production: 10)
+            configuration.watermarkSkew = settings.watermarkSkew
+            configuration.resubscribeDelay = .milliseconds(200)
+        }
+        let client = try JobSyncClient(configuration: configuration)
         return SupabaseJobSync(client: client, realtime: realtime)
     }
 
