@@ -26,6 +26,8 @@ run_tests() {
     "$@" >"$log" 2>&1 || status=$?
     if [ "$status" -eq 0 ]; then
         grep -E '(✘|error:|Test run with|Executed [0-9]+ test)' "$log" | tail -20
+        # swift-testing counts a skipped test in "Test run with N tests … passed": name each one, so none reads as run.
+        grep -E '^➜ Test .* skipped' "$log" | sed 's/^➜ /skipped, did not run: /' || true
     else
         grep -E '(✘|error:|failed|Fatal|SUMMARY|WARNING: ThreadSanitizer|ERROR: AddressSanitizer)' "$log" | head -60 || true
         tail -5 "$log"
