@@ -52,7 +52,7 @@ public final class InMemoryJobsBackend: JobsBackend {
     }
 
     /// `table` has a single-column primary key (``TableDescriptor/jobs`` has).
-    init(checked table: TableDescriptor = .jobs, clock: WallClock) {
+    init(checked table: TableDescriptor, clock: WallClock) {
         self.table = table
         self.clock = clock
     }
