@@ -23,7 +23,9 @@ root="$(dirname "$here")"
 mkdir -p "$here/.build" "$here/artifacts"
 case "$target" in
 frames)
+    # -package-name: our sources use `package` access, as in the SwiftPM build.
     swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name RealtimeProtocolFuzz \
+        -package-name JobSync \
         "$root"/Sources/RealtimeProtocol/*.swift "$here/FuzzFrames.swift" -o "$here/.build/fuzz-frames"
     ;;
 rest)
@@ -52,6 +54,7 @@ rest)
         -emit-module-path "$mods/NIOConcurrencyHelpers.swiftmodule" -emit-object -wmo \
         $(find "$niosrc/NIOConcurrencyHelpers" -name '*.swift' | sort) -o "$mods/NIOConcurrencyHelpers.o")
     swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name SupabaseRESTFuzz \
+        -package-name JobSync \
         -I "$mods" -Xcc -fmodule-map-file="$mods/CNIOAtomics/module.modulemap" \
         "$root"/Sources/SupabaseREST/*.swift "$here/FuzzREST.swift" \
         "$mods/Logging.o" "$mods/NIOConcurrencyHelpers.o" "$mods"/CNIOAtomics-*.o \
