@@ -7,10 +7,10 @@
 #   JOBSYNC_SKIP_ASAN=1 ...    skip the AddressSanitizer tier (local iteration only; CI never sets it)
 #   JOBSYNC_FUZZ_SECONDS=N     seconds per fuzz target (default 60)
 #
-# Measured times of the tiers, `CI=true scripts/test.sh` on a fresh clone on the 2-core Debian machine (2026-11-29,
-# 48 min in all, the first 11 min sharing the cores with a soak): debug build 11 min; unit/integration/end-to-end
-# tests 3 min (162 s); conformance and both fuzz targets 3 min; ThreadSanitizer build 545 s, tests 277 s;
-# AddressSanitizer build 586 s, tests 251 s.
+# Measured times, `CI=true bash .ci/run` on a fresh clone on the 2-core Debian machine (2026-12-02, commit 2e2a184,
+# 31 min in all, machine otherwise idle for most of it): unit/integration/end-to-end tests 195 s; ThreadSanitizer
+# build 253 s, tests 263 s; AddressSanitizer build 268 s, tests 237 s. Two runs at once on the same cores took about
+# 55 min each and passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
