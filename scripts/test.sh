@@ -8,7 +8,7 @@
 #   JOBSYNC_FUZZ_SECONDS=N     seconds per fuzz target (default 60)
 #
 # Measured times, `CI=true bash .ci/run` on a fresh clone on the 2-core Debian machine (2026-12-02, commit 2e2a184,
-# 31 min in all, machine otherwise idle for most of it): unit/integration/end-to-end tests 195 s; ThreadSanitizer
+# 31 min in all, its first 14 min sharing the cores with another ASan test process): unit/integration/end-to-end tests 195 s; ThreadSanitizer
 # build 253 s, tests 263 s; AddressSanitizer build 268 s, tests 237 s. Two runs at once on the same cores took about
 # 55 min each and passed.
 set -euo pipefail
