@@ -16,7 +16,7 @@ struct LWSSharedState: Sendable {
     var closeRequest: (code: UInt16, reason: String)?
     var closeWaiters: [CheckedContinuation<Void, Never>] = []
     /// Set when the close handshake took too long or the closing task was cancelled: the service thread kills the
-    /// connection at once (`LWS_TO_KILL_ASYNC`) instead of waiting for the peer's close frame.
+    /// connection at once (`LWS_TO_KILL_SYNC`) instead of waiting for the peer's close frame.
     var killRequested = false
     /// The connection is over (or closing): new sends fail with `.notConnected`.
     var sendsRefused = false
