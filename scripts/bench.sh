@@ -20,6 +20,7 @@ fi
 (cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product jobwatch >&2)
 BIN="$(cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/JobSyncBenchmarks"
 
+echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- Sources Benchmarks Package.swift || echo ' with uncommitted changes')"
 echo "- Toolchain: $(swift --version 2>/dev/null | head -1)"
 echo "- Python: $("$VENV/bin/python" --version), realtime $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("realtime"))'), websockets $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("websockets"))')"
 echo "- Command: scripts/bench.sh $*"
