@@ -1,3 +1,4 @@
+import Foundation
 import SupabaseREST
 import Testing
 
@@ -122,7 +123,7 @@ struct JobStoreCoreTests {
         var core = JobStoreCore(tombstoneLimit: 2)
         for id in [idA, idB, idC] { core.merge(JobObservation(jobID: id, kind: .vanished, source: .poll)) }
         #expect(core.tombstones.count == 2)
-        #expect(core.tombstones[idA] == nil)
+        #expect(!core.tombstones.contains(idA))
     }
 
     @Test("bad input: an observation with an invalid id is a typed error before it reaches the store")
@@ -131,5 +132,100 @@ struct JobStoreCoreTests {
             try JobObservation.row(["id": .string("x"), "status": .string("queued")], source: .realtime)
         }
         #expect(throws: JobSyncError.self) { try JobObservation.row(["status": .string("queued")], source: .poll) }
+    }
+}
+
+/// The retention policy: what leaves memory, when, and what a job that left memory still refuses.
+@Suite("JobStoreCore retention")
+struct JobStoreCoreRetentionTests {
+    private static let second: Int64 = 1_000_000
+
+    private static func core(period: Duration = .seconds(10), finished: Int = 100, remembered: Int = 100)
+        -> JobStoreCore
+    {
+        JobStoreCore(retention: .init(period: period, maximumFinishedJobs: finished, rememberedJobs: remembered))
+    }
+
+    @Test("a finished job leaves memory once the period has passed since it finished; an unfinished one stays")
+    func period() {
+        var core = Self.core()
+        core.merge(observe(row(idA, status: "completed", updatedAt: ts(1))), now: 0)
+        core.merge(observe(row(idB, status: "processing", updatedAt: ts(1))), now: 0)
+        core.evict(now: 9 * Self.second)
+        #expect(core.job(idA)?.status == .completed)
+        core.evict(now: 10 * Self.second)
+        #expect(core.job(idA) == nil)
+        #expect(core.retired.contains(idA))
+        core.evict(now: 3600 * Self.second)
+        #expect(core.job(idB)?.status == .processing)
+        #expect(core.finishedCount == 0)
+    }
+
+    @Test("the period starts when the job finished, not when it was first seen; a retried job is not retired")
+    func periodFromFinish() {
+        var core = Self.core()
+        core.merge(observe(row(idA, status: "queued", updatedAt: ts(1))), now: 0)
+        core.merge(observe(row(idA, status: "completed", updatedAt: ts(2))), now: 8 * Self.second)
+        core.evict(now: 12 * Self.second)
+        #expect(core.job(idA)?.status == .completed)
+        // Back to processing (a retry) before the period ends: the stale retention record is skipped.
+        core.merge(observe(row(idA, status: "processing", updatedAt: ts(3))), now: 9 * Self.second)
+        core.evict(now: 60 * Self.second)
+        #expect(core.job(idA)?.status == .processing)
+    }
+
+    @Test("beyond the count, the job that finished first leaves first; memory stays bounded over 20,000 jobs")
+    func count() throws {
+        var core = Self.core(period: .seconds(3600), finished: 100, remembered: 1_000)
+        var ids: [JobID] = []
+        for n in 0..<20_000 {
+            let id = try JobID(UUID().uuidString.lowercased())
+            ids.append(id)
+            core.merge(observe(row(id, status: "queued", updatedAt: ts(1))), now: Int64(n))
+            core.merge(observe(row(id, status: n % 7 == 0 ? "failed" : "completed", updatedAt: ts(2))), now: Int64(n))
+            #expect(core.finishedCount <= 100)
+        }
+        #expect(core.entries.count == 100)
+        #expect(core.retired.count == 1_000)
+        #expect(core.job(ids[19_999]) != nil && core.job(ids[19_899]) == nil)
+        #expect(core.retired.contains(ids[19_899]) && !core.retired.contains(ids[18_899]))
+    }
+
+    @Test("a job that left memory: an older row is stale, the same version is restored, a newer one is inserted")
+    func retiredRows() throws {
+        var core = Self.core(finished: 0)
+        let done = try Job(row: row(idA, status: "completed", updatedAt: ts(5)))
+        core.merge(observe(row(idA, status: "completed", updatedAt: ts(5))), now: 0)
+        #expect(core.job(idA) == nil && core.retired.contains(idA))
+        #expect(core.merge(observe(row(idA, status: "processing", updatedAt: ts(4)), source: .poll)) == .ignored(.stale))
+        #expect(core.merge(observe(row(idA, status: "completed", updatedAt: ts(5)), source: .poll)) == .restored(done))
+        // Restored, it is a finished job like any other and leaves again (count 0).
+        #expect(core.job(idA) == nil && core.retired.contains(idA))
+        guard case .inserted = core.merge(observe(row(idA, status: "queued", updatedAt: ts(9)), source: .poll)) else {
+            Issue.record("a strictly newer row of a retired job is news")
+            return
+        }
+        #expect(!core.retired.contains(idA))
+    }
+
+    @Test("a deletion of a job that left memory is a deletion, and its tombstone keeps the retired version")
+    func retiredDeletion() {
+        var core = Self.core(finished: 0)
+        core.merge(observe(row(idA, status: "completed", updatedAt: ts(5))), now: 0)
+        #expect(core.merge(JobObservation(jobID: idA, kind: .deleted, source: .realtime)) == .deleted(idA, last: nil))
+        #expect(!core.retired.contains(idA) && core.tombstones.contains(idA))
+        #expect(core.merge(observe(row(idA, status: "completed", updatedAt: ts(5)), source: .poll)) == .ignored(.stale))
+    }
+
+    @Test("an unfinished job no longer watched is retired; a finished one waits for the retention")
+    func retireUnfinished() {
+        var core = Self.core()
+        core.merge(observe(row(idA, status: "processing", updatedAt: ts(5))), now: 0)
+        core.merge(observe(row(idB, status: "completed", updatedAt: ts(5))), now: 0)
+        let retiredA = core.retireIfUnfinished(idA)
+        let retiredB = core.retireIfUnfinished(idB)
+        #expect(retiredA && !retiredB)
+        #expect(core.job(idA) == nil && core.job(idB) != nil)
+        #expect(core.merge(observe(row(idA, status: "queued", updatedAt: ts(4)), source: .poll)) == .ignored(.stale))
     }
 }

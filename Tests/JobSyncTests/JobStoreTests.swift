@@ -115,3 +115,26 @@ func statusOf(_ event: JobEvent?) -> JobStatus? {
     if case .updated(let job)? = event { return job.status }
     return nil
 }
+
+/// The store's retention policy as subscribers see it.
+@Suite("JobStore retention")
+struct JobStoreRetentionTests {
+    @Test("a finished job that left memory and is read again reaches a subscription naming it, never an all-jobs one")
+    func restoredReachesNamedSubscriptionsOnly() async throws {
+        let store = try JobStore(configuration: .init(retention: .init(period: .seconds(600), maximumFinishedJobs: 0)))
+        var all = store.allUpdates().makeAsyncIterator()
+        store.merge(observe(row(idA, status: "completed", updatedAt: ts(5))))
+        #expect(statusOf(try await all.next()) == .completed)
+        #expect(store.job(idA) == nil)  // no persistence: gone from memory, remembered by version
+        var iterator = store.updates(for: idA).makeAsyncIterator()  // subscribes now: nothing to seed it with
+        guard case .restored = store.merge(observe(row(idA, status: "completed", updatedAt: ts(5)), source: .poll))
+        else {
+            Issue.record("the same version read again is restored")
+            return
+        }
+        #expect(statusOf(try await iterator.next()) == .completed)
+        #expect(try await iterator.next() == nil)
+        store.merge(observe(row(idB, status: "queued", updatedAt: ts(6))))
+        #expect(try await all.next()?.jobID == idB)  // the restored completion was not delivered again
+    }
+}

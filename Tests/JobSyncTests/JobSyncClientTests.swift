@@ -1,3 +1,4 @@
+import Foundation
 import SupabaseREST
 import Testing
 
@@ -422,5 +423,83 @@ struct FeedLivenessTests {
         let establishedDown = liveness.markNotLive(2)
         #expect(establishedDown)  // established now: losing it leaves live mode
         #expect(!liveness.allLive)
+    }
+}
+
+/// What the client holds for the jobs it watches, and when it lets go (the memory model; see `JobStore.Retention`).
+@Suite("JobSyncClient watch lifetime")
+struct JobSyncClientWatchLifetimeTests {
+    @Test("waitForCompletion unwatches what it watched itself; a job watched explicitly stays watched")
+    func waitReleasesItsWatch() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        source.put(row(idB, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: nil, clock: clock)
+        client.watch([idB])
+        try await withRunning(client) { () async throws in
+            async let a = client.waitForCompletion(of: idA, timeout: .seconds(3600))
+            async let b = client.waitForCompletion(of: idB, timeout: .seconds(3600))
+            await source.waitForCalls(1)
+            #expect(client.watchedIDs == [idA, idB])
+            source.put(row(idA, status: "completed", updatedAt: ts(2)))
+            source.put(row(idB, status: "completed", updatedAt: ts(2)))
+            while client.store.job(idA)?.status != .completed || client.store.job(idB)?.status != .completed {
+                await clock.waitForSleepers(1)
+                clock.advance(by: .seconds(30))
+                await Task.yield()
+            }
+            _ = try await (a, b)
+        }
+        #expect(client.watchedIDs == [idB])
+        #expect(client.store.job(idA)?.status == .completed)  // finished: kept for the retention period
+    }
+
+    @Test("a wait that times out unwatches its job and drops its unfinished state; a second wait holds it on")
+    func timedOutWaitDropsState() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: nil, clock: clock)
+        try await withRunning(client) { () async throws in
+            let short = Task { try await client.waitForCompletion(of: idA, timeout: .seconds(5)) }
+            let long = Task { try await client.waitForCompletion(of: idA, timeout: .seconds(60)) }
+            while client.store.job(idA) == nil { await Task.yield() }
+            await clock.waitForSleepers(3)  // two wait timers and the poll
+            clock.advance(by: .seconds(5))
+            await #expect(throws: JobSyncError.self) { try await short.value }
+            #expect(client.watchedIDs == [idA])  // the long wait still holds it
+            #expect(client.store.job(idA)?.status == .processing)
+            clock.advance(by: .seconds(55))
+            await #expect(throws: JobSyncError.self) { try await long.value }
+        }
+        #expect(client.watchedIDs.isEmpty)
+        #expect(client.store.job(idA) == nil)
+        #expect(client.currentBindings().isEmpty)
+    }
+
+    @Test("unwatch shrinks the bindings and drops unfinished states; a stale row read later cannot bring one back")
+    func unwatchShrinks() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        var ids: [JobID] = []
+        for _ in 0..<250 {
+            let id = try JobID(UUID().uuidString.lowercased())
+            ids.append(id)
+            source.put(row(id, status: "processing", updatedAt: ts(2)))
+        }
+        let client = try makeClient(source: source, feed: nil, clock: clock)
+        client.watch(ids)
+        #expect(client.currentBindings().count == 3)
+        try await withRunning(client) { () async throws in
+            while client.store.jobsInMemory.total < 250 { await Task.yield() }
+        }
+        client.unwatch(ids[100...])
+        #expect(client.currentBindings().count == 1)
+        #expect(client.store.jobsInMemory.total == 100)
+        #expect(client.store.job(ids[200]) == nil)
+        #expect(
+            client.store.merge(observe(row(ids[200], status: "queued", updatedAt: ts(1)), source: .poll))
+                == .ignored(.stale))
     }
 }

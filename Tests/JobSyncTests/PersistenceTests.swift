@@ -19,6 +19,15 @@ struct PersistenceTests {
         return try body(directory.appendingPathComponent("jobs.sqlite").path)
     }
 
+    private static func withFileAsync(_ body: (String) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "jobsync-\(UInt64.random(in: 0...UInt64.max))")
+        try FileManager.default.createDirectory(
+            at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await body(directory.appendingPathComponent("jobs.sqlite").path)
+    }
+
     private static func store(_ path: String) throws -> JobStore {
         try JobStore(configuration: .init(persistence: try SQLiteJobPersistence(path: path)))
     }
@@ -40,6 +49,45 @@ struct PersistenceTests {
             #expect(reopened.watermark == JobTimestamp(ts(7)))
             // The restored version still refuses regressions.
             #expect(reopened.merge(observe(row(idA, status: "processing", updatedAt: ts(6)))) == .ignored(.stale))
+        }
+    }
+
+    @Test("a finished job that left memory is answered from the file and seeds a new subscription without a request")
+    func retiredAnsweredFromDisk() async throws {
+        try await Self.withFileAsync { path in
+            let store = try JobStore(
+                configuration: .init(
+                    retention: .init(period: .seconds(600), maximumFinishedJobs: 1),
+                    persistence: try SQLiteJobPersistence(path: path)))
+            store.merge(observe(row(idA, status: "completed", updatedAt: ts(5))))
+            store.merge(observe(row(idB, status: "failed", updatedAt: ts(6))))
+            #expect(store.jobsInMemory == (total: 1, finished: 1))
+            #expect(store.job(idA)?.status == .completed)  // from the file
+            #expect(store.isFinished(idA))
+            var updates = store.updates(for: idA).makeAsyncIterator()
+            #expect(statusOf(try await updates.next()) == .completed)
+            #expect(try await updates.next() == nil)
+            #expect(store.jobsInMemory.total == 1)  // answering from the file does not bring it back into memory
+        }
+    }
+
+    @Test("a restart holds the unfinished jobs and at most the retention count of finished ones in memory")
+    func restartIsBounded() throws {
+        try Self.withFile { path in
+            let retention = JobStore.Retention(period: .seconds(600), maximumFinishedJobs: 10)
+            var ids: [JobID] = []
+            do {
+                let store = try JobStore(configuration: .init(persistence: try SQLiteJobPersistence(path: path)))
+                for n in 0..<100 {
+                    let id = try JobID(UUID().uuidString.lowercased())
+                    ids.append(id)
+                    store.merge(observe(row(id, status: n < 5 ? "processing" : "completed", updatedAt: ts(5))))
+                }
+            }
+            let reopened = try JobStore(
+                configuration: .init(retention: retention, persistence: try SQLiteJobPersistence(path: path)))
+            #expect(reopened.jobsInMemory == (total: 15, finished: 10))
+            #expect(ids.allSatisfy { reopened.job($0) != nil })  // the others from the file
         }
     }
 
@@ -200,6 +248,8 @@ final class GatedPersistence: JobStorePersistence {
     var batches: Int { self.count.withLockedValue { $0 } }
 
     func load() throws(JobSyncError) -> PersistedJobs { try self.base.load() }
+
+    func job(_ id: JobID) throws(JobSyncError) -> Job? { try self.base.job(id) }
 
     func write(_ changes: [PersistedChange]) throws(JobSyncError) {
         let first = self.count.withLockedValue { count in

@@ -356,7 +356,7 @@ extension JobSyncClient {
             let candidates =
                 self.configuration.mode == .jobs
                 ? self.shared.withLockedValue { $0.watched } : Set(self.store.jobs.map(\.id))
-            let ids = candidates.filter { !(self.store.job($0)?.status.isTerminal ?? false) }
+            let ids = candidates.filter { !self.store.isFinished($0) }
             if ids.isEmpty {
                 advanced = false
             } else {

@@ -15,7 +15,8 @@ extension JobSyncClient {
     /// Waits until a job finishes.
     ///
     /// A job already finished in the store (for example restored from the persistence file) is answered at once,
-    /// without a request. Otherwise the job is watched (and stays watched).
+    /// without a request. Otherwise the job is watched while the wait runs: when it returns, the job is unwatched
+    /// unless ``watch(_:)`` or another wait holds it (see ``unwatch(_:)`` for what then leaves memory).
     ///
     /// - Parameters:
     ///   - id: the job.
@@ -28,7 +29,9 @@ extension JobSyncClient {
     public func waitForCompletion(of id: JobID, timeout: Duration) async throws(JobSyncError) -> Job {
         if let job = self.store.job(id), job.status.isTerminal { return try Self.outcome(of: job) }
         if self.store.isDeleted(id) { throw Self.deletedError(id) }
-        let updates = self.updates(for: id)
+        let updates = self.store.updates(for: id)
+        self.hold([id], by: .wait)
+        defer { self.release([id], by: .wait) }
         let timer = ClockTimer(self.configuration.clock, delay: timeout)
         do {
             let job = try await withThrowingTaskGroup(of: Job.self) { group in

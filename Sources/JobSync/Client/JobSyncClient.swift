@@ -123,8 +123,23 @@ public final class JobSyncClient: Service, Sendable {
     public let store: JobStore
     let configuration: Configuration
 
+    /// Who keeps a job watched: ``JobSyncClient/watch(_:)`` until ``JobSyncClient/unwatch(_:)``, and each running
+    /// ``JobSyncClient/waitForCompletion(of:timeout:)`` until it returns.
+    struct Watchers: Sendable {
+        var explicit = false
+        var waits = 0
+
+        var isEmpty: Bool { !self.explicit && self.waits == 0 }
+    }
+
+    enum Watcher {
+        case explicit
+        case wait
+    }
+
     struct Shared {
-        var watched: Set<JobID> = []
+        var watchers: [JobID: Watchers] = [:]
+        var watched: Set<JobID> { Set(self.watchers.keys) }
         var pendingFetch: Set<JobID> = []
         var mode: TransportMode = .polling
         var statistics = Statistics()
@@ -192,20 +207,58 @@ public final class JobSyncClient: Service, Sendable {
 
     // MARK: Watching
 
-    /// Starts watching jobs: their current state is fetched, and their changes are followed from now on.
-    /// Jobs already final in the store (e.g. restored from persistence) are not fetched again.
+    /// Starts watching jobs: their current state is fetched, and their changes are followed from now on, until
+    /// ``unwatch(_:)``. Jobs already final in the store (e.g. restored from persistence) are not fetched again.
     public func watch(_ ids: some Sequence<JobID>) {
-        let added = self.shared.withLockedValue { shared -> [JobID] in
-            var added: [JobID] = []
-            for id in ids where shared.watched.insert(id).inserted {
-                added.append(id)
-                if !(self.store.job(id)?.status.isTerminal ?? false) { shared.pendingFetch.insert(id) }
+        self.hold(ids, by: .explicit)
+    }
+
+    /// Adds a watcher to each id; ids not watched before are fetched and get channels.
+    func hold(_ ids: some Sequence<JobID>, by watcher: Watcher) {
+        let finished = Set(ids.filter { self.store.isFinished($0) })
+        let added = self.shared.withLockedValue { shared -> Bool in
+            var added = false
+            for id in ids {
+                let new = shared.watchers[id] == nil
+                switch watcher {
+                case .explicit: shared.watchers[id, default: Watchers()].explicit = true
+                case .wait: shared.watchers[id, default: Watchers()].waits += 1
+                }
+                guard new else { continue }
+                added = true
+                if !finished.contains(id) { shared.pendingFetch.insert(id) }
             }
             return added
         }
-        guard !added.isEmpty else { return }
+        guard added else { return }
         self.inputContinuation.yield(.watchChanged)
         if self.configuration.mode == .jobs { self.bindingsContinuation.yield() }
+    }
+
+    /// Removes a watcher from each id; ids no one watches any more leave the bindings, and their states leave memory
+    /// if unfinished (a finished one stays for the store's retention period; see ``JobStore/Retention``).
+    func release(_ ids: some Sequence<JobID>, by watcher: Watcher) {
+        let removed = self.shared.withLockedValue { shared -> [JobID] in
+            var removed: [JobID] = []
+            for id in ids {
+                guard var watchers = shared.watchers[id] else { continue }
+                switch watcher {
+                case .explicit: watchers.explicit = false
+                case .wait: watchers.waits = max(0, watchers.waits - 1)
+                }
+                if watchers.isEmpty {
+                    shared.watchers[id] = nil
+                    shared.pendingFetch.remove(id)
+                    removed.append(id)
+                } else {
+                    shared.watchers[id] = watchers
+                }
+            }
+            return removed
+        }
+        guard !removed.isEmpty, self.configuration.mode == .jobs else { return }
+        self.store.retireUnfinished(removed)
+        self.bindingsContinuation.yield()
     }
 
     /// Watches every job of the store that is not finished yet: after a restart with a persisted store, this
@@ -214,22 +267,16 @@ public final class JobSyncClient: Service, Sendable {
         self.watch(self.store.jobs.filter { !$0.status.isTerminal }.map(\.id))
     }
 
-    /// Stops watching jobs. Their states stay in the store.
+    /// Stops watching jobs (``watch(_:)``; a running ``waitForCompletion(of:timeout:)`` keeps its job watched until
+    /// it returns). A job no one watches leaves the bindings (channels shrink back), and its state leaves memory if it
+    /// is unfinished; a finished one stays for the store's retention period (``JobStore/Retention``).
     public func unwatch(_ ids: some Sequence<JobID>) {
-        let removed = self.shared.withLockedValue { shared -> Bool in
-            var removed = false
-            for id in ids where shared.watched.remove(id) != nil {
-                shared.pendingFetch.remove(id)
-                removed = true
-            }
-            return removed
-        }
-        if removed, self.configuration.mode == .jobs { self.bindingsContinuation.yield() }
+        self.release(ids, by: .explicit)
     }
 
     /// Whether changes of `id` are kept.
     func isWatched(_ id: JobID) -> Bool {
-        self.configuration.mode == .allJobs || self.shared.withLockedValue { $0.watched.contains(id) }
+        self.configuration.mode == .allJobs || self.shared.withLockedValue { $0.watchers[id] != nil }
     }
 
     /// The bindings for the current watch set: `id=in.(…)` chunks of 100, or one table-wide binding.

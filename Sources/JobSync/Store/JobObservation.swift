@@ -96,6 +96,9 @@ public enum MergeOutcome: Sendable, Hashable {
     case updated(Job, previous: Job)
     /// The job was removed (deleted or vanished). `last` is the state it had, if known.
     case deleted(JobID, last: Job?)
+    /// A job that had left memory (see ``JobStore/Retention``) read again at the version it had: delivered only to
+    /// subscriptions that name the job, since every all-jobs subscription already saw that version.
+    case restored(Job)
     /// Nothing changed.
     case ignored(IgnoredReason)
 
@@ -112,7 +115,7 @@ public enum MergeOutcome: Sendable, Hashable {
     /// The event subscribers get, if any.
     public var event: JobEvent? {
         switch self {
-        case .inserted(let job), .updated(let job, _): return .updated(job)
+        case .inserted(let job), .updated(let job, _), .restored(let job): return .updated(job)
         case .deleted(let id, _): return .deleted(id)
         case .ignored: return nil
         }

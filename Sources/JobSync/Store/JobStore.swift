@@ -20,6 +20,8 @@ public final class JobStore: Sendable {
         public var subscriberCapacity: Int
         /// How many deleted job ids are remembered to refuse stale rows arriving after a deletion (default 10,000).
         public var tombstoneLimit: Int
+        /// How long finished jobs stay in memory (default: 10 minutes, at most 10,000 of them). See ``Retention``.
+        public var retention: Retention
         /// Where to persist job states and the watermark (default: nothing is persisted).
         public var persistence: (any JobStorePersistence)?
         /// How far ahead of this machine's clock a row's `updated_at` may be and still move the watermark
@@ -35,6 +37,7 @@ public final class JobStore: Sendable {
         public init(
             subscriberCapacity: Int = 10_000,
             tombstoneLimit: Int = 10_000,
+            retention: Retention = .default,
             persistence: (any JobStorePersistence)? = nil,
             maximumClockSkew: Duration = .seconds(60),
             now: @escaping @Sendable () -> Date = { Date() },
@@ -42,6 +45,7 @@ public final class JobStore: Sendable {
         ) {
             self.subscriberCapacity = subscriberCapacity
             self.tombstoneLimit = tombstoneLimit
+            self.retention = retention
             self.persistence = persistence
             self.maximumClockSkew = maximumClockSkew
             self.now = now
@@ -69,28 +73,56 @@ public final class JobStore: Sendable {
     /// - Throws: ``JobSyncError/Code/persistence`` when the persisted state cannot be read.
     public init(configuration: Configuration = .init()) throws(JobSyncError) {
         self.configuration = configuration
-        var core = JobStoreCore(tombstoneLimit: configuration.tombstoneLimit)
+        var core = JobStoreCore(tombstoneLimit: configuration.tombstoneLimit, retention: configuration.retention)
         if let persistence = configuration.persistence {
-            core.restore(try persistence.load())
+            core.restore(try persistence.load(), now: Self.microseconds(configuration.now()))
         }
         self.state = NIOLockedValueBox(State(core: core))
     }
 
     // MARK: Reading
 
-    /// The current state of a job, if known.
+    /// The current state of a job, if known: from memory, or for a job that left memory (see ``Retention``), from
+    /// the persistence.
     public func job(_ id: JobID) -> Job? {
-        self.state.withLockedValue { $0.core.job(id) }
+        let (job, ask) = self.state.withLockedValue { state -> (Job?, Bool) in
+            if let job = state.core.job(id) { return (job, false) }
+            return (nil, !state.core.tombstones.contains(id))
+        }
+        if let job { return job }
+        return ask ? self.persisted(id) : nil
+    }
+
+    /// Whether a job is known finished (completed or failed), in memory, among the jobs that left it, or on disk:
+    /// a finished job needs no more reads.
+    package func isFinished(_ id: JobID) -> Bool {
+        let known = self.state.withLockedValue { state -> Bool? in
+            if let job = state.core.job(id) { return job.status.isTerminal }
+            if let version = state.core.retired.version(of: id) { return version.statusRank == JobStatus.completed.rank }
+            return state.core.tombstones.contains(id) ? false : nil
+        }
+        return known ?? (self.persisted(id)?.status.isTerminal ?? false)
+    }
+
+    /// A job's persisted state (`nil` without persistence, or when it cannot be read).
+    private func persisted(_ id: JobID) -> Job? {
+        guard let persistence = self.configuration.persistence else { return nil }
+        return (try? persistence.job(id)) ?? nil
     }
 
     /// Whether the job is known to be deleted (or vanished).
     public func isDeleted(_ id: JobID) -> Bool {
-        self.state.withLockedValue { $0.core.tombstones[id] != nil }
+        self.state.withLockedValue { $0.core.tombstones.contains(id) }
     }
 
-    /// Every known job.
+    /// Every job held in memory: the unfinished ones and the finished ones within the retention (``Retention``).
     public var jobs: [Job] {
         self.state.withLockedValue { $0.core.entries.values.map(\.job) }
+    }
+
+    /// How many jobs are held in memory, and how many of them are finished.
+    public var jobsInMemory: (total: Int, finished: Int) {
+        self.state.withLockedValue { ($0.core.entries.count, $0.core.finishedCount) }
     }
 
     /// Whether the job's stored row may lack columns (it came from a truncated event and was not re-fetched).
@@ -121,15 +153,19 @@ public final class JobStore: Sendable {
     @discardableResult
     public func merge(_ observation: JobObservation) -> MergeOutcome {
         let persisting = self.configuration.persistence != nil
-        let limit = self.watermarkLimit()
+        let now = self.configuration.now()
+        let limit = self.watermarkLimit(now: now)
         let (outcome, resumptions, batch) = self.state.withLockedValue {
             state -> (MergeOutcome, [Subscriber.Resumption], [PersistedChange]) in
             let before = state.core.watermark
-            let outcome = state.core.merge(observation, watermarkLimit: limit)
+            let outcome = state.core.merge(observation, watermarkLimit: limit, now: Self.microseconds(now))
             var resumptions: [Subscriber.Resumption] = []
             if let event = outcome.event, !state.closed {
                 // Enqueue under the store lock so every subscriber sees versions in merge order; resume outside.
-                for subscriber in state.subscribers.values where subscriber.filter.matches(event.jobID) {
+                // A restored state is news only to subscriptions that name the job.
+                let restored = if case .restored = outcome { true } else { false }
+                for subscriber in state.subscribers.values
+                where subscriber.filter.matches(event.jobID) && !(restored && subscriber.filter == .all) {
                     if let resumption = subscriber.enqueue(event) { resumptions.append(resumption) }
                 }
             }
@@ -141,8 +177,9 @@ public final class JobStore: Sendable {
                 let complete = state.core.entries[job.id]?.complete ?? true
                 state.pendingWrites.append(.job(job, complete: complete, sequence: sequence))
             case .deleted(let id, _):
-                state.pendingWrites.append(.tombstone(id, version: state.core.tombstones[id] ?? nil, sequence: sequence))
-            case .ignored:
+                let version = state.core.tombstones.version(of: id)
+                state.pendingWrites.append(.tombstone(id, version: version, sequence: sequence))
+            case .restored, .ignored:
                 break
             }
             if let watermark = state.core.watermark, watermark != before {
@@ -171,13 +208,25 @@ public final class JobStore: Sendable {
         observations.map { self.merge($0) }
     }
 
+    /// Takes unfinished jobs out of memory (they are no longer watched, so their states would go stale); each is
+    /// remembered by version so that a late stale row cannot bring an older state back. Finished jobs stay until
+    /// the retention policy retires them.
+    package func retireUnfinished(_ ids: some Sequence<JobID>) {
+        self.state.withLockedValue { state in
+            for id in ids { state.core.retireIfUnfinished(id) }
+        }
+    }
+
     /// The newest `updated_at` that may move a watermark now: this machine's clock plus
     /// ``Configuration/maximumClockSkew``.
-    func watermarkLimit() -> JobTimestamp {
+    func watermarkLimit(now: Date? = nil) -> JobTimestamp {
         let (seconds, attoseconds) = self.configuration.maximumClockSkew.components
         let skew = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
-        let now = Int64((self.configuration.now().timeIntervalSince1970 * 1_000_000).rounded(.down))
-        return JobTimestamp(microsecondsSinceEpoch: now + skew)
+        return JobTimestamp(microsecondsSinceEpoch: Self.microseconds(now ?? self.configuration.now()) + skew)
+    }
+
+    private static func microseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
     }
 
     /// Writes `batch`, then every batch merged meanwhile, until none is pending (leader/follower group commit: one
@@ -205,6 +254,7 @@ public final class JobStore: Sendable {
         case .inserted: return "inserted"
         case .updated: return "updated"
         case .deleted: return "deleted"
+        case .restored: return "restored"
         case .ignored(let reason): return "ignored.\(reason)"
         }
     }
@@ -238,6 +288,20 @@ public final class JobStore: Sendable {
     }
 
     func register(_ filter: SubscriptionFilter) -> SubscriptionHandle {
+        // Jobs named by the subscription that left memory are read from the persistence first (outside the lock).
+        var fromDisk: [JobID: Job] = [:]
+        if self.configuration.persistence != nil {
+            let named: [JobID] =
+                switch filter {
+                case .job(let id): [id]
+                case .jobs(let ids): Array(ids)
+                case .all: []
+                }
+            let missing = self.state.withLockedValue { state in
+                named.filter { state.core.job($0) == nil && !state.core.tombstones.contains($0) }
+            }
+            for id in missing { fromDisk[id] = self.persisted(id) }
+        }
         let subscriber = self.state.withLockedValue { state -> Subscriber in
             let capacity: Int
             if case .jobs(let ids) = filter {
@@ -260,8 +324,10 @@ public final class JobStore: Sendable {
             for id in seeds {
                 if let job = state.core.job(id) {
                     _ = subscriber.enqueue(.updated(job))
-                } else if state.core.tombstones[id] != nil {
+                } else if state.core.tombstones.contains(id) {
                     _ = subscriber.enqueue(.deleted(id))
+                } else if let job = fromDisk[id] {
+                    _ = subscriber.enqueue(.updated(job))
                 }
             }
             state.subscribers[subscriber.id] = subscriber
@@ -273,5 +339,36 @@ public final class JobStore: Sendable {
     func unregister(_ subscriber: Subscriber) {
         let removed = self.state.withLockedValue { $0.subscribers.removeValue(forKey: subscriber.id) }
         removed?.close()?.run()
+    }
+}
+
+extension JobStore {
+    /// How long finished jobs stay in memory: the store's memory model.
+    ///
+    /// An unfinished job stays in memory while it is watched (in all-jobs mode: until it finishes or is deleted). A
+    /// finished job (completed, failed) stays for ``period`` after it finished, and at most ``maximumFinishedJobs``
+    /// finished jobs are held: beyond that the one that finished first leaves first. A job that left memory:
+    /// - is still answered by ``JobStore/job(_:)`` and seeds new subscriptions from the persistence, when one is set;
+    /// - is remembered by id and version (about 100 bytes each, at most ``rememberedJobs``), so that a late stale
+    ///   row cannot bring an older state back, and the same version read again reaches only subscriptions that name
+    ///   the job (``MergeOutcome/restored(_:)``).
+    /// Leaving memory never affects delivery: a subscription holds its own copy of every event queued for it.
+    public struct Retention: Sendable, Hashable {
+        /// How long a finished job stays in memory after it finished (default 10 minutes).
+        public var period: Duration
+        /// The most finished jobs held in memory (default 10,000).
+        public var maximumFinishedJobs: Int
+        /// How many jobs that left memory are remembered by id and last version (default 50,000).
+        public var rememberedJobs: Int
+
+        /// Creates a policy.
+        public init(period: Duration, maximumFinishedJobs: Int, rememberedJobs: Int = 50_000) {
+            self.period = max(.zero, period)
+            self.maximumFinishedJobs = max(0, maximumFinishedJobs)
+            self.rememberedJobs = max(1, rememberedJobs)
+        }
+
+        /// 10 minutes, at most 10,000 finished jobs, 50,000 remembered versions.
+        public static let `default` = Retention(period: .seconds(600), maximumFinishedJobs: 10_000)
     }
 }

@@ -1,6 +1,8 @@
+import DequeModule
 import SupabaseREST
 
-/// The pure core of ``JobStore``: the one merge path, the monotonic rules and the watermark. No I/O, no locks.
+/// The pure core of ``JobStore``: the one merge path, the monotonic rules, the watermark and the retention policy.
+/// No I/O, no locks, no clock: callers pass the time (microseconds since the epoch).
 struct JobStoreCore: Sendable {
     struct Entry: Sendable, Hashable {
         var job: Job
@@ -12,66 +14,139 @@ struct JobStoreCore: Sendable {
 
     private(set) var entries: [JobID: Entry] = [:]
     /// Deleted or vanished jobs with the last version known, so a late stale row cannot resurrect them.
-    private(set) var tombstones: [JobID: JobVersion?] = [:]
-    private var tombstoneOrder: [JobID] = []
-    private var tombstoneHead = 0
-    let tombstoneLimit: Int
+    private(set) var tombstones: RememberedVersions
+    /// Jobs that left memory (finished past the retention, or no longer watched) with their last version, so a late
+    /// stale row cannot bring an older state back.
+    private(set) var retired: RememberedVersions
+    /// Finished entries in the order they finished (id, the entry's sequence then, when): the retention queue. A
+    /// record whose entry has changed since (newer sequence) is skipped.
+    private var finished: Deque<(id: JobID, sequence: Int64, at: Int64)> = []
+    /// How many entries hold a terminal state.
+    private(set) var finishedCount = 0
+    let retention: JobStore.Retention
     /// The largest `updated_at` seen in any row.
     private(set) var watermark: JobTimestamp?
     /// Increases with every accepted change.
     private(set) var sequence: Int64 = 0
 
-    init(tombstoneLimit: Int = 10_000) {
-        self.tombstoneLimit = max(1, tombstoneLimit)
+    init(tombstoneLimit: Int = 10_000, retention: JobStore.Retention = .default) {
+        self.tombstones = RememberedVersions(limit: tombstoneLimit)
+        self.retired = RememberedVersions(limit: retention.rememberedJobs)
+        self.retention = retention
     }
 
     func job(_ id: JobID) -> Job? { self.entries[id]?.job }
 
-    /// Restores persisted state without emitting anything.
-    mutating func restore(_ snapshot: PersistedJobs) {
+    /// Restores persisted state without emitting anything; finished jobs beyond the retention count stay on disk.
+    mutating func restore(_ snapshot: PersistedJobs, now: Int64) {
         let sequence = snapshot.sequence
+        self.sequence = sequence
         for (job, complete) in snapshot.jobs {
-            self.entries[job.id] = Entry(job: job, complete: complete, sequence: sequence)
+            self.put(Entry(job: job, complete: complete, sequence: sequence), now: now)
         }
         for (id, version) in snapshot.tombstones where self.entries[id] == nil {
-            self.addTombstone(id, version: version)  // oldest first: the limit keeps the newest
+            self.tombstones.remember(id, version: version)  // oldest first: the limit keeps the newest
         }
         self.watermark = snapshot.watermark
-        self.sequence = sequence
+        self.evict(now: now)
     }
+
+    // MARK: Retention
+
+    /// Retires finished jobs past the retention period, and the oldest finished ones beyond the retention count.
+    mutating func evict(now: Int64) {
+        let period = Self.microseconds(self.retention.period)
+        while let head = self.finished.first {
+            guard let entry = self.entries[head.id], entry.sequence == head.sequence, entry.job.status.isTerminal
+            else {
+                self.finished.removeFirst()  // changed since (a newer state has its own record) or gone
+                continue
+            }
+            guard self.finishedCount > self.retention.maximumFinishedJobs || now - head.at >= period else { return }
+            self.finished.removeFirst()
+            self.retire(head.id)
+        }
+    }
+
+    /// Retires an unfinished job (no longer watched: its state would go stale). A finished job stays until the
+    /// retention policy retires it. Returns whether the job left memory.
+    @discardableResult
+    mutating func retireIfUnfinished(_ id: JobID) -> Bool {
+        guard let entry = self.entries[id], !entry.job.status.isTerminal else { return false }
+        self.retire(id)
+        return true
+    }
+
+    private mutating func retire(_ id: JobID) {
+        guard let entry = self.remove(id) else { return }
+        self.retired.remember(id, version: entry.job.version)
+    }
+
+    /// Stores an entry, keeping the finished count and the retention queue.
+    private mutating func put(_ entry: Entry, now: Int64) {
+        let id = entry.job.id
+        let wasTerminal = self.entries.updateValue(entry, forKey: id)?.job.status.isTerminal ?? false
+        let isTerminal = entry.job.status.isTerminal
+        if isTerminal { self.finished.append((id, entry.sequence, now)) }
+        self.finishedCount += (isTerminal ? 1 : 0) - (wasTerminal ? 1 : 0)
+    }
+
+    private mutating func remove(_ id: JobID) -> Entry? {
+        let entry = self.entries.removeValue(forKey: id)
+        if entry?.job.status.isTerminal == true { self.finishedCount -= 1 }
+        return entry
+    }
+
+    private static func microseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000)
+        return overflow ? .max : product + attoseconds / 1_000_000_000_000
+    }
+
+    // MARK: Merging
 
     /// The single merge path for every source.
     ///
     /// - Parameter watermarkLimit: a row's `updated_at` beyond this instant (a server clock, or a row, far in the
     ///   future) does not move the watermark: a watermark ahead of the server's clock would hide every later change
     ///   from watermark reads. The row itself is merged as usual.
+    ///   - now: this machine's time (microseconds since the epoch), for the retention policy.
     @discardableResult
-    mutating func merge(_ observation: JobObservation, watermarkLimit: JobTimestamp? = nil) -> MergeOutcome {
+    mutating func merge(_ observation: JobObservation, watermarkLimit: JobTimestamp? = nil, now: Int64 = 0)
+        -> MergeOutcome
+    {
+        defer { self.evict(now: now) }
         switch observation.kind {
         case .deleted:
             return self.mergeDeletion(observation.jobID, at: observation.commitTimestamp)
         case .vanished:
             return self.mergeDeletion(observation.jobID, at: nil)
         case .row(let columns, let complete):
-            return self.mergeRow(observation, columns: columns, complete: complete, watermarkLimit: watermarkLimit)
+            return self.mergeRow(
+                observation, columns: columns, complete: complete, watermarkLimit: watermarkLimit, now: now)
         }
     }
 
     /// `deletedAt` is the DELETE's commit time when known: every row state written before it is stale, even one this
     /// store never saw (a REST read in flight during the deletion must not bring the job back).
     private mutating func mergeDeletion(_ id: JobID, at deletedAt: JobTimestamp?) -> MergeOutcome {
-        if let entry = self.entries.removeValue(forKey: id) {
+        if let entry = self.remove(id) {
             self.sequence += 1
-            self.addTombstone(id, version: Self.tombstoneVersion(entry.job.version, deletedAt: deletedAt))
+            self.tombstones.remember(id, version: Self.tombstoneVersion(entry.job.version, deletedAt: deletedAt))
             return .deleted(id, last: entry.job)
         }
-        if let tombstone = self.tombstones[id] {
-            if deletedAt != nil { self.tombstones[id] = Self.tombstoneVersion(tombstone, deletedAt: deletedAt) }
+        if self.tombstones.contains(id) {
+            if deletedAt != nil {
+                self.tombstones.update(
+                    id, version: Self.tombstoneVersion(self.tombstones.version(of: id), deletedAt: deletedAt))
+            }
             return .ignored(.alreadyDeleted)
         }
-        // Never seen: still a final answer for anyone waiting on this id.
+        // Never seen, or retired: still a final answer for anyone waiting on this id.
+        let last = self.retired.version(of: id)
+        self.retired.forget(id)
         self.sequence += 1
-        self.addTombstone(id, version: Self.tombstoneVersion(nil, deletedAt: deletedAt))
+        self.tombstones.remember(id, version: Self.tombstoneVersion(last, deletedAt: deletedAt))
         return .deleted(id, last: nil)
     }
 
@@ -85,7 +160,8 @@ struct JobStoreCore: Sendable {
     }
 
     private mutating func mergeRow(
-        _ observation: JobObservation, columns: [String: JSON], complete: Bool, watermarkLimit: JobTimestamp?
+        _ observation: JobObservation, columns: [String: JSON], complete: Bool, watermarkLimit: JobTimestamp?,
+        now: Int64
     ) -> MergeOutcome {
         let id = observation.jobID
         var merged = columns
@@ -105,16 +181,29 @@ struct JobStoreCore: Sendable {
             self.watermark = updatedAt
         }
         guard let current = self.entries[id] else {
-            if let tombstone = self.tombstones[id] {
+            if self.tombstones.contains(id) {
                 // A row after a deletion must be strictly newer than what was deleted (a re-insert).
-                if let deletedVersion = tombstone, incoming.version.compared(to: deletedVersion) != .newer {
+                if let deletedVersion = self.tombstones.version(of: id),
+                    incoming.version.compared(to: deletedVersion) != .newer
+                {
                     return .ignored(.stale)
                 }
-                self.tombstones[id] = nil
+                self.tombstones.forget(id)
+            }
+            var restored = false
+            if let retiredVersion = self.retired.version(of: id) {
+                // A job that left memory: an older row is stale; the same version is the state it had, read again
+                // for someone who asks for it now (not news to anyone who saw it before).
+                switch incoming.version.compared(to: retiredVersion) {
+                case .older: return .ignored(.stale)
+                case .same: restored = true
+                case .newer: break
+                }
+                self.retired.forget(id)
             }
             self.sequence += 1
-            self.entries[id] = Entry(job: incoming, complete: complete, sequence: self.sequence)
-            return .inserted(incoming)
+            self.put(Entry(job: incoming, complete: complete, sequence: self.sequence), now: now)
+            return restored ? .restored(incoming) : .inserted(incoming)
         }
         let order = incoming.version.compared(to: current.job.version)
         let accept: Bool
@@ -139,23 +228,8 @@ struct JobStoreCore: Sendable {
             incoming.commitTimestamp = current.job.commitTimestamp
         }
         self.sequence += 1
-        self.entries[id] = Entry(job: incoming, complete: complete, sequence: self.sequence)
+        self.put(Entry(job: incoming, complete: complete, sequence: self.sequence), now: now)
         return .updated(incoming, previous: current.job)
-    }
-
-    private mutating func addTombstone(_ id: JobID, version: JobVersion?) {
-        if self.tombstones.updateValue(version, forKey: id) == nil {
-            self.tombstoneOrder.append(id)
-        }
-        while self.tombstones.count > self.tombstoneLimit, self.tombstoneHead < self.tombstoneOrder.count {
-            let oldest = self.tombstoneOrder[self.tombstoneHead]
-            self.tombstoneHead += 1
-            self.tombstones[oldest] = nil
-        }
-        if self.tombstoneHead > 1024, self.tombstoneHead * 2 > self.tombstoneOrder.count {
-            self.tombstoneOrder.removeFirst(self.tombstoneHead)
-            self.tombstoneHead = 0
-        }
     }
 
     var count: Int { self.entries.count }

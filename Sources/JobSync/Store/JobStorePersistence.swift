@@ -40,6 +40,9 @@ public enum PersistedChange: Sendable, Hashable {
 public protocol JobStorePersistence: Sendable {
     /// Loads everything persisted.
     func load() throws(JobSyncError) -> PersistedJobs
+    /// One job's persisted state (`nil` when none, or when it is deleted): how the store answers for a job that
+    /// left memory under its retention policy.
+    func job(_ id: JobID) throws(JobSyncError) -> Job?
     /// Writes a batch of changes atomically (one transaction), in order.
     func write(_ changes: [PersistedChange]) throws(JobSyncError)
 }

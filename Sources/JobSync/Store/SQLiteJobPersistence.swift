@@ -193,11 +193,7 @@ public final class SQLiteJobPersistence: JobStorePersistence {
                         snapshot.tombstones.append((id, version))
                         continue
                     }
-                    guard let text: String = row["row"], let columns = JSON.parse(text)?.objectValue,
-                        let job = try? Job(
-                            row: columns, commitTimestamp: (row["commit_us"] as Int64?).map(Self.timestamp)),
-                        job.id == id
-                    else { continue }  // a corrupt row is skipped, never a crash
+                    guard let job = Self.job(in: row, id: id) else { continue }  // a corrupt row is skipped
                     snapshot.jobs.append((job, complete: row["complete"] as Bool))
                 }
                 if let text = try String.fetchOne(db, sql: "SELECT value FROM jobsync_meta WHERE key = 'watermark'"),
@@ -210,6 +206,28 @@ public final class SQLiteJobPersistence: JobStorePersistence {
         } catch {
             throw Self.error("cannot read the job database", error)
         }
+    }
+
+    public func job(_ id: JobID) throws(JobSyncError) -> Job? {
+        do {
+            return try self.queue.read { db in
+                try Row.fetchOne(
+                    db, sql: "SELECT row, commit_us FROM jobsync_jobs WHERE id = ? AND deleted = 0",
+                    arguments: [id.rawValue]
+                ).flatMap { Self.job(in: $0, id: id) }
+            }
+        } catch {
+            throw Self.error("cannot read the job database", error)
+        }
+    }
+
+    /// The job a stored row holds; `nil` for a corrupt row (never a crash).
+    private static func job(in row: Row, id: JobID) -> Job? {
+        guard let text: String = row["row"], let columns = JSON.parse(text)?.objectValue,
+            let job = try? Job(row: columns, commitTimestamp: (row["commit_us"] as Int64?).map(Self.timestamp)),
+            job.id == id
+        else { return nil }
+        return job
     }
 
     public func write(_ changes: [PersistedChange]) throws(JobSyncError) {
