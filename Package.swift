@@ -81,6 +81,7 @@ let package = Package(
             name: "JobSync",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "RealtimeProtocol",
                 "SupabaseRealtime",
                 "SupabaseREST",
                 .product(name: "Logging", package: "swift-log"),
@@ -180,6 +181,7 @@ let package = Package(
         .testTarget(
             name: "SupabaseRealtimeTests",
             dependencies: [
+                "RealtimeProtocol",
                 "SupabaseRealtime",
                 "SupabaseLocal",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -208,6 +210,7 @@ let package = Package(
             name: "JobSyncTests",
             dependencies: [
                 "JobSync",
+                "RealtimeProtocol",
                 "SupabaseLocal",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import RealtimeProtocol
 
 extension ClientDriver {
     // MARK: Channel actions

@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import RealtimeProtocol
 import WebSocketTransport
 
 extension ClientDriver {

@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import RealtimeProtocol
 import WebSocketTransport
 
 /// A subscription request from ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)``.

@@ -1,3 +1,5 @@
+public import RealtimeProtocol
+
 /// What a `postgres_changes` subscription reports.
 public enum RealtimeSubscriptionEvent: Sendable, Hashable {
     /// The server confirmed the subscription (`system` "Subscribed to PostgreSQL" ok, §4.5). Sent again after every

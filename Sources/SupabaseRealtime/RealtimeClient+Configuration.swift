@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+public import RealtimeProtocol
 public import WebSocketTransport
 
 extension RealtimeClient {

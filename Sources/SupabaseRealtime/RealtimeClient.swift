@@ -1,8 +1,9 @@
 import Foundation
 import Logging
 import Metrics
-public import ServiceLifecycle
 import NIOConcurrencyHelpers
+import RealtimeProtocol
+public import ServiceLifecycle
 import WebSocketTransport
 
 /// A Supabase Realtime client for `postgres_changes`: one WebSocket, any number of channels.
@@ -27,7 +28,7 @@ import WebSocketTransport
 ///   `phx_leave` for joined channels, closes the socket with 1000 and ends every subscription normally.
 public final class RealtimeClient: Service, Sendable {
     /// The socket status reported by ``statusUpdates``.
-    public typealias Status = SocketStateMachine.Status
+    public typealias Status = SocketStatus
 
     let configuration: Configuration
     let connectURL: URL

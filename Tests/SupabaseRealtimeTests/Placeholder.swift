@@ -1,1 +1,2 @@
+import RealtimeProtocol
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RealtimeProtocol
 import Synchronization
 import Testing
 import WebSocketTransport

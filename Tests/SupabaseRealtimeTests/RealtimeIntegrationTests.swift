@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RealtimeProtocol
 import SupabaseLocal
 import Testing
 import WebSocketTransport

@@ -1,4 +1,5 @@
 import Logging
+import RealtimeProtocol
 import SupabaseREST
 import SupabaseRealtime
 

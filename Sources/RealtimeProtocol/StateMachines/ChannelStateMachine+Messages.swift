@@ -3,7 +3,7 @@
 extension ChannelStateMachine {
     /// An inbound message on this channel's topic. Decodes its payload, applies the stale join-ref guard
     /// (§9.1, §15.3) and routes `postgres_changes` to bindings by id and event (§5.5).
-    public mutating func receive(_ message: PhoenixMessage, refs: inout RefCounter) -> [Action] {
+    package mutating func receive(_ message: PhoenixMessage, refs: inout RefCounter) -> [Action] {
         switch message.event {
         case .reply:
             return self.receiveReply(message, refs: &refs)

@@ -9,22 +9,22 @@
 /// schedule (at once when the socket reopens). `phx_close` closes it for good, except after a token-expiry error
 /// (``Action/refreshTokenThenRejoin``) or a rate-limit error (rejoin after a long backoff). Messages carrying a
 /// join ref other than the current one are ignored (§9.1, §15.3).
-public struct ChannelStateMachine: Sendable {
+package struct ChannelStateMachine: Sendable {
     // MARK: Types
 
     /// Tunables, with realtime-js defaults.
-    public struct Configuration: Sendable, Hashable {
+    package struct Configuration: Sendable, Hashable {
         /// How long a join may wait for its reply (§9.3: 10 s).
-        public var joinTimeout: Duration
+        package var joinTimeout: Duration
         /// How long a leave may wait for its reply before the channel counts as closed.
-        public var leaveTimeout: Duration
+        package var leaveTimeout: Duration
         /// Rejoin delays by attempt (§9.3: 1, 2, 5, then 10 s), ±20 %.
-        public var rejoin: BackoffSchedule
+        package var rejoin: BackoffSchedule
         /// The rejoin delay range after a rate-limit error (`Too many …`, §7.2); a uniform pick inside it.
-        public var rateLimitedRejoinDelay: ClosedRange<Duration>
+        package var rateLimitedRejoinDelay: ClosedRange<Duration>
 
         /// Creates a configuration; every parameter has the documented default.
-        public init(
+        package init(
             joinTimeout: Duration = .seconds(10),
             leaveTimeout: Duration = .seconds(10),
             rejoin: BackoffSchedule = .rejoin,
@@ -38,7 +38,7 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// The timers the machine asks for.
-    public enum Timer: Sendable, Hashable {
+    package enum Timer: Sendable, Hashable {
         /// The join pushed with this join ref got no reply in time.
         case joinTimeout(Ref)
         /// Time to rejoin.
@@ -48,7 +48,7 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// Why a channel is errored or closed.
-    public enum Reason: Sendable, Hashable {
+    package enum Reason: Sendable, Hashable {
         /// The join was refused with this reason (§4.4).
         case joinRejected(ErrorReason)
         /// No join reply within the join timeout.
@@ -70,7 +70,7 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// What the channel looks like from outside.
-    public enum Status: Sendable, Hashable {
+    package enum Status: Sendable, Hashable {
         /// Waiting for the socket or for the join reply.
         case joining
         /// Joined, but changes are not (or no longer) flowing: waiting for the `system` ok (§4.3).
@@ -85,7 +85,7 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// Why an inbound message had no effect (for counters and trace logs).
-    public enum IgnoredReason: Sendable, Hashable {
+    package enum IgnoredReason: Sendable, Hashable {
         /// The message's join ref (or, for `phx_close`/`phx_error` without one, its ref) is not the current
         /// join ref (§9.1, §15.3).
         case staleJoinRef
@@ -104,7 +104,7 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// What the driver must do, in order.
-    public enum Action: Sendable, Hashable {
+    package enum Action: Sendable, Hashable {
         /// Send this message.
         case push(PhoenixMessage)
         /// Start (or restart) a timer.
@@ -143,11 +143,11 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// The channel's topic.
-    public let topic: Topic
+    package let topic: Topic
     /// The configuration in force.
-    public let configuration: Configuration
+    package let configuration: Configuration
     /// The join payload sent on every (re)join; holds the bindings and the latest access token.
-    public private(set) var joinPayload: JoinPayload
+    package private(set) var joinPayload: JoinPayload
     var state: State
     var socketOpen: Bool
     var rejoinAttempts: Int
@@ -164,7 +164,7 @@ public struct ChannelStateMachine: Sendable {
     ///   - socketOpen: whether the socket is open right now.
     ///   - configuration: the tunables.
     ///   - random: the jitter source.
-    public init?(
+    package init?(
         topic: Topic,
         bindings: [PostgresChangeBinding],
         accessToken: String? = nil,
@@ -184,15 +184,15 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// Whether a binding list has no two equal entries.
-    public static func hasNoDuplicates(_ bindings: [PostgresChangeBinding]) -> Bool {
+    package static func hasNoDuplicates(_ bindings: [PostgresChangeBinding]) -> Bool {
         Set(bindings).count == bindings.count
     }
 
     /// The bindings, in join order.
-    public var bindings: [PostgresChangeBinding] { self.joinPayload.postgresChanges }
+    package var bindings: [PostgresChangeBinding] { self.joinPayload.postgresChanges }
 
     /// The current status.
-    public var status: Status {
+    package var status: Status {
         switch self.state {
         case .closed(let reason): .closed(reason ?? .left)
         case .joining: .joining
@@ -204,19 +204,19 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// `true` once the `system` ok arrived for the current join.
-    public var isLive: Bool {
+    package var isLive: Bool {
         if case .joined(_, _, true) = self.state { return true }
         return false
     }
 
     /// `true` when the machine is closed and will do nothing more until ``join(refs:)``.
-    public var isClosed: Bool {
+    package var isClosed: Bool {
         if case .closed = self.state { return true }
         return false
     }
 
     /// The join ref of the current join, if any (messages with another join ref are stale).
-    public var currentJoinRef: Ref? {
+    package var currentJoinRef: Ref? {
         switch self.state {
         case .joining(let joinRef): joinRef
         case .joined(let joinRef, _, _), .leaving(let joinRef, _): joinRef
@@ -227,7 +227,7 @@ public struct ChannelStateMachine: Sendable {
     // MARK: User requests
 
     /// Subscribe: push `phx_join` now if the socket is open, else as soon as it opens. Ignored unless closed.
-    public mutating func join(refs: inout RefCounter) -> [Action] {
+    package mutating func join(refs: inout RefCounter) -> [Action] {
         guard self.isClosed else { return [] }
         self.rejoinAttempts = 0
         if self.socketOpen { return self.pushJoin(refs: &refs) }
@@ -236,7 +236,7 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// Unsubscribe: push `phx_leave` if joined (closed on its reply or timeout), else close at once.
-    public mutating func leave(refs: inout RefCounter) -> [Action] {
+    package mutating func leave(refs: inout RefCounter) -> [Action] {
         switch self.state {
         case .closed, .leaving:
             return []
@@ -261,7 +261,7 @@ public struct ChannelStateMachine: Sendable {
     /// the server closes the old join and its `phx_close` (old join ref) is ignored (§15.3). Changes committed
     /// between the two joins are not delivered, so the channel reports `joining` and later `live` again.
     /// - Returns: the actions, or `nil` (and nothing changed) if two of the new bindings are equal.
-    public mutating func updateBindings(
+    package mutating func updateBindings(
         _ bindings: [PostgresChangeBinding],
         refs: inout RefCounter
     ) -> [Action]? {
@@ -280,7 +280,7 @@ public struct ChannelStateMachine: Sendable {
 
     /// Stores a new access token for future joins and pushes `access_token` to a joined channel (§8.1; no reply
     /// is expected). After a token-expiry close it rejoins. `nil` keeps the socket's token for future joins.
-    public mutating func updateAccessToken(_ token: String?, refs: inout RefCounter) -> [Action] {
+    package mutating func updateAccessToken(_ token: String?, refs: inout RefCounter) -> [Action] {
         let changed = token != self.joinPayload.accessToken
         self.joinPayload.accessToken = token
         switch self.state {
@@ -305,7 +305,7 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// The token refresh requested by ``Action/refreshTokenThenRejoin`` failed: rejoin later with the old token.
-    public mutating func tokenRefreshFailed() -> [Action] {
+    package mutating func tokenRefreshFailed() -> [Action] {
         guard case .awaitingToken = self.state else { return [] }
         return self.becomeErrored(.tokenExpired(ErrorReason("token refresh failed")), cancelling: [])
     }
@@ -313,7 +313,7 @@ public struct ChannelStateMachine: Sendable {
     // MARK: Socket events
 
     /// The socket opened: join now if waiting to (re)join; the rejoin schedule restarts (§9.3).
-    public mutating func socketOpened(refs: inout RefCounter) -> [Action] {
+    package mutating func socketOpened(refs: inout RefCounter) -> [Action] {
         self.socketOpen = true
         self.rejoinAttempts = 0
         switch self.state {
@@ -327,7 +327,7 @@ public struct ChannelStateMachine: Sendable {
     }
 
     /// The socket closed: a joining or joined channel becomes errored and rejoins when the socket reopens.
-    public mutating func socketClosed() -> [Action] {
+    package mutating func socketClosed() -> [Action] {
         self.socketOpen = false
         self.pendingSystemError = nil
         switch self.state {
@@ -352,7 +352,7 @@ public struct ChannelStateMachine: Sendable {
     // MARK: Timers
 
     /// A timer requested by ``Action/scheduleTimer(_:after:)`` fired. Stale timers are ignored.
-    public mutating func timerFired(_ timer: Timer, refs: inout RefCounter) -> [Action] {
+    package mutating func timerFired(_ timer: Timer, refs: inout RefCounter) -> [Action] {
         switch (timer, self.state) {
         case (.joinTimeout(let ref), .joining(let joinRef?)) where ref == joinRef:
             // §9.3: leave that attempt (so a late success does not linger server-side), then rejoin.

@@ -6,28 +6,28 @@
 /// gets a ``ConnectionID``, so events from a connection the machine already gave up on are ignored.
 ///
 /// The machine also owns the socket's ``RefCounter`` (``refs``); channel machines take their refs from it.
-public struct SocketStateMachine: Sendable {
+package struct SocketStateMachine: Sendable {
     // MARK: Types
 
     /// Tunables, with realtime-js defaults.
-    public struct Configuration: Sendable, Hashable {
+    package struct Configuration: Sendable, Hashable {
         /// Interval between heartbeats (§3: 25 s).
-        public var heartbeatInterval: Duration
+        package var heartbeatInterval: Duration
         /// How long a heartbeat may wait for its reply. The default (10 s) tolerates the server's 5 s pause before
         /// a join error reply, which blocks heartbeat replies on the same socket (§15.7).
-        public var heartbeatTimeout: Duration
+        package var heartbeatTimeout: Duration
         /// When set, a heartbeat unanswered for this long reports the socket unresponsive
         /// (``Action/notifySocketUnresponsive``) while the connection is kept; its reply reports it responsive again
         /// (``Action/notifySocketResponsive``). Changes may be held up meanwhile (a silent stall, §13.1), so a caller
         /// can fall back early without tearing the socket down. Default nil (off).
-        public var unresponsiveAfter: Duration?
+        package var unresponsiveAfter: Duration?
         /// Reconnect delays by attempt (§9.3: 1, 2, 5, 10, 10 … s, ±20 %).
-        public var reconnect: BackoffSchedule
+        package var reconnect: BackoffSchedule
         /// The shortest delay after a handshake refused with HTTP 429 (§1.3), before jitter.
-        public var rateLimitedReconnectDelay: Duration
+        package var rateLimitedReconnectDelay: Duration
 
         /// Creates a configuration; every parameter has the documented default.
-        public init(
+        package init(
             heartbeatInterval: Duration = .seconds(25),
             heartbeatTimeout: Duration = .seconds(10),
             unresponsiveAfter: Duration? = nil,
@@ -43,16 +43,16 @@ public struct SocketStateMachine: Sendable {
     }
 
     /// Identifies one connection attempt.
-    public struct ConnectionID: Sendable, Hashable, CustomStringConvertible {
+    package struct ConnectionID: Sendable, Hashable, CustomStringConvertible {
         /// The attempt's sequence number on this machine, from 1.
-        public var rawValue: UInt64
+        package var rawValue: UInt64
         /// Wraps a raw value.
-        public init(rawValue: UInt64) { self.rawValue = rawValue }
-        public var description: String { String(self.rawValue) }
+        package init(rawValue: UInt64) { self.rawValue = rawValue }
+        package var description: String { String(self.rawValue) }
     }
 
     /// The timers the machine asks for.
-    public enum Timer: Sendable, Hashable {
+    package enum Timer: Sendable, Hashable {
         /// The next heartbeat is due.
         case heartbeat
         /// The reply to the heartbeat with this ref is overdue.
@@ -63,38 +63,11 @@ public struct SocketStateMachine: Sendable {
         case reconnect
     }
 
-    /// Why the socket went down.
-    public enum DisconnectReason: Sendable, Hashable {
-        /// The transport closed; `code` is nil when it was lost without a close frame.
-        case closed(code: UInt16?, reason: String)
-        /// The connection could not be opened or failed (message safe to print).
-        case connectFailed(String)
-        /// The server refused the WebSocket upgrade with this HTTP status (§1.3).
-        case handshakeRejected(status: Int)
-        /// No heartbeat reply in time (§3); the client closed with 1000 "heartbeat timeout".
-        case heartbeatTimeout
-        /// ``SocketStateMachine/disconnect()`` was called.
-        case requested
-    }
-
-    /// What the socket looks like from outside.
-    public enum Status: Sendable, Hashable {
-        /// Never connected.
-        case idle
-        /// Opening a connection; `attempt` is 0 for the first one, then the reconnect attempt.
-        case connecting(attempt: Int)
-        /// The WebSocket is open.
-        case connected
-        /// The WebSocket went down (a reconnect may follow).
-        case disconnected(DisconnectReason)
-        /// A reconnect is scheduled after `delay`.
-        case reconnecting(attempt: Int, delay: Duration)
-        /// Disconnected for good, after ``SocketStateMachine/disconnect()``.
-        case closed
-    }
+    package typealias DisconnectReason = SocketDisconnectReason
+    package typealias Status = SocketStatus
 
     /// What the driver must do, in order.
-    public enum Action: Sendable, Hashable {
+    package enum Action: Sendable, Hashable {
         /// Open a new transport connection and report its outcome with this id.
         case openTransport(ConnectionID)
         /// Close the given connection (with a close frame if possible).
@@ -144,9 +117,9 @@ public struct SocketStateMachine: Sendable {
     }
 
     /// The configuration in force.
-    public let configuration: Configuration
+    package let configuration: Configuration
     /// The socket's ref counter, shared by heartbeats and channel pushes.
-    public var refs: RefCounter
+    package var refs: RefCounter
     private var state: State
     private var random: JitterGenerator
     private var lastConnectionID: UInt64
@@ -155,7 +128,7 @@ public struct SocketStateMachine: Sendable {
     /// - Parameters:
     ///   - configuration: the tunables.
     ///   - random: the jitter source (seed it from the system in production, with a constant in tests).
-    public init(configuration: Configuration = .init(), random: JitterGenerator) {
+    package init(configuration: Configuration = .init(), random: JitterGenerator) {
         self.configuration = configuration
         self.refs = RefCounter()
         self.state = .idle
@@ -164,7 +137,7 @@ public struct SocketStateMachine: Sendable {
     }
 
     /// The current status.
-    public var status: Status {
+    package var status: Status {
         switch self.state {
         case .idle: .idle
         case .connecting(_, let attempt): .connecting(attempt: attempt)
@@ -176,18 +149,18 @@ public struct SocketStateMachine: Sendable {
     }
 
     /// The open connection, if the socket is connected.
-    public var openConnection: ConnectionID? {
+    package var openConnection: ConnectionID? {
         if case .connected(let connection, _) = self.state { return connection }
         return nil
     }
 
     /// `true` while the socket is open.
-    public var isConnected: Bool { self.openConnection != nil }
+    package var isConnected: Bool { self.openConnection != nil }
 
     // MARK: Events
 
     /// The user asked to connect. Ignored unless idle or closed.
-    public mutating func connect() -> [Action] {
+    package mutating func connect() -> [Action] {
         switch self.state {
         case .idle, .closed:
             return self.startConnecting(attempt: 0)
@@ -197,7 +170,7 @@ public struct SocketStateMachine: Sendable {
     }
 
     /// The transport opened `connection`.
-    public mutating func transportOpened(_ connection: ConnectionID) -> [Action] {
+    package mutating func transportOpened(_ connection: ConnectionID) -> [Action] {
         switch self.state {
         case .connecting(let current, _) where current == connection:
             self.state = .connected(connection: connection, pending: nil)
@@ -219,7 +192,7 @@ public struct SocketStateMachine: Sendable {
     ///   - connection: the attempt that failed.
     ///   - httpStatus: the HTTP status of a refused upgrade (§1.3), if any.
     ///   - message: a printable description (no secrets).
-    public mutating func transportFailedToOpen(
+    package mutating func transportFailedToOpen(
         _ connection: ConnectionID,
         httpStatus: Int?,
         message: String
@@ -243,7 +216,7 @@ public struct SocketStateMachine: Sendable {
     ///   - connection: the connection that closed.
     ///   - code: the close code, nil if the connection was lost without a close frame.
     ///   - reason: the close reason.
-    public mutating func transportClosed(_ connection: ConnectionID, code: UInt16?, reason: String) -> [Action] {
+    package mutating func transportClosed(_ connection: ConnectionID, code: UInt16?, reason: String) -> [Action] {
         switch self.state {
         case .connected(let current, let pending) where current == connection:
             var actions = self.stopHeartbeat(pending: pending)
@@ -268,7 +241,7 @@ public struct SocketStateMachine: Sendable {
     /// - Parameters:
     ///   - ref: the reply's ref.
     ///   - now: the current time (same origin as every other `now`).
-    public mutating func heartbeatReplyReceived(ref: Ref, now: Duration) -> [Action] {
+    package mutating func heartbeatReplyReceived(ref: Ref, now: Duration) -> [Action] {
         guard case .connected(let connection, let pending?) = self.state, pending.ref == ref else { return [] }
         self.state = .connected(connection: connection, pending: nil)
         var actions: [Action] = [.cancelTimer(.heartbeatTimeout(ref))]
@@ -279,7 +252,7 @@ public struct SocketStateMachine: Sendable {
     }
 
     /// A timer requested by ``Action/scheduleTimer(_:after:)`` fired. Stale timers are ignored.
-    public mutating func timerFired(_ timer: Timer, now: Duration) -> [Action] {
+    package mutating func timerFired(_ timer: Timer, now: Duration) -> [Action] {
         switch (timer, self.state) {
         case (.heartbeat, .connected(let connection, let pending)):
             if let pending {
@@ -317,7 +290,7 @@ public struct SocketStateMachine: Sendable {
     }
 
     /// The user asked to disconnect: close the socket and do not reconnect.
-    public mutating func disconnect() -> [Action] {
+    package mutating func disconnect() -> [Action] {
         switch self.state {
         case .idle, .closed:
             self.state = .closed

@@ -1,10 +1,11 @@
 import Foundation
 import JobSync
 import Logging
+import NIOConcurrencyHelpers
+import RealtimeProtocol
 import SupabaseLocal
 import SupabaseREST
 import SupabaseRealtime
-import NIOConcurrencyHelpers
 import Testing
 import WebSocketTransport
 
