@@ -21,7 +21,7 @@ extension Jobwatch {
         @Option(
             help: ArgumentHelp(
                 "Keep jobs in this PostgreSQL database (read through a wal2json slot, as Supabase does) "
-                    + "instead of in memory. Not available in this build yet.",
+                    + "instead of in memory (needs wal_level=logical and the wal2json plugin).",
                 valueName: "postgres-url"
             )
         )
