@@ -33,6 +33,9 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
+        // MARK: Shared leaf (no dependencies)
+        .target(name: "JobSyncCore", swiftSettings: strict),
+
         // MARK: Protocol core (no I/O)
         .target(name: "RealtimeProtocol", swiftSettings: strict),
 
@@ -45,6 +48,7 @@ let package = Package(
         .target(
             name: "WebSocketTransport",
             dependencies: [
+                "JobSyncCore",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "CLibWebSockets",
                 .product(name: "Logging", package: "swift-log"),
@@ -56,6 +60,7 @@ let package = Package(
         .target(
             name: "SupabaseRealtime",
             dependencies: [
+                "JobSyncCore",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "RealtimeProtocol",
                 "WebSocketTransport",
@@ -70,6 +75,7 @@ let package = Package(
         .target(
             name: "SupabaseREST",
             dependencies: [
+                "JobSyncCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -206,6 +212,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "JobSyncCoreTests", dependencies: ["JobSyncCore"], swiftSettings: strict),
         .testTarget(
             name: "JobSyncTests",
             dependencies: [

@@ -4,7 +4,7 @@
 #        Fuzz/run.sh SECONDS                 (frames, as before)
 #   frames: the RealtimeProtocol frame decoders — Sources/RealtimeProtocol/*.swift + Fuzz/FuzzFrames.swift.
 #   rest:   SupabaseREST response decoding (decodeRows, RESTError bodies, Retry-After) —
-#           Sources/SupabaseREST/*.swift + Fuzz/FuzzREST.swift, with swift-log's Logging and swift-nio's
+#           Sources/SupabaseREST/*.swift + Fuzz/FuzzREST.swift, with our JobSyncCore, swift-log's Logging and swift-nio's
 #           NIOConcurrencyHelpers (+ CNIOAtomics) compiled as separate modules from the package checkouts in
 #           .build/checkouts (run `swift build` or `swift package resolve` first).
 # Builds Fuzz/.build/fuzz-TARGET with -sanitize=fuzzer,address, runs it on a scratch copy of Fuzz/corpus/TARGET
@@ -53,11 +53,15 @@ rest)
         -module-name NIOConcurrencyHelpers -package-name swift_nio -emit-module \
         -emit-module-path "$mods/NIOConcurrencyHelpers.swiftmodule" -emit-object -wmo \
         $(find "$niosrc/NIOConcurrencyHelpers" -name '*.swift' | sort) -o "$mods/NIOConcurrencyHelpers.o")
+    # JobSyncCore (Redaction), our own leaf module, in the same package as the fuzzed sources.
+    (cd "$mods" && swiftc -parse-as-library -O -swift-version 6 -module-name JobSyncCore -package-name JobSync \
+        -emit-module -emit-module-path "$mods/JobSyncCore.swiftmodule" -emit-object -wmo \
+        "$root"/Sources/JobSyncCore/*.swift -o "$mods/JobSyncCore.o")
     swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name SupabaseRESTFuzz \
         -package-name JobSync \
         -I "$mods" -Xcc -fmodule-map-file="$mods/CNIOAtomics/module.modulemap" \
         "$root"/Sources/SupabaseREST/*.swift "$here/FuzzREST.swift" \
-        "$mods/Logging.o" "$mods/NIOConcurrencyHelpers.o" "$mods"/CNIOAtomics-*.o \
+        "$mods/Logging.o" "$mods/NIOConcurrencyHelpers.o" "$mods/JobSyncCore.o" "$mods"/CNIOAtomics-*.o \
         -o "$here/.build/fuzz-rest"
     ;;
 *)

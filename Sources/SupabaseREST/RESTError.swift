@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 
 /// The one error type of `SupabaseREST`.
 ///
@@ -128,14 +129,9 @@ extension RESTError {
     }
 
     /// Server messages come from PostgREST or a gateway and are not expected to carry secrets, but we cap their
-    /// length and redact anything that looks like a JWT so a misbehaving proxy cannot leak one through us.
+    /// length and redact what looks secret (``Redaction``) so a misbehaving proxy cannot leak one through us.
     static func sanitize(_ text: String) -> String {
-        let capped = text.count > 500 ? String(text.prefix(500)) + "…" : text
-        return capped.split(separator: " ", omittingEmptySubsequences: false).map { word in
-            if word.contains("eyJ"), word.split(separator: ".").count >= 3 { return "<redacted>" }
-            if word.lowercased().contains("apikey=") { return "<redacted>" }
-            return String(word)
-        }.joined(separator: " ")
+        Redaction.redact(text.count > 500 ? String(text.prefix(500)) + "…" : text)
     }
 }
 
@@ -143,11 +139,9 @@ extension RESTError {
     /// This error with every occurrence of `secrets` (API key, bearer token) removed from its texts.
     package func redacting(_ secrets: [String]) -> RESTError {
         var copy = self
-        for secret in secrets where secret.count >= 4 {
-            copy.message = copy.message.replacingOccurrences(of: secret, with: "<redacted>")
-            copy.details = copy.details?.replacingOccurrences(of: secret, with: "<redacted>")
-            copy.hint = copy.hint?.replacingOccurrences(of: secret, with: "<redacted>")
-        }
+        copy.message = Redaction.redact(copy.message, secrets: secrets)
+        copy.details = copy.details.map { Redaction.redact($0, secrets: secrets) }
+        copy.hint = copy.hint.map { Redaction.redact($0, secrets: secrets) }
         return copy
     }
 }

@@ -120,61 +120,6 @@ struct MonotonicTime: Sendable {
     func now() -> Duration { self.reader() }
 }
 
-/// Removes secrets from text before it is logged or put in an error: the value of any `apikey=` /
-/// `access_token=` / `token=` query parameter, and anything that looks like a JWT.
-enum Redaction {
-    private static let secretParameters = ["apikey=", "access_token=", "token=", "api_key="]
-
-    static func redact(_ text: String) -> String {
-        var result = text
-        for parameter in self.secretParameters {
-            result = self.redactParameter(parameter, in: result)
-        }
-        return self.redactJWTs(in: result)
-    }
-
-    private static func redactParameter(_ parameter: String, in text: String) -> String {
-        var output = ""
-        var rest = Substring(text)
-        while let range = rest.range(of: parameter, options: .caseInsensitive) {
-            // Only a parameter name at the start of a query component counts (`?apikey=` or `&apikey=`).
-            let before = range.lowerBound == rest.startIndex ? nil : rest[rest.index(before: range.lowerBound)]
-            output += rest[..<range.upperBound]
-            rest = rest[range.upperBound...]
-            guard before == nil || before == "?" || before == "&" else { continue }
-            let end = rest.firstIndex(where: { $0 == "&" || $0 == "#" || $0 == " " || $0 == "\"" }) ?? rest.endIndex
-            if end != rest.startIndex { output += "<redacted>" }
-            rest = rest[end...]
-        }
-        return output + rest
-    }
-
-    /// Replaces `xxx.yyy.zzz` base64url triples starting with `eyJ` (a JSON header) by `<redacted-jwt>`.
-    private static func redactJWTs(in text: String) -> String {
-        guard text.contains("eyJ") else { return text }
-        var output = ""
-        var rest = Substring(text)
-        while let start = rest.range(of: "eyJ") {
-            output += rest[..<start.lowerBound]
-            let tail = rest[start.lowerBound...]
-            let end = tail.firstIndex(where: { !Self.isTokenCharacter($0) }) ?? tail.endIndex
-            let candidate = tail[..<end]
-            if candidate.split(separator: ".", omittingEmptySubsequences: false).count >= 3 {
-                output += "<redacted-jwt>"
-            } else {
-                output += candidate
-            }
-            rest = tail[end...]
-        }
-        return output + rest
-    }
-
-    private static func isTokenCharacter(_ character: Character) -> Bool {
-        character.isASCII && (character.isLetter || character.isNumber || character == "-" || character == "_"
-            || character == ".")
-    }
-}
-
 /// Bounds how many inbound frames the readers may have queued for the run loop. A reader takes a credit before
 /// queueing a frame and the loop gives it back once the frame is processed, so a slow loop makes the readers wait,
 /// which in turn lets the transport's own bounded buffer push back on the socket.

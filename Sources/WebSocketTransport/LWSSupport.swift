@@ -1,39 +1,8 @@
 import CLibWebSockets
 import Foundation
+import JobSyncCore
 import Logging
 import NIOConcurrencyHelpers
-
-/// Removes anything secret-looking from text that may end up in logs or errors: the query part of URLs and
-/// `apikey=`/`token=`-style parameters wherever they appear.
-enum Redaction {
-    static func redact(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.count)
-        var skipping = false
-        for character in text {
-            if skipping {
-                if character == " " || character == "\n" || character == "\"" || character == "'" {
-                    skipping = false
-                    out.append(character)
-                }
-                continue
-            }
-            out.append(character)
-            if character == "?" {
-                out.append("<redacted>")
-                skipping = true
-            } else if character == "=" {
-                let lowered = out.lowercased()
-                let secretKeys = ["apikey=", "api_key=", "token=", "access_token=", "jwt=", "authorization="]
-                if secretKeys.contains(where: { lowered.hasSuffix($0) }) {
-                    out.append("<redacted>")
-                    skipping = true
-                }
-            }
-        }
-        return out
-    }
-}
 
 /// The parts of a `ws://`/`wss://` URL that libwebsockets needs.
 struct LWSEndpoint: Sendable, Equatable {
