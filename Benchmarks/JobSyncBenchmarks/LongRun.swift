@@ -23,7 +23,7 @@ struct LongRunSettings: Sendable {
     var chunk = 500
     /// Completed jobs by which the server may run ahead of what the client has seen (flow control, so the run
     /// measures the client's steady state, not a growing socket backlog).
-    var maximumLag = 5_000
+    var maximumLag = 1_000
 
     var checkpoints: [Int] {
         var points = [10_000, 50_000, 100_000, 200_000].filter { $0 < self.jobs }
@@ -155,12 +155,23 @@ enum LongRunBenchmark {
             var nextDeletion = 0
             var writes = 0
             var deleted = 0
+            var deletedAt: [Int: Int] = [:]
             var start = 0
             while start < settings.jobs {
                 let nextCheckpoint = checkpoints.first { $0 > start } ?? settings.jobs
                 let end = min(start + settings.chunk, nextCheckpoint)
                 let chunk = (start..<end).map { _ in UUID().uuidString.lowercased() }
                 ids += chunk
+                // Deletions lag the completions by 5,000 jobs ("deleted later"); committed before this burst's
+                // completions, so a checkpoint (taken at a completion) has seen every deletion counted for it.
+                while nextDeletion < end - 5_000 {
+                    if settings.isDoomed(nextDeletion) {
+                        _ = try await backend.delete(primaryKey: .string(ids[nextDeletion]))
+                        writes += 1
+                        deleted += 1
+                    }
+                    nextDeletion += 1
+                }
                 for id in chunk {
                     _ = try await backend.insert(["id": .string(id), "progress": .string("Waiting in queue")])
                 }
@@ -173,17 +184,9 @@ enum LongRunBenchmark {
                     _ = try await backend.update(primaryKey: .string(id), set: Self.completion)
                 }
                 writes += 3 * chunk.count
-                // Deletions lag the completions by 5,000 jobs ("deleted later").
-                while nextDeletion < end - 5_000 {
-                    if settings.isDoomed(nextDeletion) {
-                        _ = try await backend.delete(primaryKey: .string(ids[nextDeletion]))
-                        writes += 1
-                        deleted += 1
-                    }
-                    nextDeletion += 1
-                }
                 start = end
                 if let index = checkpoints.firstIndex(of: end) {
+                    deletedAt[end] = deleted
                     // Pause the server at each checkpoint until the child has measured it.
                     try await waitFor("checkpoint \(checkpoints[index])") { $0.1 > index }
                 } else {
@@ -196,8 +199,8 @@ enum LongRunBenchmark {
             }
             let points = (result["checkpoints"] as? [[String: Any]] ?? []).map { point in
                 let completed = int(point, "completed")
-                // Deleted by the time of this checkpoint: the doomed jobs more than 5,000 completions back.
-                let deletedBefore = (0..<max(0, completed - 5_000)).count { settings.isDoomed($0) }
+                // Deleted on the server before this checkpoint's completions were committed.
+                let deletedBefore = deletedAt[completed] ?? 0
                 return LongRunCheckpoint(
                     completed: completed, residentBytes: int(point, "rss"), storeJobs: int(point, "store_jobs"),
                     expectedStoreJobs: completed - deletedBefore,
@@ -243,6 +246,7 @@ enum LongRunBenchmark {
             let started = ContinuousClock.now
             let state = LongRunTally()
             group.addTask {
+                defer { FileHandle.standardError.write(Data("allUpdates stopped at \(state.progress)\n".utf8)) }
                 for try await event in updates {
                     let completed = state.record(event)
                     guard let completed, checkpoints.contains(completed) else { continue }
@@ -256,12 +260,21 @@ enum LongRunBenchmark {
                 }
             }
             group.addTask {
-                // Progress for the driver's flow control, every 20 ms.
+                // Progress for the driver's flow control, every 20 ms; a status line on stderr every 5 s (shown by
+                // the driver if the run fails).
+                var ticks = 0
                 while !Task.isCancelled {
+                    ticks += 1
+                    if ticks % 250 == 0 {
+                        let line = "progress \(state.progress), mode \(sync.client.transportMode), "
+                            + "\(sync.client.statistics)\n"
+                        FileHandle.standardError.write(Data(line.utf8))
+                    }
                     let (completed, taken) = state.progress
                     try Data("\(completed) \(taken)\n".utf8).write(to: URL(fileURLWithPath: progressPath + ".tmp"))
-                    _ = try FileManager.default.replaceItemAt(
-                        URL(fileURLWithPath: progressPath), withItemAt: URL(fileURLWithPath: progressPath + ".tmp"))
+                    guard rename(progressPath + ".tmp", progressPath) == 0 else {
+                        throw BenchError("cannot rename the progress file: errno \(errno)")
+                    }
                     try await Task.sleep(for: .milliseconds(20))
                 }
             }
