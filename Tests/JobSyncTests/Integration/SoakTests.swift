@@ -76,42 +76,48 @@ extension JobSyncIntegration {
         }
 
         /// Resident memory may grow from the moment the client is live (store filled with every job, every
-        /// subscriber registered) to the end of the observation by at most this much per job, plus
-        /// ``memoryGrowthFloor``.
+        /// subscriber registered) to the end of the observation by at most ``memoryGrowthFloor`` + jobs ×
+        /// ``memoryGrowthPerJob``, and over the second half of the drive (middle → end) by at most
+        /// ``lateGrowthFloor`` + jobs × ``lateGrowthPerJob``.
         ///
-        /// Why these numbers. Over that span the test process's memory legitimately grows with the jobs: each
-        /// job's row gains a progress text and a result in the store and on the server (SupabaseLocal runs in this
-        /// process), and the soak's and the harness's recorders keep every event (a few per job, and more around
-        /// faults). Measured on the 2-core machine, debug build, `swift test --filter SoakTests`, default size
-        /// (1,000 jobs, 60 s): see the measured values in the commit that set these bounds. Per job the bound is
-        /// about 16× the store's own cost per watched job (≈ 1.4 KiB, Benchmarks RESULTS.md "Memory per watched
-        /// job"), so a store (or client) that kept anything per job beyond that, e.g. every version of every job,
-        /// or a buffer per reconnect that is never freed, fails it; the floor absorbs the allocator's and the
-        /// runtime's one-off growth (arenas, task stacks) that does not depend on the soak's size.
+        /// Where the numbers come from (debug build, `swift test --filter SoakTests` alone, 2-core machine, commit
+        /// e6c4f27): 1,000 jobs / 60 s: live 96.6 MiB, middle 132.5, end 133.9 (growth 37.3 MiB, middle → end
+        /// 1.4 MiB); 3,000 jobs / 30 s: live 155.4, middle 245.9, end 258.2 (growth 102.8 MiB, middle → end
+        /// 12.3 MiB). So about 33 KiB per job over the run, nearly all of it the test's own bookkeeping, not the
+        /// store's (≈ 1.4 KiB per watched job, Benchmarks RESULTS.md "Memory per watched job"): SupabaseLocal's rows
+        /// live in this process, six subscriber tasks per job, and the recorders keep every event. The bounds give
+        /// about 2× (live → end) and 4–15× (middle → end) headroom over those runs for a shared machine and for
+        /// other suites running alongside in the full suite. They catch a client that keeps tens of KiB per job or
+        /// per event for good (every version of every row, a buffer per reconnect never freed), not a small leak:
+        /// at this size the store's own share is within the noise, and the store-entry check above is the precise
+        /// one.
         ///
         /// On this branch the store has no retention period, so every watched job stays in memory for the whole
         /// run and only a per-job bound is honest. Once the store's retention policy lands (a terminal job leaves
-        /// memory after the retention window), a run longer than the window can assert a bound that does not grow
-        /// with the number of jobs at all: tighten this check then.
-        static let memoryGrowthPerJob = 24 * 1024
-        static let memoryGrowthFloor = 48 * 1_048_576
+        /// memory after the retention window), a soak longer than the window can assert that the store's job count
+        /// and the middle → end growth stay flat however many jobs run: tighten these checks then.
+        static let memoryGrowthFloor = 32 * 1_048_576
+        static let memoryGrowthPerJob = 40 * 1024
+        static let lateGrowthFloor = 16 * 1_048_576
+        static let lateGrowthPerJob = 8 * 1024
 
-        /// Asserts the memory bound: the store holds at most one entry per watched job (always), and resident memory
-        /// grew from "live" to "end" by at most ``memoryGrowthFloor`` + jobs × ``memoryGrowthPerJob`` (not under a
-        /// sanitizer, whose shadow memory and quarantine are not the program's).
         static func checkMemory(_ memory: MemorySamples, jobs: Int, label: String) {
-            guard let live = memory.bytes("live"), let end = memory.bytes("end") else {
-                Issue.record("soak: resident memory was not sampled (no /proc/self/statm?) (\(label))")
+            guard let live = memory.bytes("live"), let middle = memory.bytes("middle"), let end = memory.bytes("end")
+            else {
+                Issue.record("soak: resident memory was not sampled (no /proc/self/statm?): \(memory.summary) (\(label))")
                 return
             }
             let growth = end - live
             let bound = Self.memoryGrowthFloor + jobs * Self.memoryGrowthPerJob
+            let lateGrowth = end - middle
+            let lateBound = Self.lateGrowthFloor + jobs * Self.lateGrowthPerJob
             print(
                 "soak: resident memory growth live → end \(MemorySamples.megabytes(growth)) (bound "
-                    + "\(MemorySamples.megabytes(bound)) for \(jobs) jobs)")
+                    + "\(MemorySamples.megabytes(bound))), middle → end \(MemorySamples.megabytes(lateGrowth)) (bound "
+                    + "\(MemorySamples.megabytes(lateBound))) for \(jobs) jobs")
             if let sanitizer = MemorySamples.activeSanitizer {
                 print("soak: \(sanitizer) is active: its shadow memory and quarantine count as resident, so the "
-                    + "resident-memory bound is not checked in this run (the store-entry bound still is)")
+                    + "resident-memory bounds are not checked in this run (the store-entry bound still is)")
                 return
             }
             #expect(
@@ -120,6 +126,14 @@ extension JobSyncIntegration {
                 soak: resident memory grew by \(MemorySamples.megabytes(growth)) from live to end, more than \
                 \(MemorySamples.megabytes(bound)) (\(MemorySamples.megabytes(Self.memoryGrowthFloor)) + \(jobs) jobs × \
                 \(Self.memoryGrowthPerJob / 1024) KiB); samples: \(memory.summary) (\(label))
+                """)
+            #expect(
+                lateGrowth <= lateBound,
+                """
+                soak: resident memory grew by \(MemorySamples.megabytes(lateGrowth)) over the second half of the drive \
+                (middle → end), more than \(MemorySamples.megabytes(lateBound)) \
+                (\(MemorySamples.megabytes(Self.lateGrowthFloor)) + \(jobs) jobs × \(Self.lateGrowthPerJob / 1024) KiB); \
+                samples: \(memory.summary) (\(label))
                 """)
         }
 
