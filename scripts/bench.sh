@@ -3,8 +3,14 @@
 # SupabaseLocal on loopback (in-memory backend). Builds the harness in release mode, prepares a venv with the
 # Python peers, runs the harness and prints markdown tables (date, machine, every figure from this run).
 #
-# Usage: scripts/bench.sh [--quick] [--jobs N] [--only outcomes,cost,specific,memory,throughput,cli] [--no-python]
+# Usage: scripts/bench.sh [--quick] [--jobs N] [--no-python]
+#          [--only outcomes,cost,specific,memory,throughput,persistence,longrun,cli]
+#          [--persistence-jobs N] [--longrun-jobs N] [--longrun-delete-fraction F] [--longrun-no-cache]
+#          [--retention SECONDS]
 #   SCRATCH_PATH=/path/to/.build   reuse a build folder (default: .build in the repository)
+# `persistence` (SQLite merges/s, 1/4/16 mergers) counts fsyncs with strace when it is installed (apt-get install
+# strace); `longrun` (all-jobs mode, 200,000 jobs, client memory at checkpoints) passes --retention to the store once
+# the store has a retention period (see LongRun.swift, TODO(retention)).
 # A full run takes about 15 minutes; --quick about 8.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,6 +29,7 @@ BIN="$(cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --show-bin
 echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- Sources Benchmarks Package.swift || echo ' with uncommitted changes')"
 echo "- Toolchain: $(swift --version 2>/dev/null | head -1)"
 echo "- Python: $("$VENV/bin/python" --version), realtime $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("realtime"))'), websockets $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("websockets"))')"
+echo "- strace (fsync counts of the persistence section): $(strace -V 2>/dev/null | head -1 || echo 'not installed')"
 echo "- Command: scripts/bench.sh $*"
 echo
 cd "$ROOT"

@@ -1,10 +1,13 @@
 // JobSyncBenchmarks: JobSync vs the official Python Realtime client vs plain polling, against SupabaseLocal on
 // loopback (in-memory backend). Prints markdown tables; every figure comes from the run.
 //
-//   JobSyncBenchmarks [--quick] [--jobs N] [--only outcomes,cost,specific,throughput,memory,cli] [--no-python]
+//   JobSyncBenchmarks [--quick] [--jobs N] [--no-python]
+//       [--only outcomes,cost,specific,throughput,memory,persistence,longrun,cli]
+//       [--persistence-jobs N] [--longrun-jobs N] [--longrun-delete-fraction F] [--longrun-no-cache]
+//       [--retention SECONDS]
 //
 // Run through scripts/bench.sh (release build + Python venv). Child modes used by the harness itself:
-// `throughput-client`, `outcomes-client` and `memory-client`.
+// `throughput-client`, `outcomes-client`, `memory-client`, `persistence-client` and `longrun-client`.
 import Foundation
 
 @main
@@ -19,6 +22,10 @@ enum JobSyncBenchmarks {
                 try await OutcomeBenchmark.client(ChildOptions(arguments.dropFirst()))
             case "memory-client":
                 try await ThroughputBenchmark.memoryClient(ChildOptions(arguments.dropFirst()))
+            case "persistence-client":
+                try await PersistenceBenchmark.client(ChildOptions(arguments.dropFirst()))
+            case "longrun-client":
+                try await LongRunBenchmark.client(ChildOptions(arguments.dropFirst()))
             default:
                 try await Report(arguments: Array(arguments)).run()
             }
@@ -33,8 +40,14 @@ enum JobSyncBenchmarks {
 struct Report {
     var quick = false
     var jobs: Int?
-    var sections: Set<String> = ["outcomes", "cost", "specific", "throughput", "memory", "cli"]
+    var sections: Set<String> = [
+        "outcomes", "cost", "specific", "throughput", "memory", "persistence", "longrun", "cli",
+    ]
     var python: PythonSetup?
+    /// Jobs per persistence run (3 merges each); default 100,000 (quick: 20,000).
+    var persistenceJobs: Int?
+    /// Long-run settings (jobs, deleted fraction, cache file, retention).
+    var longRun = LongRunSettings()
 
     init(arguments: [String]) throws {
         var usePython = true
@@ -45,10 +58,21 @@ struct Report {
             case "--jobs": self.jobs = iterator.next().flatMap { Int($0) }
             case "--only": self.sections = Set((iterator.next() ?? "").split(separator: ",").map(String.init))
             case "--no-python": usePython = false
+            case "--persistence-jobs": self.persistenceJobs = try Self.value(iterator.next(), for: argument)
+            case "--longrun-jobs": self.longRun.jobs = try Self.value(iterator.next(), for: argument)
+            case "--longrun-delete-fraction": self.longRun.deleteFraction = try Self.value(iterator.next(), for: argument)
+            case "--longrun-no-cache": self.longRun.cache = false
+            case "--retention": self.longRun.retentionSeconds = try Self.value(iterator.next(), for: argument)
             default: throw BenchError("unknown argument \(argument)")
             }
         }
         self.python = usePython ? PythonSetup.detect() : nil
+        if self.quick, self.longRun.jobs == LongRunSettings().jobs { self.longRun.jobs = 50_000 }
+    }
+
+    private static func value<Value: LosslessStringConvertible>(_ text: String?, for option: String) throws -> Value {
+        guard let text, let value = Value(text) else { throw BenchError("\(option) needs a value") }
+        return value
     }
 
     func run() async throws {
@@ -58,6 +82,8 @@ struct Report {
         if self.sections.contains("specific") { try await self.specific() }
         if self.sections.contains("memory") { try await self.memory() }
         if self.sections.contains("throughput") { try await self.throughput() }
+        if self.sections.contains("persistence") { try await self.persistence() }
+        if self.sections.contains("longrun") { try await self.longRunMemory() }
         if self.sections.contains("cli") { await self.cli() }
     }
 
@@ -221,6 +247,55 @@ struct Report {
                 + "\(rate.map { String(format: "%.0f", $0) } ?? "—") | \(format(perEvent)) | "
                 + "\(result.cpu > .zero ? String(format: "%.0f", Double(result.events) / result.cpu.secondsValue) : "—") | "
                 + "\(format(result.commitTime)) |")
+        }
+    }
+
+    private func persistence() async throws {
+        let jobs = self.persistenceJobs ?? (self.quick ? 20_000 : 100_000)
+        print("\n### Persistence: merges per second to disk\n")
+        print("`JobStore` + `SQLiteJobPersistence` (WAL, `synchronous=NORMAL`, leader/follower group commit) in a child "
+            + "process, fresh file each run. \(jobs) jobs × 3 states (queued → processing → completed, each a newer "
+            + "`updated_at`; the completed row carries a result) = \(3 * jobs) merges, split over N OS threads calling "
+            + "`merge` concurrently. Transactions = `JobStorePersistence.write` calls (one SQLite transaction each), "
+            + "counted by a wrapper; syncs = `fsync` + `fdatasync` calls counted by `strace -f --seccomp-bpf` inside "
+            + "the timed window (in brackets: the whole process, with file creation, the check and the checkpoint "
+            + "at close). The file is reopened afterwards: every job must read back completed.\n")
+        print("| mergers | merges / s | transactions / s | merges per transaction | syncs / s (syncs) | "
+            + "merge p50 / p99 / max | CPU per merge | file (db + wal) | read back | write failures |")
+        print("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+        for mergers in [1, 4, 16] {
+            let result = try await PersistenceBenchmark.run(mergers: mergers, jobs: jobs)
+            let syncs = result.syncCalls.map { calls in
+                String(format: "%.1f", Double(calls) / result.elapsed.secondsValue)
+                    + " (\(calls); \(result.syncCallsTotal ?? calls))"
+            } ?? "not counted (no strace)"
+            let perTransaction = Double(result.merges) / Double(max(result.transactions, 1))
+            let cells: [String] = [
+                "\(mergers)", String(format: "%.0f", result.mergesPerSecond),
+                String(format: "%.0f", result.transactionsPerSecond), String(format: "%.1f", perTransaction), syncs,
+                "\(micros(result.mergeLatencyP50)) / \(micros(result.mergeLatencyP99)) / \(micros(result.mergeLatencyMax))",
+                micros(result.cpu / max(result.merges, 1)),
+                "\(format(bytes: Double(result.databaseBytes))) + \(format(bytes: Double(result.walBytes)))",
+                "\(result.reloadedJobs) / \(result.expectedJobs)", "\(result.failures)",
+            ]
+            print("| " + cells.joined(separator: " | ") + " |")
+        }
+    }
+
+    /// Microseconds below 10 ms (merge latencies and CPU per merge are mostly below 1 ms).
+    private func micros(_ duration: Duration) -> String {
+        let value = duration.millisecondsValue * 1000
+        return value < 10_000 ? String(format: "%.0f µs", value) : format(duration)
+    }
+
+    private func longRunMemory() async throws {
+        let settings = self.longRun
+        print("\n### Long run: memory while \(settings.jobs) jobs flow through all-jobs mode\n")
+        do {
+            let result = try await LongRunBenchmark.run(settings)
+            print(result.description(settings))
+        } catch {
+            print("Not measured: \(error)")
         }
     }
 }

@@ -218,7 +218,8 @@ struct JobSyncUnderTest: Sendable {
         mode: JobSyncClient.WatchMode = .jobs,
         realtime useRealtime: Bool = true,
         watermark: Bool = true,
-        subscriberCapacity: Int = 10_000
+        subscriberCapacity: Int = 10_000,
+        storeConfiguration: JobStore.Configuration? = nil
     ) throws -> JobSyncUnderTest {
         let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
         let counting = CountingTransport()
@@ -238,7 +239,8 @@ struct JobSyncUnderTest: Sendable {
             realtime = client
             feed = RealtimeJobFeed(client: client, table: "jobs", logger: logger)
         }
-        let store = try JobStore(configuration: .init(subscriberCapacity: subscriberCapacity))
+        // `storeConfiguration` (persistence, capacity) replaces the default store settings when given.
+        let store = try JobStore(configuration: storeConfiguration ?? .init(subscriberCapacity: subscriberCapacity))
         let client = try JobSyncClient(
             configuration: .init(source: source, feed: feed, mode: mode, logger: logger), store: store)
         return JobSyncUnderTest(client: client, realtime: realtime, rest: counting)
