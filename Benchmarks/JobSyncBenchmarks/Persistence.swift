@@ -50,6 +50,8 @@ final class CountingPersistence: JobStorePersistence {
 
     func load() throws(JobSyncError) -> PersistedJobs { try self.base.load() }
 
+    func job(_ id: JobID) throws(JobSyncError) -> Job? { try self.base.job(id) }
+
     func write(_ changes: [PersistedChange]) throws(JobSyncError) {
         let start = ContinuousClock.now
         try self.base.write(changes)
