@@ -143,6 +143,12 @@ extension SupabaseLocalStack {
         try self.authorizeREST(request)
         let table = self.backend.table
         let query = try PostgRESTQuery.parse(request.uri.query, table: table)
+        if let oversized = self.faultState.withLockedValue({ faults in
+            if faults.oversizedRESTBody != nil { faults.statistics.oversizedRESTBodies += 1 }
+            return faults.oversizedRESTBody
+        }) {
+            return self.oversizedResponse(oversized)
+        }
         let ignoring = self.faultState.withLockedValue { faults in
             if faults.restIgnoresQuery { faults.statistics.restQueriesIgnored += 1 }
             return faults.restIgnoresQuery
@@ -173,6 +179,39 @@ extension SupabaseLocalStack {
             return self.json(200, renderRow(page[0], columns: query.columns), headers: headers)
         }
         return self.json(200, renderRows(page, columns: query.columns), headers: headers)
+    }
+
+    /// The ``OversizedRESTBody`` fault's answer, written 64 KiB at a time and counted as it goes.
+    private func oversizedResponse(_ oversized: OversizedRESTBody) -> Response {
+        let chunkSize = 64 << 10
+        let total: Int?
+        if case .declared(let bytes) = oversized { total = max(2, bytes) } else { total = nil }
+        let faultState = self.faultState
+        let body = ResponseBody(contentLength: total) { writer in
+            var written = 0
+            while total.map({ written < $0 }) ?? true {
+                var size = chunkSize
+                if let total { size = min(size, total - written) }
+                var buffer = ByteBuffer(repeating: UInt8(ascii: " "), count: size)
+                if written == 0 { buffer.setInteger(UInt8(ascii: "["), at: buffer.readerIndex) }
+                if let total, written + size == total {
+                    buffer.setInteger(UInt8(ascii: "]"), at: buffer.writerIndex - 1)
+                }
+                do {
+                    try await writer.write(buffer)
+                } catch {
+                    // The client hung up (closed the connection) before the end.
+                    faultState.withLockedValue { $0.statistics.oversizedRESTBodiesAbandoned += 1 }
+                    throw error
+                }
+                written += size
+                faultState.withLockedValue { $0.statistics.oversizedRESTBodyBytesSent += size }
+            }
+            try await writer.finish(nil)
+        }
+        var headers: HTTPFields = [:]
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: body)
     }
 
     private func readBody(_ request: Request) async throws -> LocalJSON {
