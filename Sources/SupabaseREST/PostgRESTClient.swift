@@ -112,6 +112,7 @@ public struct PostgRESTClient: Sendable {
             "Authorization": "Bearer " + bearer,
             "Accept": "application/json",
         ]
+        if let schema = query.schema { headers["Accept-Profile"] = schema }
         return HTTPRequest(
             url: self.base + "/" + percentEncode(query.table) + "?" + query.queryString,
             headers: headers,
@@ -125,7 +126,8 @@ public struct PostgRESTClient: Sendable {
     /// - Throws: ``RESTError``: `invalidRequest` before any I/O; `jwtExpired` when a refreshed token is still
     ///   rejected; `rateLimited` (with ``RESTError/retryAfter``), `unavailable`, `transport`, `timeout`,
     ///   `responseTooLarge` (body over ``Configuration/maximumResponseBytes``), `undecodableBody`, and the other
-    ///   HTTP codes.
+    ///   HTTP codes (an unexposed ``PostgRESTQuery/schema`` is `httpError` 406 with ``RESTError/serverCode``
+    ///   `PGRST106`).
     public func fetch(_ query: PostgRESTQuery) async throws(RESTError) -> [[String: JSON]] {
         try query.validate()
         let response = try await self.send(query)
