@@ -53,8 +53,9 @@ extension JobSyncClient {
     /// - Parameters:
     ///   - url: the project URL, e.g. `https://<ref>.supabase.co` (http for a local stack).
     ///   - apiKey: the project API key (anon or service role); never logged.
-    ///   - accessToken: the user's JWT provider, asked before every connect, on heartbeats and after a REST
-    ///     `JWT expired`; `nil` uses the API key's role.
+    ///   - accessToken: the user's JWT provider, asked before every connect, after the server refuses a token
+    ///     (Realtime token expiry, REST `JWT expired`), and on a heartbeat shortly before the current token's `exp`
+    ///     (every 25 s for a token without `exp`); `nil` uses the API key's role.
     ///   - table: the jobs table (default `jobs`; must have `id`, and `updated_at` for watermark reads).
     ///   - schema: the table's schema (default `public`). Realtime bindings name it, and PostgREST reads ask for it
     ///     with the `Accept-Profile` header, so another schema must be exposed by the project's API settings
