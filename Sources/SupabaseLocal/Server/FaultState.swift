@@ -35,7 +35,7 @@ public struct RESTFailure: Sendable, Hashable {
 public enum OversizedRESTBody: Sendable, Hashable {
     /// `200` with a chunked body (no `Content-Length`) that never ends: `[` then spaces until the client hangs up.
     case endless
-    /// `200` with `Content-Length: bytes` and that many bytes: `[`, spaces, `]` (a valid empty array).
+    /// `200` with `Content-Length: bytes` (at least 2) and that many bytes: `[`, spaces, `]` (a valid empty array).
     case declared(bytes: Int)
 }
 
