@@ -13,12 +13,22 @@ public struct HTTPRequest: Sendable, Hashable {
     public var headers: [String: String]
     /// The request timeout.
     public var timeout: Duration
+    /// The largest response body accepted, in bytes (default ``defaultMaximumBodyBytes``). A transport stops
+    /// receiving once the body is larger and throws ``RESTError/Code/responseTooLarge``.
+    public var maximumBodyBytes: Int
+
+    /// The default body cap: 64 MiB, far above 1,000 job rows with their results, far below what hurts a service.
+    public static let defaultMaximumBodyBytes = 64 << 20
 
     /// Creates a request.
-    public init(url: String, headers: [String: String], timeout: Duration) {
+    public init(
+        url: String, headers: [String: String], timeout: Duration,
+        maximumBodyBytes: Int = HTTPRequest.defaultMaximumBodyBytes
+    ) {
         self.url = url
         self.headers = headers
         self.timeout = timeout
+        self.maximumBodyBytes = maximumBodyBytes
     }
 }
 
@@ -45,99 +55,9 @@ public protocol HTTPTransport: Sendable {
     /// Performs the request.
     ///
     /// - Throws: ``RESTError`` with code ``RESTError/Code/transport`` or ``RESTError/Code/timeout`` when no
-    ///   response arrived. HTTP error statuses are returned, not thrown.
+    ///   response arrived, ``RESTError/Code/responseTooLarge`` when the body is larger than
+    ///   ``HTTPRequest/maximumBodyBytes`` (a transport should stop receiving there rather than buffer it).
+    ///   HTTP error statuses are returned, not thrown.
     func send(_ request: HTTPRequest) async throws(RESTError) -> HTTPResponse
 }
 
-/// ``HTTPTransport`` over Foundation's `URLSession` (libcurl on Linux).
-public struct URLSessionHTTPTransport: HTTPTransport {
-    private let session: URLSession
-
-    /// Creates a transport over `session` (default: a fresh ephemeral session).
-    public init(session: URLSession = URLSession(configuration: .ephemeral)) {
-        self.session = session
-    }
-
-    public func send(_ request: HTTPRequest) async throws(RESTError) -> HTTPResponse {
-        guard let url = URL(string: request.url) else {
-            throw RESTError(code: .invalidRequest, message: "the request URL is not valid")
-        }
-        var urlRequest = URLRequest(url: url)
-        urlRequest.httpMethod = "GET"
-        // URLRequest takes seconds as a Double: this is the one conversion from Duration, at the boundary.
-        let (seconds, attoseconds) = request.timeout.components
-        urlRequest.timeoutInterval = Double(seconds) + Double(attoseconds) / 1e18
-        for (name, value) in request.headers {
-            urlRequest.setValue(value, forHTTPHeaderField: name)
-        }
-        let data: Data
-        let response: URLResponse
-        do {
-            (data, response) = try await self.perform(urlRequest)
-        } catch let error as URLError {
-            if error.code == .timedOut {
-                throw RESTError(code: .timeout, message: "the request timed out after \(request.timeout)")
-            }
-            if error.code == .cancelled {
-                throw RESTError(code: .transport, message: "the request was cancelled")
-            }
-            // URLError descriptions can contain the URL; report only the code.
-            throw RESTError(code: .transport, message: "the request failed (URLError \(error.code.rawValue))")
-        } catch {
-            throw RESTError(code: .transport, message: "the request failed")
-        }
-        guard let http = response as? HTTPURLResponse else {
-            throw RESTError(code: .transport, message: "the response was not HTTP")
-        }
-        var headers: [String: String] = [:]
-        for (key, value) in http.allHeaderFields {
-            if let key = key as? String, let value = value as? String { headers[key.lowercased()] = value }
-        }
-        return HTTPResponse(status: http.statusCode, headers: headers, body: [UInt8](data))
-    }
-
-    private enum TaskState {
-        case pending
-        case running(URLSessionDataTask)
-        case cancelled
-    }
-
-    /// `URLSession.data(for:)` deadlocks in swift-corelibs-foundation 6.3 when its task is cancelled while the
-    /// response arrives (the cancel runs on the cancelling thread under the session's lock). This runs a data task
-    /// and cancels it from another queue instead.
-    private func perform(_ request: URLRequest) async throws -> (Data, URLResponse) {
-        let state = NIOLockedValueBox(TaskState.pending)
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Data, URLResponse), any Error>) in
-                let task = self.session.dataTask(with: request) { data, response, error in
-                    if let error {
-                        continuation.resume(throwing: error)
-                    } else if let response {
-                        continuation.resume(returning: (data ?? Data(), response))
-                    } else {
-                        continuation.resume(throwing: URLError(.badServerResponse))
-                    }
-                }
-                let start = state.withLockedValue { state -> Bool in
-                    guard case .pending = state else { return false }
-                    state = .running(task)
-                    return true
-                }
-                if start {
-                    task.resume()
-                } else {
-                    continuation.resume(throwing: URLError(.cancelled))
-                }
-            }
-        } onCancel: {
-            let task = state.withLockedValue { state -> URLSessionDataTask? in
-                defer { state = .cancelled }
-                if case .running(let task) = state { return task }
-                return nil
-            }
-            if let task {
-                DispatchQueue.global().async { task.cancel() }
-            }
-        }
-    }
-}

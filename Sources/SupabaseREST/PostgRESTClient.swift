@@ -36,6 +36,10 @@ public struct PostgRESTClient: Sendable {
         public var timeout: Duration
         /// The most rows requested per page (default and maximum 1,000, Supabase's default cap).
         public var pageSize: Int
+        /// The largest response body accepted, in bytes (default 64 MiB, ``HTTPRequest/defaultMaximumBodyBytes``).
+        /// The transport stops receiving past it and the request throws ``RESTError/Code/responseTooLarge``, so a
+        /// broken proxy or server cannot make the client buffer without bound.
+        public var maximumResponseBytes: Int
         /// The HTTP transport (default: URLSession).
         public var transport: any HTTPTransport
         /// The logger (trace/debug only).
@@ -50,6 +54,7 @@ public struct PostgRESTClient: Sendable {
             accessToken: AccessTokenProvider? = nil,
             timeout: Duration = .seconds(10),
             pageSize: Int = 1000,
+            maximumResponseBytes: Int = HTTPRequest.defaultMaximumBodyBytes,
             transport: any HTTPTransport = URLSessionHTTPTransport(),
             logger: Logger = Logger(label: "SupabaseREST", factory: { _ in SwiftLogNoOpLogHandler() }),
             now: @escaping @Sendable () -> Date = { Date() }
@@ -59,6 +64,7 @@ public struct PostgRESTClient: Sendable {
             self.accessToken = accessToken
             self.timeout = timeout
             self.pageSize = pageSize
+            self.maximumResponseBytes = maximumResponseBytes
             self.transport = transport
             self.logger = logger
             self.now = now
@@ -75,7 +81,7 @@ public struct PostgRESTClient: Sendable {
     /// Creates a client.
     ///
     /// - Throws: ``RESTError/Code/invalidRequest`` when the base URL is not http(s) or has a query, the API key is
-    ///   empty, or the page size is outside 1…1,000.
+    ///   empty, the page size is outside 1…1,000, or the response cap is below 1 byte.
     public init(configuration: Configuration) throws(RESTError) {
         var base = configuration.baseURL
         while base.hasSuffix("/") { base.removeLast() }
@@ -91,6 +97,9 @@ public struct PostgRESTClient: Sendable {
         guard (1...Self.maximumPageSize).contains(configuration.pageSize) else {
             throw RESTError(code: .invalidRequest, message: "the page size must be 1…\(Self.maximumPageSize)")
         }
+        guard configuration.maximumResponseBytes >= 1 else {
+            throw RESTError(code: .invalidRequest, message: "the response body cap must be at least 1 byte")
+        }
         self.configuration = configuration
         self.base = base
     }
@@ -98,14 +107,17 @@ public struct PostgRESTClient: Sendable {
     /// Builds the HTTP request for `query` with the given bearer token (pure; exposed for tests).
     public func request(for query: PostgRESTQuery, bearer: String) throws(RESTError) -> HTTPRequest {
         try query.validate()
+        var headers = [
+            "apikey": self.configuration.apiKey,
+            "Authorization": "Bearer " + bearer,
+            "Accept": "application/json",
+        ]
+        if let schema = query.schema { headers["Accept-Profile"] = schema }
         return HTTPRequest(
             url: self.base + "/" + percentEncode(query.table) + "?" + query.queryString,
-            headers: [
-                "apikey": self.configuration.apiKey,
-                "Authorization": "Bearer " + bearer,
-                "Accept": "application/json",
-            ],
-            timeout: self.configuration.timeout
+            headers: headers,
+            timeout: self.configuration.timeout,
+            maximumBodyBytes: self.configuration.maximumResponseBytes
         )
     }
 
@@ -113,7 +125,9 @@ public struct PostgRESTClient: Sendable {
     ///
     /// - Throws: ``RESTError``: `invalidRequest` before any I/O; `jwtExpired` when a refreshed token is still
     ///   rejected; `rateLimited` (with ``RESTError/retryAfter``), `unavailable`, `transport`, `timeout`,
-    ///   `undecodableBody`, and the other HTTP codes.
+    ///   `responseTooLarge` (body over ``Configuration/maximumResponseBytes``), `undecodableBody`, and the other
+    ///   HTTP codes (an unexposed ``PostgRESTQuery/schema`` is `httpError` 406 with ``RESTError/serverCode``
+    ///   `PGRST106`).
     public func fetch(_ query: PostgRESTQuery) async throws(RESTError) -> [[String: JSON]] {
         try query.validate()
         let response = try await self.send(query)
@@ -206,7 +220,8 @@ public struct PostgRESTClient: Sendable {
         var request = HTTPRequest(
             url: self.base + path,
             headers: ["apikey": self.configuration.apiKey, "Authorization": "Bearer " + bearer],
-            timeout: self.configuration.timeout
+            timeout: self.configuration.timeout,
+            maximumBodyBytes: self.configuration.maximumResponseBytes
         )
         request.headers.merge(extraHeaders, uniquingKeysWith: { _, new in new })
         return try await self.execute(request, table: path) { bearer in
@@ -235,6 +250,13 @@ public struct PostgRESTClient: Sendable {
         var refreshed = false
         while true {
             let response = try await self.configuration.transport.send(request)
+            // The transport should have stopped there already; this covers one that buffers whole bodies.
+            guard response.body.count <= self.configuration.maximumResponseBytes else {
+                throw RESTError(
+                    code: .responseTooLarge,
+                    message: "the response body exceeds the cap of \(self.configuration.maximumResponseBytes) bytes",
+                    httpStatus: response.status)
+            }
             self.configuration.logger.trace(
                 "PostgREST response",
                 metadata: ["rest.table": "\(table)", "rest.status": "\(response.status)"]

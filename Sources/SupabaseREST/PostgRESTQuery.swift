@@ -83,6 +83,10 @@ public struct PostgRESTOrder: Sendable, Hashable {
 public struct PostgRESTQuery: Sendable, Hashable {
     /// The table (or view) name.
     public var table: String
+    /// The table's schema, sent as PostgREST's `Accept-Profile` header (its schema switching); nil (the
+    /// default) sends no header and reads the server's default schema (`public` on Supabase). The schema must
+    /// be exposed by the server, or the answer is `406` with `PGRST106`.
+    public var schema: String?
     /// The `select` list (default `*`).
     public var select: String
     /// Filters, ANDed.
@@ -101,9 +105,11 @@ public struct PostgRESTQuery: Sendable, Hashable {
         filters: [PostgRESTFilter] = [],
         order: [PostgRESTOrder] = [],
         limit: Int? = nil,
-        offset: Int? = nil
+        offset: Int? = nil,
+        schema: String? = nil
     ) {
         self.table = table
+        self.schema = schema
         self.select = select
         self.filters = filters
         self.order = order
@@ -113,12 +119,17 @@ public struct PostgRESTQuery: Sendable, Hashable {
 
     /// Checks the query against PostgREST and Supabase limits.
     ///
-    /// - Throws: ``RESTError/Code/invalidRequest`` for an empty/unsafe table name, an `in` list over 100 values
-    ///   or empty, or a negative limit/offset.
+    /// - Throws: ``RESTError/Code/invalidRequest`` for an empty/unsafe table or schema name, an `in` list over
+    ///   100 values or empty, or a negative limit/offset.
     public func validate() throws(RESTError) {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
         guard !self.table.isEmpty, self.table.allSatisfy({ allowed.contains($0) }) else {
             throw RESTError(code: .invalidRequest, message: "invalid table name")
+        }
+        if let schema = self.schema {
+            guard !schema.isEmpty, schema.allSatisfy({ allowed.contains($0) }) else {
+                throw RESTError(code: .invalidRequest, message: "invalid schema name")
+            }
         }
         for filter in self.filters {
             guard !filter.column.isEmpty, filter.column.allSatisfy({ allowed.contains($0) }) else {

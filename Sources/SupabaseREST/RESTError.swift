@@ -30,6 +30,10 @@ public struct RESTError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let transport = Code("transport")
         /// The request timed out.
         public static let timeout = Code("timeout")
+        /// The response body was larger than the cap (``PostgRESTClient/Configuration/maximumResponseBytes``,
+        /// ``HTTPRequest/maximumBodyBytes``): the transfer was stopped at the cap, or refused up front when
+        /// `Content-Length` announced more. Retrying later may help only if the server's answer shrinks.
+        public static let responseTooLarge = Code("responseTooLarge")
         /// A 2xx body that is not the expected JSON.
         public static let undecodableBody = Code("undecodableBody")
         /// A 2xx answer the query cannot have produced: more rows than asked, rows outside its filter, or a page

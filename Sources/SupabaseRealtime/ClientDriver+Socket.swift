@@ -23,13 +23,10 @@ extension ClientDriver {
                 self.closeConnection(id, code: code, reason: reason, group: &group)
             case .sendHeartbeat(let ref):
                 self.send(PhoenixSerializer.heartbeat(ref: ref))
-                // Like realtime-js, ask for the token on heartbeats so a refreshed token reaches joined channels
-                // before the old one expires (§3, §8.1), but not more often than the refresh interval.
-                let now = self.time.now()
-                if self.lastHeartbeatTokenFetch.map({ now - $0 >= self.configuration.accessTokenRefreshInterval })
-                    ?? true
-                {
-                    self.lastHeartbeatTokenFetch = now
+                // Heartbeats bring a refreshed token to joined channels before the old one expires (§3, §8.1), but
+                // ask the provider only once the current token is due (its `exp`), so a provider that mints a new
+                // string per call does not make every channel push `access_token` on every heartbeat.
+                if self.tokenSchedule.isDue(now: self.time.now()) {
                     self.startTokenFetch(group: &group)
                 }
             case .scheduleTimer(let timer, let delay):
@@ -131,6 +128,7 @@ extension ClientDriver {
             return
         case .token(let token):
             self.tokenFetchInFlight = false
+            self.tokenSchedule.tokenReceived(token, now: self.time.now(), date: self.configuration.now())
             self.accessToken = token
             for topic in Array(self.channels.keys) {
                 self.withChannel(topic, group: &group) { machine, refs in
@@ -139,6 +137,7 @@ extension ClientDriver {
             }
         case .failed(let message):
             self.tokenFetchInFlight = false
+            self.tokenSchedule.fetchFailed(now: self.time.now())
             self.logger.debug("realtime access token unavailable", metadata: ["realtime.error": "\(message)"])
             for topic in Array(self.channels.keys) {
                 self.withChannel(topic, group: &group) { machine, _ in machine.tokenRefreshFailed() }

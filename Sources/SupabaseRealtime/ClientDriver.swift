@@ -90,8 +90,9 @@ final class ClientDriver {
     var timerGeneration: UInt64 = 0
     var accessToken: String?
     var tokenFetchInFlight = false
-    /// When a heartbeat last asked for the access token (``RealtimeClient/Configuration/accessTokenRefreshInterval``).
-    var lastHeartbeatTokenFetch: Duration?
+    /// When a heartbeat asks for the access token again (the current token's `exp`, or
+    /// ``RealtimeClient/Configuration/accessTokenRefreshInterval`` without one).
+    var tokenSchedule: AccessTokenSchedule
     var channelCounter: UInt64 = 0
     var random: JitterGenerator
     /// At most this many decoded inbound frames wait in the event queue (see ``InboundCredits``).
@@ -115,6 +116,9 @@ final class ClientDriver {
                 rateLimitedReconnectDelay: client.configuration.rateLimitedReconnectDelay),
             random: JitterGenerator(seed: random.next()))
         self.random = random
+        self.tokenSchedule = AccessTokenSchedule(
+            fallbackInterval: client.configuration.accessTokenRefreshInterval,
+            checkInterval: client.configuration.heartbeatInterval)
     }
 
     var channelConfiguration: ChannelStateMachine.Configuration {

@@ -11,8 +11,10 @@ extension RealtimeClient {
         /// The project API key, sent as the `apikey` query parameter (§1.2).
         public var apiKey: String
         /// Returns the user's access token (JWT) or `nil` to use the API key's role. Called before every connect,
-        /// on every heartbeat (so a refreshed token reaches joined channels before the old one expires, §8.1),
-        /// and after the server closes a channel over token expiry (§8.2).
+        /// after the server closes a channel over token expiry (§8.2), and on a heartbeat once the current token is
+        /// due: when less than max(10 s, 10 % of its lifetime) of its `exp` claim would remain by the next heartbeat,
+        /// so a refreshed token reaches joined channels before the old one expires (§8.1). A token without a
+        /// readable `exp` (or `nil`) is asked for again every ``accessTokenRefreshInterval``.
         public var accessToken: (@Sendable () async throws -> String?)?
         /// The Phoenix serializer version (`vsn`, §1.2). Default 2.0.0.
         public var protocolVersion: ProtocolVersion
@@ -26,9 +28,12 @@ extension RealtimeClient {
         /// ``heartbeatInterval`` this detects a stall in seconds without reconnecting on every slow reply.
         /// Default nil (off).
         public var unresponsiveAfter: Duration?
-        /// The access-token provider is asked on a heartbeat at most this often (default 25 s), so a short
-        /// ``heartbeatInterval`` does not multiply token requests.
+        /// How often a heartbeat asks the access-token provider again when the current token has no readable `exp`
+        /// claim, or is `nil` (default 25 s). Tokens with `exp` are asked for shortly before they expire instead.
         public var accessTokenRefreshInterval: Duration
+        /// The current date, used only to compare access tokens' `exp` claims with (inject a fixed date in tests;
+        /// every timer runs on ``clock``).
+        public var now: @Sendable () -> Date
         /// Reconnect delays (§9.3). Default 1, 2, 5, 10 s, then 10 s, ±20 %.
         public var reconnect: BackoffSchedule
         /// The shortest reconnect delay after an HTTP 429 handshake refusal. Default 10 s.
@@ -81,6 +86,7 @@ extension RealtimeClient {
             self.heartbeatTimeout = .seconds(10)
             self.unresponsiveAfter = nil
             self.accessTokenRefreshInterval = .seconds(25)
+            self.now = { Date() }
             self.reconnect = .reconnect
             self.rateLimitedReconnectDelay = .seconds(10)
             self.joinTimeout = .seconds(10)

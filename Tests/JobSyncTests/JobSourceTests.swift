@@ -43,6 +43,18 @@ struct JobSourceTests {
         #expect(transport.recorded.dropLast().allSatisfy { $0.url.contains("limit=") && !$0.url.contains("offset") })
     }
 
+    @Test("the table source sends Accept-Profile for a schema other than public, on id and watermark reads")
+    func tableSchemaProfile() async throws {
+        let transport = RecordingTransport { _ in HTTPResponse(status: 200, body: Array("[]".utf8)) }
+        let client = try PostgRESTClient(
+            configuration: .init(baseURL: "http://127.0.0.1:1/rest/v1", apiKey: "k", transport: transport))
+        _ = try await SupabaseTableSource(client: client, schema: "app").fetch(ids: [idA])
+        _ = try await SupabaseTableSource(client: client, schema: "app").fetchUpdated(since: nil)
+        _ = try await SupabaseTableSource(client: client).fetch(ids: [idA])
+        _ = try await SupabaseTableSource(client: client, schema: "public").fetchUpdated(since: nil)
+        #expect(transport.recorded.map { $0.headers["Accept-Profile"] } == ["app", "app", nil, nil])
+    }
+
     @Test("a server that ignores the id filter is an error, never a deletion of the ids it did not return")
     func foreignRows() async throws {
         let other = try JobID("00000000-0000-4000-8000-000000000099")

@@ -108,6 +108,26 @@ struct BinaryStackTests {
         }
     }
 
+    @Test("--schema app: the jobs table in schema app is watched (REST Accept-Profile, Realtime bindings)")
+    func schemaApp() async throws {
+        var configuration = SupabaseLocalConfiguration()
+        var table = TableDescriptor.jobs
+        table.schema = "app"
+        configuration.backend = try InMemoryJobsBackend(table: table)
+        try await SupabaseLocal.withRunning(configuration) { stack in
+            let environment = ["SUPABASE_URL": stack.baseURL.absoluteString, "SUPABASE_ANON_KEY": stack.anonKey]
+            let id = try await self.insert(stack, ["status": .string("completed"), "result": Self.invoice])
+            let result = try await BinaryRunner.run(["watch", "--schema", "app", id], environment: environment)
+            #expect(result.status == 0, "stderr: \(result.stderr)")
+            let final = try #require(try self.records(result).first { $0["event"] as? String == "final" })
+            #expect(final["outcome"] as? String == "completed")
+            // Without --schema the default (public) schema has no jobs table: a clear error, not "job not found".
+            let public_ = try await BinaryRunner.run(["watch", "--timeout", "3", id], environment: environment)
+            #expect(public_.status == 5, "stderr: \(public_.stderr)")
+            #expect(public_.stderr.contains("no such table"))
+        }
+    }
+
     @Test("A failed job: exit 1 and its error; --no-json prints the human summary")
     func failed() async throws {
         try await self.withStack { stack, environment in

@@ -85,3 +85,66 @@ struct RESTIntegrationTests {
         }
     }
 }
+
+@Suite("REST schema switching (PostgREST Accept-Profile / Content-Profile)")
+struct RESTSchemaTests {
+    private func appStack() throws -> SupabaseLocalConfiguration {
+        var configuration = SupabaseLocalConfiguration()
+        var table = TableDescriptor.jobs
+        table.schema = "app"
+        configuration.backend = try InMemoryJobsBackend(table: table)
+        return configuration
+    }
+
+    @Test("A table in schema app is served under Accept-Profile: app, written under Content-Profile: app")
+    func servesTheTablesSchema() async throws {
+        try await SupabaseLocal.withRunning(try self.appStack()) { stack in
+            var write = anonHeaders(stack)
+            write["Content-Profile"] = "app"
+            let created = try await httpRequest(
+                stack, "POST", "/rest/v1/jobs", headers: write, body: #"{"status":"queued"}"#)
+            #expect(created.status == 201)
+            var read = anonHeaders(stack)
+            read["Accept-Profile"] = "app"
+            let rows = try await httpRequest(stack, "GET", "/rest/v1/jobs?select=status", headers: read)
+            #expect(rows.status == 200 && rows.body == #"[{"status":"queued"}]"#)
+            // No profile: the default schema (public), which has no such table.
+            let plain = try await httpRequest(stack, "GET", "/rest/v1/jobs", headers: anonHeaders(stack))
+            #expect(plain.status == 404 && plain.body.contains(#""code":"PGRST205""#))
+            #expect(plain.body.contains("'public.jobs'"))
+            let unprofiled = try await httpRequest(
+                stack, "POST", "/rest/v1/jobs", headers: anonHeaders(stack), body: #"{"status":"queued"}"#)
+            #expect(unprofiled.status == 404)
+            #expect(try await stack.backend.rows().count == 1)
+        }
+    }
+
+    @Test("An unexposed profile is 406 PGRST106 naming the exposed schemas, for reads and writes")
+    func unknownProfile() async throws {
+        try await SupabaseLocal.withRunning(try self.appStack()) { stack in
+            var read = anonHeaders(stack)
+            read["Accept-Profile"] = "nope"
+            let answer = try await httpRequest(stack, "GET", "/rest/v1/jobs", headers: read)
+            #expect(answer.status == 406)
+            #expect(
+                answer.body
+                    == #"{"code":"PGRST106","details":null,"hint":"Only the following schemas are exposed: public, app","message":"Invalid schema: nope"}"#
+            )
+            var write = anonHeaders(stack)
+            write["Content-Profile"] = "nope"
+            let written = try await httpRequest(
+                stack, "POST", "/rest/v1/jobs", headers: write, body: #"{"status":"queued"}"#)
+            #expect(written.status == 406 && written.body.contains("PGRST106"))
+            #expect(try await stack.backend.rows().isEmpty)
+        }
+        // A public table: only public is exposed unless configured.
+        try await SupabaseLocal.withRunning { stack in
+            var read = anonHeaders(stack)
+            read["Accept-Profile"] = "app"
+            let answer = try await httpRequest(stack, "GET", "/rest/v1/jobs", headers: read)
+            #expect(answer.status == 406 && answer.body.contains("exposed: public\""))
+            read["Accept-Profile"] = "public"
+            #expect(try await httpRequest(stack, "GET", "/rest/v1/jobs", headers: read).status == 200)
+        }
+    }
+}

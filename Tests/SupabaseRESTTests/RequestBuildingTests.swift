@@ -116,6 +116,20 @@ struct RequestBuildingTests {
         #expect(transport.requests.isEmpty)
     }
 
+    @Test("a schema is asked for with Accept-Profile (PostgREST schema switching); none without one; bad names refused")
+    func schemaProfile() async throws {
+        let transport = ScriptedTransport([rows("[]")])
+        let client = try makeClient(transport)
+        let plain = try client.request(for: PostgRESTQuery(table: "jobs"), bearer: "tok")
+        #expect(plain.headers["Accept-Profile"] == nil)
+        _ = try await client.fetchAll(
+            PostgRESTQuery(table: "jobs", schema: "app"), orderedBy: "updated_at", key: "id", maximumRows: 10)
+        #expect(transport.requests.map { $0.headers["Accept-Profile"] } == ["app"])  // kept on keyset pages
+        #expect(transport.requests.first?.url == "http://127.0.0.1:54321/rest/v1/jobs?select=*&order=updated_at.asc,id.asc&limit=10")
+        #expect(throws: RESTError.self) { try PostgRESTQuery(table: "jobs", schema: "app\r\nX: y").validate() }
+        #expect(throws: RESTError.self) { try PostgRESTQuery(table: "jobs", schema: "").validate() }
+    }
+
     @Test("a bad base URL, a missing key or a page size over 1,000 is a typed error")
     func invalidConfiguration() {
         #expect(throws: RESTError.self) {

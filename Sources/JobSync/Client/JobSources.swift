@@ -13,21 +13,30 @@ public struct SupabaseTableSource: JobSource {
     public let client: PostgRESTClient
     /// The table name (default `jobs`).
     public let table: String
+    /// The table's schema (default `public`); any other is asked for with PostgREST's `Accept-Profile` header
+    /// and must be exposed by the server.
+    public let schema: String
     /// Whether the table has an `updated_at` column (default `true`).
     public let hasUpdatedAt: Bool
     /// The most rows one watermark read returns (default 10,000); the next catch-up continues after them.
     public let maximumRowsPerRead: Int
 
     /// Creates a source.
-    public init(client: PostgRESTClient, table: String = "jobs", hasUpdatedAt: Bool = true, maximumRowsPerRead: Int = 10_000)
-    {
+    public init(
+        client: PostgRESTClient, table: String = "jobs", schema: String = "public", hasUpdatedAt: Bool = true,
+        maximumRowsPerRead: Int = 10_000
+    ) {
         self.client = client
         self.table = table
+        self.schema = schema
         self.hasUpdatedAt = hasUpdatedAt
         self.maximumRowsPerRead = max(1, maximumRowsPerRead)
     }
 
     public var supportsWatermark: Bool { self.hasUpdatedAt }
+
+    /// The `Accept-Profile` to send: none for `public`, PostgREST's (and Supabase's) default schema.
+    private var profile: String? { self.schema == "public" ? nil : self.schema }
 
     public func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: JSON]] {
         guard !ids.isEmpty else { return [] }
@@ -37,7 +46,8 @@ public struct SupabaseTableSource: JobSource {
             let batch = ids[start..<min(start + PostgRESTFilter.maximumInValues, ids.count)].map(\.rawValue)
             start += batch.count
             // One page: never more rows than ids asked (a server ignoring `limit` or the filter is caught below).
-            let query = PostgRESTQuery(table: self.table, filters: [.init("id", .in(batch))], limit: batch.count)
+            let query = PostgRESTQuery(
+                table: self.table, filters: [.init("id", .in(batch))], limit: batch.count, schema: self.profile)
             let page: [[String: JSON]]
             do {
                 page = try await self.client.fetch(query)
@@ -59,7 +69,7 @@ public struct SupabaseTableSource: JobSource {
     }
 
     public func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]] {
-        var query = PostgRESTQuery(table: self.table)
+        var query = PostgRESTQuery(table: self.table, schema: self.profile)
         if let since { query.filters.append(.init("updated_at", .gte(since.description))) }
         do {
             return try await self.client.fetchAll(

@@ -53,14 +53,21 @@ extension JobSyncClient {
     /// - Parameters:
     ///   - url: the project URL, e.g. `https://<ref>.supabase.co` (http for a local stack).
     ///   - apiKey: the project API key (anon or service role); never logged.
-    ///   - accessToken: the user's JWT provider, asked before every connect, on heartbeats and after a REST
-    ///     `JWT expired`; `nil` uses the API key's role.
+    ///   - accessToken: the user's JWT provider, asked before every connect, after the server refuses a token
+    ///     (Realtime token expiry, REST `JWT expired`), and on a heartbeat shortly before the current token's `exp`
+    ///     (every 25 s for a token without `exp`); `nil` uses the API key's role.
     ///   - table: the jobs table (default `jobs`; must have `id`, and `updated_at` for watermark reads).
-    ///   - schema: the table's schema; only `public` is supported (PostgREST is read in its default schema).
+    ///   - schema: the table's schema (default `public`). Realtime bindings name it, and PostgREST reads ask for it
+    ///     with the `Accept-Profile` header, so another schema must be exposed by the project's API settings
+    ///     (otherwise every REST read fails with `PGRST106` and is retried with backoff) and its table added to
+    ///     the `supabase_realtime` publication.
     ///   - mode: which jobs to keep in sync.
     ///   - store: the store to keep in sync (default: a new in-memory store).
+    ///   - maximumResponseBytes: the largest PostgREST response body accepted (default 64 MiB); a larger one is
+    ///     cut off as it arrives and that read fails like any other REST failure (retried with backoff).
     ///   - logger: the logger for every layer (trace/debug only; secrets are never logged).
-    /// - Throws: ``JobSyncError/Code/invalidConfiguration`` for a bad URL, a missing key or another schema.
+    /// - Throws: ``JobSyncError/Code/invalidConfiguration`` for a bad URL, a missing key, a schema or table name
+    ///   that is not a plain identifier, or a response cap below 1 byte.
     public static func supabase(
         url: URL,
         apiKey: String,
@@ -69,11 +76,13 @@ extension JobSyncClient {
         schema: String = "public",
         mode: WatchMode = .jobs,
         store: JobStore? = nil,
+        maximumResponseBytes: Int = HTTPRequest.defaultMaximumBodyBytes,
         logger: Logger = Logger(label: "JobSync", factory: { _ in SwiftLogNoOpLogHandler() })
     ) throws(JobSyncError) -> SupabaseJobSync {
-        guard schema == "public" else {
-            throw JobSyncError(
-                code: .invalidConfiguration, message: "only the public schema is supported for the jobs table")
+        do {
+            try PostgRESTQuery(table: table, schema: schema).validate()
+        } catch {
+            throw JobSyncError(code: .invalidConfiguration, message: "the jobs table or schema name is not valid")
         }
         var realtimeConfiguration: RealtimeClient.Configuration
         do {
@@ -100,13 +109,14 @@ extension JobSyncClient {
         do {
             rest = try PostgRESTClient(
                 configuration: .init(
-                    baseURL: restBase + "/rest/v1", apiKey: apiKey, accessToken: restToken, logger: logger))
+                    baseURL: restBase + "/rest/v1", apiKey: apiKey, accessToken: restToken,
+                    maximumResponseBytes: maximumResponseBytes, logger: logger))
         } catch {
             throw JobSyncError(code: .invalidConfiguration, message: error.message)
         }
         let client = try JobSyncClient(
             configuration: .init(
-                source: SupabaseTableSource(client: rest, table: table),
+                source: SupabaseTableSource(client: rest, table: table, schema: schema),
                 feed: RealtimeJobFeed(client: realtime, schema: schema, table: table, logger: logger),
                 mode: mode,
                 logger: logger),

@@ -34,6 +34,9 @@ struct PostgresJobsSQL: Sendable {
     /// transaction after taking the advisory lock.
     func setupStatements(dropExisting: Bool) -> [String] {
         var statements: [String] = []
+        if self.table.schema != "public" {
+            statements.append("create schema if not exists \(Self.quoted(self.table.schema))")
+        }
         if dropExisting {
             statements.append("drop table if exists \(self.qualifiedTable) cascade")
             statements.append("drop table if exists \(self.clockTable)")

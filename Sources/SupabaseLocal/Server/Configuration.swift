@@ -30,6 +30,10 @@ public struct SupabaseLocalConfiguration: Sendable {
     public var tokenCheckInterval: Duration = .seconds(300)
     /// Rows per REST response at most (§11.1).
     public var maxRows = 1000
+    /// The schemas REST serves, as PostgREST's `db-schemas`: the first is used when a request names none, others
+    /// are chosen with `Accept-Profile` / `Content-Profile`, anything else is `406 PGRST106`. Nil (the default)
+    /// exposes `public` and the table's schema.
+    public var exposedSchemas: [String]?
     /// The table store; nil uses a fresh ``InMemoryJobsBackend``.
     public var backend: (any JobsBackend)?
     /// Wall-clock time for timestamps and JWT expiry.

@@ -31,6 +31,14 @@ public struct RESTFailure: Sendable, Hashable {
     }
 }
 
+/// An oversized answer to table reads (fault injection): what a broken server or proxy might send.
+public enum OversizedRESTBody: Sendable, Hashable {
+    /// `200` with a chunked body (no `Content-Length`) that never ends: `[` then spaces until the client hangs up.
+    case endless
+    /// `200` with `Content-Length: bytes` (at least 2) and that many bytes: `[`, spaces, `]` (a valid empty array).
+    case declared(bytes: Int)
+}
+
 /// Current fault settings, shared by every connection and request.
 struct FaultSettings: Sendable {
     var refusal: ConnectionRefusal?
@@ -43,6 +51,7 @@ struct FaultSettings: Sendable {
     var restFailure: RESTFailure?
     var restLatency: Duration = .zero
     var restIgnoresQuery = false
+    var oversizedRESTBody: OversizedRESTBody?
     var maxRecordBytesOverride: Int?
     var tokensRevokedAtOrBefore: Int64?
     /// What the faults did so far; kept across ``SupabaseLocalFaults/reset()``.
@@ -62,6 +71,13 @@ public struct FaultStatistics: Sendable, Hashable {
     public var restRequestsFailed = 0
     /// Table reads answered while ``SupabaseLocalFaults/ignoreRESTQueries(_:)`` was on.
     public var restQueriesIgnored = 0
+    /// Table reads answered with an oversized body by ``SupabaseLocalFaults/sendOversizedRESTBodies(_:)``.
+    public var oversizedRESTBodies = 0
+    /// Body bytes written for those answers before they ended or the client hung up (a client that stops
+    /// reading at its cap keeps this far below what an endless body would otherwise reach).
+    public var oversizedRESTBodyBytesSent = 0
+    /// Those answers the client hung up on before their end (it closed the connection).
+    public var oversizedRESTBodiesAbandoned = 0
     /// Sockets told that their tokens expired (``SupabaseLocalFaults/expireTokens()``).
     public var tokenExpiryNotices = 0
     /// Sockets whose channels crashed (``SupabaseLocalFaults/crashChannels()``).

@@ -75,6 +75,13 @@ public struct SupabaseLocalFaults: Sendable {
         self.stack.faultState.withLockedValue { $0.restIgnoresQuery = ignore }
     }
 
+    /// A broken server or proxy: table reads (GET) answer `200` with an oversized body (nil to stop). The bytes
+    /// actually written are counted in ``FaultStatistics/oversizedRESTBodyBytesSent``, so a test can prove that
+    /// its client stopped reading.
+    public func sendOversizedRESTBodies(_ body: OversizedRESTBody?) {
+        self.stack.faultState.withLockedValue { $0.oversizedRESTBody = body }
+    }
+
     /// What the faults did so far (counted since the stack started; ``reset()`` keeps them).
     public var statistics: FaultStatistics { self.stack.faultState.withLockedValue { $0.statistics } }
 

@@ -127,6 +127,33 @@ extension SupabaseLocalStack {
 
     // MARK: PostgREST
 
+    /// The schemas REST serves (PostgREST's `db-schemas`), the default first.
+    var exposedSchemas: [String] {
+        if let configured = self.configuration.exposedSchemas, !configured.isEmpty { return configured }
+        let table = self.backend.table.schema
+        return table == "public" ? ["public"] : ["public", table]
+    }
+
+    /// PostgREST's schema switching: `Accept-Profile` (GET, HEAD) or `Content-Profile` (writes) names one of the
+    /// exposed schemas, no header means the first. An unexposed schema is `406 PGRST106` (PostgREST's
+    /// `errors.rst`; realtime-protocol.md §11.2 lists the PGRST codes but not this one); an exposed schema without
+    /// the table is `404 PGRST205`, as for a missing table.
+    func requireTableSchema(_ request: Request, write: Bool) throws(RESTError) {
+        let exposed = self.exposedSchemas
+        let requested = self.header(request, write ? "content-profile" : "accept-profile") ?? exposed[0]
+        guard exposed.contains(requested) else {
+            throw .postgrest(
+                406, code: "PGRST106", message: "Invalid schema: \(requested)",
+                hint: "Only the following schemas are exposed: " + exposed.joined(separator: ", "))
+        }
+        let table = self.backend.table
+        guard requested == table.schema else {
+            throw .postgrest(
+                404, code: "PGRST205",
+                message: "Could not find the table '\(requested).\(table.name)' in the schema cache")
+        }
+    }
+
     private func contentRange(offset: Int, count: Int, total: Int?) -> String {
         let range = count == 0 ? "*" : "\(offset)-\(offset + count - 1)"
         return range + "/" + (total.map(String.init) ?? "*")
@@ -141,8 +168,15 @@ extension SupabaseLocalStack {
     func restSelect(_ request: Request) async throws -> Response {
         try await self.applyRESTFaults()
         try self.authorizeREST(request)
+        try self.requireTableSchema(request, write: false)
         let table = self.backend.table
         let query = try PostgRESTQuery.parse(request.uri.query, table: table)
+        if let oversized = self.faultState.withLockedValue({ faults in
+            if faults.oversizedRESTBody != nil { faults.statistics.oversizedRESTBodies += 1 }
+            return faults.oversizedRESTBody
+        }) {
+            return self.oversizedResponse(oversized)
+        }
         let ignoring = self.faultState.withLockedValue { faults in
             if faults.restIgnoresQuery { faults.statistics.restQueriesIgnored += 1 }
             return faults.restIgnoresQuery
@@ -175,6 +209,39 @@ extension SupabaseLocalStack {
         return self.json(200, renderRows(page, columns: query.columns), headers: headers)
     }
 
+    /// The ``OversizedRESTBody`` fault's answer, written 64 KiB at a time and counted as it goes.
+    private func oversizedResponse(_ oversized: OversizedRESTBody) -> Response {
+        let chunkSize = 64 << 10
+        let total: Int?
+        if case .declared(let bytes) = oversized { total = max(2, bytes) } else { total = nil }
+        let faultState = self.faultState
+        let body = ResponseBody(contentLength: total) { writer in
+            var written = 0
+            while total.map({ written < $0 }) ?? true {
+                var size = chunkSize
+                if let total { size = min(size, total - written) }
+                var buffer = ByteBuffer(repeating: UInt8(ascii: " "), count: size)
+                if written == 0 { buffer.setInteger(UInt8(ascii: "["), at: buffer.readerIndex) }
+                if let total, written + size == total {
+                    buffer.setInteger(UInt8(ascii: "]"), at: buffer.writerIndex - 1)
+                }
+                do {
+                    try await writer.write(buffer)
+                } catch {
+                    // The client hung up (closed the connection) before the end.
+                    faultState.withLockedValue { $0.statistics.oversizedRESTBodiesAbandoned += 1 }
+                    throw error
+                }
+                written += size
+                faultState.withLockedValue { $0.statistics.oversizedRESTBodyBytesSent += size }
+            }
+            try await writer.finish(nil)
+        }
+        var headers: HTTPFields = [:]
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
     private func readBody(_ request: Request) async throws -> LocalJSON {
         let buffer = try await request.body.collect(upTo: 10 << 20)
         do {
@@ -205,6 +272,7 @@ extension SupabaseLocalStack {
     func restInsert(_ request: Request) async throws -> Response {
         try await self.applyRESTFaults()
         try self.authorizeREST(request)
+        try self.requireTableSchema(request, write: true)
         let body = try await self.readBody(request)
         let objects: [[String: LocalJSON]]
         if let object = body.objectValue {
@@ -251,6 +319,7 @@ extension SupabaseLocalStack {
     func restUpdate(_ request: Request) async throws -> Response {
         try await self.applyRESTFaults()
         try self.authorizeREST(request)
+        try self.requireTableSchema(request, write: true)
         guard let object = try await self.readBody(request).objectValue else {
             throw RESTError.postgrest(400, code: "PGRST102", message: "Empty or invalid json")
         }
@@ -268,6 +337,7 @@ extension SupabaseLocalStack {
     func restDelete(_ request: Request) async throws -> Response {
         try await self.applyRESTFaults()
         try self.authorizeREST(request)
+        try self.requireTableSchema(request, write: true)
         var deleted: [TableRow] = []
         let key = self.backend.table.primaryKey[0].name
         for row in try await self.targetRows(request, verb: "DELETE") {

@@ -46,10 +46,6 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
         self.logger = logger
         switch settings.source {
         case .supabase(let url, let table, let schema):
-            guard schema == "public" else {
-                // The REST client has no schema profile header yet; failing clearly beats reading the wrong table.
-                throw JobwatchError(.invalidInput, "--schema other than public is not supported yet")
-            }
             let token = settings.accessToken
             var provider: PostgRESTClient.AccessTokenProvider?
             if let token {
@@ -65,7 +61,7 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
                         logger: logger
                     )
                 )
-                self.source = SupabaseTableSource(client: client, table: table)
+                self.source = SupabaseTableSource(client: client, table: table, schema: schema)
             } catch {
                 throw JobwatchError(.invalidInput, "the Supabase URL \(Redact.url(url)) cannot be used for REST")
             }

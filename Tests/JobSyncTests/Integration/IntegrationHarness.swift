@@ -26,6 +26,8 @@ struct IntegrationRun {
         var convergenceDeadline: Duration = .seconds(45)
         /// The PostgreSQL URL for the wal2json backend; nil: in-memory backend.
         var postgresURL: String?
+        /// The jobs table's schema; the client is configured with it (REST `Accept-Profile`, Realtime bindings).
+        var schema = "public"
         /// The client's audit interval while live.
         var auditInterval: Duration = .seconds(2)
         /// The client's watermark skew (default as in production, 5 s).
@@ -106,18 +108,21 @@ struct IntegrationRun {
         var configuration = SupabaseLocalConfiguration()
         configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
         var table = "jobs"
+        var descriptor = TableDescriptor.jobs
+        descriptor.schema = settings.schema
         if let url = settings.postgresURL {
-            var descriptor = TableDescriptor.jobs
             descriptor.name = "jobs_integ_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
             table = descriptor.name
             let backend = PostgresJobsBackend(
                 configuration: try .init(url: url, table: descriptor, dropExistingTable: true))
             configuration.backend = backend
+        } else if settings.schema != "public" {
+            configuration.backend = try InMemoryJobsBackend(table: descriptor)
         }
         try await SupabaseLocal.withRunning(configuration) { stack in
             try await Self.run(scenario, settings: settings, stack: stack, table: table)
             if let backend = stack.backend as? PostgresJobsBackend {
-                try? await backend.execute(sql: "drop table if exists public.\(table)")
+                try? await backend.execute(sql: "drop table if exists \"\(settings.schema)\".\(table) cascade")
             }
         }
     }
@@ -162,8 +167,10 @@ struct IntegrationRun {
                 baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.anonKey, accessToken: restToken,
                 timeout: .seconds(10)))
         var configuration = JobSyncClient.Configuration(
-            source: LoggingSource(base: SupabaseTableSource(client: rest, table: table), logger: logger),
-            feed: RealtimeJobFeed(client: realtime, table: table, logger: logger), logger: logger)
+            source: LoggingSource(
+                base: SupabaseTableSource(client: rest, table: table, schema: settings.schema), logger: logger),
+            feed: RealtimeJobFeed(client: realtime, schema: settings.schema, table: table, logger: logger),
+            logger: logger)
         if !settings.productionTimings {
             configuration.initialPollDelay = .milliseconds(200)
             configuration.maximumPollDelay = .seconds(2)

@@ -66,7 +66,13 @@ struct RealtimeJobFeedConversionTests {
     func supabaseFactoryValidation() throws {
         let url = try #require(URL(string: "https://abcd.supabase.co"))
         #expect(throws: JobSyncError.self) { try JobSyncClient.supabase(url: url, apiKey: "") }
-        #expect(throws: JobSyncError.self) { try JobSyncClient.supabase(url: url, apiKey: "key", schema: "private") }
+        // Any schema is accepted (PostgREST `Accept-Profile`), but only as a plain identifier.
+        #expect(throws: JobSyncError.self) { try JobSyncClient.supabase(url: url, apiKey: "key", schema: "a b") }
+        #expect(throws: JobSyncError.self) { try JobSyncClient.supabase(url: url, apiKey: "key", table: "jobs?x=1") }
+        #expect(throws: JobSyncError.self) {
+            try JobSyncClient.supabase(url: url, apiKey: "key", maximumResponseBytes: 0)
+        }
+        _ = try JobSyncClient.supabase(url: url, apiKey: "key", schema: "private")
         let ftp = try #require(URL(string: "ftp://abcd.supabase.co"))
         do {
             _ = try JobSyncClient.supabase(url: ftp, apiKey: "secret-key-value")
