@@ -404,6 +404,53 @@ struct JobSyncClientTests {
     }
 }
 
+@Suite("JobSyncClient transport modes")
+struct JobSyncClientTransportModeTests {
+    @Test("transportModes() yields the current mode, then each change, and finishes when run() returns")
+    func modesSequence() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        let modes = client.transportModes()
+        let collected = Task {
+            var seen: [TransportMode] = []
+            for await mode in modes { seen.append(mode) }
+            return seen
+        }
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            #expect(await client.waitForTransportMode(.live))
+            await feed.emit(.notLive(reason: "socket lost"))
+            #expect(await client.waitForTransportMode(.polling))
+        }
+        #expect(await collected.value == [.polling, .live, .polling])  // finished with run()
+        // After run() returned: the current mode, then the end; a wait for another mode returns false at once.
+        var after: [TransportMode] = []
+        for await mode in client.transportModes() { after.append(mode) }
+        #expect(after == [.polling])
+        #expect(await client.waitForTransportMode(.live) == false)
+        #expect(await client.waitForTransportMode(.polling))
+    }
+
+    @Test("waitForTransportMode returns false when run() ends first, and when its task is cancelled")
+    func waitEnds() async throws {
+        let clock = ManualClock()
+        let client = try makeClient(source: FakeSource(), feed: FakeFeed(), clock: clock)
+        let cancelled = Task { await client.waitForTransportMode(.live) }
+        cancelled.cancel()
+        #expect(await cancelled.value == false)
+        let waiting = Task { await client.waitForTransportMode(.live) }  // made before run() starts: waits for it
+        try await withRunning(client) { () async in
+            await clock.waitForSleepers(1)  // running: the first poll timer
+        }
+        #expect(await waiting.value == false)
+    }
+}
+
 @Suite("FeedLiveness")
 struct FeedLivenessTests {
     @Test("live when every established channel is live; a late channel neither blocks nor drops live mode")

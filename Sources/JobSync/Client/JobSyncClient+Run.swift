@@ -19,16 +19,20 @@ extension JobSyncClient {
 
     /// Runs the client until cancelled (or graceful shutdown, as a `Service`).
     ///
+    /// When it returns, every ``transportModes()`` sequence finishes and every ``waitForTransportMode(_:)`` returns
+    /// `false` (the transport mode keeps its last value).
+    ///
     /// - Throws: ``JobSyncError/Code/invalidConfiguration`` when called while already running.
     public func run() async throws {
         let alreadyRunning = self.shared.withLockedValue { shared -> Bool in
-            defer { shared.running = true }
-            return shared.running
+            guard shared.run != .running else { return true }
+            shared.run = .running
+            return false
         }
         guard !alreadyRunning else {
             throw JobSyncError(code: .invalidConfiguration, message: "run() is already running")
         }
-        defer { self.shared.withLockedValue { $0.running = false } }
+        defer { self.runEnded() }
         await cancelWhenGracefulShutdown {
             await self.runLoop()
         }
