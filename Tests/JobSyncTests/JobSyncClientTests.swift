@@ -378,6 +378,27 @@ struct JobSyncClientTests {
         #expect(client.statistics.restFailures == 1)
     }
 
+    @Test("a failed fetch of newly watched ids is retried after the machine's backoff, on the injected clock")
+    func fetchRetriedOnBackoff() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        source.failNext(JobSyncError(RESTError(code: .unavailable, message: "down", httpStatus: 503)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) { () async throws in
+            await clock.waitForSleepers(2)
+            // The first poll within 1 s; the fetch retry after the first backoff step, 2 s (jitter: the ceiling).
+            #expect(clock.deadlines == [.seconds(1), .seconds(2)])
+            #expect(source.calls == ["ids:1"])
+            #expect(client.transportMode == .polling)  // a failed fetch is no failed catch-up
+            clock.advance(by: .seconds(2))
+            while client.store.job(idA) == nil { await Task.yield() }
+        }
+        #expect(client.statistics.restFailures == 0)
+    }
+
     @Test("watching a new job while live adds one channel; the others stay up and the mode stays live")
     func addChannelWhileLive() async throws {
         let clock = ManualClock()

@@ -189,7 +189,7 @@ struct SyncStateMachineTests {
         #expect(m.catchUpSucceeded(changesSeen: false).contains(.modeChanged(.live)))
     }
 
-    @Test("each transport state holds only what it means: polling → reconciling → live → polling (outlived audit)")
+    @Test("each state holds only what it means: polling → reconciling → live → polling (outlived audit)")
     func stateShapes() throws {
         var m = self.machine()
         let (poll, _, _) = try #require(self.pollToken(m.start()))
@@ -225,7 +225,9 @@ struct SyncStateMachineTests {
     // MARK: Fetch of newly watched ids
 
     func fetchRetry(_ actions: [SyncStateMachine.Action]) -> (Int, Duration, Duration)? {
-        for case .scheduleFetchRetry(let token, let minimum, let maximum) in actions { return (token, minimum, maximum) }
+        for case .scheduleFetchRetry(let token, let minimum, let maximum) in actions {
+            return (token, minimum, maximum)
+        }
         return nil
     }
 

@@ -252,7 +252,8 @@ struct IntegrationRun {
                 await client.waitForTransportMode(.live)
             }
             // (The wait also returns if run() ended: only the mode itself says it went live.)
-            try #require(wentLive && client.transportMode == .live, "\(label) the client never went live before the faults")
+            try #require(
+                wentLive && client.transportMode == .live, "\(label) the client never went live before the faults")
             phase("live")
 
             // Drive every job to a terminal state while the fault is active.
