@@ -378,6 +378,27 @@ struct JobSyncClientTests {
         #expect(client.statistics.restFailures == 1)
     }
 
+    @Test("a failed fetch of newly watched ids is retried after the machine's backoff, on the injected clock")
+    func fetchRetriedOnBackoff() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        source.failNext(JobSyncError(RESTError(code: .unavailable, message: "down", httpStatus: 503)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) { () async throws in
+            await clock.waitForSleepers(2)
+            // The first poll within 1 s; the fetch retry after the first backoff step, 2 s (jitter: the ceiling).
+            #expect(clock.deadlines == [.seconds(1), .seconds(2)])
+            #expect(source.calls == ["ids:1"])
+            #expect(client.transportMode == .polling)  // a failed fetch is no failed catch-up
+            clock.advance(by: .seconds(2))
+            while client.store.job(idA) == nil { await Task.yield() }
+        }
+        #expect(client.statistics.restFailures == 0)
+    }
+
     @Test("watching a new job while live adds one channel; the others stay up and the mode stays live")
     func addChannelWhileLive() async throws {
         let clock = ManualClock()
@@ -401,6 +422,53 @@ struct JobSyncClientTests {
             #expect(client.transportMode == .live)
             #expect(client.statistics.liveTransitions == 1)
         }
+    }
+}
+
+@Suite("JobSyncClient transport modes")
+struct JobSyncClientTransportModeTests {
+    @Test("transportModes() yields the current mode, then each change, and finishes when run() returns")
+    func modesSequence() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        let modes = client.transportModes()
+        let collected = Task {
+            var seen: [TransportMode] = []
+            for await mode in modes { seen.append(mode) }
+            return seen
+        }
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            #expect(await client.waitForTransportMode(.live))
+            await feed.emit(.notLive(reason: "socket lost"))
+            #expect(await client.waitForTransportMode(.polling))
+        }
+        #expect(await collected.value == [.polling, .live, .polling])  // finished with run()
+        // After run() returned: the current mode, then the end; a wait for another mode returns false at once.
+        var after: [TransportMode] = []
+        for await mode in client.transportModes() { after.append(mode) }
+        #expect(after == [.polling])
+        #expect(await client.waitForTransportMode(.live) == false)
+        #expect(await client.waitForTransportMode(.polling))
+    }
+
+    @Test("waitForTransportMode returns false when run() ends first, and when its task is cancelled")
+    func waitEnds() async throws {
+        let clock = ManualClock()
+        let client = try makeClient(source: FakeSource(), feed: FakeFeed(), clock: clock)
+        let cancelled = Task { await client.waitForTransportMode(.live) }
+        cancelled.cancel()
+        #expect(await cancelled.value == false)
+        let waiting = Task { await client.waitForTransportMode(.live) }  // made before run() starts: waits for it
+        try await withRunning(client) { () async in
+            await clock.waitForSleepers(1)  // running: the first poll timer
+        }
+        #expect(await waiting.value == false)
     }
 }
 

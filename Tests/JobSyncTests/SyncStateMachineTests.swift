@@ -188,4 +188,90 @@ struct SyncStateMachineTests {
         #expect(m.pollTimerFired(token: token) == [.startCatchUp(.reconcile)])
         #expect(m.catchUpSucceeded(changesSeen: false).contains(.modeChanged(.live)))
     }
+
+    @Test("each state holds only what it means: polling → reconciling → live → polling (outlived audit)")
+    func stateShapes() throws {
+        var m = self.machine()
+        let (poll, _, _) = try #require(self.pollToken(m.start()))
+        #expect(m.state == .polling(.init(backoff: .init(), step: .waiting(pollTimer: poll))))
+        _ = m.feedBecameLive()
+        #expect(m.state == .reconciling(.init(backoff: .init(), step: .reconciling)))
+        let audit = try #require(self.auditToken(m.catchUpSucceeded(changesSeen: false)))
+        #expect(m.state == .live(.waiting(auditTimer: audit)))
+        _ = m.auditTimerFired(token: audit)
+        #expect(m.state == .live(.auditing(.audit)))
+        let (lossPoll, _, _) = try #require(self.pollToken(m.feedBecameNotLive()))
+        #expect(m.state == .polling(.init(backoff: .init(), step: .outlived(.audit, pollTimer: lossPoll))))
+        #expect(m.feedBecameLive() == [])
+        #expect(m.state == .reconciling(.init(backoff: .init(), step: .stale(.audit))))
+        #expect(m.feedLive)
+    }
+
+    @Test("a failing REST side keeps its backoff and offline mode across live, until a request succeeds")
+    func backoffCarriesIntoReconciling() throws {
+        var m = self.machine()
+        let (token, _, _) = try #require(self.pollToken(m.start()))
+        _ = m.pollTimerFired(token: token)
+        let (retry, _, first) = try #require(self.pollToken(m.catchUpFailed(retryAfter: nil)))
+        #expect(first == .seconds(2))
+        #expect(m.mode == .offline)
+        #expect(m.feedBecameLive() == [.startCatchUp(.reconcile)])
+        #expect(m.mode == .offline)
+        let (_, _, second) = try #require(self.pollToken(m.catchUpFailed(retryAfter: nil)))
+        #expect(second == .seconds(4))
+        #expect(m.pollTimerFired(token: retry) == [])  // superseded
+    }
+
+    // MARK: Fetch of newly watched ids
+
+    func fetchRetry(_ actions: [SyncStateMachine.Action]) -> (Int, Duration, Duration)? {
+        for case .scheduleFetchRetry(let token, let minimum, let maximum) in actions {
+            return (token, minimum, maximum)
+        }
+        return nil
+    }
+
+    @Test("newly watched ids: one fetch at a time; ids watched meanwhile are fetched right after it")
+    func fetchOneAtATime() {
+        var m = self.machine(realtime: false)
+        #expect(m.start(fetchWanted: true) == [.startFetch, .startCatchUp(.poll)])
+        #expect(m.fetchWanted() == [])
+        #expect(m.fetchWanted() == [])
+        #expect(m.fetchSucceeded() == [.startFetch])
+        #expect(m.fetchSucceeded() == [])
+        #expect(m.fetch == .idle)
+        #expect(m.fetchWanted() == [.startFetch])
+    }
+
+    @Test("a failed fetch is retried after 2, 4, 8 … 30 s (at least Retry-After); ids watched meanwhile wait for it")
+    func fetchBackoff() throws {
+        var m = self.machine()
+        _ = m.start()
+        #expect(m.fetchWanted() == [.startFetch])
+        var ceilings: [Duration] = []
+        var token = 0
+        for _ in 0..<6 {
+            let (next, minimum, maximum) = try #require(self.fetchRetry(m.fetchFailed(retryAfter: nil)))
+            #expect(minimum == .zero)
+            ceilings.append(maximum)
+            #expect(m.fetchWanted() == [])  // waits for the retry
+            #expect(m.fetchRetryTimerFired(token: token) == [])  // an old timer does nothing
+            #expect(m.fetchRetryTimerFired(token: next) == [.startFetch])
+            token = next
+        }
+        #expect(ceilings == [.seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(30)])
+        let (_, minimum, maximum) = try #require(self.fetchRetry(m.fetchFailed(retryAfter: .seconds(42))))
+        #expect(minimum == .seconds(42))
+        #expect(maximum == .seconds(42))
+        #expect(m.mode == .polling)  // the fetch never changes the transport mode
+        // A success starts the backoff over.
+        var fresh = self.machine()
+        _ = fresh.start(fetchWanted: true)
+        let (retry, _, _) = try #require(self.fetchRetry(fresh.fetchFailed(retryAfter: nil)))
+        #expect(fresh.fetchRetryTimerFired(token: retry) == [.startFetch])
+        #expect(fresh.fetchSucceeded() == [])
+        #expect(fresh.fetchWanted() == [.startFetch])
+        let (_, _, reset) = try #require(self.fetchRetry(fresh.fetchFailed(retryAfter: nil)))
+        #expect(reset == .seconds(2))
+    }
 }

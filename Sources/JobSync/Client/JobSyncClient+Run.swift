@@ -11,22 +11,28 @@ extension JobSyncClient {
         case pollTimer(token: Int)
         case auditTimer(token: Int)
         case catchUpFinished(SyncStateMachine.CatchUp, Result<Bool, JobSyncError>)
+        /// Ids were added to `pendingFetch`.
         case watchChanged
-        case fetchFinished
+        case fetchFinished(Result<Void, JobSyncError>)
+        case fetchRetryTimer(token: Int)
     }
 
     /// Runs the client until cancelled (or graceful shutdown, as a `Service`).
     ///
+    /// When it returns, every ``transportModes()`` sequence finishes and every ``waitForTransportMode(_:)`` returns
+    /// `false` (the transport mode keeps its last value).
+    ///
     /// - Throws: ``JobSyncError/Code/invalidConfiguration`` when called while already running.
     public func run() async throws {
         let alreadyRunning = self.shared.withLockedValue { shared -> Bool in
-            defer { shared.running = true }
-            return shared.running
+            guard shared.run != .running else { return true }
+            shared.run = .running
+            return false
         }
         guard !alreadyRunning else {
             throw JobSyncError(code: .invalidConfiguration, message: "run() is already running")
         }
-        defer { self.shared.withLockedValue { $0.running = false } }
+        defer { self.runEnded() }
         await cancelWhenGracefulShutdown {
             await self.runLoop()
         }
@@ -46,21 +52,11 @@ extension JobSyncClient {
                 deletionSweepInterval: self.configuration.deletionSweepInterval))
         var liveness = FeedLiveness()
         await withDiscardingTaskGroup { group in
-            // One fetch of newly watched ids at a time: ids watched while it runs are fetched by it or by the next.
-            var fetching = false
-            func startFetchIfIdle() {
-                guard !fetching else { return }
-                fetching = true
-                group.addTask {
-                    await self.fetchPending()
-                    self.send(.fetchFinished)
-                }
-            }
             if let feed = self.configuration.feed {
                 group.addTask { await self.manageSubscriptions(feed) }
             }
-            startFetchIfIdle()
-            self.execute(machine.start(), in: &group)
+            let fetchWanted = self.shared.withLockedValue { !$0.pendingFetch.isEmpty }
+            self.execute(machine.start(fetchWanted: fetchWanted), in: &group)
             for await input in self.inputs {
                 var actions: [SyncStateMachine.Action] = []
                 switch input {
@@ -77,11 +73,11 @@ extension JobSyncClient {
                     if live {
                         if let lateIDs = liveness.markLive(channel) {
                             self.shared.withLockedValue { $0.pendingFetch.formUnion(lateIDs) }
-                            startFetchIfIdle()
+                            actions += machine.fetchWanted()
                         }
                         if liveness.allLive, !machine.feedLive {
                             self.count(.liveTransitions)
-                            actions = machine.feedBecameLive()
+                            actions += machine.feedBecameLive()
                         }
                     } else if liveness.markNotLive(channel) {
                         self.configuration.logger.debug("feed not live", metadata: ["jobsync.reason": "\(reason)"])
@@ -107,10 +103,14 @@ extension JobSyncClient {
                     self.configuration.logger.debug("catch-up failed", metadata: ["jobsync.error": "\(error)"])
                     actions = machine.catchUpFailed(retryAfter: error.restError?.retryAfter)
                 case .watchChanged:
-                    startFetchIfIdle()
-                case .fetchFinished:
-                    fetching = false
-                    if self.shared.withLockedValue({ !$0.pendingFetch.isEmpty }) { startFetchIfIdle() }
+                    actions = machine.fetchWanted()
+                case .fetchFinished(.success):
+                    actions = machine.fetchSucceeded()
+                case .fetchFinished(.failure(let error)):
+                    self.configuration.logger.debug("fetch failed", metadata: ["jobsync.error": "\(error)"])
+                    actions = machine.fetchFailed(retryAfter: error.restError?.retryAfter)
+                case .fetchRetryTimer(let token):
+                    actions = machine.fetchRetryTimerFired(token: token)
                 }
                 self.execute(actions, in: &group)
             }
@@ -146,6 +146,17 @@ extension JobSyncClient {
             case .modeChanged(let mode):
                 self.setMode(mode)
                 self.configuration.logger.debug("transport mode", metadata: ["jobsync.mode": "\(mode.rawValue)"])
+            case .startFetch:
+                group.addTask {
+                    self.send(.fetchFinished(await self.fetchPending()))
+                }
+            case .scheduleFetchRetry(let token, let minimum, let maximum):
+                let timer = ClockTimer(
+                    self.configuration.clock, delay: minimum + self.configuration.jitter(maximum - minimum))
+                group.addTask {
+                    guard (try? await timer.wait()) != nil else { return }
+                    self.send(.fetchRetryTimer(token: token))
+                }
             }
         }
     }
@@ -294,27 +305,20 @@ extension JobSyncClient {
 
     // MARK: REST catch-up
 
-    /// Fetches newly watched ids until none is pending; retries after a backoff while it fails.
-    private func fetchPending() async {
-        var attempt = 0
-        while !Task.isCancelled {
-            let ids = self.shared.withLockedValue { shared -> [JobID] in
-                defer { shared.pendingFetch = [] }
-                return Array(shared.pendingFetch)
-            }
-            guard !ids.isEmpty else { return }
-            do {
-                let rows = try await self.configuration.source.fetch(ids: ids)
-                self.mergeFetched(rows, requested: ids, source: .reconciliation)
-                attempt = 0
-            } catch {
-                self.shared.withLockedValue { $0.pendingFetch.formUnion(ids) }
-                attempt += 1
-                let ceiling = min(
-                    self.configuration.initialPollDelay * (1 << min(attempt, 20)), self.configuration.maximumPollDelay)
-                let delay = max(error.restError?.retryAfter ?? .zero, self.configuration.jitter(ceiling))
-                guard (try? await self.configuration.clock.sleep(for: delay)) != nil else { return }
-            }
+    /// Fetches the newly watched ids pending now (none: succeeds at once); on failure they are pending again.
+    private func fetchPending() async -> Result<Void, JobSyncError> {
+        let ids = self.shared.withLockedValue { shared -> [JobID] in
+            defer { shared.pendingFetch = [] }
+            return Array(shared.pendingFetch)
+        }
+        guard !ids.isEmpty else { return .success(()) }
+        do {
+            let rows = try await self.configuration.source.fetch(ids: ids)
+            self.mergeFetched(rows, requested: ids, source: .reconciliation)
+            return .success(())
+        } catch {
+            self.shared.withLockedValue { $0.pendingFetch.formUnion(ids) }
+            return .failure(error)
         }
     }
 

@@ -137,14 +137,24 @@ public final class JobSyncClient: Service, Sendable {
         case wait
     }
 
+    /// Where ``JobSyncClient/run()`` is.
+    enum RunState: Sendable, Hashable {
+        case notStarted
+        case running
+        /// `run()` returned: ``JobSyncClient/transportModes()`` sequences finish.
+        case ended
+    }
+
     struct Shared {
         var watchers: [JobID: Watchers] = [:]
         var watched: Set<JobID> { Set(self.watchers.keys) }
         var pendingFetch: Set<JobID> = []
         var mode: TransportMode = .polling
         var statistics = Statistics()
-        var running = false
-        var modeWaiters: [(TransportMode, CheckedContinuation<Void, Never>)] = []
+        var run = RunState.notStarted
+        /// The consumers of ``JobSyncClient/transportModes()``, by id.
+        var modeObservers: [Int: AsyncStream<TransportMode>.Continuation] = [:]
+        var nextObserverID = 0
         /// The store watermark when the last successful catch-up started; watermark reads start there.
         var catchUpWatermark: JobTimestamp?
         /// Where the next watermark read resumes, exactly (no skew), after a read stopped at the source's row cap.
@@ -290,28 +300,71 @@ public final class JobSyncClient: Service, Sendable {
         }
     }
 
-    /// Waits until the transport mode is `mode` (returns at once if it is).
-    public func waitForTransportMode(_ mode: TransportMode) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = self.shared.withLockedValue { shared -> Bool in
-                if shared.mode == mode { return true }
-                shared.modeWaiters.append((mode, continuation))
-                return false
+    /// The transport mode now, then each change, until ``run()`` returns.
+    ///
+    /// Every call returns a new sequence; any number may be iterated at once (each has its own buffer). It starts
+    /// with the current mode and yields each mode the client switches to, without repeats. It finishes when `run()`
+    /// returns, at once (after the current mode) when it is made after `run()` returned, and when the iterating task
+    /// is cancelled. A consumer that falls more than 16 changes behind loses the oldest; the latest is always kept.
+    ///
+    /// ```swift
+    /// for await mode in client.transportModes() {
+    ///     print("transport:", mode)
+    /// }
+    /// ```
+    public func transportModes() -> some AsyncSequence<TransportMode, Never> & Sendable {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: TransportMode.self, bufferingPolicy: .bufferingNewest(Self.modeBufferSize))
+        let ended = self.shared.withLockedValue { shared -> Bool in
+            // Under the lock, so no change is missed or reordered between the current mode and the next.
+            continuation.yield(shared.mode)
+            guard shared.run != .ended else { return true }
+            shared.nextObserverID += 1
+            let id = shared.nextObserverID
+            shared.modeObservers[id] = continuation
+            continuation.onTermination = { [weak self] _ in
+                _ = self?.shared.withLockedValue { $0.modeObservers.removeValue(forKey: id) }
             }
-            if ready { continuation.resume() }
+            return false
         }
+        if ended { continuation.finish() }
+        return stream
+    }
+
+    static let modeBufferSize = 16
+
+    /// Waits until the transport mode is `mode`; returns at once if it is.
+    ///
+    /// - Returns: `true` when the mode was reached; `false` when ``run()`` returned first (or had returned already)
+    ///   or the calling task was cancelled. It never waits longer than `run()` runs (after `run()` returned the mode
+    ///   no longer changes); before `run()` starts it waits for it.
+    @discardableResult
+    public func waitForTransportMode(_ mode: TransportMode) async -> Bool {
+        for await current in self.transportModes() where current == mode {
+            return true
+        }
+        return false
     }
 
     func setMode(_ mode: TransportMode) {
-        let ready = self.shared.withLockedValue { shared -> [CheckedContinuation<Void, Never>] in
+        self.shared.withLockedValue { shared in
+            guard shared.mode != mode else { return }
             shared.mode = mode
-            let ready = shared.modeWaiters.filter { $0.0 == mode }.map(\.1)
-            shared.modeWaiters.removeAll { $0.0 == mode }
-            return ready
+            for observer in shared.modeObservers.values { observer.yield(mode) }
         }
-        for continuation in ready { continuation.resume() }
         // 0 live, 1 polling, 2 offline.
         self.modeGauge.record(mode == .live ? 0 : (mode == .polling ? 1 : 2))
+    }
+
+    /// `run()` returned: every ``transportModes()`` sequence finishes.
+    func runEnded() {
+        let observers = self.shared.withLockedValue { shared in
+            shared.run = .ended
+            defer { shared.modeObservers = [:] }
+            return Array(shared.modeObservers.values)
+        }
+        // Outside the lock: `finish()` runs `onTermination`, which takes it.
+        for observer in observers { observer.finish() }
     }
 
     /// The counters, named as reported to swift-metrics (`jobsync_<name>`).

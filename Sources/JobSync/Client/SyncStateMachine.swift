@@ -8,11 +8,17 @@ public enum TransportMode: String, Sendable, Hashable {
     case offline
 }
 
-/// The transport-mode state machine of ``JobSyncClient``: when to reconcile, poll and audit.
+/// The decisions of ``JobSyncClient``'s run loop: when to reconcile, poll, audit, and fetch newly watched ids.
 ///
-/// Synchronous, no I/O, no clock: the driver feeds events (feed live/not live, timers fired, catch-up results)
-/// and executes the returned actions. Delays are returned as ranges; the driver picks a uniformly random delay
-/// inside (full jitter).
+/// Synchronous, no I/O, no clock: the driver feeds events (feed live/not live, timers fired, request results) and
+/// executes the returned actions in order. Delays are returned as ranges; the driver picks a delay inside (full
+/// jitter). Timers carry tokens: a timer whose token the machine no longer expects is ignored (cancelled or
+/// superseded), so the driver never cancels one.
+///
+/// Two independent parts:
+/// - the transport (``State``): `polling` while the feed is not live, `reconciling` while it is live but not caught
+///   up, `live` once a catch-up started after `live` succeeded; each case holds only what is meaningful there;
+/// - the fetch of newly watched ids (``FetchState``): one request at a time, retried with backoff while it fails.
 struct SyncStateMachine: Sendable {
     /// Settings (all documented on ``JobSyncClient/Configuration``).
     struct Configuration: Sendable, Hashable {
@@ -43,7 +49,7 @@ struct SyncStateMachine: Sendable {
 
     /// What the driver must do.
     enum Action: Sendable, Hashable {
-        /// Run a catch-up now and report its result.
+        /// Run a catch-up now and report ``catchUpSucceeded(changesSeen:)`` or ``catchUpFailed(retryAfter:)``.
         case startCatchUp(CatchUp)
         /// Sleep a random delay in `minimum...maximum`, then report ``pollTimerFired(token:)``.
         case schedulePoll(token: Int, minimum: Duration, maximum: Duration)
@@ -51,26 +57,87 @@ struct SyncStateMachine: Sendable {
         case scheduleAudit(token: Int, delay: Duration)
         /// The transport mode changed.
         case modeChanged(TransportMode)
+        /// Fetch every pending newly watched id now (none pending: report success at once) and report
+        /// ``fetchSucceeded()`` or ``fetchFailed(retryAfter:)``.
+        case startFetch
+        /// Sleep a random delay in `minimum...maximum`, then report ``fetchRetryTimerFired(token:)``.
+        case scheduleFetchRetry(token: Int, minimum: Duration, maximum: Duration)
+    }
+
+    /// The transport: what is known about the feed, and the catch-up or timer that follows from it.
+    enum State: Sendable, Hashable {
+        /// Not started yet.
+        case idle
+        /// The feed is not live (or realtime is disabled): REST polling with backoff.
+        case polling(Polling)
+        /// The feed is live but no catch-up started since has succeeded: changes before `live` may be missing.
+        case reconciling(Reconciling)
+        /// The feed is live and caught up: changes arrive over it; an audit runs every ``Configuration/auditInterval``.
+        case live(Live)
+    }
+
+    /// The backoff shared by polling and reconciling: it carries over when the feed becomes live, so a failing
+    /// REST side keeps backing off (and the mode stays offline) until a request succeeds.
+    struct Backoff: Sendable, Hashable {
+        /// Requests since the last reset (a change seen, a loss of the feed, or live): the next delay's exponent.
+        var attempt = 0
+        /// Whether the last catch-up failed (mode ``TransportMode/offline``).
+        var lastFailed = false
+    }
+
+    struct Polling: Sendable, Hashable {
+        var backoff: Backoff
+        var step: Step
+
+        enum Step: Sendable, Hashable {
+            /// A poll timer is pending.
+            case waiting(pollTimer: Int)
+            /// A poll started while not live is in flight: its result schedules the next poll.
+            case polling
+            /// A catch-up started before the feed was lost is in flight. Its read may predate the loss, so it neither
+            /// reconciles nor replaces the first poll: that is the timer set at the loss (`nil` once it fired: the
+            /// poll starts when this catch-up finishes).
+            case outlived(CatchUp, pollTimer: Int?)
+        }
+    }
+
+    struct Reconciling: Sendable, Hashable {
+        var backoff: Backoff
+        var step: Step
+
+        enum Step: Sendable, Hashable {
+            /// The last reconciliation failed; it is retried when this poll timer fires.
+            case waiting(pollTimer: Int)
+            /// A reconciliation started while live is in flight: its success means caught up.
+            case reconciling
+            /// A catch-up started before `live` is in flight: it is worth nothing, a reconciliation follows it.
+            case stale(CatchUp)
+        }
+    }
+
+    enum Live: Sendable, Hashable {
+        /// The next audit is pending.
+        case waiting(auditTimer: Int)
+        /// An audit (``CatchUp/audit`` or ``CatchUp/sweep``) is in flight.
+        case auditing(CatchUp)
+    }
+
+    /// The fetch of newly watched ids, independent of the transport: one request at a time; ids watched while one
+    /// runs are fetched by it or by the next.
+    enum FetchState: Sendable, Hashable {
+        /// Nothing to fetch.
+        case idle
+        /// A fetch is in flight; `again` when more ids were watched since it started. `failures` in a row before it.
+        case fetching(failures: Int, again: Bool)
+        /// The last fetch failed; the retry timer is pending (ids watched meanwhile wait for it).
+        case retrying(fetchRetryTimer: Int, failures: Int)
     }
 
     let configuration: Configuration
-    private(set) var mode: TransportMode = .polling
-    private(set) var feedLive = false
-    private(set) var reconciled = false
-    private(set) var inFlight: CatchUp?
-    /// Whether the in-flight catch-up started after the latest `live` and the feed stayed live since (only then does
-    /// it count as reconciliation).
-    private var inFlightStartedWhileLive = false
-    /// Whether the feed was lost while the in-flight catch-up ran (its poll timer was scheduled at the loss).
-    private var inFlightOutlivedFeed = false
-    private var reconcileWanted = false
-    /// Whether the poll timer fired while a catch-up was in flight: the poll starts when that one finishes.
-    private var pollWanted = false
-    private(set) var attempt = 0
-    private var lastFailed = false
-    private var pollToken: Int?
-    private var auditToken: Int?
-    /// Audits to go before the next one is a deletion sweep.
+    private(set) var state: State = .idle
+    private(set) var fetch: FetchState = .idle
+    /// Audits to go before the next one is a deletion sweep. Kept across losses of the feed, so that a feed
+    /// flapping more often than the sweep interval still gets its sweeps.
     private var auditsUntilSweep: Int
     private var nextToken = 0
 
@@ -79,157 +146,355 @@ struct SyncStateMachine: Sendable {
         self.auditsUntilSweep = configuration.auditsPerSweep
     }
 
-    /// The driver started.
-    mutating func start() -> [Action] {
+    /// The transport mode the actions returned so far announced.
+    var mode: TransportMode {
+        switch self.state {
+        case .idle: return .polling
+        case .polling(let polling): return polling.backoff.lastFailed ? .offline : .polling
+        case .reconciling(let reconciling): return reconciling.backoff.lastFailed ? .offline : .polling
+        case .live: return .live
+        }
+    }
+
+    /// Whether the feed is live (caught up or not).
+    var feedLive: Bool {
+        switch self.state {
+        case .idle, .polling: return false
+        case .reconciling, .live: return true
+        }
+    }
+
+    // MARK: Transport events
+
+    /// The driver started; `fetchWanted` when ids are already waiting to be fetched.
+    mutating func start(fetchWanted: Bool = false) -> [Action] {
+        guard case .idle = self.state else {
+            assertionFailure("start() in state \(self.state)")
+            return []
+        }
+        let fetch = fetchWanted ? self.fetchWanted() : []
         if !self.configuration.realtimeEnabled {
             // No realtime at all: poll at once.
-            return self.begin(.poll) + self.updateMode()
+            self.state = .polling(Polling(backoff: Backoff(), step: .polling))
+            return fetch + [.startCatchUp(.poll)]
         }
-        return [self.schedulePoll(minimum: .zero, maximum: self.configuration.initialPollDelay)] + self.updateMode()
+        let (token, action) = self.schedulePoll(minimum: .zero, maximum: self.configuration.initialPollDelay)
+        self.state = .polling(Polling(backoff: Backoff(), step: .waiting(pollTimer: token)))
+        return fetch + [action]
     }
 
-    /// Every subscription of the feed is live.
+    /// Every subscription of the feed is live. Nothing happens when it already was.
     mutating func feedBecameLive() -> [Action] {
-        guard self.configuration.realtimeEnabled, !self.feedLive else { return [] }
-        self.feedLive = true
-        self.reconciled = false
-        self.pollWanted = false
-        // Subscribe first, then reconcile: only a catch-up started now covers the gap before `live`.
-        if self.inFlight == nil { return self.begin(.reconcile) + self.updateMode() }
-        self.reconcileWanted = true
-        return self.updateMode()
+        let before = self.mode
+        let actions: [Action]
+        switch self.state {
+        case .idle:
+            assertionFailure("feedBecameLive() in state \(self.state)")
+            actions = []
+        case .polling(let polling):
+            guard self.configuration.realtimeEnabled else {
+                assertionFailure("feedBecameLive() with realtime disabled, in state \(self.state)")
+                return []
+            }
+            // Subscribe first, then reconcile: only a catch-up started now covers the gap before `live`. A pending
+            // poll timer is dropped (it fires into a state that no longer expects it).
+            switch polling.step {
+            case .waiting:
+                self.state = .reconciling(Reconciling(backoff: polling.backoff, step: .reconciling))
+                actions = [.startCatchUp(.reconcile)]
+            case .polling:
+                self.state = .reconciling(Reconciling(backoff: polling.backoff, step: .stale(.poll)))
+                actions = []
+            case .outlived(let kind, _):
+                self.state = .reconciling(Reconciling(backoff: polling.backoff, step: .stale(kind)))
+                actions = []
+            }
+        case .reconciling, .live:
+            actions = []  // already live (e.g. a new subscription set with no channel)
+        }
+        return self.announcingMode(since: before, actions)
     }
 
-    /// Some subscription of the feed is not live: changes may be missed.
+    /// Some subscription of the feed is not live: changes may be missed. Nothing happens when it already was not.
     mutating func feedBecameNotLive() -> [Action] {
-        guard self.feedLive else { return [] }
-        self.feedLive = false
-        self.reconciled = false
-        self.reconcileWanted = false
-        self.auditToken = nil
-        self.attempt = 0
-        if self.inFlight != nil {
-            // Its read may predate the loss: it neither reconciles nor replaces the first poll.
-            self.inFlightStartedWhileLive = false
-            self.inFlightOutlivedFeed = true
+        let before = self.mode
+        let inFlight: CatchUp?
+        let lastFailed: Bool
+        switch self.state {
+        case .idle:
+            assertionFailure("feedBecameNotLive() in state \(self.state)")
+            return []
+        case .polling:
+            return []
+        case .reconciling(let reconciling):
+            lastFailed = reconciling.backoff.lastFailed
+            switch reconciling.step {
+            case .waiting: inFlight = nil
+            case .reconciling: inFlight = .reconcile
+            case .stale(let kind): inFlight = kind
+            }
+        case .live(let live):
+            lastFailed = false
+            switch live {
+            case .waiting: inFlight = nil
+            case .auditing(let kind): inFlight = kind
+            }
         }
-        // The first poll within `initialPollDelay` of the loss, whatever poll was pending (it supersedes it).
-        return [self.schedulePoll(minimum: .zero, maximum: self.configuration.initialPollDelay)] + self.updateMode()
+        // The first poll within `initialPollDelay` of the loss, whatever poll was pending (it supersedes it). A
+        // catch-up in flight may have read before the loss: it neither reconciles nor replaces that poll.
+        let (token, action) = self.schedulePoll(minimum: .zero, maximum: self.configuration.initialPollDelay)
+        let step: Polling.Step = inFlight.map { .outlived($0, pollTimer: token) } ?? .waiting(pollTimer: token)
+        self.state = .polling(Polling(backoff: Backoff(attempt: 0, lastFailed: lastFailed), step: step))
+        return self.announcingMode(since: before, [action])
     }
 
     /// A poll timer fired.
     mutating func pollTimerFired(token: Int) -> [Action] {
-        guard token == self.pollToken else { return [] }  // cancelled or superseded
-        self.pollToken = nil
-        guard !(self.feedLive && self.reconciled) else { return [] }
-        guard self.inFlight == nil else {
-            self.pollWanted = !self.feedLive
+        switch self.state {
+        case .idle:
+            assertionFailure("pollTimerFired(token:) in state \(self.state)")
             return []
+        case .polling(var polling):
+            switch polling.step {
+            case .waiting(let pollTimer) where pollTimer == token:
+                polling.step = .polling
+                self.state = .polling(polling)
+                return [.startCatchUp(.poll)]
+            case .outlived(let kind, let pollTimer?) where pollTimer == token:
+                // The poll starts when the catch-up in flight finishes.
+                polling.step = .outlived(kind, pollTimer: nil)
+                self.state = .polling(polling)
+                return []
+            case .waiting, .polling, .outlived:
+                return []  // cancelled or superseded
+            }
+        case .reconciling(var reconciling):
+            switch reconciling.step {
+            case .waiting(let pollTimer) where pollTimer == token:
+                reconciling.step = .reconciling
+                self.state = .reconciling(reconciling)
+                return [.startCatchUp(.reconcile)]
+            case .waiting, .reconciling, .stale:
+                return []
+            }
+        case .live:
+            return []  // polling stopped when the feed caught up
         }
-        return self.begin(self.feedLive ? .reconcile : .poll)
     }
 
     /// An audit timer fired.
     mutating func auditTimerFired(token: Int) -> [Action] {
-        guard token == self.auditToken else { return [] }
-        self.auditToken = nil
-        guard self.feedLive, self.reconciled else { return [] }
-        guard self.inFlight == nil else { return [self.scheduleAudit()] }
-        self.auditsUntilSweep -= 1
-        guard self.auditsUntilSweep <= 0 else { return self.begin(.audit) }
-        self.auditsUntilSweep = self.configuration.auditsPerSweep
-        return self.begin(.sweep)
+        switch self.state {
+        case .idle:
+            assertionFailure("auditTimerFired(token:) in state \(self.state)")
+            return []
+        case .polling, .reconciling:
+            return []  // audits stopped when the feed was lost
+        case .live(.waiting(let auditTimer)) where auditTimer == token:
+            self.auditsUntilSweep -= 1
+            guard self.auditsUntilSweep <= 0 else {
+                self.state = .live(.auditing(.audit))
+                return [.startCatchUp(.audit)]
+            }
+            self.auditsUntilSweep = self.configuration.auditsPerSweep
+            self.state = .live(.auditing(.sweep))
+            return [.startCatchUp(.sweep)]
+        case .live(.waiting), .live(.auditing):
+            return []  // superseded
+        }
     }
 
-    /// The in-flight catch-up succeeded; `changesSeen` when it advanced some job.
+    /// The catch-up in flight succeeded; `changesSeen` when it advanced some job.
     mutating func catchUpSucceeded(changesSeen: Bool) -> [Action] {
-        guard self.inFlight != nil else { return [] }
-        let startedWhileLive = self.inFlightStartedWhileLive
-        let outlivedFeed = self.inFlightOutlivedFeed
-        self.inFlight = nil
-        self.inFlightOutlivedFeed = false
-        self.lastFailed = false
-        if self.feedLive {
-            if startedWhileLive {
+        let before = self.mode
+        let actions: [Action]
+        switch self.state {
+        case .idle:
+            assertionFailure("catchUpSucceeded(changesSeen:) in state \(self.state)")
+            return []
+        case .polling(var polling):
+            polling.backoff.lastFailed = false
+            switch polling.step {
+            case .waiting:
+                assertionFailure("catchUpSucceeded(changesSeen:) with no catch-up in flight, in state \(self.state)")
+                return []
+            case .polling:
+                // Back off while nothing changes, start over when something did.
+                polling.backoff.attempt = changesSeen ? 0 : polling.backoff.attempt + 1
+                let (token, action) = self.schedulePoll(
+                    minimum: .zero, maximum: self.backoff(attempt: polling.backoff.attempt))
+                polling.step = .waiting(pollTimer: token)
+                actions = [action]
+            case .outlived(_, let pollTimer?):
+                // The poll timer set at the loss starts the first poll (no backoff from this catch-up).
+                polling.step = .waiting(pollTimer: pollTimer)
+                actions = []
+            case .outlived(_, nil):
+                polling.step = .polling
+                actions = [.startCatchUp(.poll)]
+            }
+            self.state = .polling(polling)
+        case .reconciling(var reconciling):
+            switch reconciling.step {
+            case .waiting:
+                assertionFailure("catchUpSucceeded(changesSeen:) with no catch-up in flight, in state \(self.state)")
+                return []
+            case .reconciling:
                 // Live and caught up: polling stops, audits start.
-                self.reconciled = true
-                self.reconcileWanted = false
-                self.pollToken = nil
-                self.attempt = 0
-                return [self.scheduleAudit()] + self.updateMode()
+                let (token, action) = self.scheduleAudit(atLeast: nil)
+                self.state = .live(.waiting(auditTimer: token))
+                actions = [action]
+            case .stale:
+                reconciling.backoff.lastFailed = false
+                reconciling.step = .reconciling
+                self.state = .reconciling(reconciling)
+                actions = [.startCatchUp(.reconcile)]
             }
-            if self.reconcileWanted {
-                self.reconcileWanted = false
-                return self.begin(.reconcile) + self.updateMode()
-            }
-            return self.updateMode()
+        case .live(.waiting):
+            assertionFailure("catchUpSucceeded(changesSeen:) with no catch-up in flight, in state \(self.state)")
+            return []
+        case .live(.auditing):
+            let (token, action) = self.scheduleAudit(atLeast: nil)
+            self.state = .live(.waiting(auditTimer: token))
+            actions = [action]
         }
-        if self.pollWanted {
-            self.pollWanted = false
-            return self.begin(.poll) + self.updateMode()
-        }
-        if outlivedFeed {
-            return self.updateMode()  // the poll timer scheduled at the loss starts the first poll
-        }
-        // Polling: back off while nothing changes, start over when something did.
-        self.attempt = changesSeen ? 0 : self.attempt + 1
-        return [self.schedulePoll(minimum: .zero, maximum: self.backoff())] + self.updateMode()
+        return self.announcingMode(since: before, actions)
     }
 
-    /// The in-flight catch-up failed; `retryAfter` is the server's hint (429/503), if any.
+    /// The catch-up in flight failed; `retryAfter` is the server's hint (429/503), if any.
     mutating func catchUpFailed(retryAfter: Duration?) -> [Action] {
-        guard let failed = self.inFlight else { return [] }
-        self.inFlight = nil
-        self.inFlightOutlivedFeed = false
-        self.pollWanted = false
-        self.attempt += 1
-        self.lastFailed = true
-        if failed == .audit || failed == .sweep, self.feedLive, self.reconciled {
-            self.lastFailed = false  // the socket is still live: an audit failure does not change the mode
-            if failed == .sweep { self.auditsUntilSweep = 1 }  // the next audit sweeps again
-            return [self.scheduleAudit(atLeast: retryAfter)]
+        let before = self.mode
+        let action: Action
+        switch self.state {
+        case .idle:
+            assertionFailure("catchUpFailed(retryAfter:) in state \(self.state)")
+            return []
+        case .polling(var polling):
+            switch polling.step {
+            case .waiting:
+                assertionFailure("catchUpFailed(retryAfter:) with no catch-up in flight, in state \(self.state)")
+                return []
+            case .polling, .outlived:
+                let token: Int
+                (token, action) = self.retry(after: &polling.backoff, retryAfter: retryAfter)
+                polling.step = .waiting(pollTimer: token)
+                self.state = .polling(polling)
+            }
+        case .reconciling(var reconciling):
+            switch reconciling.step {
+            case .waiting:
+                assertionFailure("catchUpFailed(retryAfter:) with no catch-up in flight, in state \(self.state)")
+                return []
+            case .reconciling, .stale:
+                // Retried as a reconciliation when the timer fires.
+                let token: Int
+                (token, action) = self.retry(after: &reconciling.backoff, retryAfter: retryAfter)
+                reconciling.step = .waiting(pollTimer: token)
+                self.state = .reconciling(reconciling)
+            }
+        case .live(.waiting):
+            assertionFailure("catchUpFailed(retryAfter:) with no catch-up in flight, in state \(self.state)")
+            return []
+        case .live(.auditing(let kind)):
+            // The socket is still live: an audit failure does not change the mode.
+            if kind == .sweep { self.auditsUntilSweep = 1 }  // the next audit sweeps again
+            let token: Int
+            (token, action) = self.scheduleAudit(atLeast: retryAfter)
+            self.state = .live(.waiting(auditTimer: token))
         }
-        let minimum = retryAfter ?? .zero
-        let maximum = max(minimum, self.backoff())
-        return [self.schedulePoll(minimum: minimum, maximum: maximum)] + self.updateMode()
+        return self.announcingMode(since: before, [action])
     }
 
-    /// A change arrived over the feed: the backoff starts over.
-    mutating func changeSeen() {
-        self.attempt = 0
+    // MARK: Fetch events
+
+    /// Ids were watched (or a truncated change's row must be read again): they wait in the driver's pending set.
+    mutating func fetchWanted() -> [Action] {
+        switch self.fetch {
+        case .idle:
+            self.fetch = .fetching(failures: 0, again: false)
+            return [.startFetch]
+        case .fetching(let failures, _):
+            self.fetch = .fetching(failures: failures, again: true)
+            return []
+        case .retrying:
+            return []  // the retry takes them
+        }
+    }
+
+    /// The fetch in flight succeeded.
+    mutating func fetchSucceeded() -> [Action] {
+        switch self.fetch {
+        case .fetching(_, let again):
+            guard again else {
+                self.fetch = .idle
+                return []
+            }
+            self.fetch = .fetching(failures: 0, again: false)
+            return [.startFetch]
+        case .idle, .retrying:
+            assertionFailure("fetchSucceeded() with no fetch in flight, in state \(self.fetch)")
+            return []
+        }
+    }
+
+    /// The fetch in flight failed (its ids are pending again); `retryAfter` is the server's hint, if any.
+    mutating func fetchFailed(retryAfter: Duration?) -> [Action] {
+        switch self.fetch {
+        case .fetching(let failures, _):
+            let failures = failures + 1
+            let minimum = retryAfter ?? .zero
+            let maximum = max(minimum, self.backoff(attempt: failures))
+            self.nextToken += 1
+            self.fetch = .retrying(fetchRetryTimer: self.nextToken, failures: failures)
+            return [.scheduleFetchRetry(token: self.nextToken, minimum: minimum, maximum: maximum)]
+        case .idle, .retrying:
+            assertionFailure("fetchFailed(retryAfter:) with no fetch in flight, in state \(self.fetch)")
+            return []
+        }
+    }
+
+    /// A fetch retry timer fired.
+    mutating func fetchRetryTimerFired(token: Int) -> [Action] {
+        switch self.fetch {
+        case .retrying(let timer, let failures) where timer == token:
+            self.fetch = .fetching(failures: failures, again: false)
+            return [.startFetch]
+        case .idle, .fetching, .retrying:
+            return []
+        }
     }
 
     // MARK: Helpers
 
-    private mutating func begin(_ kind: CatchUp) -> [Action] {
-        self.inFlight = kind
-        self.inFlightStartedWhileLive = self.feedLive
-        return [.startCatchUp(kind)]
+    /// `actions`, then ``Action/modeChanged(_:)`` when the mode is no longer `before`.
+    private func announcingMode(since before: TransportMode, _ actions: [Action]) -> [Action] {
+        let after = self.mode
+        return after == before ? actions : actions + [.modeChanged(after)]
     }
 
-    private mutating func schedulePoll(minimum: Duration, maximum: Duration) -> Action {
+    private mutating func schedulePoll(minimum: Duration, maximum: Duration) -> (Int, Action) {
         self.nextToken += 1
-        self.pollToken = self.nextToken
-        return .schedulePoll(token: self.nextToken, minimum: minimum, maximum: maximum)
+        return (self.nextToken, .schedulePoll(token: self.nextToken, minimum: minimum, maximum: maximum))
     }
 
-    private mutating func scheduleAudit(atLeast minimum: Duration? = nil) -> Action {
+    private mutating func scheduleAudit(atLeast minimum: Duration?) -> (Int, Action) {
         self.nextToken += 1
-        self.auditToken = self.nextToken
-        return .scheduleAudit(token: self.nextToken, delay: max(self.configuration.auditInterval, minimum ?? .zero))
+        let delay = max(self.configuration.auditInterval, minimum ?? .zero)
+        return (self.nextToken, .scheduleAudit(token: self.nextToken, delay: delay))
     }
 
-    /// The backoff ceiling for the current attempt: 1 s, 2 s, 4 s, … capped at 30 s.
-    func backoff() -> Duration {
-        let exponent = min(self.attempt, 20)
+    /// After a failed catch-up: the next attempt after the backoff, at least `retryAfter`; mode offline.
+    private mutating func retry(after backoff: inout Backoff, retryAfter: Duration?) -> (Int, Action) {
+        backoff.attempt += 1
+        backoff.lastFailed = true
+        let minimum = retryAfter ?? .zero
+        return self.schedulePoll(minimum: minimum, maximum: max(minimum, self.backoff(attempt: backoff.attempt)))
+    }
+
+    /// The backoff ceiling for an attempt: 1 s, 2 s, 4 s, … capped at 30 s.
+    func backoff(attempt: Int) -> Duration {
+        let exponent = min(attempt, 20)
         let ceiling = self.configuration.initialPollDelay * (1 << exponent)
         return min(ceiling, self.configuration.maximumPollDelay)
-    }
-
-    private mutating func updateMode() -> [Action] {
-        let mode: TransportMode = self.feedLive && self.reconciled ? .live : (self.lastFailed ? .offline : .polling)
-        guard mode != self.mode else { return [] }
-        self.mode = mode
-        return [.modeChanged(mode)]
     }
 }

@@ -8,9 +8,6 @@ struct JobSyncWatchSession: WatchSession, CustomStringConvertible {
     var description: String { "JobSyncWatchSession(\(self.connection))" }
 
     let connection: Connection
-    /// How often the transport mode is sampled for display.
-    var transportSampleInterval: Duration = .milliseconds(100)
-    var clock: any Clock<Duration> = ContinuousClock()
 
     func watch(_ ids: [JobID], report: @escaping @Sendable (WatchEvent) async -> Void) async throws {
         var libraryIDs: [JobSync.JobID] = []
@@ -50,25 +47,19 @@ struct JobSyncWatchSession: WatchSession, CustomStringConvertible {
         }
         let updates = client.updates(forJobs: Set(watched))
         // The mode before any job record, so every record carries a real transport.
-        await report(.transport(client.transportMode.cliMode))
-        let clock = self.clock
-        let interval = self.transportSampleInterval
+        let initialMode = client.transportMode.cliMode
+        await report(.transport(initialMode))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await client.run() }
             if let realtime = self.connection.realtime {
                 group.addTask { try await realtime.client.run() }
             }
             group.addTask {
-                // The client exposes its mode as a property; sample it for display (a missed flip shorter than
-                // the interval changes nothing the user could act on).
-                var last: TransportMode?
-                while !Task.isCancelled {
-                    let mode = client.transportMode.cliMode
-                    if mode != last {
-                        last = mode
-                        await report(.transport(mode))
-                    }
-                    try await clock.sleep(for: interval)
+                // Every mode change, as it happens (the sequence ends when the client's run() does).
+                var last = initialMode
+                for await mode in client.transportModes() where mode.cliMode != last {
+                    last = mode.cliMode
+                    await report(.transport(last))
                 }
             }
             // Jobs the first read found existed: if they vanish now, they were deleted.

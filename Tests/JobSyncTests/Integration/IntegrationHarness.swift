@@ -257,9 +257,11 @@ struct IntegrationRun {
 
             // Start from a live, reconciled client: the faults then hit a working system.
             let wentLive = await Self.within(settings.liveDeadline) {
-                while !Task.isCancelled, client.transportMode != .live { try? await Task.sleep(for: .milliseconds(20)) }
+                await client.waitForTransportMode(.live)
             }
-            try #require(wentLive, "\(label) the client never went live before the faults")
+            // (The wait also returns if run() ended: only the mode itself says it went live.)
+            try #require(
+                wentLive && client.transportMode == .live, "\(label) the client never went live before the faults")
             phase("live")
 
             // Drive every job to a terminal state while the fault is active.
