@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import RealtimeProtocol
 import Testing
 
 @testable import SupabaseRealtime
