@@ -187,6 +187,7 @@ let package = Package(
         .testTarget(
             name: "SupabaseRealtimeTests",
             dependencies: [
+                "JobSyncTestSupport",
                 "RealtimeProtocol",
                 "SupabaseRealtime",
                 "SupabaseLocal",
@@ -213,9 +214,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "JobSyncCoreTests", dependencies: ["JobSyncCore"], swiftSettings: strict),
+        .target(
+            name: "JobSyncTestSupport",
+            dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            path: "Tests/JobSyncTestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "JobSyncTests",
             dependencies: [
+                "JobSyncTestSupport",
                 "JobSync",
                 "RealtimeProtocol",
                 "SupabaseLocal",
@@ -227,6 +235,7 @@ let package = Package(
         .testTarget(
             name: "JobwatchTests",
             dependencies: [
+                "JobSyncTestSupport",
                 "jobwatch", "SupabaseLocal", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],

@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncTestSupport
 import SupabaseREST
 import Testing
 
@@ -62,6 +63,25 @@ struct JobSyncClientTests {
         #expect(job.result?.view?.classification == "memo")
         #expect(client.statistics.polls >= 1)
         #expect(source.calls.contains { $0.hasPrefix("since:") })  // after the first rows, polls use the watermark
+    }
+
+    @Test("all-jobs mode: a backlog larger than the row cap is read in consecutive capped reads, without waiting")
+    func backlogReadInCappedReads() async throws {
+        let clock = ManualClock()
+        let source = FakeSource(maximumRowsPerRead: 10)
+        var ids: [JobID] = []
+        for n in 0..<35 {
+            let id = try JobID(UUID().uuidString.lowercased())
+            ids.append(id)
+            source.put(row(id, status: "completed", updatedAt: ts(n % 60)))
+        }
+        let client = try makeClient(source: source, feed: nil, clock: clock, mode: .allJobs)
+        try await withRunning(client) { () async throws in
+            while client.store.jobsInMemory.total < 35 { await Task.yield() }
+        }
+        // Four reads (10 + 10 + 10 + 5 rows, each from where the last stopped), and not one clock advance.
+        #expect(source.calls.filter { $0.hasPrefix("since:") }.count == 4)
+        #expect(clock.now.offset == .zero)
     }
 
     @Test("a row dated far in the future is merged but moves neither the watermark nor where the next poll starts")

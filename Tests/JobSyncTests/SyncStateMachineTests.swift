@@ -18,6 +18,25 @@ struct SyncStateMachineTests {
         return nil
     }
 
+    @Test("a read stopped at the row cap is continued at once, in every state; an uncapped one waits for its timer")
+    func cappedReadContinues() throws {
+        var m = self.machine(realtime: false)
+        #expect(m.start() == [.startCatchUp(.poll)])
+        #expect(m.catchUpSucceeded(changesSeen: true, moreToRead: true) == [.startCatchUp(.poll)])
+        #expect(self.pollToken(m.catchUpSucceeded(changesSeen: true)) != nil)
+
+        var live = self.machine()
+        _ = live.start()
+        #expect(live.feedBecameLive() == [.startCatchUp(.reconcile)])
+        #expect(live.catchUpSucceeded(changesSeen: true, moreToRead: true) == [.startCatchUp(.reconcile)])
+        #expect(live.mode != .live)  // not caught up until a read ends below the cap
+        let audit = try #require(self.auditToken(live.catchUpSucceeded(changesSeen: true)))
+        #expect(live.mode == .live)
+        #expect(live.auditTimerFired(token: audit) == [.startCatchUp(.audit)])
+        #expect(live.catchUpSucceeded(changesSeen: true, moreToRead: true) == [.startCatchUp(.audit)])
+        #expect(self.auditToken(live.catchUpSucceeded(changesSeen: false)) != nil)
+    }
+
     @Test("realtime disabled: the first poll starts at once")
     func disabledPollsAtOnce() {
         var m = self.machine(realtime: false)

@@ -1,101 +1,8 @@
 import SupabaseREST
+import JobSyncTestSupport
 import NIOConcurrencyHelpers
 
 @testable import JobSync
-
-/// A clock that only moves when the test advances it.
-final class ManualClock: Clock, Sendable {
-    typealias Duration = Swift.Duration
-
-    struct Instant: InstantProtocol {
-        var offset: Duration
-        func advanced(by duration: Duration) -> Instant { Instant(offset: self.offset + duration) }
-        func duration(to other: Instant) -> Duration { other.offset - self.offset }
-        static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
-    }
-
-    private struct Sleeper {
-        let id: Int
-        let deadline: Instant
-        let continuation: CheckedContinuation<Void, any Error>
-    }
-
-    private struct State {
-        var now = Instant(offset: .zero)
-        var sleepers: [Sleeper] = []
-        var nextID = 0
-        var sleeperWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
-    }
-
-    private let state = NIOLockedValueBox(State())
-
-    var now: Instant { self.state.withLockedValue { $0.now } }
-    var minimumResolution: Duration { .nanoseconds(1) }
-
-    func sleep(until deadline: Instant, tolerance: Duration?) async throws {
-        let id = self.state.withLockedValue { state -> Int in
-            state.nextID += 1
-            return state.nextID
-        }
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let (resumeNow, waiters) = self.state.withLockedValue {
-                    state -> (Bool, [CheckedContinuation<Void, Never>]) in
-                    if Task.isCancelled { return (true, []) }
-                    if deadline <= state.now { return (true, []) }
-                    state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
-                    let count = state.sleepers.count
-                    let ready = state.sleeperWaiters.filter { $0.0 <= count }.map(\.1)
-                    state.sleeperWaiters.removeAll { $0.0 <= count }
-                    return (false, ready)
-                }
-                for waiter in waiters { waiter.resume() }
-                if resumeNow {
-                    if Task.isCancelled {
-                        continuation.resume(throwing: CancellationError())
-                    } else {
-                        continuation.resume()
-                    }
-                }
-            }
-        } onCancel: {
-            let sleeper = self.state.withLockedValue { state -> Sleeper? in
-                guard let index = state.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.sleepers.remove(at: index)
-            }
-            sleeper?.continuation.resume(throwing: CancellationError())
-        }
-    }
-
-    /// Moves time forward and wakes every sleeper that is due.
-    func advance(by duration: Duration) {
-        let due = self.state.withLockedValue { state -> [Sleeper] in
-            state.now = state.now.advanced(by: duration)
-            let now = state.now
-            let due = state.sleepers.filter { $0.deadline <= now }
-            state.sleepers.removeAll { $0.deadline <= now }
-            return due
-        }
-        for sleeper in due { sleeper.continuation.resume() }
-    }
-
-    /// Waits until at least `count` sleepers are registered.
-    func waitForSleepers(_ count: Int) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = self.state.withLockedValue { state -> Bool in
-                if state.sleepers.count >= count { return true }
-                state.sleeperWaiters.append((count, continuation))
-                return false
-            }
-            if ready { continuation.resume() }
-        }
-    }
-
-    var sleeperCount: Int { self.state.withLockedValue { $0.sleepers.count } }
-
-    /// The pending deadlines, as offsets from the start.
-    var deadlines: [Duration] { self.state.withLockedValue { $0.sleepers.map(\.deadline.offset).sorted() } }
-}
 
 /// A server table behind a fake ``JobSource``; records every call and can be told to fail.
 final class FakeSource: JobSource {
@@ -108,9 +15,12 @@ final class FakeSource: JobSource {
 
     private let state = NIOLockedValueBox(State())
     let supportsWatermark: Bool
+    /// Watermark reads return at most this many rows, the oldest `(updated_at, id)` first, as the real source does.
+    let maximumRowsPerRead: Int
 
-    init(supportsWatermark: Bool = true) {
+    init(supportsWatermark: Bool = true, maximumRowsPerRead: Int = .max) {
         self.supportsWatermark = supportsWatermark
+        self.maximumRowsPerRead = maximumRowsPerRead
     }
 
     func put(_ row: [String: JSON]) {
@@ -161,12 +71,16 @@ final class FakeSource: JobSource {
 
     func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]] {
         let rows = try self.record("since:\(since.map(\.description) ?? "-")")
-        return rows.values.filter { row in
+        func key(_ row: [String: JSON]) -> (String, String) {
+            (row["updated_at"]?.stringValue ?? "", row["id"]?.stringValue ?? "")
+        }
+        let matching = rows.values.filter { row in
             guard let since, let text = row["updated_at"]?.stringValue, let updated = JobTimestamp(text) else {
                 return true
             }
             return updated >= since
         }
+        return Array(matching.sorted { key($0) < key($1) }.prefix(self.maximumRowsPerRead))
     }
 }
 

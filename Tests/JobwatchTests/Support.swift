@@ -1,3 +1,4 @@
+import JobSyncTestSupport
 import NIOConcurrencyHelpers
 import Testing
 
@@ -20,82 +21,6 @@ final class CapturedOutput: Sendable {
     /// The lines written to `stream`.
     func lines(_ stream: OutputWriter.Stream) -> [String] {
         self.text(stream).split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-    }
-}
-
-/// A virtual clock for driver tests: time moves only when a test calls ``advance(by:)``.
-final class ManualClock: Clock, Sendable {
-    struct Instant: InstantProtocol {
-        var offset: Duration
-        func advanced(by duration: Duration) -> Instant { Instant(offset: self.offset + duration) }
-        func duration(to other: Instant) -> Duration { other.offset - self.offset }
-        static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
-    }
-
-    private struct Sleeper {
-        let deadline: Instant
-        let continuation: CheckedContinuation<Void, any Error>
-    }
-
-    private struct State {
-        var now = Instant(offset: .zero)
-        var nextID = 0
-        var sleepers: [Int: Sleeper] = [:]
-        var waiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
-    }
-
-    private let state = NIOLockedValueBox(State())
-
-    var now: Instant { self.state.withLockedValue { $0.now } }
-    var minimumResolution: Duration { .zero }
-
-    func sleep(until deadline: Instant, tolerance: Duration?) async throws {
-        let id = self.state.withLockedValue { state -> Int in
-            state.nextID += 1
-            return state.nextID
-        }
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let (immediate, ready) = self.state.withLockedValue {
-                    state -> (Result<Void, any Error>?, [CheckedContinuation<Void, Never>]) in
-                    if Task.isCancelled { return (.failure(CancellationError()), []) }
-                    if deadline <= state.now { return (.success(()), []) }
-                    state.sleepers[id] = Sleeper(deadline: deadline, continuation: continuation)
-                    let count = state.sleepers.count
-                    let ready = state.waiters.filter { $0.count <= count }.map(\.continuation)
-                    state.waiters.removeAll { $0.count <= count }
-                    return (nil, ready)
-                }
-                if let immediate { continuation.resume(with: immediate) }
-                ready.forEach { $0.resume() }
-            }
-        } onCancel: {
-            let sleeper = self.state.withLockedValue { $0.sleepers.removeValue(forKey: id) }
-            sleeper?.continuation.resume(throwing: CancellationError())
-        }
-    }
-
-    /// Moves time forward and wakes every sleeper whose deadline has come.
-    func advance(by duration: Duration) {
-        let due = self.state.withLockedValue { state -> [Sleeper] in
-            state.now = state.now.advanced(by: duration)
-            let due = state.sleepers.filter { $0.value.deadline <= state.now }
-            for key in due.keys { state.sleepers[key] = nil }
-            return Array(due.values)
-        }
-        due.forEach { $0.continuation.resume() }
-    }
-
-    /// Returns once at least `count` sleepers are waiting.
-    func waitForSleepers(_ count: Int) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = self.state.withLockedValue { state -> Bool in
-                if state.sleepers.count >= count { return true }
-                state.waiters.append((count, continuation))
-                return false
-            }
-            if ready { continuation.resume() }
-        }
     }
 }
 

@@ -1,3 +1,4 @@
+import JobSyncTestSupport
 import Testing
 
 @testable import jobwatch

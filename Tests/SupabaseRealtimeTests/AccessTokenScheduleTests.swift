@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncTestSupport
 import NIOConcurrencyHelpers
 import RealtimeProtocol
 import Testing

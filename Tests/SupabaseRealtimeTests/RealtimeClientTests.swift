@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncTestSupport
 import Logging
 import NIOConcurrencyHelpers
 import RealtimeProtocol

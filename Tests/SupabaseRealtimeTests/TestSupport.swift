@@ -1,97 +1,11 @@
 import Foundation
+import JobSyncTestSupport
 import NIOConcurrencyHelpers
 import RealtimeProtocol
 import Testing
 import WebSocketTransport
 
 @testable import SupabaseRealtime
-
-// MARK: - Manual clock
-
-/// A clock that only moves when the test advances it. Sleepers wake when their deadline is reached.
-final class ManualClock: Clock, Sendable {
-    struct Instant: InstantProtocol {
-        var offset: Duration
-        func advanced(by duration: Duration) -> Instant { Instant(offset: self.offset + duration) }
-        func duration(to other: Instant) -> Duration { other.offset - self.offset }
-        static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
-    }
-
-    private enum Sleeper {
-        case waiting(Instant, CheckedContinuation<Void, any Error>)
-        case cancelledEarly
-    }
-
-    private struct State {
-        var now = Instant(offset: .zero)
-        var sleepers: [UInt64: Sleeper] = [:]
-        var nextID: UInt64 = 0
-    }
-
-    private let state = NIOLockedValueBox(State())
-
-    var now: Instant { self.state.withLockedValue { $0.now } }
-    var minimumResolution: Duration { .zero }
-
-    /// The number of sleepers currently waiting.
-    var sleeperCount: Int {
-        self.state.withLockedValue { state in
-            state.sleepers.values.count { if case .waiting = $0 { true } else { false } }
-        }
-    }
-
-    func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
-        let id = self.state.withLockedValue { state -> UInt64 in
-            state.nextID += 1
-            return state.nextID
-        }
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                enum Outcome { case wait, resume, cancel }
-                let outcome: Outcome = self.state.withLockedValue { state in
-                    if case .cancelledEarly = state.sleepers[id] {
-                        state.sleepers[id] = nil
-                        return .cancel
-                    }
-                    if deadline <= state.now { return .resume }
-                    state.sleepers[id] = .waiting(deadline, continuation)
-                    return .wait
-                }
-                switch outcome {
-                case .wait: break
-                case .resume: continuation.resume()
-                case .cancel: continuation.resume(throwing: CancellationError())
-                }
-            }
-        } onCancel: {
-            let continuation: CheckedContinuation<Void, any Error>? = self.state.withLockedValue { state in
-                if case .waiting(_, let continuation) = state.sleepers[id] {
-                    state.sleepers[id] = nil
-                    return continuation
-                }
-                state.sleepers[id] = .cancelledEarly
-                return nil
-            }
-            continuation?.resume(throwing: CancellationError())
-        }
-    }
-
-    /// Moves time forward and wakes every sleeper whose deadline has come.
-    func advance(by duration: Duration) {
-        let due: [CheckedContinuation<Void, any Error>] = self.state.withLockedValue { state in
-            state.now = state.now.advanced(by: duration)
-            var due: [CheckedContinuation<Void, any Error>] = []
-            for (id, sleeper) in state.sleepers {
-                if case .waiting(let deadline, let continuation) = sleeper, deadline <= state.now {
-                    due.append(continuation)
-                    state.sleepers[id] = nil
-                }
-            }
-            return due
-        }
-        for continuation in due { continuation.resume() }
-    }
-}
 
 // MARK: - Fake transport
 

@@ -10,7 +10,7 @@ extension JobSyncClient {
         case feed(generation: Int, channel: Int, live: Bool, reason: String)
         case pollTimer(token: Int)
         case auditTimer(token: Int)
-        case catchUpFinished(SyncStateMachine.CatchUp, Result<Bool, JobSyncError>)
+        case catchUpFinished(SyncStateMachine.CatchUp, Result<CatchUpResult, JobSyncError>)
         /// Ids were added to `pendingFetch`.
         case watchChanged
         case fetchFinished(Result<Void, JobSyncError>)
@@ -88,7 +88,7 @@ extension JobSyncClient {
                     actions = machine.pollTimerFired(token: token)
                 case .auditTimer(let token):
                     actions = machine.auditTimerFired(token: token)
-                case .catchUpFinished(let kind, .success(let changesSeen)):
+                case .catchUpFinished(let kind, .success(let result)):
                     switch kind {
                     case .reconcile: self.count(.reconciliations)
                     case .poll: self.count(.polls)
@@ -97,7 +97,8 @@ extension JobSyncClient {
                         self.count(.audits)
                         self.count(.deletionSweeps)
                     }
-                    actions = machine.catchUpSucceeded(changesSeen: changesSeen)
+                    actions = machine.catchUpSucceeded(
+                        changesSeen: result.changesSeen, moreToRead: result.moreToRead)
                 case .catchUpFinished(_, .failure(let error)):
                     self.count(.restFailures)
                     self.configuration.logger.debug("catch-up failed", metadata: ["jobsync.error": "\(error)"])
@@ -122,7 +123,7 @@ extension JobSyncClient {
             switch action {
             case .startCatchUp(let kind):
                 group.addTask {
-                    let result: Result<Bool, JobSyncError>
+                    let result: Result<CatchUpResult, JobSyncError>
                     do throws(JobSyncError) {
                         result = .success(try await self.catchUp(kind))
                     } catch {
@@ -323,7 +324,15 @@ extension JobSyncClient {
     }
 
     /// One catch-up round trip; returns whether some job advanced.
-    func catchUp(_ kind: SyncStateMachine.CatchUp) async throws(JobSyncError) -> Bool {
+    /// What one catch-up read found.
+    struct CatchUpResult: Sendable {
+        /// Some job advanced.
+        var changesSeen: Bool
+        /// The read stopped at the source's row cap (``JobSource/maximumRowsPerRead``): more rows are waiting.
+        var moreToRead = false
+    }
+
+    func catchUp(_ kind: SyncStateMachine.CatchUp) async throws(JobSyncError) -> CatchUpResult {
         let source = self.configuration.source
         // Read from the watermark as it was when the last successful catch-up started, not from the newest row seen
         // since: a change the server dropped (§5.6) can be older than later changes that did arrive.
@@ -341,6 +350,7 @@ extension JobSyncClient {
         case (.jobs, _): useWatermark = source.supportsWatermark && watermark != nil
         }
         let advanced: Bool
+        var capped = false
         var rows: [[String: JSON]] = []
         if useWatermark {
             guard source.supportsWatermark else {
@@ -350,10 +360,13 @@ extension JobSyncClient {
             advanced = self.mergeFetched(rows, requested: nil, source: sourceKind)
             // A read stopped at the row cap: the next one continues from its newest row, without the skew (a
             // burst larger than the cap inside the skew window would otherwise be read again forever).
-            let capped = rows.count >= source.maximumRowsPerRead
             let newest = rows.last?["updated_at"]?.stringValue.flatMap(JobTimestamp.init)
             let limit = self.store.watermarkLimit()
-            self.shared.withLockedValue { $0.catchUpResume = capped ? newest.map { min($0, limit) } : nil }
+            let resume = rows.count >= source.maximumRowsPerRead ? newest.map { min($0, limit) } : nil
+            self.shared.withLockedValue { $0.catchUpResume = resume }
+            // Continue at once only when the next read starts later than this one (a full page of one timestamp
+            // would otherwise be read again in a hot loop; it is then read once per timer, as before).
+            capped = resume.map { resume in watermark.map { resume > $0 } ?? true } ?? false
         } else {
             // By ids: only jobs that can still change (unknown or not final); in all-jobs mode (a sweep), the
             // unfinished jobs the store holds.
@@ -376,7 +389,7 @@ extension JobSyncClient {
         if let checkpoint = [started, newestRead].compactMap({ $0 }).max() {
             self.shared.withLockedValue { $0.catchUpWatermark = max($0.catchUpWatermark ?? checkpoint, checkpoint) }
         }
-        return advanced
+        return CatchUpResult(changesSeen: advanced, moreToRead: capped)
     }
 
     /// Merges fetched rows; ids requested but absent vanished. Returns whether some job advanced.

@@ -304,8 +304,10 @@ struct SyncStateMachine: Sendable {
         }
     }
 
-    /// The catch-up in flight succeeded; `changesSeen` when it advanced some job.
-    mutating func catchUpSucceeded(changesSeen: Bool) -> [Action] {
+    /// The catch-up in flight succeeded; `changesSeen` when it advanced some job, `moreToRead` when its read stopped
+    /// at the source's row cap: then the next read of the same kind starts at once (it continues where this one
+    /// stopped), so a backlog larger than the cap is read in consecutive bounded reads, not one per timer.
+    mutating func catchUpSucceeded(changesSeen: Bool, moreToRead: Bool = false) -> [Action] {
         let before = self.mode
         let actions: [Action]
         switch self.state {
@@ -318,6 +320,9 @@ struct SyncStateMachine: Sendable {
             case .waiting:
                 assertionFailure("catchUpSucceeded(changesSeen:) with no catch-up in flight, in state \(self.state)")
                 return []
+            case .polling where moreToRead:
+                polling.backoff.attempt = 0
+                actions = [.startCatchUp(.poll)]
             case .polling:
                 // Back off while nothing changes, start over when something did.
                 polling.backoff.attempt = changesSeen ? 0 : polling.backoff.attempt + 1
@@ -339,6 +344,10 @@ struct SyncStateMachine: Sendable {
             case .waiting:
                 assertionFailure("catchUpSucceeded(changesSeen:) with no catch-up in flight, in state \(self.state)")
                 return []
+            case .reconciling where moreToRead:
+                reconciling.backoff.lastFailed = false
+                self.state = .reconciling(reconciling)
+                actions = [.startCatchUp(.reconcile)]
             case .reconciling:
                 // Live and caught up: polling stops, audits start.
                 let (token, action) = self.scheduleAudit(atLeast: nil)
@@ -353,6 +362,9 @@ struct SyncStateMachine: Sendable {
         case .live(.waiting):
             assertionFailure("catchUpSucceeded(changesSeen:) with no catch-up in flight, in state \(self.state)")
             return []
+        case .live(.auditing) where moreToRead:
+            self.state = .live(.auditing(.audit))
+            actions = [.startCatchUp(.audit)]
         case .live(.auditing):
             let (token, action) = self.scheduleAudit(atLeast: nil)
             self.state = .live(.waiting(auditTimer: token))

@@ -234,7 +234,16 @@ public final class SQLiteJobPersistence: JobStorePersistence {
         guard !changes.isEmpty else { return }
         do {
             try self.queue.write { db in
-                for change in changes { try Self.write(change, in: db) }
+                // One watermark write per batch: the largest (the upsert keeps the larger anyway).
+                var watermark: JobTimestamp?
+                for change in changes {
+                    if case .watermark(let value) = change {
+                        watermark = max(watermark ?? value, value)
+                    } else {
+                        try Self.write(change, in: db)
+                    }
+                }
+                if let watermark { try Self.write(.watermark(watermark), in: db) }
             }
         } catch {
             throw Self.error("cannot write the job database", error)
@@ -244,20 +253,22 @@ public final class SQLiteJobPersistence: JobStorePersistence {
     private static func write(_ change: PersistedChange, in db: Database) throws {
         switch change {
         case .job(let job, let complete, let sequence):
-            try db.execute(
+            // Cached statements: compiled once per connection, not per change.
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO jobsync_jobs (id, seq, deleted, complete, commit_us, row) VALUES (?, ?, 0, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, deleted = 0, complete = excluded.complete,
                         commit_us = excluded.commit_us, row = excluded.row,
                         tomb_updated_us = NULL, tomb_commit_us = NULL, tomb_rank = NULL
                     WHERE excluded.seq > jobsync_jobs.seq
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     job.id.rawValue, sequence, complete, job.commitTimestamp?.microsecondsSinceEpoch,
                     JSON.object(job.columns).serialized,
                 ])
         case .tombstone(let id, let version, let sequence):
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO jobsync_jobs (id, seq, deleted, complete, commit_us, row, tomb_updated_us,
                         tomb_commit_us, tomb_rank)
@@ -266,18 +277,20 @@ public final class SQLiteJobPersistence: JobStorePersistence {
                         tomb_updated_us = excluded.tomb_updated_us, tomb_commit_us = excluded.tomb_commit_us,
                         tomb_rank = excluded.tomb_rank
                     WHERE excluded.seq > jobsync_jobs.seq
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     id.rawValue, sequence, version?.updatedAt?.microsecondsSinceEpoch,
                     version?.commitTimestamp?.microsecondsSinceEpoch, version?.statusRank,
                 ])
         case .watermark(let watermark):
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO jobsync_meta (key, value) VALUES ('watermark', ?)
                     ON CONFLICT(key) DO UPDATE SET value = excluded.value
                     WHERE CAST(excluded.value AS INTEGER) > CAST(jobsync_meta.value AS INTEGER)
-                    """,
+                    """
+            ).execute(
                 arguments: [String(watermark.microsecondsSinceEpoch)])
         }
     }
