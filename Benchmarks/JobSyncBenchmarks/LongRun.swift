@@ -5,6 +5,10 @@
 // pauses, so each figure describes a quiescent client that has seen exactly that many completions.
 import Foundation
 import JobSync
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 import SupabaseLocal
 import SupabaseREST
 import Synchronization
@@ -43,6 +47,9 @@ struct LongRunCheckpoint: Sendable {
     var storeJobs: Int
     /// How many of `storeJobs` are finished (the retention policy bounds them).
     var finishedStoreJobs: Int
+    /// Live heap bytes (``heapInUse()``), as opposed to resident memory, which also counts freed memory the allocator
+    /// keeps.
+    var heapInUse: Int
     var cacheBytes: Int?
     /// Since the client was ready.
     var elapsed: Duration
@@ -50,6 +57,7 @@ struct LongRunCheckpoint: Sendable {
 
 struct LongRunResult: Sendable {
     var startResidentBytes: Int
+    var startHeapBytes: Int
     var checkpoints: [LongRunCheckpoint]
     var retentionApplied: Bool
     var events: Int
@@ -70,19 +78,24 @@ struct LongRunResult: Sendable {
                 + "completed (the store keeps at most 10,000 tombstones); the server runs at most "
                 + "\(settings.maximumLag) completions ahead of the client. Cache: "
                 + (settings.cache ? "`SQLiteJobPersistence` file" : "none") + "; \(retention). "
-                + "Resident memory = VmRSS of the client process; start = live, empty table; each checkpoint is taken "
+                + "Resident memory = VmRSS of the client process; heap in use = glibc `malloc_stats` total in use (live "
+                + "allocations; the rest of RSS growth is freed memory the allocator keeps); start = live, empty table; "
+                + "each checkpoint is taken "
                 + "by the subscriber when it sees that many completions, with the server paused. "
                 + "\(self.serverWrites) server writes (\(self.deleted) deletions), \(self.events) events seen by the "
                 + "subscriber.\n")
-        lines.append("| completed jobs | client RSS | above start | jobs in memory (finished) | cache file (db + wal) "
-            + "| elapsed |")
-        lines.append("|---:|---:|---:|---:|---:|---:|")
-        lines.append("| 0 (start) | \(format(bytes: Double(self.startResidentBytes))) | — | 0 | — | — |")
+        lines.append("| completed jobs | client RSS | above start | heap in use | jobs in memory (finished) "
+            + "| cache file (db + wal) | elapsed |")
+        lines.append("|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append(
+            "| 0 (start) | \(format(bytes: Double(self.startResidentBytes))) | — | "
+                + "\(format(bytes: Double(self.startHeapBytes))) | 0 | — | — |")
         for point in self.checkpoints {
             let above = point.residentBytes - self.startResidentBytes
             lines.append(
                 "| \(point.completed) | \(format(bytes: Double(point.residentBytes))) | "
-                    + "\(format(bytes: Double(above))) | \(point.storeJobs) (\(point.finishedStoreJobs)) | "
+                    + "\(format(bytes: Double(above))) | \(format(bytes: Double(point.heapInUse))) | "
+                    + "\(point.storeJobs) (\(point.finishedStoreJobs)) | "
                     + "\(point.cacheBytes.map { format(bytes: Double($0)) } ?? "no cache") | "
                     + "\(format(point.elapsed)) |")
         }
@@ -196,11 +209,13 @@ enum LongRunBenchmark {
                 LongRunCheckpoint(
                     completed: int(point, "completed"), residentBytes: int(point, "rss"),
                     storeJobs: int(point, "store_jobs"), finishedStoreJobs: int(point, "finished_jobs"),
+                    heapInUse: int(point, "heap"),
                     cacheBytes: point["cache_bytes"].map { _ in int(point, "cache_bytes") },
                     elapsed: .nanoseconds(Int64(((point["elapsed"] as? Double) ?? 0) * 1e9)))
             }
             return LongRunResult(
-                startResidentBytes: int(result, "start_rss"), checkpoints: points,
+                startResidentBytes: int(result, "start_rss"), startHeapBytes: int(result, "start_heap"),
+                checkpoints: points,
                 retentionApplied: (result["retention_applied"] as? Bool) ?? false, events: int(result, "events"),
                 serverWrites: writes, deleted: deleted)
         }
@@ -236,6 +251,7 @@ enum LongRunBenchmark {
             let store = sync.client.store
             let updates = store.allUpdates()
             let startRSS = vmRSS()
+            let startHeap = heapInUse()
             let started = ContinuousClock.now
             let state = LongRunTally()
             group.addTask {
@@ -246,7 +262,7 @@ enum LongRunBenchmark {
                     let rss = vmRSS()
                     let (jobs, finished) = store.jobsInMemory
                     var point = "{\"completed\":\(completed),\"rss\":\(rss),\"store_jobs\":\(jobs),"
-                        + "\"finished_jobs\":\(finished),"
+                        + "\"finished_jobs\":\(finished),\"heap\":\(heapInUse()),"
                         + "\"elapsed\":\((ContinuousClock.now - started).secondsValue)"
                     if let cachePath { point += ",\"cache_bytes\":\(Self.cacheBytes(cachePath))" }
                     point += "}"
@@ -275,7 +291,7 @@ enum LongRunBenchmark {
             _ = FileManager.default.createFile(atPath: readyPath, contents: Data("ready\n".utf8))
             await waitUntil(timeout: .seconds(3600)) { FileManager.default.fileExists(atPath: stopPath) }
             let (events, taken) = state.result
-            let json = "{\"start_rss\":\(startRSS),\"events\":\(events),\"retention_applied\":\(retentionApplied),"
+            let json = "{\"start_rss\":\(startRSS),\"start_heap\":\(startHeap),\"events\":\(events),\"retention_applied\":\(retentionApplied),"
                 + "\"retention_requested\":\(retention.map { "\($0)" } ?? "null"),"
                 + "\"checkpoints\":[\(taken.joined(separator: ","))]}"
             try Data(json.utf8).write(to: URL(fileURLWithPath: outPath + ".tmp"))
@@ -313,6 +329,34 @@ final class LongRunTally: Sendable {
 }
 
 /// This process's resident set size in bytes, from `VmRSS` in `/proc/self/status` (0 if unreadable).
+/// Live heap bytes: glibc's `malloc_stats()` total "in use bytes" (small blocks in use plus mmapped ones), as opposed
+/// to resident memory, which also counts freed memory the allocator keeps. 0 where unavailable.
+func heapInUse() -> Int {
+    #if canImport(Glibc)
+        // malloc_stats prints to stderr: point fd 2 at a scratch file while it runs.
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_stats") else { return 0 }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("malloc-stats-\(getpid())").path
+        let file = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard file >= 0 else { return 0 }
+        let saved = dup(2)
+        dup2(file, 2)
+        unsafeBitCast(symbol, to: (@convention(c) () -> Void).self)()
+        fflush(nil)
+        dup2(saved, 2)
+        close(saved)
+        close(file)
+        defer { unlink(path) }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+            let total = text.range(of: "Total (incl. mmap):"),
+            let line = text[total.upperBound...].split(separator: "\n").first(where: { $0.contains("in use bytes") }),
+            let bytes = line.split(separator: "=").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) })
+        else { return 0 }
+        return bytes
+    #else
+        return 0
+    #endif
+}
+
 func vmRSS() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
         let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),

@@ -349,7 +349,7 @@ extension JobStore {
     /// finished job (completed, failed) stays for ``period`` after it finished, and at most ``maximumFinishedJobs``
     /// finished jobs are held: beyond that the one that finished first leaves first. A job that left memory:
     /// - is still answered by ``JobStore/job(_:)`` and seeds new subscriptions from the persistence, when one is set;
-    /// - is remembered by id and version (about 100 bytes each, at most ``rememberedJobs``), so that a late stale
+    /// - is remembered by id and version (about 300 bytes each, at most ``rememberedJobs``), so that a late stale
     ///   row cannot bring an older state back, and the same version read again reaches only subscriptions that name
     ///   the job (``MergeOutcome/restored(_:)``).
     /// Leaving memory never affects delivery: a subscription holds its own copy of every event queued for it.
@@ -358,17 +358,17 @@ extension JobStore {
         public var period: Duration
         /// The most finished jobs held in memory (default 10,000).
         public var maximumFinishedJobs: Int
-        /// How many jobs that left memory are remembered by id and last version (default 50,000).
+        /// How many jobs that left memory are remembered by id and last version (default 10,000, as tombstones).
         public var rememberedJobs: Int
 
         /// Creates a policy.
-        public init(period: Duration, maximumFinishedJobs: Int, rememberedJobs: Int = 50_000) {
+        public init(period: Duration, maximumFinishedJobs: Int, rememberedJobs: Int = 10_000) {
             self.period = max(.zero, period)
             self.maximumFinishedJobs = max(0, maximumFinishedJobs)
             self.rememberedJobs = max(1, rememberedJobs)
         }
 
-        /// 10 minutes, at most 10,000 finished jobs, 50,000 remembered versions.
+        /// 10 minutes, at most 10,000 finished jobs, 10,000 remembered versions.
         public static let `default` = Retention(period: .seconds(600), maximumFinishedJobs: 10_000)
     }
 }
