@@ -212,38 +212,64 @@ struct PersistenceTests {
         }
     }
 
-    @Test("group commit: what is merged while a batch is being written goes into the next transaction")
+    @Test("group commit: what is merged while a batch is written goes into the next transaction, written in the background")
     func groupCommit() throws {
         try Self.withFile { path in
-            let gated = GatedPersistence(try SQLiteJobPersistence(path: path))
+            let gated = GatedPersistence(try SQLiteJobPersistence(path: path), gatedWrites: 2)
             let store = try JobStore(configuration: .init(persistence: gated))
             let ids = (0..<100).map { try! JobID(String(format: "00000000-0000-4000-8000-%012d", $0)) }
             // The first merge becomes the writer and blocks inside its write …
             let writer = Thread { store.merge(observe(row(ids[0], status: "queued", updatedAt: ts(1)))) }
             writer.start()
-            gated.firstWriteStarted.wait()
-            // … so these 99 merges (and the final states) return at once, queued for the writer's next batch.
+            gated.writeStarted.wait()
+            // … so these 99 merges (and the final states) return at once, queued for the next transaction.
             for id in ids.dropFirst() { store.merge(observe(row(id, status: "queued", updatedAt: ts(1)))) }
             for id in ids { store.merge(observe(row(id, status: "completed", updatedAt: ts(2)))) }
             #expect(gated.batches == 1)
             gated.release.signal()
+            // The second transaction starts in the background and blocks; the first writer has returned meanwhile:
+            // no merge caller is held for more than its own transaction.
+            gated.writeStarted.wait()
             while !writer.isFinished { Thread.sleep(forTimeInterval: 0.001) }
+            #expect(gated.batches == 2)
+            gated.release.signal()
+            store.flush()
             #expect(gated.batches == 2)  // 100 + 99 + 100 changes and two watermarks: two transactions
             #expect(store.persistenceFailures == 0)
             let reopened = try Self.store(path)
             #expect(ids.allSatisfy { reopened.job($0)?.status == .completed })
         }
     }
+
+    @Test("flush writes everything merged by concurrent callers, some of it by the background writer")
+    func flushAndBackPressure() throws {
+        try Self.withFile { path in
+            let store = try JobStore(configuration: .init(persistence: try SQLiteJobPersistence(path: path)))
+            let ids = (0..<2_000).map { try! JobID(String(format: "00000000-0000-4000-8000-%012d", $0)) }
+            DispatchQueue.concurrentPerform(iterations: 4) { part in
+                for id in ids[(part * 500)..<(part * 500 + 500)] {
+                    store.merge(observe(row(id, status: "completed", updatedAt: ts(3))))
+                }
+            }
+            store.flush()
+            let reopened = try Self.store(path)
+            #expect(ids.allSatisfy { reopened.job($0)?.status == .completed })
+        }
+    }
 }
 
-/// Blocks the first write until released; counts the batches.
+/// Blocks each of the first `gatedWrites` writes until released; counts the batches.
 final class GatedPersistence: JobStorePersistence {
     private let base: any JobStorePersistence
     private let count = NIOLockedValueBox(0)
-    let firstWriteStarted = DispatchSemaphore(value: 0)
+    private let gatedWrites: Int
+    let writeStarted = DispatchSemaphore(value: 0)
     let release = DispatchSemaphore(value: 0)
 
-    init(_ base: any JobStorePersistence) { self.base = base }
+    init(_ base: any JobStorePersistence, gatedWrites: Int = 1) {
+        self.base = base
+        self.gatedWrites = gatedWrites
+    }
 
     var batches: Int { self.count.withLockedValue { $0 } }
 
@@ -252,12 +278,12 @@ final class GatedPersistence: JobStorePersistence {
     func job(_ id: JobID) throws(JobSyncError) -> Job? { try self.base.job(id) }
 
     func write(_ changes: [PersistedChange]) throws(JobSyncError) {
-        let first = self.count.withLockedValue { count in
+        let gated = self.count.withLockedValue { count in
             count += 1
-            return count == 1
+            return count <= self.gatedWrites
         }
-        if first {
-            self.firstWriteStarted.signal()
+        if gated {
+            self.writeStarted.signal()
             self.release.wait()
         }
         try self.base.write(changes)

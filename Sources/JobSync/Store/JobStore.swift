@@ -67,6 +67,11 @@ public final class JobStore: Sendable {
 
     private let state: NIOLockedValueBox<State>
     private let configuration: Configuration
+    /// Writes what was merged while a merge caller was writing (see ``writeBatches(startingWith:)``).
+    private let writer = DispatchQueue(label: "JobSync.store.writer")
+    /// Changes pending beyond this make a merge caller wait for the writer: memory stays bounded when the disk is
+    /// slower than the merges.
+    private static let maximumPendingWrites = 50_000
 
     /// Creates a store, loading persisted state when ``Configuration/persistence`` is set.
     ///
@@ -156,7 +161,7 @@ public final class JobStore: Sendable {
         let now = self.configuration.now()
         let limit = self.watermarkLimit(now: now)
         let (outcome, resumptions, batch) = self.state.withLockedValue {
-            state -> (MergeOutcome, [Subscriber.Resumption], [PersistedChange]) in
+            state -> (MergeOutcome, [Subscriber.Resumption], [PersistedChange]?) in
             let before = state.core.watermark
             let outcome = state.core.merge(observation, watermarkLimit: limit, now: Self.microseconds(now))
             var resumptions: [Subscriber.Resumption] = []
@@ -169,7 +174,7 @@ public final class JobStore: Sendable {
                     if let resumption = subscriber.enqueue(event) { resumptions.append(resumption) }
                 }
             }
-            guard persisting else { return (outcome, resumptions, []) }
+            guard persisting else { return (outcome, resumptions, nil) }
             // Queued in merge order under the same lock; written after subscribers were resumed (group commit).
             let sequence = state.core.sequence
             switch outcome {
@@ -185,7 +190,9 @@ public final class JobStore: Sendable {
             if let watermark = state.core.watermark, watermark != before {
                 state.pendingWrites.append(.watermark(watermark))
             }
-            guard !state.writing, !state.pendingWrites.isEmpty else { return (outcome, resumptions, []) }
+            guard !state.writing, !state.pendingWrites.isEmpty else {
+                return (outcome, resumptions, state.pendingWrites.count > Self.maximumPendingWrites ? [] : nil)
+            }
             state.writing = true
             defer { state.pendingWrites = [] }
             return (outcome, resumptions, state.pendingWrites)
@@ -198,7 +205,11 @@ public final class JobStore: Sendable {
                 "jobsync.outcome": "\(Self.describe(outcome))",
             ]
         )
-        if !batch.isEmpty { self.writeBatches(startingWith: batch) }
+        switch batch {
+        case nil: break
+        case let batch? where batch.isEmpty: self.flush()  // far behind: wait for the writer (back-pressure)
+        case let batch?: self.writeBatches(startingWith: batch)
+        }
         return outcome
     }
 
@@ -229,22 +240,66 @@ public final class JobStore: Sendable {
         Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
     }
 
-    /// Writes `batch`, then every batch merged meanwhile, until none is pending (leader/follower group commit: one
-    /// merge caller writes at a time, and what others merge while it writes goes into its next transaction).
-    private func writeBatches(startingWith first: [PersistedChange]) {
-        guard let persistence = self.configuration.persistence else { return }
-        var batch = first
-        while !batch.isEmpty {
-            do throws(JobSyncError) {
-                try persistence.write(batch)
-            } catch {
-                self.state.withLockedValue { $0.persistenceFailures += 1 }
-                self.configuration.logger.debug("persistence write failed", metadata: ["jobsync.error": "\(error)"])
+    /// Group commit: the merge caller that found no write in progress writes `batch` (its change and whatever was
+    /// pending) in one transaction; what others merged meanwhile goes into the next transaction, written by the
+    /// store's writer queue, so no caller is held for more than one transaction (a feed handler that became the
+    /// writer must not stall behind everyone else's changes).
+    private func writeBatches(startingWith batch: [PersistedChange]) {
+        self.write(batch)
+        guard let more = self.takePending() else { return }
+        self.writer.async { self.drain(startingWith: more) }
+    }
+
+    /// Writes batches until none is pending (on the writer queue).
+    private func drain(startingWith first: [PersistedChange]) {
+        var batch: [PersistedChange]? = first
+        while let next = batch {
+            self.write(next)
+            batch = self.takePending()
+        }
+    }
+
+    /// The pending changes, or `nil` (and no write in progress any more) when there are none.
+    private func takePending() -> [PersistedChange]? {
+        self.state.withLockedValue { state in
+            guard !state.pendingWrites.isEmpty else {
+                state.writing = false
+                return nil
             }
-            batch = self.state.withLockedValue { state in
-                if state.pendingWrites.isEmpty { state.writing = false }
+            defer { state.pendingWrites = [] }
+            return state.pendingWrites
+        }
+    }
+
+    private func write(_ batch: [PersistedChange]) {
+        guard let persistence = self.configuration.persistence else { return }
+        do throws(JobSyncError) {
+            try persistence.write(batch)
+        } catch {
+            self.state.withLockedValue { $0.persistenceFailures += 1 }
+            self.configuration.logger.debug("persistence write failed", metadata: ["jobsync.error": "\(error)"])
+        }
+    }
+
+    /// Waits until everything merged so far is written to the persistence (at once without one). ``close()`` calls
+    /// it; call it before reading the file from elsewhere, or before the process exits, for changes merged while
+    /// another merge was writing (those are written in the background).
+    public func flush() {
+        guard self.configuration.persistence != nil else { return }
+        while true {
+            let batch = self.state.withLockedValue { state -> [PersistedChange]? in
+                guard !state.writing else { return nil }
+                guard !state.pendingWrites.isEmpty else { return [] }
+                state.writing = true
                 defer { state.pendingWrites = [] }
                 return state.pendingWrites
+            }
+            switch batch {
+            case let batch? where batch.isEmpty: return
+            case let batch?: self.drain(startingWith: batch)
+            case nil:
+                self.writer.sync {}  // the writer queue's drain, if that is the one in progress
+                if self.state.withLockedValue({ $0.writing }) { usleep(1_000) }  // a merge caller's transaction
             }
         }
     }
@@ -277,8 +332,10 @@ public final class JobStore: Sendable {
         JobUpdates(store: self, filter: .all)
     }
 
-    /// Ends every subscription (their sequences return `nil`) and refuses new ones.
+    /// Writes what is pending (``flush()``), then ends every subscription (their sequences return `nil`) and refuses
+    /// new ones.
     public func close() {
+        self.flush()
         let subscribers = self.state.withLockedValue { state -> [Subscriber] in
             state.closed = true
             defer { state.subscribers = [:] }

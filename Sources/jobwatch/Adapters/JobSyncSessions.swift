@@ -29,6 +29,8 @@ struct JobSyncWatchSession: WatchSession, CustomStringConvertible {
             try await self.waitForCancellation()
             return
         }
+        let store = self.connection.makeStore()
+        defer { store.close() }  // writes what is pending to the cache
         let client: JobSyncClient
         do {
             client = try JobSyncClient(
@@ -40,7 +42,7 @@ struct JobSyncWatchSession: WatchSession, CustomStringConvertible {
                     maximumPollDelay: self.connection.feed == nil ? .seconds(5) : .seconds(30),
                     logger: self.connection.logger
                 ),
-                store: self.connection.makeStore()
+                store: store
             )
         } catch {
             throw self.connection.error(error)
