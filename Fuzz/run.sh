@@ -12,6 +12,8 @@
 # Exit status is non-zero if libFuzzer found a crash; then the crash input's path is printed ("CRASH INPUT").
 # The full libFuzzer output is also kept in Fuzz/.build/fuzz-TARGET.log.
 set -euo pipefail
+# A crash is reported by libFuzzer and ASan; Swift's own backtracer, attaching to the crashed fuzzer, can hang.
+export SWIFT_BACKTRACE=enable=no
 target="frames"
 if [[ $# -gt 0 && ! "$1" =~ ^[0-9]+$ ]]; then
     target="$1"

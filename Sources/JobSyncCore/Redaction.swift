@@ -2,9 +2,9 @@
 
 /// Removes secrets from text before it is logged, printed or put in an error. One rule set for every module:
 /// - each secret the caller knows (API key, access token) wherever it appears, as `<redacted>`;
-/// - the value of a secret-named parameter or header (`apikey`, `api_key`, `api-key`, `access_token`,
-///   `refresh_token`, `token`, `jwt`, `authorization`, written `name=value` or `name: value`) as `<redacted>`; the
-///   name must stand alone (`myapikey=1` is left alone);
+/// - the value of a secret-named parameter or header (a name ending in `apikey`, `api_key`, `api-key`,
+///   `access_token`, `refresh_token`, `token`, `jwt` or `authorization`, any case, written `name=value` or
+///   `name: value`) as `<redacted>`: `x-apikey=…` and `myapikey=…` count too (better one redaction too many);
 /// - anything that looks like a JWT (three base64url parts, the first starting `eyJ`) as `<redacted-jwt>`;
 /// - a Supabase secret key (`sb_secret_…`) as `<redacted>`.
 package enum Redaction {
@@ -44,12 +44,12 @@ package enum Redaction {
             let name = before[nameStart...].lowercased()
             output += rest[...separator]
             rest = rest[rest.index(after: separator)...]
-            guard Self.parameterNames.contains(name) else { continue }
+            guard let secretName = Self.parameterNames.first(where: { name.hasSuffix($0) }) else { continue }
             // A header value may follow spaces and a scheme (`authorization: Bearer …`).
             let spaces = rest.prefix(while: { $0 == " " })
             output += spaces
             rest = rest[spaces.endIndex...]
-            if name == "authorization", rest.lowercased().hasPrefix("bearer ") {
+            if secretName == "authorization", rest.lowercased().hasPrefix("bearer ") {
                 output += rest.prefix(7)
                 rest = rest.dropFirst(7)
             }

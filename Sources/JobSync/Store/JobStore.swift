@@ -71,7 +71,7 @@ public final class JobStore: Sendable {
     private let writer = DispatchQueue(label: "JobSync.store.writer")
     /// Changes pending beyond this make a merge caller wait for the writer: memory stays bounded when the disk is
     /// slower than the merges.
-    private static let maximumPendingWrites = 50_000
+    private static let maximumPendingWrites = 10_000
 
     /// Creates a store, loading persisted state when ``Configuration/persistence`` is set.
     ///
@@ -207,7 +207,7 @@ public final class JobStore: Sendable {
         )
         switch batch {
         case nil: break
-        case let batch? where batch.isEmpty: self.flush()  // far behind: wait for the writer (back-pressure)
+        case let batch? where batch.isEmpty: self.writer.sync {}  // far behind: wait for one batch (back-pressure)
         case let batch?: self.writeBatches(startingWith: batch)
         }
         return outcome
@@ -250,13 +250,12 @@ public final class JobStore: Sendable {
         self.writer.async { self.drain(startingWith: more) }
     }
 
-    /// Writes batches until none is pending (on the writer queue).
-    private func drain(startingWith first: [PersistedChange]) {
-        var batch: [PersistedChange]? = first
-        while let next = batch {
-            self.write(next)
-            batch = self.takePending()
-        }
+    /// Writes `batch` on the writer queue, then queues the next one if more is pending: one batch per queue item,
+    /// so a caller held by back-pressure waits for one batch, not for the queue to run dry.
+    private func drain(startingWith batch: [PersistedChange]) {
+        self.write(batch)
+        guard let more = self.takePending() else { return }
+        self.writer.async { self.drain(startingWith: more) }
     }
 
     /// The pending changes, or `nil` (and no write in progress any more) when there are none.
@@ -296,7 +295,9 @@ public final class JobStore: Sendable {
             }
             switch batch {
             case let batch? where batch.isEmpty: return
-            case let batch?: self.drain(startingWith: batch)
+            case let batch?:
+                self.write(batch)
+                self.state.withLockedValue { $0.writing = false }
             case nil:
                 self.writer.sync {}  // the writer queue's drain, if that is the one in progress
                 if self.state.withLockedValue({ $0.writing }) { usleep(1_000) }  // a merge caller's transaction
