@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import SupabaseLocal
@@ -144,12 +145,20 @@ struct RealtimeIntegrationTests {
 
     @Test("§8.2 the periodic check closes the channel when the token expires while joined")
     func periodicExpiry() async throws {
-        try await SupabaseLocal.withRunning { stack in
+        // The wall clock (token expiry) stands still until the join is answered, then jumps past the token's `exp`:
+        // however slow the machine, the join succeeds and only the periodic check can close the channel.
+        let offset = NIOLockedValueBox<Int64>(0)
+        var configuration = SupabaseLocalConfiguration()
+        let start = WallClock.system.now()
+        configuration.wallClock = WallClock {
+            LocalTimestamp(microsecondsSinceEpoch: start.microsecondsSinceEpoch + offset.withLockedValue { $0 })
+        }
+        try await SupabaseLocal.withRunning(configuration) { stack in
             try await withTestSocket(stack) { socket in
-                // exp has whole-second precision: 2 s leaves at least 1 s for the join to succeed.
-                let token = stack.mintUserToken(lifetime: .seconds(2))
+                let token = stack.mintUserToken(lifetime: .seconds(1))
                 socket.send(#"["1","1","realtime:jobs","phx_join",{"config":{},"access_token":"\#(token)"}]"#)
-                _ = await socket.receive()
+                #expect(await socket.receive()?.contains(#""status":"ok""#) == true)
+                offset.withLockedValue { $0 = 2_000_000 }
                 let error = try #require(await socket.receive())
                 #expect(error.contains("Token has expired"))
                 #expect(await socket.receive() == #"["1","1","realtime:jobs","phx_close",{}]"#)

@@ -75,7 +75,7 @@ struct ResponseBodyCapTests {
                 timeout: .seconds(60), maximumResponseBytes: cap))
     }
 
-    @Test("An endless chunked body fails promptly with responseTooLarge and the transfer stops at the cap")
+    @Test("An endless chunked body fails promptly with responseTooLarge and the client hangs up")
     func endlessBody() async throws {
         try await SupabaseLocal.withRunning { stack in
             stack.faults.sendOversizedRESTBodies(.endless)
@@ -90,12 +90,14 @@ struct ResponseBodyCapTests {
                 #expect(error.message.contains("\(64 << 10) bytes"))
                 #expect(!error.description.contains(stack.anonKey))
             }
-            // Not the 60 s request timeout: the client gave up at the cap.
-            #expect(clock.now - start < .seconds(10))
+            // Not the 60 s request timeout: the client gave up at the cap (5.5 s once on a loaded CI run).
+            #expect(clock.now - start < .seconds(30))
             #expect(stack.faults.statistics.oversizedRESTBodies == 1)
-            // The client closed the connection: the server's next write failed and its writing stopped. What it
-            // wrote until then sat mostly in the kernel's socket buffers (a few MiB on loopback); an endless body
-            // read to the 60 s timeout would have been gigabytes.
+            // The client closed the connection: the server's next write failed and its writing stopped (an endless
+            // body read to the 60 s timeout would have been written until then). How much the server wrote before it
+            // noticed depends on the kernel's socket buffers and on how busy the machine is (82 MiB once, on a loaded
+            // CI run), so it is printed, not bounded: the client's own bound is the cap checked above and in
+            // `bodyLimitCounts`.
             let deadline = clock.now + .seconds(10)
             while stack.faults.statistics.oversizedRESTBodiesAbandoned == 0, clock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
@@ -104,7 +106,6 @@ struct ResponseBodyCapTests {
             print("endless body: the server wrote \(statistics.oversizedRESTBodyBytesSent) bytes before the client (cap 64 KiB) hung up")
             #expect(statistics.oversizedRESTBodiesAbandoned == 1)
             #expect(statistics.oversizedRESTBodyBytesSent >= 64 << 10)
-            #expect(statistics.oversizedRESTBodyBytesSent < 64 << 20)
         }
     }
 
