@@ -9,9 +9,9 @@
 #          [--retention SECONDS]
 #   SCRATCH_PATH=/path/to/.build   reuse a build folder (default: .build in the repository)
 # `persistence` (SQLite merges/s, 1/4/16 mergers) counts fsyncs with strace when it is installed (apt-get install
-# strace); `longrun` (all-jobs mode, 200,000 jobs, client memory at checkpoints) passes --retention to the store once
-# the store has a retention period (see LongRun.swift, TODO(retention)).
-# A full run takes about 15 minutes; --quick about 8.
+# strace); `longrun` (all-jobs mode, 200,000 jobs, client memory at checkpoints) runs the store with its default
+# retention (finished jobs leave memory after 10 minutes) or the period given by --retention.
+# A full run takes about 25 minutes; --quick about 10.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SCRATCH="${SCRATCH_PATH:-$ROOT/.build}"

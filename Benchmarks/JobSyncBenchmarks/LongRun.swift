@@ -20,7 +20,7 @@ struct LongRunSettings: Sendable {
     var deleteFraction = 0.1
     /// Whether the client persists to a cache file (`SQLiteJobPersistence`).
     var cache = true
-    /// The store's retention period for terminal jobs, in seconds, once the store has one (see `client`).
+    /// The store's retention period for finished jobs, in seconds (nil: the store's default, 10 minutes).
     var retentionSeconds: Double?
     /// Jobs per server-side burst (insert all, then update all, then complete all), as the throughput benchmark
     /// commits a burst as fast as it can.
@@ -59,7 +59,6 @@ struct LongRunResult: Sendable {
     var startResidentBytes: Int
     var startHeapBytes: Int
     var checkpoints: [LongRunCheckpoint]
-    var retentionApplied: Bool
     var events: Int
     var serverWrites: Int
     var deleted: Int
@@ -216,7 +215,7 @@ enum LongRunBenchmark {
             return LongRunResult(
                 startResidentBytes: int(result, "start_rss"), startHeapBytes: int(result, "start_heap"),
                 checkpoints: points,
-                retentionApplied: (result["retention_applied"] as? Bool) ?? false, events: int(result, "events"),
+                events: int(result, "events"),
                 serverWrites: writes, deleted: deleted)
         }
     }
@@ -240,7 +239,6 @@ enum LongRunBenchmark {
         if let retention {
             storeConfiguration.retention.period = .milliseconds(Int64((retention * 1000).rounded()))
         }
-        let retentionApplied = true
         let sync = try JobSyncUnderTest.make(
             baseURL: url, apiKey: try options.require("key"), mode: .allJobs, storeConfiguration: storeConfiguration)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -291,8 +289,7 @@ enum LongRunBenchmark {
             _ = FileManager.default.createFile(atPath: readyPath, contents: Data("ready\n".utf8))
             await waitUntil(timeout: .seconds(3600)) { FileManager.default.fileExists(atPath: stopPath) }
             let (events, taken) = state.result
-            let json = "{\"start_rss\":\(startRSS),\"start_heap\":\(startHeap),\"events\":\(events),\"retention_applied\":\(retentionApplied),"
-                + "\"retention_requested\":\(retention.map { "\($0)" } ?? "null"),"
+            let json = "{\"start_rss\":\(startRSS),\"start_heap\":\(startHeap),\"events\":\(events),"
                 + "\"checkpoints\":[\(taken.joined(separator: ","))]}"
             try Data(json.utf8).write(to: URL(fileURLWithPath: outPath + ".tmp"))
             try FileManager.default.moveItem(atPath: outPath + ".tmp", toPath: outPath)
