@@ -180,6 +180,9 @@ if grep -E "^$root/(Sources|Tests|Samples|Benchmarks)/.*: warning:" .build/build
     exit 1
 fi
 
+step "public API: the library modules' public declarations match docs/api (scripts/api-listing.sh)"
+scripts/api-listing.sh --check
+
 step "throwaway PostgreSQL with wal2json"
 pgdir=$(mktemp -d /tmp/jobsync-pg.XXXXXX)
 JOBSYNC_TEST_POSTGRES_URL=$(scripts/pg-throwaway.sh start "$pgdir")
