@@ -101,10 +101,10 @@ public final class PostgresJobsBackend: JobsBackend {
     /// The configuration.
     public let configuration: Configuration
     private let sql: PostgresJobsSQL
-    private let client: PostgresClient
-    private let logger: Logger
+    let client: PostgresClient
+    let logger: Logger
     private let clock: any Clock<Duration>
-    private let ready = ReadinessGate()
+    let ready = ReadinessGate()
     private let state = NIOLockedValueBox(State())
     private let decoder = NIOLockedValueBox(Wal2JSONDecoder(table: .jobs))
 
@@ -190,6 +190,7 @@ public final class PostgresJobsBackend: JobsBackend {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.client.run() }
                 try await self.setUp()
+                try await self.applyClaimsMigration()
                 try await self.pollSlot()
                 group.cancelAll()
             }

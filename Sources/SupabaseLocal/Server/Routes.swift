@@ -11,6 +11,9 @@ extension SupabaseLocalStack {
         router.post(RouterPath(table)) { request, _ in await self.respond { try await self.restInsert(request) } }
         router.patch(RouterPath(table)) { request, _ in await self.respond { try await self.restUpdate(request) } }
         router.delete(RouterPath(table)) { request, _ in await self.respond { try await self.restDelete(request) } }
+        router.post("/rest/v1/rpc/:function") { request, context in
+            await self.respond { try await self.rpc(request, function: context.parameters.get("function") ?? "") }
+        }
         router.get("/classify/:job_id") { request, context in
             await self.respond { try await self.classify(request, jobID: context.parameters.get("job_id") ?? "") }
         }
@@ -139,6 +142,18 @@ extension SupabaseLocalStack {
     /// `errors.rst`; realtime-protocol.md §11.2 lists the PGRST codes but not this one); an exposed schema without
     /// the table is `404 PGRST205`, as for a missing table.
     func requireTableSchema(_ request: Request, write: Bool) throws(RESTError) {
+        let requested = try self.requestedSchema(request, write: write)
+        let table = self.backend.table
+        guard requested == table.schema else {
+            throw .postgrest(
+                404, code: "PGRST205",
+                message: "Could not find the table '\(requested).\(table.name)' in the schema cache")
+        }
+    }
+
+    /// The exposed schema a request names with `Accept-Profile` (reads) or `Content-Profile` (writes and RPC), or
+    /// the default one; `406 PGRST106` for any other.
+    func requestedSchema(_ request: Request, write: Bool) throws(RESTError) -> String {
         let exposed = self.exposedSchemas
         let requested = self.header(request, write ? "content-profile" : "accept-profile") ?? exposed[0]
         guard exposed.contains(requested) else {
@@ -146,12 +161,7 @@ extension SupabaseLocalStack {
                 406, code: "PGRST106", message: "Invalid schema: \(requested)",
                 hint: "Only the following schemas are exposed: " + exposed.joined(separator: ", "))
         }
-        let table = self.backend.table
-        guard requested == table.schema else {
-            throw .postgrest(
-                404, code: "PGRST205",
-                message: "Could not find the table '\(requested).\(table.name)' in the schema cache")
-        }
+        return requested
     }
 
     private func contentRange(offset: Int, count: Int, total: Int?) -> String {

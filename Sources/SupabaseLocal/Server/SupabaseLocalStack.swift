@@ -69,6 +69,9 @@ public final class SupabaseLocalStack: Sendable {
     let signer: LocalJWTSigner
     let registry = ConnectionRegistry()
     let faultState = NIOLockedValueBox(FaultSettings())
+    /// The fleet claims behind `/rest/v1/rpc`: the backend's when it has them (PostgreSQL), else in memory.
+    let claims: any ClaimsStore
+    let claimCounters = NIOLockedValueBox(ClaimStatistics())
     private let boundPort = NIOLockedValueBox(0)
     let scheduled: AsyncStream<(Duration, @Sendable () async throws -> Void)>
     let scheduler: AsyncStream<(Duration, @Sendable () async throws -> Void)>.Continuation
@@ -77,6 +80,7 @@ public final class SupabaseLocalStack: Sendable {
     public init(_ configuration: SupabaseLocalConfiguration = SupabaseLocalConfiguration()) {
         self.configuration = configuration
         self.backend = configuration.backend ?? InMemoryJobsBackend(checked: .jobs, clock: configuration.wallClock)
+        self.claims = (self.backend as? any ClaimsStore) ?? InMemoryClaims(clock: configuration.wallClock)
         self.signer = LocalJWTSigner(secret: configuration.jwtSecret)
         let now = configuration.wallClock.now()
         self.anonKey = self.signer.mint(role: "anon", now: now, lifetime: configuration.keyLifetime)
