@@ -10,6 +10,7 @@ let package = Package(
     name: "JobSync",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "JobSyncCore", targets: ["JobSyncCore"]),
         .library(name: "RealtimeProtocol", targets: ["RealtimeProtocol"]),
         .library(name: "WebSocketTransport", targets: ["WebSocketTransport"]),
         .library(name: "SupabaseRealtime", targets: ["SupabaseRealtime"]),
@@ -33,11 +34,11 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
-        // MARK: Shared leaf (no dependencies)
+        // MARK: Shared leaf (no dependencies): redaction, the one JSON value
         .target(name: "JobSyncCore", swiftSettings: strict),
 
         // MARK: Protocol core (no I/O)
-        .target(name: "RealtimeProtocol", swiftSettings: strict),
+        .target(name: "RealtimeProtocol", dependencies: ["JobSyncCore"], swiftSettings: strict),
 
         // MARK: WebSocket transport
         .systemLibrary(
@@ -86,6 +87,7 @@ let package = Package(
         .target(
             name: "JobSync",
             dependencies: [
+                "JobSyncCore",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "RealtimeProtocol",
                 "SupabaseRealtime",
@@ -117,6 +119,7 @@ let package = Package(
         .executableTarget(
             name: "jobwatch",
             dependencies: [
+                "JobSyncCore",
                 "SupabaseRealtime",
                 "WebSocketTransport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -138,7 +141,7 @@ let package = Package(
         .executableTarget(
             name: "JobSyncBenchmarks",
             dependencies: [
-                "JobSync", "SupabaseLocal", "SupabaseRealtime", "WebSocketTransport", "SupabaseREST",
+                "JobSync", "JobSyncCore", "SupabaseLocal", "SupabaseRealtime", "WebSocketTransport", "SupabaseREST",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/JobSyncBenchmarks",
@@ -172,7 +175,8 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "RealtimeProtocolTests", dependencies: ["RealtimeProtocol"], swiftSettings: strict),
+        .testTarget(
+            name: "RealtimeProtocolTests", dependencies: ["JobSyncCore", "RealtimeProtocol"], swiftSettings: strict),
         .testTarget(
             name: "WebSocketTransportTests",
             dependencies: [
@@ -187,6 +191,7 @@ let package = Package(
         .testTarget(
             name: "SupabaseRealtimeTests",
             dependencies: [
+                "JobSyncCore",
                 "JobSyncTestSupport",
                 "RealtimeProtocol",
                 "SupabaseRealtime",
@@ -198,6 +203,7 @@ let package = Package(
         .testTarget(
             name: "SupabaseRESTTests",
             dependencies: [
+                "JobSyncCore",
                 "SupabaseREST",
                 "SupabaseLocal",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -225,6 +231,7 @@ let package = Package(
             dependencies: [
                 "JobSyncTestSupport",
                 "JobSync",
+                "JobSyncCore",
                 "RealtimeProtocol",
                 "SupabaseLocal",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -236,7 +243,8 @@ let package = Package(
             name: "JobwatchTests",
             dependencies: [
                 "JobSyncTestSupport",
-                "jobwatch", "SupabaseLocal", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "jobwatch", "JobSyncCore", "SupabaseLocal",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict

@@ -6,9 +6,10 @@
 //   (any case) is followed by `<redacted>` or by no value at all (JobSyncCore's `Redaction` removes the value, not
 //   the name);
 // - `RetryAfter.parse`: must never trap; a result lies in `0...RetryAfter.maximum`;
-// - `JSON.parse` → `serialized` → `JSON.parse` is the identity on the parsed value.
+// - `JSONValue.parse` → `serialized()` → `JSONValue.parse` is the identity on the parsed value.
 // Violated invariants are `precondition`s, so they show up as crashes the fuzzer reports.
 import Foundation
+import JobSyncCore
 
 private let statuses = [200, 400, 401, 403, 404, 406, 409, 429, 500, 502, 503, 504]
 private let fixedNow = Date(timeIntervalSince1970: 1_764_000_000)
@@ -20,9 +21,9 @@ public func fuzzREST(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let body = Array(bytes.dropFirst())
     let status = statuses[Int(selector) % statuses.count]
 
-    let parsed = JSON.parse(body)
+    let parsed = try? JSONValue.parse(body)
     if let parsed {
-        precondition(JSON.parse(parsed.serialized) == parsed, "JSON round trip changed the value")
+        precondition((try? JSONValue.parse(parsed.serialized())) == parsed, "JSON round trip changed the value")
     }
     if let rows = try? PostgRESTClient.decodeRows(HTTPResponse(status: 200, body: body)) {
         switch parsed {

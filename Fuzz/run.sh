@@ -4,9 +4,11 @@
 #        Fuzz/run.sh SECONDS                 (frames, as before)
 #   frames: the RealtimeProtocol frame decoders — Sources/RealtimeProtocol/*.swift + Fuzz/FuzzFrames.swift.
 #   rest:   SupabaseREST response decoding (decodeRows, RESTError bodies, Retry-After) —
-#           Sources/SupabaseREST/*.swift + Fuzz/FuzzREST.swift, with our JobSyncCore, swift-log's Logging and swift-nio's
+#           Sources/SupabaseREST/*.swift + Fuzz/FuzzREST.swift, with swift-log's Logging and swift-nio's
 #           NIOConcurrencyHelpers (+ CNIOAtomics) compiled as separate modules from the package checkouts in
 #           .build/checkouts (run `swift build` or `swift package resolve` first).
+#   Both link our JobSyncCore (the JSON parser and serializer, Redaction), compiled as a module of its own with the
+#   same fuzzer and address instrumentation, so the JSON parser is fuzzed by both targets.
 # Builds Fuzz/.build/fuzz-TARGET with -sanitize=fuzzer,address, runs it on a scratch copy of Fuzz/corpus/TARGET
 # (the committed seeds stay small), and leaves crash inputs in Fuzz/artifacts/ (prefixed with the target name).
 # Exit status is non-zero if libFuzzer found a crash; then the crash input's path is printed ("CRASH INPUT").
@@ -23,12 +25,22 @@ seconds="${1:-180}"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 mkdir -p "$here/.build" "$here/artifacts"
+mods="$here/.build/modules"
+mkdir -p "$mods"
+build_core() {
+    # JobSyncCore, our own leaf module, in the same package as the fuzzed sources (-package-name: our sources use
+    # `package` access, as in the SwiftPM build), instrumented like them.
+    (cd "$mods" && swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name JobSyncCore \
+        -package-name JobSync -emit-module -emit-module-path "$mods/JobSyncCore.swiftmodule" -emit-object -wmo \
+        "$root"/Sources/JobSyncCore/*.swift -o "$mods/JobSyncCore.o")
+}
 case "$target" in
 frames)
-    # -package-name: our sources use `package` access, as in the SwiftPM build.
+    build_core
     swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name RealtimeProtocolFuzz \
-        -package-name JobSync \
-        "$root"/Sources/RealtimeProtocol/*.swift "$here/FuzzFrames.swift" -o "$here/.build/fuzz-frames"
+        -package-name JobSync -I "$mods" \
+        "$root"/Sources/RealtimeProtocol/*.swift "$here/FuzzFrames.swift" "$mods/JobSyncCore.o" \
+        -o "$here/.build/fuzz-frames"
     ;;
 rest)
     checkouts="$root/.build/checkouts"
@@ -39,7 +51,6 @@ rest)
             "'swift build' first, or set SWIFT_LOG_SOURCES and SWIFT_NIO_SOURCES)" >&2
         exit 2
     fi
-    mods="$here/.build/modules"
     mkdir -p "$mods/CNIOAtomics"
     (cd "$mods" && swiftc -parse-as-library -O -swift-version 6 -enable-upcoming-feature ExistentialAny \
         -module-name Logging -package-name swift_log -emit-module -emit-module-path "$mods/Logging.swiftmodule" -emit-object -wmo \
@@ -55,10 +66,7 @@ rest)
         -module-name NIOConcurrencyHelpers -package-name swift_nio -emit-module \
         -emit-module-path "$mods/NIOConcurrencyHelpers.swiftmodule" -emit-object -wmo \
         $(find "$niosrc/NIOConcurrencyHelpers" -name '*.swift' | sort) -o "$mods/NIOConcurrencyHelpers.o")
-    # JobSyncCore (Redaction), our own leaf module, in the same package as the fuzzed sources.
-    (cd "$mods" && swiftc -parse-as-library -O -swift-version 6 -module-name JobSyncCore -package-name JobSync \
-        -emit-module -emit-module-path "$mods/JobSyncCore.swiftmodule" -emit-object -wmo \
-        "$root"/Sources/JobSyncCore/*.swift -o "$mods/JobSyncCore.o")
+    build_core
     swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name SupabaseRESTFuzz \
         -package-name JobSync \
         -I "$mods" -Xcc -fmodule-map-file="$mods/CNIOAtomics/module.modulemap" \

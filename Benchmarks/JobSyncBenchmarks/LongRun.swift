@@ -10,7 +10,6 @@ import JobSync
     import Glibc
 #endif
 import SupabaseLocal
-import SupabaseREST
 import Synchronization
 
 struct LongRunSettings: Sendable {

@@ -1,6 +1,7 @@
 // The two peers JobSync is compared with: the official Python Realtime client (a child process running
 // Benchmarks/python/rt_watch.py) and plain polling of the status endpoint with the vendor's backoff.
 import Foundation
+import JobSyncCore
 import SupabaseLocal
 import SupabaseREST
 import Synchronization
@@ -110,7 +111,7 @@ struct PlainPoller: Sendable {
                 return nil
             }
             if let response = try? await self.transport.send(request), response.status == 200,
-                let status = JSON.parse(response.body)?["status"]?.stringValue?.lowercased(),
+                let status = (try? JSONValue.parse(response.body))?["status"]?.stringValue?.lowercased(),
                 status == "completed" || status == "failed"
             {
                 return MonoInstant.now

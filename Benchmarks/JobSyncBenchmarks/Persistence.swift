@@ -5,8 +5,8 @@
 // each) through a counting decorator.
 import Foundation
 import JobSync
+import JobSyncCore
 import SupabaseLocal
-import SupabaseREST
 import Synchronization
 
 struct PersistenceResult: Sendable {
@@ -140,7 +140,7 @@ enum PersistenceBenchmark {
                 let id = Self.jobID(index)
                 // Distinct, increasing `updated_at` per state; all within the store's clock-skew limit.
                 let stamp = LocalTimestamp(microsecondsSinceEpoch: base + Int64(step * jobs + index))
-                var row: [String: JSON] = [
+                var row: JSONObject = [
                     "id": .string(id), "status": .string(statuses[step]), "error": .null,
                     "created_at": .string(LocalTimestamp(microsecondsSinceEpoch: base).postgresJSONText),
                     "updated_at": .string(stamp.postgresJSONText),
@@ -149,11 +149,11 @@ enum PersistenceBenchmark {
                 ]
                 if step == 2 {
                     row["result"] = .object([
-                        "classification": .string("invoice"), "confidence": .number("0.93"),
+                        "classification": .string("invoice"), "confidence": .number(JSONNumber(text: "0.93")),
                         "page_results": .array([
                             .object([
-                                "page": .number("1"), "classification": .string("invoice"),
-                                "confidence": .number("0.93"), "success": .bool(true),
+                                "page": .number(JSONNumber(1)), "classification": .string("invoice"),
+                                "confidence": .number(JSONNumber(text: "0.93")), "success": .bool(true),
                             ])
                         ]),
                     ])

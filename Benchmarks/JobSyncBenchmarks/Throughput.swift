@@ -4,6 +4,7 @@
 // Memory: a child process measures its resident-memory delta for N watched jobs held in a JobSync store.
 import Foundation
 import JobSync
+import JobSyncCore
 import SupabaseLocal
 import SupabaseREST
 import Synchronization
@@ -142,7 +143,7 @@ enum ThroughputBenchmark {
         let outPath = try options.require("out")
         let rest = try PostgRESTClient(configuration: .init(baseURL: "http://127.0.0.1:9/rest/v1", apiKey: "unused"))
         let stamp = WallClock.system.now().postgresJSONText
-        func row(_ id: String) -> [String: JSON] {
+        func row(_ id: String) -> JSONObject {
             [
                 "id": .string(id), "status": .string("processing"), "progress": .string("Processing page 1 of 3"),
                 "error": .null, "result": .null, "created_at": .string(stamp), "updated_at": .string(stamp),

@@ -1,4 +1,5 @@
-// JobSyncCore: what every JobSync module shares and nothing else: the one rule set for redacting secrets.
+// JobSyncCore: what every JobSync module shares and nothing else: the one rule set for redacting secrets, and the one
+// JSON value with its parser and serializer (`JSONValue`).
 
 /// Removes secrets from text before it is logged, printed or put in an error. One rule set for every module:
 /// - each secret the caller knows (API key, access token) wherever it appears, as `<redacted>`;

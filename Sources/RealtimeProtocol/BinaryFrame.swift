@@ -1,5 +1,7 @@
 // Binary frames of vsn 2.0.0 (realtime-protocol.md §2.3).
 
+import JobSyncCore
+
 extension PhoenixSerializer {
     /// The kind byte of a vsn 2.0.0 binary frame (§2.3).
     public enum BinaryKind: UInt8, Hashable, Sendable {
@@ -83,7 +85,7 @@ extension PhoenixSerializer {
                 "type": .string("broadcast"), "event": .string(event), "payload": userPayload,
             ]
             if !metadata.isEmpty {
-                payload["meta"] = try JSON.parse(metadata, maxDepth: self.maxDepth)
+                payload["meta"] = try JSONValue.parseFrame(metadata, maxDepth: self.maxDepth)
             }
             return PhoenixMessage(
                 joinRef: nil, ref: nil, topic: Topic(rawValue: topic), event: .broadcast, payload: .object(payload))
@@ -91,7 +93,7 @@ extension PhoenixSerializer {
     }
 
     private func jsonOrNil(_ bytes: ArraySlice<UInt8>) -> JSONValue? {
-        try? JSON.parse(bytes, maxDepth: self.maxDepth)
+        try? JSONValue.parse(bytes, maxDepth: self.maxDepth)
     }
 
     private static func optionalRef(_ text: String) -> Ref? {

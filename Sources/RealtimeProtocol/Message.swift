@@ -1,3 +1,5 @@
+import JobSyncCore
+
 /// A Phoenix channel topic, e.g. `realtime:jobs-sync` or `phoenix`.
 public struct Topic: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
     /// The topic text.

@@ -1,6 +1,8 @@
 // Typed views over the JSON payloads of realtime-protocol.md §4 (join, replies, system messages).
 // Decoders tolerate extra keys and report missing keys or wrong types as `RealtimeProtocolError`.
 
+import JobSyncCore
+
 // MARK: - Bindings (§4.2, §4.3)
 
 /// Which row events a `postgres_changes` binding asks for (§4.2). Encoded upper-case; `*` means all.

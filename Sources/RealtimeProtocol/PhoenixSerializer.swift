@@ -1,3 +1,5 @@
+import JobSyncCore
+
 /// The Phoenix serializer version negotiated with the `vsn` query parameter (§1.2).
 public enum ProtocolVersion: String, Hashable, Sendable, CaseIterable {
     /// `1.0.0`: JSON objects, text frames only (§2.1). The server's default when `vsn` is absent.
@@ -17,7 +19,7 @@ public struct PhoenixSerializer: Hashable, Sendable {
     public var maxDepth: Int
 
     /// Creates a serializer.
-    public init(version: ProtocolVersion, maxDepth: Int = JSON.defaultMaxDepth) {
+    public init(version: ProtocolVersion, maxDepth: Int = JSONValue.defaultMaxDepth) {
         self.version = version
         self.maxDepth = maxDepth
     }
@@ -28,12 +30,12 @@ public struct PhoenixSerializer: Hashable, Sendable {
     /// - Throws: `RealtimeProtocolError`: `.malformedJSON`/`.nestingTooDeep` for bad JSON, `.malformedFrame` for
     ///   JSON that is not a frame of this version.
     public func decode(text: String) throws(RealtimeProtocolError) -> PhoenixMessage {
-        try self.decode(frame: try JSON.parse(text, maxDepth: self.maxDepth))
+        try self.decode(frame: try JSONValue.parseFrame(text.utf8, maxDepth: self.maxDepth))
     }
 
     /// Decodes a text frame given as UTF-8 bytes.
     public func decode(textBytes: some Collection<UInt8>) throws(RealtimeProtocolError) -> PhoenixMessage {
-        try self.decode(frame: try JSON.parse(textBytes, maxDepth: self.maxDepth))
+        try self.decode(frame: try JSONValue.parseFrame(textBytes, maxDepth: self.maxDepth))
     }
 
     /// Interprets an already parsed JSON text frame.
@@ -116,21 +118,17 @@ public struct PhoenixSerializer: Hashable, Sendable {
         let ref: JSONValue = message.ref.map { .string($0.rawValue) } ?? .null
         switch self.version {
         case .v2:
-            JSON.write(
-                .array([
-                    joinRef, ref, .string(message.topic.rawValue), .string(message.event.rawValue), message.payload,
-                ]),
-                into: &output)
+            JSONValue.array([
+                joinRef, ref, .string(message.topic.rawValue), .string(message.event.rawValue), message.payload,
+            ]).serialize(into: &output)
         case .v1:
-            JSON.write(
-                .object([
-                    "topic": .string(message.topic.rawValue),
-                    "event": .string(message.event.rawValue),
-                    "payload": message.payload,
-                    "ref": ref,
-                    "join_ref": joinRef,
-                ]),
-                into: &output)
+            JSONValue.object([
+                "topic": .string(message.topic.rawValue),
+                "event": .string(message.event.rawValue),
+                "payload": message.payload,
+                "ref": ref,
+                "join_ref": joinRef,
+            ]).serialize(into: &output)
         }
     }
 

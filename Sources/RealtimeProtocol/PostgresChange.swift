@@ -1,5 +1,7 @@
 // Typed views over `postgres_changes` payloads (realtime-protocol.md §5).
 
+import JobSyncCore
+
 /// The `type` of a row change (§5.2).
 public enum ChangeType: Hashable, Sendable, CustomStringConvertible {
     /// `"INSERT"`.
@@ -86,6 +88,27 @@ public struct PostgresChange: Hashable, Sendable {
         }
     }
 
+    /// An entry of `errors` (§5.4): what the server reports about the row instead of, or besides, its values.
+    public struct RowError: Hashable, Sendable, CustomStringConvertible {
+        /// The status the text starts with (`Error 413: …` gives 413), or `nil` for text of another shape.
+        /// 413: the record exceeded the size limit and values longer than 64 bytes were cut; 400: the table has no
+        /// primary key; 401: the subscriber may not read the row.
+        public var status: Int?
+        /// The text as sent, e.g. `Error 413: Payload Too Large`.
+        public var text: String
+
+        /// Reads an entry: `Error <status>: <reason>` gives its status.
+        public init(_ text: String) {
+            self.text = text
+            let prefix = "Error "
+            let digits = text.utf8.dropFirst(prefix.utf8.count).prefix(while: { $0 >= 0x30 && $0 <= 0x39 })
+            self.status = text.hasPrefix(prefix) && (1...3).contains(digits.count) ? Int(Substring(digits)) : nil
+        }
+
+        /// The text as sent.
+        public var description: String { self.text }
+    }
+
     /// INSERT, UPDATE, DELETE or an unknown value.
     public var type: ChangeType
     /// The source schema.
@@ -102,8 +125,8 @@ public struct PostgresChange: Hashable, Sendable {
     public var record: JSONObject?
     /// The old row or its primary key (absent for INSERT, §5.3).
     public var oldRecord: JSONObject?
-    /// `nil`, or error strings such as `Error 413: Payload Too Large`.
-    public var errors: [String]?
+    /// `nil`, or the server's errors about the row, such as `Error 413: Payload Too Large`.
+    public var errors: [RowError]?
 
     /// Creates a change.
     public init(
@@ -114,7 +137,7 @@ public struct PostgresChange: Hashable, Sendable {
         columns: [Column] = [],
         record: JSONObject? = nil,
         oldRecord: JSONObject? = nil,
-        errors: [String]? = nil
+        errors: [RowError]? = nil
     ) {
         self.type = type
         self.schema = schema
@@ -153,13 +176,13 @@ public struct PostgresChange: Hashable, Sendable {
         self.record = try object.optionalObject("record", in: context)
         self.oldRecord = try object.optionalObject("old_record", in: context)
         if let errorValues = try object.optionalArray("errors", in: context) {
-            var errors: [String] = []
+            var errors: [RowError] = []
             errors.reserveCapacity(errorValues.count)
             for value in errorValues {
                 // Keep scalars as text; the server only sends strings here.
                 switch value {
-                case .string(let text): errors.append(text)
-                case .number(let number): errors.append(number.text)
+                case .string(let text): errors.append(RowError(text))
+                case .number(let number): errors.append(RowError(number.text))
                 default:
                     throw RealtimeProtocolError(.unexpectedType, "\(context): 'errors' holds a \(value.typeName)")
                 }
@@ -170,9 +193,10 @@ public struct PostgresChange: Hashable, Sendable {
         }
     }
 
-    /// Whether the server cut the row down to ≤ 64-byte values (`Error 413`, §5.4); refetch it over REST.
+    /// Whether the server cut the row down to ≤ 64-byte values (an error with status 413, §5.4); refetch it over
+    /// REST.
     public var isTruncated: Bool {
-        self.errors?.contains { $0.contains("Error 413") } ?? false
+        self.errors?.contains { $0.status == 413 } ?? false
     }
 
     /// Whether the row carries any error (`errors` non-empty): 400 no primary key, 401, 413.

@@ -1,10 +1,11 @@
 import Foundation
+import JobSyncCore
 import Logging
 
 /// The rows of a keyset read (``PostgRESTClient/fetchAll(_:orderedBy:key:maximumRows:)``).
 public struct PostgRESTRows: Sendable {
     /// The rows, in `(column, key)` order.
-    public var rows: [[String: JSON]]
+    public var rows: [JSONObject]
     /// `false` when the row cap stopped the read: continue from the last row.
     public var isComplete: Bool
 }
@@ -128,7 +129,7 @@ public struct PostgRESTClient: Sendable {
     ///   `responseTooLarge` (body over ``Configuration/maximumResponseBytes``), `undecodableBody`, and the other
     ///   HTTP codes (an unexposed ``PostgRESTQuery/schema`` is `httpError` 406 with ``RESTError/serverCode``
     ///   `PGRST106`).
-    public func fetch(_ query: PostgRESTQuery) async throws(RESTError) -> [[String: JSON]] {
+    public func fetch(_ query: PostgRESTQuery) async throws(RESTError) -> [JSONObject] {
         try query.validate()
         let response = try await self.send(query)
         return try Self.decodeRows(response)
@@ -157,7 +158,7 @@ public struct PostgRESTClient: Sendable {
             case after(value: String)
         }
         var cursor = Cursor.start
-        var rows: [[String: JSON]] = []
+        var rows: [JSONObject] = []
         var seen: Set<String> = []
         while true {
             var page = query
@@ -205,10 +206,10 @@ public struct PostgRESTClient: Sendable {
     }
 
     /// A column value as PostgREST accepts it back in a filter (strings as they are, numbers as written).
-    private static func cursorText(_ value: JSON) -> String? {
+    private static func cursorText(_ value: JSONValue) -> String? {
         switch value {
         case .string(let text): return text
-        case .number(let text): return text
+        case .number(let number): return number.text
         default: return nil
         }
     }
@@ -291,28 +292,32 @@ public struct PostgRESTClient: Sendable {
         }
     }
 
-    /// Decodes a 2xx body as a JSON array of objects.
+    /// Decodes a 2xx body as a JSON array of objects (or one object), parsed once; the rows are its objects.
     ///
     /// - Throws: ``RESTError/Code/undecodableBody`` when it is not.
-    public static func decodeRows(_ response: HTTPResponse) throws(RESTError) -> [[String: JSON]] {
-        guard let json = JSON.parse(response.body) else {
+    public static func decodeRows(_ response: HTTPResponse) throws(RESTError) -> [JSONObject] {
+        let json: JSONValue
+        do {
+            json = try JSONValue.parse(response.body)
+        } catch {
             throw RESTError(
-                code: .undecodableBody, message: "the response body is not JSON", httpStatus: response.status)
+                code: .undecodableBody, message: "the response body is not JSON (\(error.message))",
+                httpStatus: response.status)
         }
         switch json {
         case .array(let values):
-            var rows: [[String: JSON]] = []
+            var rows: [JSONObject] = []
             rows.reserveCapacity(values.count)
             for value in values {
-                guard let object = value.objectValue else {
+                guard case .object(let row) = value else {
                     throw RESTError(
                         code: .undecodableBody, message: "a row is not a JSON object", httpStatus: response.status)
                 }
-                rows.append(object)
+                rows.append(row)
             }
             return rows
-        case .object(let object):
-            return [object]  // `Accept: application/vnd.pgrst.object+json` or a single-object endpoint
+        case .object(let row):
+            return [row]  // `Accept: application/vnd.pgrst.object+json` or a single-object endpoint
         default:
             throw RESTError(
                 code: .undecodableBody, message: "the response body is not a JSON array", httpStatus: response.status)

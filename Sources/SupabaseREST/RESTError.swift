@@ -98,7 +98,7 @@ extension RESTError {
     ///   - body: the response body (a PostgREST error object `{code,details,hint,message}` or anything else).
     ///   - retryAfter: the parsed `Retry-After` header, if any.
     public static func fromResponse(status: Int, body: [UInt8], retryAfter: Duration?) -> RESTError {
-        let object = JSON.parse(body)?.objectValue
+        let object = (try? JSONValue.parse(body))?.objectValue
         let serverCode = object?["code"]?.stringValue
         let serverMessage = object?["message"]?.stringValue
         let details = object?["details"].flatMap(Self.text)
@@ -124,11 +124,11 @@ extension RESTError {
         )
     }
 
-    private static func text(_ value: JSON) -> String? {
+    private static func text(_ value: JSONValue) -> String? {
         switch value {
         case .null: return nil
         case .string(let string): return string
-        default: return value.serialized
+        default: return value.serialized()
         }
     }
 

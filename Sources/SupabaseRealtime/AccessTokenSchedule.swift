@@ -1,5 +1,5 @@
 import Foundation
-import RealtimeProtocol
+import JobSyncCore
 
 /// When the client asks its access-token provider again (pure: the driver passes both clocks in).
 ///
@@ -72,7 +72,7 @@ package struct JWTClaims: Sendable, Hashable {
         var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.utf8.count % 4) % 4)
         guard let payload = Data(base64Encoded: base64),
-            let object = (try? JSON.parse(payload, maxDepth: 8))?.objectValue,
+            let object = (try? JSONValue.parse(payload, maxDepth: 8))?.objectValue,
             let exp = object["exp"]?.numberValue?.double, exp.isFinite
         else { return nil }
         self.expiresAt = Date(timeIntervalSince1970: exp)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JobSyncCore
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -104,13 +105,11 @@ extension Jobwatch.Admin {
 
         func run() async throws {
             let client = try self.admin.resolve(environment: ProcessInfo.processInfo.environment)
-            var body: [(String, JSONLines.Value)] = [
-                ("jobs", .int(self.count)), ("failure_rate", .double(self.failureRate)),
-            ]
-            if let seed = self.seed { body.append(("seed", .int(seed))) }
-            if let page = self.pageMilliseconds { body.append(("page_ms", .int(page))) }
-            if let queue = self.queueMilliseconds { body.append(("queue_ms", .int(queue))) }
-            if self.mixedCase { body.append(("mixed_case", .bool(true))) }
+            var body: JSONObject = ["jobs": .int(self.count), "failure_rate": .double(self.failureRate)]
+            if let seed = self.seed { body["seed"] = .int(seed) }
+            if let page = self.pageMilliseconds { body["page_ms"] = .int(page) }
+            if let queue = self.queueMilliseconds { body["queue_ms"] = .int(queue) }
+            if self.mixedCase { body["mixed_case"] = .bool(true) }
             let ids = try await client.createJobs(.object(body))
             let writer = OutputWriter()
             for id in ids {
@@ -160,21 +159,21 @@ extension Jobwatch.Admin {
         }
 
         /// The request body: `ms` and every `--param`.
-        func body() throws -> JSONLines.Value {
-            var members: [(String, JSONLines.Value)] = []
-            if let ms = self.ms { members.append(("ms", .int(ms))) }
+        func body() throws -> JSONValue {
+            var members: [JSONObject.Member] = []
+            if let ms = self.ms { members.append(.init(key: "ms", value: .int(ms))) }
             for parameter in self.parameters {
                 let parts = parameter.split(separator: "=", maxSplits: 1).map(String.init)
                 guard parts.count == 2, !parts[0].isEmpty else {
                     throw ValidationError("--param takes name=value, got '\(Redact.shorten(parameter))'")
                 }
-                members.append((parts[0], Self.value(parts[1])))
+                members.append(.init(key: parts[0], value: Self.value(parts[1])))
             }
-            return .object(members)
+            return .object(JSONObject(members))
         }
 
         /// `true`/`false` and numbers as JSON, anything else as a string.
-        static func value(_ text: String) -> JSONLines.Value {
+        static func value(_ text: String) -> JSONValue {
             switch text {
             case "true": return .bool(true)
             case "false": return .bool(false)
@@ -201,10 +200,10 @@ struct AdminClient: Sendable {
     let serviceKey: Secret
 
     /// Starts the simulator on new jobs (`POST admin/v1/simulate`) and returns their ids.
-    func createJobs(_ body: JSONLines.Value) async throws(JobwatchError) -> [JobID] {
+    func createJobs(_ body: JSONValue) async throws(JobwatchError) -> [JobID] {
         let data = try await self.post(AdminRoutes.action("simulate"), body: body)
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let texts = object["ids"] as? [String]
+        guard let values = (try? JSONValue.parse(data))?["ids"]?.arrayValue,
+            case let texts = values.compactMap(\.stringValue), texts.count == values.count
         else {
             throw JobwatchError(.badResponse, "the local stack answered simulate with an unexpected body")
         }
@@ -212,14 +211,14 @@ struct AdminClient: Sendable {
     }
 
     /// Posts `body` to `path` with the service key and returns the response body (2xx only).
-    func post(_ path: String, body: JSONLines.Value) async throws(JobwatchError) -> Data {
+    func post(_ path: String, body: JSONValue) async throws(JobwatchError) -> Data {
         var request = URLRequest(url: self.baseURL.appendingPathComponent(path))
         request.httpMethod = "POST"
         request.timeoutInterval = 10
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue(self.serviceKey.value, forHTTPHeaderField: "apikey")
         request.setValue("Bearer \(self.serviceKey.value)", forHTTPHeaderField: "Authorization")
-        request.httpBody = Data(body.serialized.utf8)
+        request.httpBody = Data(body.serialized().utf8)
         let data: Data
         let response: URLResponse
         do {

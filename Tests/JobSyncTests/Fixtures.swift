@@ -1,4 +1,4 @@
-import SupabaseREST
+import JobSyncCore
 
 @testable import JobSync
 
@@ -13,19 +13,20 @@ func row(
     updatedAt: String? = nil,
     progress: String? = nil,
     error: String? = nil,
-    result: JSON? = nil,
-    extra: [String: JSON] = [:]
-) -> [String: JSON] {
-    var columns: [String: JSON] = ["id": .string(id.rawValue), "status": .string(status)]
+    result: JSONValue? = nil,
+    extra: JSONObject = [:]
+) -> JSONObject {
+    var columns: JSONObject = ["id": .string(id.rawValue), "status": .string(status)]
     if let updatedAt { columns["updated_at"] = .string(updatedAt) }
     if let progress { columns["progress"] = .string(progress) }
     if let error { columns["error"] = .string(error) }
     if let result { columns["result"] = result }
-    return columns.merging(extra, uniquingKeysWith: { _, new in new })
+    for member in extra.members { columns[member.key] = member.value }
+    return columns
 }
 
 func observe(
-    _ columns: [String: JSON],
+    _ columns: JSONObject,
     source: ObservationSource = .realtime,
     commit: String? = nil,
     complete: Bool = true

@@ -1,5 +1,5 @@
 import Foundation
-import SupabaseREST
+import JobSyncCore
 import Testing
 
 @testable import JobSync
@@ -70,7 +70,7 @@ struct JobStoreCoreTests {
     @Test("§5.4 a truncated (413) record merges over known columns; a full re-fetch of that version fills it")
     func truncatedThenRefetched() {
         var core = JobStoreCore()
-        let big: JSON = .object(["classification": .string("invoice")])
+        let big: JSONValue = .object(["classification": .string("invoice")])
         core.merge(
             observe(row(idA, status: "processing", updatedAt: ts(1), progress: "page 1"), source: .reconciliation))
         let truncated = row(idA, status: "completed", updatedAt: ts(2))  // result dropped: > 64 bytes

@@ -1,5 +1,4 @@
 import Foundation
-import SupabaseREST
 import Testing
 
 @testable import JobSync

@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 import JobSyncTestSupport
 import SupabaseREST
 import Testing
@@ -138,7 +139,9 @@ struct JobSyncClientTests {
         let clock = ManualClock()
         let source = FakeSource()
         let feed = FakeFeed()
-        let result: JSON = .object(["classification": .string("invoice"), "confidence": .number("0.91")])
+        let result: JSONValue = .object([
+            "classification": .string("invoice"), "confidence": .number(JSONNumber(text: "0.91")),
+        ])
         source.put(row(idA, status: "processing", updatedAt: ts(1)))
         let client = try makeClient(source: source, feed: feed, clock: clock)
         client.watch([idA])
@@ -151,7 +154,7 @@ struct JobSyncClientTests {
             #expect(statusOf(try await updates.next()) == .processing)
             let truncated = JobChange(
                 type: .update, record: row(idA, status: "completed", updatedAt: ts(4)),
-                errors: ["Error 413: Payload Too Large"])
+                errors: ["Error 413: Payload Too Large"], isTruncated: true)
             await feed.emit(.change(truncated))
             // The first terminal state subscribers see already carries the re-fetched result.
             guard case .updated(let job)? = try await updates.next() else {
@@ -162,14 +165,16 @@ struct JobSyncClientTests {
             #expect(!client.store.isIncomplete(idA))
             // When the re-fetch fails, the truncated state is not merged: the row is fetched again until it succeeds,
             // and subscribers see the newer version once, with its result.
-            let newer: JSON = .object(["classification": .string("receipt"), "confidence": .number("0.88")])
+            let newer: JSONValue = .object([
+                "classification": .string("receipt"), "confidence": .number(JSONNumber(text: "0.88")),
+            ])
             source.put(row(idA, status: "completed", updatedAt: ts(5), result: newer))
             source.failNext(JobSyncError(RESTError(code: .unavailable, message: "down", httpStatus: 503)))
             await feed.emit(
                 .change(
                     JobChange(
                         type: .update, record: row(idA, status: "completed", updatedAt: ts(5)),
-                        errors: ["Error 413: Payload Too Large"])))
+                        errors: ["Error 413: Payload Too Large"], isTruncated: true)))
             // (The per-job sequence ended with the first terminal state; read the store.)
             for _ in 0..<500 where client.store.job(idA)?.updatedAt != JobTimestamp(ts(5)) {
                 try await Task.sleep(for: .milliseconds(10))

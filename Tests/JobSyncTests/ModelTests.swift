@@ -1,4 +1,4 @@
-import SupabaseREST
+import JobSyncCore
 import Testing
 
 @testable import JobSync
@@ -53,15 +53,15 @@ struct ModelTests {
 
     @Test("a job row decodes known columns and keeps the others")
     func jobFromRow() throws {
-        let result: JSON = .object([
-            "classification": .string("invoice"), "confidence": .number("0.93"), "total_pages": .number("3"),
-            "processed_pages": .number("3"),
+        let result: JSONValue = .object([
+            "classification": .string("invoice"), "confidence": .number(JSONNumber(text: "0.93")),
+            "total_pages": .number(JSONNumber(3)), "processed_pages": .number(JSONNumber(3)),
             "page_results": .array([
                 .object([
-                    "page": .number("1"), "success": .bool(true), "classification": .string("invoice"),
-                    "confidence": .number("0.9"),
+                    "page": .number(JSONNumber(1)), "success": .bool(true), "classification": .string("invoice"),
+                    "confidence": .number(JSONNumber(text: "0.9")),
                 ]),
-                .object(["page": .number("2"), "success": .bool(false), "error": .string("blank page")]),
+                .object(["page": .number(JSONNumber(2)), "success": .bool(false), "error": .string("blank page")]),
             ]),
         ])
         let job = try Job(
@@ -97,7 +97,8 @@ struct ModelTests {
         let stringified = try Job(
             row: row(idA, status: "completed", result: .string(#"{"classification":"memo","confidence":0.5}"#)))
         #expect(stringified.result?.view?.classification == "memo")
-        let badPages = try Job(row: row(idA, status: "completed", result: .object(["page_results": .number("1")])))
+        let badPages = try Job(
+            row: row(idA, status: "completed", result: .object(["page_results": .number(JSONNumber(1))])))
         #expect(badPages.result?.view == nil)
     }
 

@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
+import JobSyncCore
 import NIOConcurrencyHelpers
-import SupabaseREST
 import Testing
 
 @testable import JobSync
@@ -35,7 +35,9 @@ struct PersistenceTests {
     @Test("round trip: states, final results and the watermark survive a restart")
     func roundTrip() throws {
         try Self.withFile { path in
-            let result: JSON = .object(["classification": .string("invoice"), "confidence": .number("0.97")])
+            let result: JSONValue = .object([
+                "classification": .string("invoice"), "confidence": .number(JSONNumber(text: "0.97")),
+            ])
             do {
                 let store = try Self.store(path)
                 store.merge(observe(row(idA, status: "completed", updatedAt: ts(7), result: result)))
@@ -162,7 +164,7 @@ struct PersistenceTests {
                         INSERT INTO jobsync_meta VALUES ('watermark', '1755771300000000');
                         """,
                     arguments: [
-                        idA.rawValue, JSON.object(row(idA, status: "completed", updatedAt: ts(4))).serialized,
+                        idA.rawValue, JSONValue.object(row(idA, status: "completed", updatedAt: ts(4))).serialized(),
                         idB.rawValue,
                     ])
             }

@@ -1,6 +1,5 @@
 import Foundation
 import JobSyncTestSupport
-import SupabaseREST
 import Testing
 
 @testable import JobSync

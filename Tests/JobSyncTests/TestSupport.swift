@@ -1,4 +1,4 @@
-import SupabaseREST
+import JobSyncCore
 import JobSyncTestSupport
 import NIOConcurrencyHelpers
 
@@ -7,7 +7,7 @@ import NIOConcurrencyHelpers
 /// A server table behind a fake ``JobSource``; records every call and can be told to fail.
 final class FakeSource: JobSource {
     private struct State {
-        var rows: [JobID: [String: JSON]] = [:]
+        var rows: [JobID: JSONObject] = [:]
         var calls: [String] = []
         var failures: [JobSyncError] = []
         var callWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
@@ -23,7 +23,7 @@ final class FakeSource: JobSource {
         self.maximumRowsPerRead = maximumRowsPerRead
     }
 
-    func put(_ row: [String: JSON]) {
+    func put(_ row: JSONObject) {
         let id = try! JobID(row["id"]!.stringValue!)
         self.state.withLockedValue { $0.rows[id] = row }
     }
@@ -50,9 +50,9 @@ final class FakeSource: JobSource {
         }
     }
 
-    private func record(_ call: String) throws(JobSyncError) -> [JobID: [String: JSON]] {
+    private func record(_ call: String) throws(JobSyncError) -> [JobID: JSONObject] {
         let (result, waiters) = self.state.withLockedValue {
-            state -> (Result<[JobID: [String: JSON]], JobSyncError>, [CheckedContinuation<Void, Never>]) in
+            state -> (Result<[JobID: JSONObject], JobSyncError>, [CheckedContinuation<Void, Never>]) in
             state.calls.append(call)
             let count = state.calls.count
             let ready = state.callWaiters.filter { $0.0 <= count }.map(\.1)
@@ -64,14 +64,14 @@ final class FakeSource: JobSource {
         return try result.get()
     }
 
-    func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: JSON]] {
+    func fetch(ids: [JobID]) async throws(JobSyncError) -> [JSONObject] {
         let rows = try self.record("ids:\(ids.count)")
         return ids.compactMap { rows[$0] }
     }
 
-    func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]] {
+    func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
         let rows = try self.record("since:\(since.map(\.description) ?? "-")")
-        func key(_ row: [String: JSON]) -> (String, String) {
+        func key(_ row: JSONObject) -> (String, String) {
             (row["updated_at"]?.stringValue ?? "", row["id"]?.stringValue ?? "")
         }
         let matching = rows.values.filter { row in

@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 import Testing
 
 @testable import jobwatch
@@ -91,10 +92,11 @@ struct JSONLinesTests {
     @Test("Strings are escaped: quotes, backslashes, control characters, line separators")
     func escaping() throws {
         let nasty = "say \"hi\"\\ \n\t\u{1}\u{2028}é"
-        let text = JSONLines.Value.object([("s", .string(nasty))]).serialized
+        let text = JSONValue.object(["s": .string(nasty)]).serialized()
         #expect(text == #"{"s":"say \"hi\"\\ \n\t\u0001\u2028é"}"#)
         #expect(try self.parse(text)["s"] as? String == nasty)
-        #expect(JSONLines.Value.double(.nan).serialized == "null")
+        #expect(JSONValue.double(.nan).serialized() == "null")
+        #expect(JSONValue.double(0.97).serialized() == "0.97")
     }
 
     @Test("status records say whether the job was found")

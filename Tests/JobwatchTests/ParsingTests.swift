@@ -211,7 +211,7 @@ struct ParsingTests {
             let command = try #require(fault as? Jobwatch.Admin.Fault)
             #expect(command.kind == "drop-connections")
             #expect(
-                try command.body().serialized
+                try command.body().serialized()
                     == #"{"ms":2000,"abrupt":true,"reason":"maintenance","fraction":0.5}"#
             )
             let create = try Jobwatch.parseAsRoot([

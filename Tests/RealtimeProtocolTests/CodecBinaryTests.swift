@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -26,7 +27,7 @@ struct CodecBinaryTests {
         #expect(message.joinRef == nil)
         #expect(message.ref == nil)
         #expect(
-            JSON.serialize(message.payload)
+            message.payload.serialized()
                 == #"{"type":"broadcast","event":"cursor","payload":{"x":1},"meta":{"id":"abc"}}"#)
     }
 

@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -18,8 +19,8 @@ struct CodecEncodeTests {
         let text = self.v1.encode(PhoenixSerializer.heartbeat(ref: "26"))
         #expect(text == #"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"26","join_ref":null}"#)
         // Same JSON content as the doc's frame, once the null join_ref is ignored.
-        let documented = try JSON.parse(#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"26"}"#)
-        var parsed = try #require(try JSON.parse(text).objectValue)
+        let documented = try JSONValue.parse(#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"26"}"#)
+        var parsed = try #require(try JSONValue.parse(text).objectValue)
         parsed["join_ref"] = nil
         #expect(JSONValue.object(parsed) == documented)
     }
@@ -67,13 +68,13 @@ struct CodecEncodeTests {
         ]
         for (event, wire) in events {
             let binding = PostgresChangeBinding(event: event, schema: "public", table: "jobs")
-            #expect(JSON.serialize(binding.jsonValue) == #"{"event":"\#(wire)","schema":"public","table":"jobs"}"#)
+            #expect(binding.jsonValue.serialized() == #"{"event":"\#(wire)","schema":"public","table":"jobs"}"#)
         }
     }
 
     @Test("§4.2 join without access token omits the key")
     func joinWithoutToken() {
-        let text = JSON.serialize(JoinPayload(isPrivate: true).jsonValue)
+        let text = JoinPayload(isPrivate: true).jsonValue.serialized()
         #expect(
             text
                 == #"{"config":{"broadcast":{"ack":false,"self":false},"presence":{"key":"","enabled":false},"#
@@ -98,7 +99,7 @@ struct CodecEncodeTests {
     @Test("§2.1 V1 encoding always writes both ref keys")
     func v1RefsAlwaysPresent() throws {
         let message = PhoenixMessage(joinRef: nil, ref: nil, topic: "t", event: .unknown("custom"), payload: .null)
-        let object = try #require(try JSON.parse(self.v1.encode(message)).objectValue)
+        let object = try #require(try JSONValue.parse(self.v1.encode(message)).objectValue)
         #expect(object.keys == ["topic", "event", "payload", "ref", "join_ref"])
         #expect(object["ref"] == .null)
         #expect(object["join_ref"] == .null)

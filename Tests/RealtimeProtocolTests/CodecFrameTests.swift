@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -227,7 +228,7 @@ struct CodecFrameTests {
     @Test("§5.2 error rows: no primary key (400) and payload too large (413)")
     func errorRows() throws {
         let noPK = try PostgresChangesMessage(
-            payload: JSON.parse(
+            payload: JSONValue.parse(
                 #"{"data":{"columns":[],"commit_timestamp":null,"errors":["Error 400: Bad Request, no primary key"],"#
                     + #""record":{},"schema":"public","table":"t","type":"INSERT"},"ids":[1,2]}"#))
         #expect(noPK.ids == [1, 2])
@@ -237,12 +238,27 @@ struct CodecFrameTests {
         #expect(!noPK.change.isTruncated)
         #expect(noPK.change.record == JSONObject())
         let truncated = try PostgresChangesMessage(
-            payload: JSON.parse(
+            payload: JSONValue.parse(
                 #"{"data":{"columns":[],"commit_timestamp":"2026-08-21T10:15:03.412Z","#
                     + #""errors":["Error 413: Payload Too Large"],"record":{"id":"x"},"schema":"public","#
                     + #""table":"jobs","type":"UPDATE","old_record":{}},"ids":["7"]}"#))
         #expect(truncated.ids == [7])
         #expect(truncated.change.isTruncated)
+        #expect(noPK.change.errors?.map(\.status) == [400])
+        #expect(truncated.change.errors?.map(\.text) == ["Error 413: Payload Too Large"])
+    }
+
+    @Test("§5.4 an error's status is read from `Error <status>:`; only status 413 means truncated")
+    func rowErrorStatus() {
+        #expect(PostgresChange.RowError("Error 413: Payload Too Large").status == 413)
+        #expect(PostgresChange.RowError("Error 401: Unauthorized").status == 401)
+        #expect(PostgresChange.RowError("Error 4130: what").status == nil)
+        #expect(PostgresChange.RowError("413").status == nil)
+        #expect(PostgresChange.RowError("").status == nil)
+        let mentions = PostgresChange(
+            type: .update, schema: "public", table: "jobs", errors: [.init("Error 401: row of 413 bytes")])
+        #expect(!mentions.isTruncated)
+        #expect(mentions.hasErrors)
     }
 
     @Test("§4.5 system ok is postgres_changes OK; §8.2 system error is a channel error")

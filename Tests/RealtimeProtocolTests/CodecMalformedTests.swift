@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -87,7 +88,7 @@ struct CodecMalformedTests {
 
     @Test("unknown events are kept as .unknown", arguments: ["presence_track", "PHX_JOIN", "", "INSERT", "événement"])
     func unknownEvent(_ name: String) throws {
-        let text = JSON.serialize(.array([.null, .null, .string("realtime:x"), .string(name), .object([:])]))
+        let text = JSONValue.array([.null, .null, .string("realtime:x"), .string(name), .object([:])]).serialized()
         let message = try PhoenixSerializer(version: .v2).decode(text: text)
         #expect(message.event == .unknown(name))
         #expect(message.event.rawValue == name)

@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -94,12 +95,12 @@ struct PayloadErrorReasonTests {
     @Test("§4.4 error reply exposes its reason")
     func errorReplyReason() throws {
         let reply = try Reply(
-            payload: JSON.parse(
+            payload: JSONValue.parse(
                 #"{"response":{"reason":"ChannelRateLimitReached: Too many channels"},"status":"error"}"#))
         #expect(reply.status == .error)
         #expect(reply.errorReason?.code == "ChannelRateLimitReached")
         #expect(reply.errorReason?.message == "Too many channels")
-        #expect(try Reply(payload: JSON.parse(#"{"response":{},"status":"ok"}"#)).errorReason == nil)
+        #expect(try Reply(payload: JSONValue.parse(#"{"response":{},"status":"ok"}"#)).errorReason == nil)
     }
 }
 
@@ -107,18 +108,18 @@ struct PayloadErrorReasonTests {
 struct PayloadDecodingTests {
     @Test("§3 reply status: ok, error, other; missing response reads as {}")
     func replyStatus() throws {
-        #expect(try Reply(payload: JSON.parse(#"{"status":"ok"}"#)) == Reply(status: .ok, response: .object([:])))
-        #expect(try Reply(payload: JSON.parse(#"{"status":"timeout","response":1}"#)).status == .other("timeout"))
+        #expect(try Reply(payload: JSONValue.parse(#"{"status":"ok"}"#)) == Reply(status: .ok, response: .object([:])))
+        #expect(try Reply(payload: JSONValue.parse(#"{"status":"timeout","response":1}"#)).status == .other("timeout"))
         let reply = Reply(status: .error, response: .object(["reason": .string("x")]))
-        #expect(JSON.serialize(reply.jsonValue) == #"{"response":{"reason":"x"},"status":"error"}"#)
+        #expect(reply.jsonValue.serialized() == #"{"response":{"reason":"x"},"status":"error"}"#)
     }
 
     @Test("§3 malformed replies are typed errors")
     func badReplies() throws {
-        let missing = try #require(throws: RealtimeProtocolError.self) { try Reply(payload: JSON.parse("{}")) }
+        let missing = try #require(throws: RealtimeProtocolError.self) { try Reply(payload: JSONValue.parse("{}")) }
         #expect(missing.code == .missingField)
         let wrong = try #require(throws: RealtimeProtocolError.self) {
-            try Reply(payload: JSON.parse(#"{"status":1}"#))
+            try Reply(payload: JSONValue.parse(#"{"status":1}"#))
         }
         #expect(wrong.code == .unexpectedType)
         let notObject = try #require(throws: RealtimeProtocolError.self) { try Reply(payload: .array([])) }
@@ -128,7 +129,7 @@ struct PayloadDecodingTests {
     @Test("§4.3 binding ids may be strings; missing postgres_changes means none; extra keys ignored")
     func joinReplyLenient() throws {
         let reply = try JoinReply(
-            response: JSON.parse(
+            response: JSONValue.parse(
                 #"{"postgres_changes":[{"id":"134217727","event":"insert","schema":"public","table":"jobs","#
                     + #""filter":null,"select":["id"]}]}"#))
         let binding = try #require(reply.postgresChanges.first)
@@ -136,8 +137,8 @@ struct PayloadDecodingTests {
         #expect(binding.event == .insert)
         #expect(binding.filter == nil)
         #expect(binding.matches(PostgresChangeBinding(event: .insert, schema: "public", table: "jobs")))
-        #expect(try JoinReply(response: JSON.parse("{}")).postgresChanges.isEmpty)
-        #expect(try JoinReply(response: JSON.parse(#"{"postgres_changes":[]}"#)).postgresChanges.isEmpty)
+        #expect(try JoinReply(response: JSONValue.parse("{}")).postgresChanges.isEmpty)
+        #expect(try JoinReply(response: JSONValue.parse(#"{"postgres_changes":[]}"#)).postgresChanges.isEmpty)
     }
 
     @Test("§4.3 malformed binding ids are typed errors", arguments: [
@@ -152,22 +153,22 @@ struct PayloadDecodingTests {
         #"{"postgres_changes":[{"id":1,"table":5}]}"#,
     ])
     func badJoinReply(_ text: String) throws {
-        let response = try JSON.parse(text)
+        let response = try JSONValue.parse(text)
         #expect(throws: RealtimeProtocolError.self) { try JoinReply(response: response) }
     }
 
     @Test("§4.5 system message fields default when absent; status is required")
     func systemDefaults() throws {
-        let message = try SystemMessage(payload: JSON.parse(#"{"status":"ok","extension":"system"}"#))
+        let message = try SystemMessage(payload: JSONValue.parse(#"{"status":"ok","extension":"system"}"#))
         #expect(message.channel == "")
         #expect(message.message == "")
         #expect(!message.isChannelError)
         let missing = try #require(throws: RealtimeProtocolError.self) {
-            try SystemMessage(payload: JSON.parse(#"{"message":"x"}"#))
+            try SystemMessage(payload: JSONValue.parse(#"{"message":"x"}"#))
         }
         #expect(missing.code == .missingField)
         let postgresError = try SystemMessage(
-            payload: JSON.parse(
+            payload: JSONValue.parse(
                 #"{"channel":"jobs","extension":"postgres_changes","#
                     + #""message":"Unable to subscribe to changes with given parameters. ...","status":"error"}"#))
         #expect(postgresError.isPostgresChangesError)
@@ -193,14 +194,14 @@ struct PayloadDecodingTests {
         #"{"data":{"type":7,"schema":"public","table":"t"},"ids":[]}"#,
     ])
     func badChanges(_ text: String) throws {
-        let payload = try JSON.parse(text)
+        let payload = try JSONValue.parse(text)
         #expect(throws: RealtimeProtocolError.self) { try PostgresChangesMessage(payload: payload) }
     }
 
     @Test("§5.2 minimal change: optional fields absent, unknown type kept, extra keys ignored")
     func minimalChange() throws {
         let message = try PostgresChangesMessage(
-            payload: JSON.parse(#"{"data":{"type":"TRUNCATE","schema":"s","table":"t","extra":1}}"#))
+            payload: JSONValue.parse(#"{"data":{"type":"TRUNCATE","schema":"s","table":"t","extra":1}}"#))
         #expect(message.ids.isEmpty)
         #expect(message.change.type == .unknown("TRUNCATE"))
         #expect(message.change.columns.isEmpty)

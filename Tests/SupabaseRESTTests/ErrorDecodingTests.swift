@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 import Testing
 
 @testable import SupabaseREST
@@ -90,24 +91,32 @@ struct ErrorDecodingTests {
     }
 }
 
-@Suite("JSON parsing keeps numbers exact")
-struct JSONTests {
-    @Test("int8 beyond 2^53 and numerics are kept as text; escapes and surrogates decode")
+@Suite("Rows are parsed once by the core parser, numbers kept exact")
+struct RowDecodingTests {
+    @Test("int8 beyond 2^53 and numerics are kept as text; member order and escapes survive")
     func exactNumbers() throws {
-        let json = try #require(
-            JSON.parse(#"{"id":9007199254740993,"c":0.1234567890123456789,"s":"a\"\u00e9\ud83d\ude00\n"}"#))
-        #expect(json["id"] == .number("9007199254740993"))
-        #expect(json["id"]?.int64Value == 9_007_199_254_740_993)
-        #expect(json["c"] == .number("0.1234567890123456789"))
-        #expect(json["s"] == .string("a\"é😀\n"))
-        #expect(JSON.parse(json.serialized) == json)
+        let body = #"[{"id":9007199254740993,"c":0.1234567890123456789,"s":"a\"\u00e9\ud83d\ude00\n"}]"#
+        let rows = try PostgRESTClient.decodeRows(HTTPResponse(status: 200, body: Array(body.utf8)))
+        let row = try #require(rows.first)
+        #expect(row["id"] == .number(JSONNumber(text: "9007199254740993")))
+        #expect(row["id"]?.numberValue?.int64 == 9_007_199_254_740_993)
+        #expect(row["c"] == .number(JSONNumber(text: "0.1234567890123456789")))
+        #expect(row["s"] == .string("a\"é😀\n"))
+        #expect(row.keys == ["id", "c", "s"])
     }
 
-    @Test("malformed JSON and absurd nesting are rejected without crashing")
-    func malformed() {
+    @Test("malformed JSON and absurd nesting are undecodableBody, with the byte offset and without the body")
+    func malformed() throws {
         for text in ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\u{01}\"", "tru", "[1] x", "\"\\ud800\""] {
-            #expect(JSON.parse(text) == nil, "\(text)")
+            let error = try #require(throws: RESTError.self) {
+                try PostgRESTClient.decodeRows(HTTPResponse(status: 200, body: Array(text.utf8)))
+            }
+            #expect(error.code == .undecodableBody, "\(text)")
         }
-        #expect(JSON.parse(String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)) == nil)
+        let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        let error = try #require(throws: RESTError.self) {
+            try PostgRESTClient.decodeRows(HTTPResponse(status: 200, body: Array(deep.utf8)))
+        }
+        #expect(error.message == "the response body is not JSON (nesting deeper than 512 at byte offset 512)")
     }
 }

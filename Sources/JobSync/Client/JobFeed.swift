@@ -1,4 +1,4 @@
-import SupabaseREST
+import JobSyncCore
 
 /// One row change as the realtime feed delivers it (reference/realtime-protocol.md §5.2).
 public struct JobChange: Sendable, Hashable {
@@ -15,31 +15,33 @@ public struct JobChange: Sendable, Hashable {
     /// INSERT, UPDATE or DELETE.
     public var type: ChangeType
     /// The new row (`record`); `nil` for DELETE. For UPDATE, keys are "columns present".
-    public var record: [String: JSON]?
+    public var record: JSONObject?
     /// The old row (`old_record`); primary key only unless the table is REPLICA IDENTITY FULL.
-    public var oldRecord: [String: JSON]?
+    public var oldRecord: JSONObject?
     /// `commit_timestamp`, when present.
     public var commitTimestamp: JobTimestamp?
-    /// `errors`, e.g. `["Error 413: Payload Too Large"]`.
+    /// `errors` as sent, e.g. `["Error 413: Payload Too Large"]` (for diagnostics; see ``isTruncated``).
     public var errors: [String]
+    /// Whether the server truncated the record (§5.4: values over 64 bytes cut, `Error 413`): merge what it holds
+    /// as incomplete and re-fetch the row.
+    public var isTruncated: Bool
 
     /// Creates a change.
     public init(
         type: ChangeType,
-        record: [String: JSON]?,
-        oldRecord: [String: JSON]? = nil,
+        record: JSONObject?,
+        oldRecord: JSONObject? = nil,
         commitTimestamp: JobTimestamp? = nil,
-        errors: [String] = []
+        errors: [String] = [],
+        isTruncated: Bool = false
     ) {
         self.type = type
         self.record = record
         self.oldRecord = oldRecord
         self.commitTimestamp = commitTimestamp
         self.errors = errors
+        self.isTruncated = isTruncated
     }
-
-    /// Whether the server truncated the record (§5.4): re-fetch the row.
-    public var isTruncated: Bool { self.errors.contains { $0.contains("413") } }
 }
 
 /// What a realtime feed reports for one subscription.
@@ -97,11 +99,11 @@ public protocol JobSource: Sendable {
 
     /// Fetches the rows of `ids`. Ids without a row are simply absent from the result; a row for an id not asked
     /// for must be an error (a server ignoring the filter), never returned: absent ids count as deleted.
-    func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: JSON]]
+    func fetch(ids: [JobID]) async throws(JobSyncError) -> [JSONObject]
 
     /// Fetches the rows with `updated_at >= since` (all rows when `nil`), oldest first in `updated_at, id` order,
     /// at most ``maximumRowsPerRead``.
-    func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]]
+    func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject]
 }
 
 extension JobSource {

@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 import SupabaseREST
 
 /// ``JobSource`` over a Supabase (PostgREST) table: `GET …/jobs?select=*&id=in.(…)` in batches of ≤ 100, and
@@ -38,9 +39,9 @@ public struct SupabaseTableSource: JobSource {
     /// The `Accept-Profile` to send: none for `public`, PostgREST's (and Supabase's) default schema.
     private var profile: String? { self.schema == "public" ? nil : self.schema }
 
-    public func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: JSON]] {
+    public func fetch(ids: [JobID]) async throws(JobSyncError) -> [JSONObject] {
         guard !ids.isEmpty else { return [] }
-        var rows: [[String: JSON]] = []
+        var rows: [JSONObject] = []
         var start = 0
         while start < ids.count {
             let batch = ids[start..<min(start + PostgRESTFilter.maximumInValues, ids.count)].map(\.rawValue)
@@ -48,7 +49,7 @@ public struct SupabaseTableSource: JobSource {
             // One page: never more rows than ids asked (a server ignoring `limit` or the filter is caught below).
             let query = PostgRESTQuery(
                 table: self.table, filters: [.init("id", .in(batch))], limit: batch.count, schema: self.profile)
-            let page: [[String: JSON]]
+            let page: [JSONObject]
             do {
                 page = try await self.client.fetch(query)
             } catch {
@@ -68,7 +69,7 @@ public struct SupabaseTableSource: JobSource {
         return rows
     }
 
-    public func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]] {
+    public func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
         var query = PostgRESTQuery(table: self.table, schema: self.profile)
         if let since { query.filters.append(.init("updated_at", .gte(since.description))) }
         do {
@@ -121,8 +122,8 @@ public struct ClassificationStatusSource: JobSource {
 
     public var supportsWatermark: Bool { false }
 
-    public func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: JSON]] {
-        var rows: [[String: JSON]] = []
+    public func fetch(ids: [JobID]) async throws(JobSyncError) -> [JSONObject] {
+        var rows: [JSONObject] = []
         for id in ids {
             let request = HTTPRequest(
                 url: self.base + "/classify/" + id.rawValue,
@@ -143,7 +144,7 @@ public struct ClassificationStatusSource: JobSource {
                         .redacting([self.apiKey]),
                     jobID: id)
             }
-            guard var object = JSON.parse(response.body)?.objectValue else {
+            guard var object = (try? JSONValue.parse(response.body))?.objectValue else {
                 throw JobSyncError(
                     RESTError(
                         code: .undecodableBody, message: "the status body is not a JSON object",
@@ -156,7 +157,7 @@ public struct ClassificationStatusSource: JobSource {
         return rows
     }
 
-    public func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: JSON]] {
+    public func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
         throw JobSyncError(code: .invalidConfiguration, message: "the status endpoint cannot list jobs by watermark")
     }
 }

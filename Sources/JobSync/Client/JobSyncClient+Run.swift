@@ -1,3 +1,4 @@
+import JobSyncCore
 import Logging
 import ServiceLifecycle
 import SupabaseREST
@@ -351,7 +352,7 @@ extension JobSyncClient {
         }
         let advanced: Bool
         var capped = false
-        var rows: [[String: JSON]] = []
+        var rows: [JSONObject] = []
         if useWatermark {
             guard source.supportsWatermark else {
                 throw JobSyncError(code: .invalidConfiguration, message: "all-jobs mode needs a source with updated_at")
@@ -394,7 +395,7 @@ extension JobSyncClient {
 
     /// Merges fetched rows; ids requested but absent vanished. Returns whether some job advanced.
     @discardableResult
-    func mergeFetched(_ rows: [[String: JSON]], requested: [JobID]?, source: ObservationSource) -> Bool {
+    func mergeFetched(_ rows: [JSONObject], requested: [JobID]?, source: ObservationSource) -> Bool {
         var advanced = false
         var seen: Set<JobID> = []
         for row in rows {

@@ -1,11 +1,11 @@
-import SupabaseREST
+import JobSyncCore
 
 /// A job's `result`: the raw JSON, always kept, and a typed view when the JSON has the expected shape.
 ///
 /// An unreadable result (wrong types, a string that is not JSON) is delivered with ``view`` `nil`.
 public struct ClassificationResult: Hashable, Sendable {
     /// The result exactly as stored (a JSON string holding JSON is kept as the string).
-    public var raw: JSON
+    public var raw: JSONValue
     /// The typed view, or `nil` when ``raw`` does not have the expected shape.
     public var view: View?
 
@@ -43,33 +43,34 @@ public struct ClassificationResult: Hashable, Sendable {
     }
 
     /// Builds the result and, when possible, its view. A JSON string that contains JSON is parsed for the view.
-    public init(raw: JSON) {
+    public init(raw: JSONValue) {
         self.raw = raw
         var source = raw
-        if case .string(let text) = raw, let parsed = JSON.parse(text) { source = parsed }
+        if case .string(let text) = raw, let parsed = try? JSONValue.parse(text) { source = parsed }
         self.view = source.objectValue.flatMap(Self.makeView)
     }
 
-    private static func makeView(_ object: [String: JSON]) -> View? {
-        func optionalString(_ key: String, in object: [String: JSON]) -> String?? {
+    private static func makeView(_ object: JSONObject) -> View? {
+        func optionalString(_ key: String, in object: JSONObject) -> String?? {
             switch object[key] {
             case nil, .null?: return .some(nil)
             case .string(let value)?: return .some(value)
             default: return nil  // present with the wrong type: unreadable
             }
         }
-        func optionalDouble(_ key: String, in object: [String: JSON]) -> Double?? {
+        func optionalDouble(_ key: String, in object: JSONObject) -> Double?? {
             switch object[key] {
             case nil, .null?: return .some(nil)
-            case .number(let text)?: return Double(text).map { .some($0) }
+            case .number(let number)?: return number.double.map { .some($0) }
             default: return nil
             }
         }
-        func optionalInt(_ key: String, in object: [String: JSON]) -> Int?? {
+        func optionalInt(_ key: String, in object: JSONObject) -> Int?? {
             switch object[key] {
             case nil, .null?: return .some(nil)
-            case .number(let text)?:
-                return Int(text).map { .some($0) } ?? Double(text).flatMap { Int(exactly: $0) }.map { .some($0) }
+            case .number(let number)?:
+                let value = Int(number.text) ?? number.double.flatMap { Int(exactly: $0) }
+                return value.map { .some($0) }
             default: return nil
             }
         }

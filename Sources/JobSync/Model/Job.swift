@@ -1,4 +1,4 @@
-import SupabaseREST
+import JobSyncCore
 
 /// One job's state, as last observed.
 ///
@@ -22,7 +22,7 @@ public struct Job: Hashable, Sendable {
     /// The commit timestamp of the change event this state came from, if it came from one.
     public var commitTimestamp: JobTimestamp?
     /// Every column as received.
-    public var columns: [String: JSON]
+    public var columns: JSONObject
 
     /// Decodes a row (a PostgREST row, a Realtime `record`, or a status-endpoint body).
     ///
@@ -33,7 +33,7 @@ public struct Job: Hashable, Sendable {
     ///   - commitTimestamp: the change event's `commit_timestamp`, when the row came from one.
     /// - Throws: ``JobSyncError/Code/invalidRow`` when there is no id, or ``JobSyncError/Code/invalidJobID``
     ///   when it is not a UUID.
-    public init(row: [String: JSON], commitTimestamp: JobTimestamp? = nil) throws(JobSyncError) {
+    public init(row: JSONObject, commitTimestamp: JobTimestamp? = nil) throws(JobSyncError) {
         guard let rawID = row["id"]?.stringValue ?? row["job_id"]?.stringValue else {
             throw JobSyncError(code: .invalidRow, message: "the row has no string id")
         }

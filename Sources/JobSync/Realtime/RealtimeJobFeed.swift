@@ -1,6 +1,5 @@
 import Logging
 import RealtimeProtocol
-import SupabaseREST
 import SupabaseRealtime
 
 /// ``JobChangeFeed`` over a Supabase Realtime client: each ``JobFeedBinding`` becomes one
@@ -17,7 +16,8 @@ import SupabaseRealtime
 /// Mapping (reference/realtime-protocol.md §4.5, §5):
 /// - `live` (the `system` "Subscribed to PostgreSQL" ok) → ``JobFeedEvent/live``;
 /// - `notLive` → ``JobFeedEvent/notLive(reason:)``;
-/// - a `postgres_changes` row → ``JobFeedEvent/change(_:)``, JSON numbers kept as their literal text;
+/// - a `postgres_changes` row → ``JobFeedEvent/change(_:)``, its records as decoded from the frame (never copied
+///   or converted), truncation (§5.4) as ``JobChange/isTruncated``;
 /// - a `system` error → logged at debug, then ``JobFeedEvent/notLive(reason:)``: the binding may not work
 ///   (a refused filter, a channel about to close), so the client falls back to REST until the next `live`.
 ///
@@ -80,7 +80,8 @@ public struct RealtimeJobFeed: JobChangeFeed {
         }
     }
 
-    /// Converts a `postgres_changes` row change (§5.2); `nil` for an unknown change type.
+    /// The ``JobChange`` of a `postgres_changes` row change (§5.2), sharing its records; `nil` for an unknown change
+    /// type.
     public static func jobChange(_ change: PostgresChange) -> JobChange? {
         let type: JobChange.ChangeType
         switch change.type {
@@ -91,32 +92,11 @@ public struct RealtimeJobFeed: JobChangeFeed {
         }
         return JobChange(
             type: type,
-            record: change.record.map(Self.row),
-            oldRecord: change.oldRecord.map(Self.row),
+            record: change.record,
+            oldRecord: change.oldRecord,
             commitTimestamp: change.commitTimestamp.flatMap { JobTimestamp($0) },
-            errors: change.errors ?? [])
-    }
-
-    /// Converts a wire object to a row; for a repeated key the first member wins, as in `JSONObject` lookup.
-    static func row(_ object: JSONObject) -> [String: SupabaseREST.JSON] {
-        var row: [String: SupabaseREST.JSON] = [:]
-        row.reserveCapacity(object.members.count)
-        for member in object.members where row[member.key] == nil {
-            row[member.key] = Self.json(member.value)
-        }
-        return row
-    }
-
-    /// Converts a wire JSON value, keeping numbers as their literal text.
-    static func json(_ value: JSONValue) -> SupabaseREST.JSON {
-        switch value {
-        case .null: return .null
-        case .bool(let flag): return .bool(flag)
-        case .number(let number): return .number(number.text)
-        case .string(let text): return .string(text)
-        case .array(let values): return .array(values.map(Self.json))
-        case .object(let object): return .object(Self.row(object))
-        }
+            errors: change.errors?.map(\.text) ?? [],
+            isTruncated: change.isTruncated)
     }
 }
 

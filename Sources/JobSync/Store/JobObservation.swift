@@ -1,4 +1,4 @@
-import SupabaseREST
+import JobSyncCore
 
 /// Where an observation of a job came from. Every source goes through the same ``JobStore/merge(_:)``.
 public enum ObservationSource: String, Sendable, Hashable {
@@ -22,7 +22,7 @@ public struct JobObservation: Sendable, Hashable {
     public enum Kind: Sendable, Hashable {
         /// A row. `complete` is `false` when columns may be missing (a 413-truncated event, a partial UPDATE
         /// record): present columns are merged over the known ones.
-        case row(columns: [String: JSON], complete: Bool)
+        case row(columns: JSONObject, complete: Bool)
         /// The row was deleted (a DELETE event).
         case deleted
         /// The row was looked for and not found (reconciliation or poll): treated as a deletion.
@@ -50,7 +50,7 @@ public struct JobObservation: Sendable, Hashable {
     ///
     /// - Throws: ``JobSyncError/Code/invalidRow`` or ``JobSyncError/Code/invalidJobID``.
     public static func row(
-        _ columns: [String: JSON],
+        _ columns: JSONObject,
         complete: Bool = true,
         commitTimestamp: JobTimestamp? = nil,
         source: ObservationSource

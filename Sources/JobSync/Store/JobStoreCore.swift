@@ -1,5 +1,5 @@
 import DequeModule
-import SupabaseREST
+import JobSyncCore
 
 /// The pure core of ``JobStore``: the one merge path, the monotonic rules, the watermark and the retention policy.
 /// No I/O, no locks, no clock: callers pass the time (microseconds since the epoch).
@@ -159,8 +159,18 @@ struct JobStoreCore: Sendable {
         return version
     }
 
+    /// `known` with each column of `present` set to its value there (the first, for a repeated key).
+    private static func columns(_ present: JSONObject, over known: JSONObject) -> JSONObject {
+        var merged = known
+        var seen: Set<String> = []
+        for member in present.members where seen.insert(member.key).inserted {
+            merged[member.key] = member.value
+        }
+        return merged
+    }
+
     private mutating func mergeRow(
-        _ observation: JobObservation, columns: [String: JSON], complete: Bool, watermarkLimit: JobTimestamp?,
+        _ observation: JobObservation, columns: JSONObject, complete: Bool, watermarkLimit: JobTimestamp?,
         now: Int64
     ) -> MergeOutcome {
         let id = observation.jobID
@@ -168,7 +178,7 @@ struct JobStoreCore: Sendable {
         if observation.source == .realtime || !complete, let current = self.entries[id] {
             // A change record lists the columns present (an unchanged TOASTed column may be missing, a 413
             // drops long values): keep the columns it lacks from what we know.
-            merged = current.job.columns.merging(columns, uniquingKeysWith: { _, new in new })
+            merged = Self.columns(columns, over: current.job.columns)
         }
         merged["id"] = merged["id"] ?? .string(id.rawValue)
         guard var incoming = try? Job(row: merged, commitTimestamp: observation.commitTimestamp), incoming.id == id

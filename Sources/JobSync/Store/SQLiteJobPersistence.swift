@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 import Logging
-import SupabaseREST
+import JobSyncCore
 
 /// ``JobStorePersistence`` in a SQLite file (GRDB): job states, final results, tombstones and the watermark survive
 /// a restart, so a finished job is answered from the file without a request and a deleted job stays deleted.
@@ -223,7 +223,7 @@ public final class SQLiteJobPersistence: JobStorePersistence {
 
     /// The job a stored row holds; `nil` for a corrupt row (never a crash).
     private static func job(in row: Row, id: JobID) -> Job? {
-        guard let text: String = row["row"], let columns = JSON.parse(text)?.objectValue,
+        guard let text: String = row["row"], let columns = (try? JSONValue.parse(text))?.objectValue,
             let job = try? Job(row: columns, commitTimestamp: (row["commit_us"] as Int64?).map(Self.timestamp)),
             job.id == id
         else { return nil }
@@ -265,7 +265,7 @@ public final class SQLiteJobPersistence: JobStorePersistence {
             ).execute(
                 arguments: [
                     job.id.rawValue, sequence, complete, job.commitTimestamp?.microsecondsSinceEpoch,
-                    JSON.object(job.columns).serialized,
+                    JSONValue.object(job.columns).serialized(),
                 ])
         case .tombstone(let id, let version, let sequence):
             try db.cachedStatement(

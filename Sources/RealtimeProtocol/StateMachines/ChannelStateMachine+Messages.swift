@@ -1,5 +1,7 @@
 // Inbound message handling for ChannelStateMachine: replies, phx_close, phx_error, system and postgres_changes.
 
+import JobSyncCore
+
 extension ChannelStateMachine {
     /// An inbound message on this channel's topic. Decodes its payload, applies the stale join-ref guard
     /// (§9.1, §15.3) and routes `postgres_changes` to bindings by id and event (§5.5).

@@ -1,6 +1,6 @@
 import Foundation
 import JobSync
-import SupabaseREST
+import JobSyncCore
 
 /// ``WatchSession`` over `JobSyncClient`: a first REST read (to fail fast and clearly when the service cannot be
 /// used, and to tell missing jobs), then the client's live updates, Realtime or polling.
@@ -14,7 +14,7 @@ struct JobSyncWatchSession: WatchSession, CustomStringConvertible {
         for id in ids {
             libraryIDs.append(try id.library)
         }
-        let rows: [[String: JSON]]
+        let rows: [JSONObject]
         do {
             rows = try await self.connection.source.fetch(ids: libraryIDs)
         } catch {
@@ -112,7 +112,7 @@ struct JobSyncStatusReader: StatusReader {
             }
         }
         guard !missing.isEmpty else { return answers }
-        let rows: [[String: JSON]]
+        let rows: [JSONObject]
         do {
             rows = try await self.connection.source.fetch(ids: missing)
         } catch {

@@ -1,5 +1,6 @@
 import Foundation
 import JobSync
+import JobSyncCore
 import Logging
 import NIOConcurrencyHelpers
 import RealtimeProtocol
@@ -383,13 +384,13 @@ struct LoggingSource: JobSource {
 
     var supportsWatermark: Bool { self.base.supportsWatermark }
 
-    func fetch(ids: [JobID]) async throws(JobSyncError) -> [[String: SupabaseREST.JSON]] {
+    func fetch(ids: [JobID]) async throws(JobSyncError) -> [JSONObject] {
         let rows = try await self.base.fetch(ids: ids)
         self.logger.debug("test source: fetch", metadata: ["ids": "\(ids.count)", "rows": "\(rows.count)"])
         return rows
     }
 
-    func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [[String: SupabaseREST.JSON]] {
+    func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
         let rows = try await self.base.fetchUpdated(since: since)
         let newest = rows.compactMap { $0["updated_at"]?.stringValue }.max() ?? "-"
         self.logger.debug(

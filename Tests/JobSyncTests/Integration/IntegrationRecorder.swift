@@ -1,14 +1,14 @@
 import Foundation
 import JobSync
+import JobSyncCore
 import SupabaseLocal
-import SupabaseREST
 import NIOConcurrencyHelpers
 import Testing
 
 /// What one subscriber saw of one job, in order.
 enum SeenEvent: Sendable, Hashable, CustomStringConvertible {
     /// A state: its `updated_at` (the version), status, error and raw result.
-    case updated(JobTimestamp?, JobStatus, error: String?, result: JSON?)
+    case updated(JobTimestamp?, JobStatus, error: String?, result: JSONValue?)
     /// A deletion.
     case deleted
 
@@ -35,7 +35,7 @@ enum SeenEvent: Sendable, Hashable, CustomStringConvertible {
 
 /// How `waitForCompletion` ended for one job.
 enum WaitOutcome: Sendable, Hashable {
-    case completed(JobTimestamp?, result: JSON?)
+    case completed(JobTimestamp?, result: JSONValue?)
     case failed(String?)
     case deleted
     case other(String)
@@ -224,7 +224,7 @@ enum InvariantChecks {
         var jobs: [JobID: Job] = [:]
         for row in try await backend.rows() {
             let text = LocalJSON.object(row).encoded()
-            let json = try #require(JSON.parse(text)?.objectValue, "the backend row is not a JSON object")
+            let json = try #require((try? JSONValue.parse(text))?.objectValue, "the backend row is not a JSON object")
             let job = try Job(row: json)
             jobs[job.id] = job
         }

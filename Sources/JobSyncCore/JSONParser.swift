@@ -1,22 +1,21 @@
-/// A strict RFC 8259 JSON parser and a compact serializer for ``JSONValue``.
-///
-/// The parser works on UTF-8 bytes without Foundation. It keeps numbers as their literal text (after checking
-/// the number grammar), keeps object members in wire order (duplicates included; lookup returns the first),
-/// validates UTF-8 inside strings, decodes every escape including surrogate pairs (a lone surrogate is an
-/// error), and refuses input nested deeper than a limit. Errors are `RealtimeProtocolError` values whose
-/// message gives a byte offset but never echoes the input.
-public enum JSON {
+extension JSONValue {
     /// The default maximum nesting depth of arrays and objects.
     public static let defaultMaxDepth = 512
 
-    /// Parses one JSON text (surrounding whitespace allowed, nothing else).
+    /// Parses one JSON text (surrounding whitespace allowed, nothing else), strictly per RFC 8259.
+    ///
+    /// Numbers are kept as their literal text (after checking the number grammar), object members in wire order
+    /// (duplicates included; lookup returns the first). Strings must be valid UTF-8; every escape is decoded,
+    /// surrogate pairs included (a lone surrogate is an error). Input nested deeper than `maxDepth` is refused
+    /// before it can exhaust the stack.
+    ///
     /// - Parameters:
     ///   - bytes: UTF-8 encoded JSON.
     ///   - maxDepth: The deepest allowed nesting of arrays and objects.
-    /// - Throws: `RealtimeProtocolError` with code `.malformedJSON` or `.nestingTooDeep`.
+    /// - Throws: ``JSONError`` with code `.malformedJSON` or `.nestingTooDeep`.
     public static func parse(
-        _ bytes: some Collection<UInt8>, maxDepth: Int = JSON.defaultMaxDepth
-    ) throws(RealtimeProtocolError) -> JSONValue {
+        _ bytes: some Collection<UInt8>, maxDepth: Int = JSONValue.defaultMaxDepth
+    ) throws(JSONError) -> JSONValue {
         let result = bytes.withContiguousStorageIfAvailable { buffer in
             Self.parseResult(buffer, maxDepth: maxDepth)
         }
@@ -27,126 +26,23 @@ public enum JSON {
         return try copy.withUnsafeBufferPointer { Self.parseResult($0, maxDepth: maxDepth) }.get()
     }
 
-    /// Parses one JSON text given as a Swift string.
-    /// - Throws: `RealtimeProtocolError` with code `.malformedJSON` or `.nestingTooDeep`.
-    public static func parse(_ text: String, maxDepth: Int = JSON.defaultMaxDepth) throws(RealtimeProtocolError)
-        -> JSONValue
-    {
+    /// Parses one JSON text given as a Swift string (see `parse(_:maxDepth:)` on bytes).
+    /// - Throws: ``JSONError`` with code `.malformedJSON` or `.nestingTooDeep`.
+    public static func parse(_ text: String, maxDepth: Int = JSONValue.defaultMaxDepth) throws(JSONError) -> JSONValue {
         var text = text
         return try text.withUTF8 { Self.parseResult($0, maxDepth: maxDepth) }.get()
     }
 
     private static func parseResult(
         _ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int
-    ) -> Result<JSONValue, RealtimeProtocolError> {
+    ) -> Result<JSONValue, JSONError> {
         var parser = JSONParser(buffer, maxDepth: maxDepth)
-        do throws(RealtimeProtocolError) {
+        do throws(JSONError) {
             return .success(try parser.parseDocument())
         } catch {
             return .failure(error)
         }
     }
-
-    /// Serializes compactly (no whitespace), members in stored order, strings escaped per RFC 8259
-    /// (`"`, `\`, and control characters; other characters as UTF-8). A ``JSONNumber`` whose text is not a valid
-    /// JSON number is written as `null`, so the output is always valid JSON.
-    public static func serialize(_ value: JSONValue) -> String {
-        var output: [UInt8] = []
-        output.reserveCapacity(256)
-        Self.write(value, into: &output)
-        return String(decoding: output, as: UTF8.self)
-    }
-
-    /// Serializes into a byte buffer (see ``serialize(_:)``).
-    public static func serialize(_ value: JSONValue, into output: inout [UInt8]) {
-        Self.write(value, into: &output)
-    }
-
-    /// Whether `text` is a valid RFC 8259 number literal.
-    public static func isValidNumber(_ text: String) -> Bool {
-        var text = text
-        return text.withUTF8 { buffer in
-            let parser = JSONParser(buffer, maxDepth: 1)
-            guard let end = parser.scanNumber(from: 0) else { return false }
-            return end == buffer.count
-        }
-    }
-
-    static func write(_ value: JSONValue, into output: inout [UInt8]) {
-        switch value {
-        case .null:
-            output.append(contentsOf: "null".utf8)
-        case .bool(let flag):
-            output.append(contentsOf: (flag ? "true" : "false").utf8)
-        case .number(let number):
-            if Self.isValidNumber(number.text) {
-                output.append(contentsOf: number.text.utf8)
-            } else {
-                output.append(contentsOf: "null".utf8)
-            }
-        case .string(let string):
-            Self.writeString(string, into: &output)
-        case .array(let elements):
-            output.append(UInt8(ascii: "["))
-            for (index, element) in elements.enumerated() {
-                if index > 0 { output.append(UInt8(ascii: ",")) }
-                Self.write(element, into: &output)
-            }
-            output.append(UInt8(ascii: "]"))
-        case .object(let object):
-            output.append(UInt8(ascii: "{"))
-            for (index, member) in object.members.enumerated() {
-                if index > 0 { output.append(UInt8(ascii: ",")) }
-                Self.writeString(member.key, into: &output)
-                output.append(UInt8(ascii: ":"))
-                Self.write(member.value, into: &output)
-            }
-            output.append(UInt8(ascii: "}"))
-        }
-    }
-
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-    static func writeString(_ string: String, into output: inout [UInt8]) {
-        output.append(UInt8(ascii: "\""))
-        for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""):
-                output.append(UInt8(ascii: "\\"))
-                output.append(UInt8(ascii: "\""))
-            case UInt8(ascii: "\\"):
-                output.append(UInt8(ascii: "\\"))
-                output.append(UInt8(ascii: "\\"))
-            case 0x0A:
-                output.append(UInt8(ascii: "\\"))
-                output.append(UInt8(ascii: "n"))
-            case 0x0D:
-                output.append(UInt8(ascii: "\\"))
-                output.append(UInt8(ascii: "r"))
-            case 0x09:
-                output.append(UInt8(ascii: "\\"))
-                output.append(UInt8(ascii: "t"))
-            case 0x08:
-                output.append(UInt8(ascii: "\\"))
-                output.append(UInt8(ascii: "b"))
-            case 0x0C:
-                output.append(UInt8(ascii: "\\"))
-                output.append(UInt8(ascii: "f"))
-            case 0x00..<0x20:
-                output.append(contentsOf: "\\u00".utf8)
-                output.append(Self.hexDigits[Int(byte >> 4)])
-                output.append(Self.hexDigits[Int(byte & 0x0F)])
-            default:
-                output.append(byte)
-            }
-        }
-        output.append(UInt8(ascii: "\""))
-    }
-}
-
-extension JSONValue: CustomStringConvertible {
-    /// The compact JSON text of this value.
-    public var description: String { JSON.serialize(self) }
 }
 
 /// Recursive-descent parser over a contiguous UTF-8 buffer.
@@ -166,7 +62,7 @@ struct JSONParser {
         self.maxDepth = maxDepth
     }
 
-    mutating func parseDocument() throws(RealtimeProtocolError) -> JSONValue {
+    mutating func parseDocument() throws(JSONError) -> JSONValue {
         self.skipWhitespace()
         guard self.index < self.bytes.count else {
             throw self.error(self.bytes.isEmpty ? "empty input" : "no value")
@@ -179,8 +75,8 @@ struct JSONParser {
         return value
     }
 
-    private func error(_ what: String) -> RealtimeProtocolError {
-        RealtimeProtocolError(.malformedJSON, "\(what) at byte offset \(self.index)")
+    private func error(_ what: String) -> JSONError {
+        JSONError(.malformedJSON, what, byteOffset: self.index)
     }
 
     private mutating func skipWhitespace() {
@@ -192,7 +88,7 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseValue() throws(RealtimeProtocolError) -> JSONValue {
+    private mutating func parseValue() throws(JSONError) -> JSONValue {
         guard self.index < self.bytes.count else { throw self.error("unexpected end of input") }
         switch self.bytes[self.index] {
         case UInt8(ascii: "{"): return try self.parseObject()
@@ -212,7 +108,7 @@ struct JSONParser {
         }
     }
 
-    private mutating func expectLiteral(_ literal: StaticString) throws(RealtimeProtocolError) {
+    private mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
         let count = literal.utf8CodeUnitCount
         guard self.bytes.count - self.index >= count else { throw self.error("invalid literal") }
         let pointer = literal.utf8Start
@@ -222,8 +118,16 @@ struct JSONParser {
         self.index += count
     }
 
+    /// Whether `text` is exactly one valid number literal.
+    static func isNumberLiteral(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { buffer in
+            JSONParser(buffer, maxDepth: 1).scanNumber(from: 0) == buffer.count
+        }
+    }
+
     /// Scans a number literal starting at `start`; returns the end offset, or `nil` if the grammar is violated.
-    func scanNumber(from start: Int) -> Int? {
+    private func scanNumber(from start: Int) -> Int? {
         var position = start
         let count = self.bytes.count
         @inline(__always) func isDigit(_ position: Int) -> Bool {
@@ -254,15 +158,14 @@ struct JSONParser {
         return position
     }
 
-    private mutating func enter() throws(RealtimeProtocolError) {
+    private mutating func enter() throws(JSONError) {
         self.depth += 1
         if self.depth > self.maxDepth {
-            throw RealtimeProtocolError(
-                .nestingTooDeep, "nesting deeper than \(self.maxDepth) at byte offset \(self.index)")
+            throw JSONError(.nestingTooDeep, "nesting deeper than \(self.maxDepth)", byteOffset: self.index)
         }
     }
 
-    private mutating func parseArray() throws(RealtimeProtocolError) -> JSONValue {
+    private mutating func parseArray() throws(JSONError) -> JSONValue {
         try self.enter()
         self.index += 1  // [
         self.skipWhitespace()
@@ -291,7 +194,7 @@ struct JSONParser {
         return .array(elements)
     }
 
-    private mutating func parseObject() throws(RealtimeProtocolError) -> JSONValue {
+    private mutating func parseObject() throws(JSONError) -> JSONValue {
         try self.enter()
         self.index += 1  // {
         self.skipWhitespace()
@@ -331,7 +234,7 @@ struct JSONParser {
     }
 
     /// Parses a string starting at the opening quote.
-    private mutating func parseString() throws(RealtimeProtocolError) -> String {
+    private mutating func parseString() throws(JSONError) -> String {
         self.index += 1  // opening quote
         let start = self.index
         var highBits: UInt8 = 0
@@ -397,7 +300,7 @@ struct JSONParser {
     }
 
     /// After `\u`: decodes 4 hex digits (and a following low surrogate escape when needed) into `scratch`.
-    private mutating func parseUnicodeEscape() throws(RealtimeProtocolError) {
+    private mutating func parseUnicodeEscape() throws(JSONError) {
         let first = try self.hex4()
         var scalarValue: UInt32
         switch first {
@@ -418,7 +321,7 @@ struct JSONParser {
         self.scratch.append(contentsOf: scalar.utf8)
     }
 
-    private mutating func hex4() throws(RealtimeProtocolError) -> UInt32 {
+    private mutating func hex4() throws(JSONError) -> UInt32 {
         guard self.bytes.count - self.index >= 4 else { throw self.error("truncated \\u escape") }
         var value: UInt32 = 0
         for _ in 0..<4 {

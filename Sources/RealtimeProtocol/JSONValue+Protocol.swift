@@ -1,67 +1,25 @@
-extension JSONValue {
-    /// The string, if this is a JSON string.
-    public var stringValue: String? {
-        if case .string(let value) = self { return value }
-        return nil
-    }
+import JobSyncCore
 
-    /// The object, if this is a JSON object.
-    public var objectValue: JSONObject? {
-        if case .object(let value) = self { return value }
-        return nil
-    }
+// MARK: - Parsing with the protocol's errors
 
-    /// The elements, if this is a JSON array.
-    public var arrayValue: [JSONValue]? {
-        if case .array(let value) = self { return value }
-        return nil
-    }
-
-    /// The Boolean, if this is `true` or `false`.
-    public var boolValue: Bool? {
-        if case .bool(let value) = self { return value }
-        return nil
-    }
-
-    /// The number literal, if this is a JSON number.
-    public var numberValue: JSONNumber? {
-        if case .number(let value) = self { return value }
-        return nil
-    }
-
-    /// Whether this is JSON `null`.
-    public var isNull: Bool {
-        if case .null = self { return true }
-        return false
-    }
-
-    /// A short name of the JSON type, for error messages ("string", "object", …).
-    public var typeName: String {
-        switch self {
-        case .null: "null"
-        case .bool: "boolean"
-        case .number: "number"
-        case .string: "string"
-        case .array: "array"
-        case .object: "object"
-        }
-    }
-
-    /// Member lookup when this is an object; `nil` otherwise or when the key is absent.
-    public subscript(key: String) -> JSONValue? {
-        self.objectValue?[key]
+extension RealtimeProtocolError {
+    /// The protocol error for JSON that does not parse: the same code (`.malformedJSON`, `.nestingTooDeep`) and
+    /// message (with its byte offset; never the input).
+    init(_ error: JSONError) {
+        let code: Code = error.code == .nestingTooDeep ? .nestingTooDeep : .malformedJSON
+        self.init(code, error.message)
     }
 }
 
-extension JSONObject {
-    /// The member keys in wire order.
-    public var keys: [String] { self.members.map(\.key) }
-
-    /// The number of members.
-    public var count: Int { self.members.count }
-
-    /// Whether the object has no members.
-    public var isEmpty: Bool { self.members.isEmpty }
+extension JSONValue {
+    /// Parses JSON text of a frame, as `JSONValue.parse(_:maxDepth:)`, with the failure as a `RealtimeProtocolError`.
+    static func parseFrame(_ bytes: some Collection<UInt8>, maxDepth: Int) throws(RealtimeProtocolError) -> JSONValue {
+        do {
+            return try JSONValue.parse(bytes, maxDepth: maxDepth)
+        } catch {
+            throw RealtimeProtocolError(error)
+        }
+    }
 }
 
 // MARK: - Typed field access used by the payload decoders
