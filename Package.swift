@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "JobSyncCore", swiftSettings: strict),
 
         // MARK: Protocol core (no I/O)
-        .target(name: "RealtimeProtocol", swiftSettings: strict),
+        .target(name: "RealtimeProtocol", dependencies: ["JobSyncCore"], swiftSettings: strict),
 
         // MARK: WebSocket transport
         .systemLibrary(
@@ -86,6 +86,7 @@ let package = Package(
         .target(
             name: "JobSync",
             dependencies: [
+                "JobSyncCore",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "RealtimeProtocol",
                 "SupabaseRealtime",
@@ -103,6 +104,7 @@ let package = Package(
         .target(
             name: "SupabaseLocal",
             dependencies: [
+                "JobSyncCore",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -172,7 +174,8 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "RealtimeProtocolTests", dependencies: ["RealtimeProtocol"], swiftSettings: strict),
+        .testTarget(
+            name: "RealtimeProtocolTests", dependencies: ["JobSyncCore", "RealtimeProtocol"], swiftSettings: strict),
         .testTarget(
             name: "WebSocketTransportTests",
             dependencies: [
@@ -225,6 +228,7 @@ let package = Package(
             dependencies: [
                 "JobSyncTestSupport",
                 "JobSync",
+                "JobSyncCore",
                 "RealtimeProtocol",
                 "SupabaseLocal",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -23,12 +23,22 @@ seconds="${1:-180}"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 mkdir -p "$here/.build" "$here/artifacts"
+mods="$here/.build/modules"
+mkdir -p "$mods"
+build_core() {
+    # JobSyncCore, our own leaf module, in the same package as the fuzzed sources (-package-name: our sources use
+    # `package` access, as in the SwiftPM build), instrumented like them.
+    (cd "$mods" && swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name JobSyncCore \
+        -package-name JobSync -emit-module -emit-module-path "$mods/JobSyncCore.swiftmodule" -emit-object -wmo \
+        "$root"/Sources/JobSyncCore/*.swift -o "$mods/JobSyncCore.o")
+}
 case "$target" in
 frames)
-    # -package-name: our sources use `package` access, as in the SwiftPM build.
+    build_core
     swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name RealtimeProtocolFuzz \
-        -package-name JobSync \
-        "$root"/Sources/RealtimeProtocol/*.swift "$here/FuzzFrames.swift" -o "$here/.build/fuzz-frames"
+        -package-name JobSync -I "$mods" \
+        "$root"/Sources/RealtimeProtocol/*.swift "$here/FuzzFrames.swift" "$mods/JobSyncCore.o" \
+        -o "$here/.build/fuzz-frames"
     ;;
 rest)
     checkouts="$root/.build/checkouts"
@@ -39,7 +49,6 @@ rest)
             "'swift build' first, or set SWIFT_LOG_SOURCES and SWIFT_NIO_SOURCES)" >&2
         exit 2
     fi
-    mods="$here/.build/modules"
     mkdir -p "$mods/CNIOAtomics"
     (cd "$mods" && swiftc -parse-as-library -O -swift-version 6 -enable-upcoming-feature ExistentialAny \
         -module-name Logging -package-name swift_log -emit-module -emit-module-path "$mods/Logging.swiftmodule" -emit-object -wmo \
@@ -55,10 +64,7 @@ rest)
         -module-name NIOConcurrencyHelpers -package-name swift_nio -emit-module \
         -emit-module-path "$mods/NIOConcurrencyHelpers.swiftmodule" -emit-object -wmo \
         $(find "$niosrc/NIOConcurrencyHelpers" -name '*.swift' | sort) -o "$mods/NIOConcurrencyHelpers.o")
-    # JobSyncCore (Redaction), our own leaf module, in the same package as the fuzzed sources.
-    (cd "$mods" && swiftc -parse-as-library -O -swift-version 6 -module-name JobSyncCore -package-name JobSync \
-        -emit-module -emit-module-path "$mods/JobSyncCore.swiftmodule" -emit-object -wmo \
-        "$root"/Sources/JobSyncCore/*.swift -o "$mods/JobSyncCore.o")
+    build_core
     swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name SupabaseRESTFuzz \
         -package-name JobSync \
         -I "$mods" -Xcc -fmodule-map-file="$mods/CNIOAtomics/module.modulemap" \

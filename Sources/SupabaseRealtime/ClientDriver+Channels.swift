@@ -155,7 +155,7 @@ extension ClientDriver {
         if self.channels[topic] == nil {
             self.channels[topic] = ChannelStateMachine(
                 topic: topic, accessToken: self.accessToken, socketOpen: self.socket.isConnected,
-                configuration: self.channelConfiguration, random: JitterGenerator(seed: self.random.next()))
+                configuration: self.channelConfiguration, random: SplitMix64(seed: self.random.next()))
         }
         self.logger.debug(
             "realtime subscribe", metadata: ["realtime.topic": "\(topic)", "realtime.subscriber": "\(request.id)"])

@@ -83,7 +83,7 @@ final class ClientDriver {
     /// ``RealtimeClient/Configuration/accessTokenRefreshInterval`` without one).
     var tokenSchedule: AccessTokenSchedule
     var channelCounter: UInt64 = 0
-    var random: JitterGenerator
+    var random: SplitMix64
     /// At most this many decoded inbound frames wait in the event queue (see ``InboundCredits``).
     let inboundCredits = InboundCredits(limit: 256)
     private(set) var isShuttingDown = false
@@ -95,7 +95,7 @@ final class ClientDriver {
         self.writer = writer
         self.time = MonotonicTime(clock: client.configuration.clock)
         self.serializer = PhoenixSerializer(version: client.configuration.protocolVersion)
-        var random = JitterGenerator.systemSeeded()
+        var random = SplitMix64.systemSeeded()
         self.socket = SocketStateMachine(
             configuration: .init(
                 heartbeatInterval: client.configuration.heartbeatInterval,
@@ -103,7 +103,7 @@ final class ClientDriver {
                 unresponsiveAfter: client.configuration.unresponsiveAfter,
                 reconnect: client.configuration.reconnect,
                 rateLimitedReconnectDelay: client.configuration.rateLimitedReconnectDelay),
-            random: JitterGenerator(seed: random.next()))
+            random: SplitMix64(seed: random.next()))
         self.random = random
         self.tokenSchedule = AccessTokenSchedule(
             fallbackInterval: client.configuration.accessTokenRefreshInterval,

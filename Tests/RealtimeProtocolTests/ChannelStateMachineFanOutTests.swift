@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -206,12 +207,12 @@ struct ChannelStateMachineFanOutTests {
     @Test("impossible events trap in debug builds: a timer the machine cancelled, an unknown subscriber")
     func impossibleEventsTrap() async {
         await #expect(processExitsWith: .failure) {
-            var machine = ChannelStateMachine(topic: "realtime:t", socketOpen: true, random: JitterGenerator(seed: 1))
+            var machine = ChannelStateMachine(topic: "realtime:t", socketOpen: true, random: SplitMix64(seed: 1))
             var refs = RefCounter()
             _ = machine.timerFired(.rejoin, refs: &refs)
         }
         await #expect(processExitsWith: .failure) {
-            var machine = ChannelStateMachine(topic: "realtime:t", socketOpen: true, random: JitterGenerator(seed: 1))
+            var machine = ChannelStateMachine(topic: "realtime:t", socketOpen: true, random: SplitMix64(seed: 1))
             var refs = RefCounter()
             _ = machine.unsubscribe(ChannelStateMachine.SubscriberID(rawValue: 9), refs: &refs)
         }

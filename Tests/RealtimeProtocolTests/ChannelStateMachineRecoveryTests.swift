@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -55,7 +56,7 @@ struct ChannelStateMachineRecoveryTests {
     @Test("§9.3 rejoin jitter stays within ±20 %")
     func rejoinJitter() throws {
         for seed in 0..<200 as Range<UInt64> {
-            var machine = Machine(topic: F.topic, socketOpen: true, random: JitterGenerator(seed: seed))
+            var machine = Machine(topic: F.topic, socketOpen: true, random: SplitMix64(seed: seed))
             var refs = RefCounter()
             let joinRef = try F.joinRef(F.subscribe(&machine, refs: &refs))
             let refusal = F.errorReply(joinRef: joinRef, reason: "Unknown Error on Channel")
@@ -175,7 +176,7 @@ struct ChannelStateMachineRecoveryTests {
     @Test("§7.2 rate-limit system error + phx_close: rejoin after a long backoff (10–30 s)")
     func rateLimitedCloseBackoff() throws {
         for seed in 0..<50 as Range<UInt64> {
-            var machine = Machine(topic: F.topic, socketOpen: true, random: JitterGenerator(seed: seed))
+            var machine = Machine(topic: F.topic, socketOpen: true, random: SplitMix64(seed: seed))
             var refs = RefCounter()
             let joinRef = try F.joinLive(&machine, refs: &refs, ids: [1])
             let tooMany = F.system(

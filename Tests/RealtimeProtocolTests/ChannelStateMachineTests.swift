@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -15,7 +16,7 @@ enum ChannelFixtures {
         configuration.rejoin.jitter = 0
         return ChannelStateMachine(
             topic: topic, accessToken: token, socketOpen: socketOpen, configuration: configuration,
-            random: JitterGenerator(seed: 7))
+            random: SplitMix64(seed: 7))
     }
 
     /// Subscriber `n` (the fixtures number them from 1, in binding order).

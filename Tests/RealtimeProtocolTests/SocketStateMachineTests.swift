@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -12,7 +13,7 @@ struct SocketStateMachineTests {
     static func exactMachine(_ configuration: Machine.Configuration = .init()) -> Machine {
         var configuration = configuration
         configuration.reconnect.jitter = 0
-        return Machine(configuration: configuration, random: JitterGenerator(seed: 1))
+        return Machine(configuration: configuration, random: SplitMix64(seed: 1))
     }
 
     /// Connects and opens; returns the connection id.
@@ -162,7 +163,7 @@ struct SocketStateMachineTests {
         #expect(reply.contains(.cancelTimer(.heartbeatTimeout("1"))))
         #if DEBUG
         await #expect(processExitsWith: .failure) {
-            var machine = SocketStateMachine(random: JitterGenerator(seed: 1))
+            var machine = SocketStateMachine(random: SplitMix64(seed: 1))
             guard case .openTransport(let connection) = machine.connect().first else { return }
             _ = machine.transportOpened(connection)
             _ = machine.timerFired(.heartbeat, now: .seconds(25))
@@ -202,7 +203,7 @@ struct SocketStateMachineTests {
     func reconnectJitterBounds() throws {
         var seen = Set<Duration>()
         for seed in 0..<300 as Range<UInt64> {
-            var machine = Machine(random: JitterGenerator(seed: seed))
+            var machine = Machine(random: SplitMix64(seed: seed))
             let connection = try Self.open(&machine)
             let closed = machine.transportClosed(connection, code: nil, reason: "")
             let delay = try #require(Self.scheduledDelay(closed, .reconnect))
@@ -229,7 +230,7 @@ struct SocketStateMachineTests {
         #expect(Self.scheduledDelay(failed, .reconnect) == .seconds(10))
         // With jitter the delay still stays near the long step.
         for seed in 0..<100 as Range<UInt64> {
-            var jittered = Machine(random: JitterGenerator(seed: seed))
+            var jittered = Machine(random: SplitMix64(seed: seed))
             guard case .openTransport(let id) = jittered.connect().first else { continue }
             let delay = try #require(Self.scheduledDelay(
                 jittered.transportFailedToOpen(id, httpStatus: 429, message: ""),

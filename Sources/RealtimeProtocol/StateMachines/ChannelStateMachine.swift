@@ -1,3 +1,5 @@
+import JobSyncCore
+
 /// The lifecycle of one Realtime channel (one topic) carrying `postgres_changes` bindings (§4, §5, §9), and the
 /// fan-out of its events to local subscribers.
 ///
@@ -170,7 +172,7 @@ package struct ChannelStateMachine: Sendable {
     var rejoinAttempts: Int
     /// A channel-level `system` error seen for the current join, used to interpret the `phx_close` that follows.
     var pendingSystemError: ErrorReason?
-    var random: JitterGenerator
+    var random: SplitMix64
 
     /// Creates a closed channel with no subscribers; the first ``subscribe(_:to:refs:)`` joins it.
     /// - Parameters:
@@ -184,7 +186,7 @@ package struct ChannelStateMachine: Sendable {
         accessToken: String? = nil,
         socketOpen: Bool,
         configuration: Configuration = .init(),
-        random: JitterGenerator
+        random: SplitMix64
     ) {
         self.topic = topic
         self.configuration = configuration

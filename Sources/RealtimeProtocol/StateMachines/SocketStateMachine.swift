@@ -1,3 +1,5 @@
+import JobSyncCore
+
 /// The connection lifecycle of one Realtime socket: connect, heartbeat, heartbeat timeout, reconnect with backoff.
 ///
 /// A synchronous value with no I/O and no clock: the driver feeds it events (with the current time as a `Duration`
@@ -115,14 +117,14 @@ package struct SocketStateMachine: Sendable {
     /// The socket's ref counter, shared by heartbeats and channel pushes.
     package var refs: RefCounter
     private var state: State
-    private var random: JitterGenerator
+    private var random: SplitMix64
     private var lastConnectionID: UInt64
 
     /// Creates a machine in the idle state.
     /// - Parameters:
     ///   - configuration: the tunables.
     ///   - random: the jitter source (seed it from the system in production, with a constant in tests).
-    package init(configuration: Configuration = .init(), random: JitterGenerator) {
+    package init(configuration: Configuration = .init(), random: SplitMix64) {
         self.configuration = configuration
         self.refs = RefCounter()
         self.state = .idle
