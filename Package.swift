@@ -240,6 +240,7 @@ let package = Package(
             name: "JobwatchTests",
             dependencies: [
                 "JobSyncTestSupport",
+                "JobSync",
                 "jobwatch", "SupabaseLocal", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],

@@ -1,3 +1,5 @@
+import JobSync
+
 /// The `--json` output: one JSON object per line, per change. The schema is documented in
 /// `docs/jobwatch-json.md`; ``JSONLines/schemaVersion`` changes only when a field changes meaning or goes away.
 enum JSONLines {
@@ -91,7 +93,7 @@ enum JSONLines {
             }
             return .object(members)
         case .transport(let mode, let elapsed):
-            return .object(self.header("transport", elapsed) + [("transport", .string(mode.rawValue))])
+            return .object(self.header("transport", elapsed) + [("transport", .string(mode.cliName))])
         case .end(let status, let lines):
             var counts: [(String, Value)] = []
             for name in ["completed", "failed", "not_found", "deleted", "timeout", "interrupted", "unavailable"] {
@@ -128,7 +130,7 @@ enum JSONLines {
             ("error", snapshot?.error.map(Value.string) ?? .null),
             ("result", snapshot?.result.map(self.resultValue) ?? .null),
             ("updated_at", snapshot?.updatedAt.map(Value.string) ?? .null),
-            ("transport", .string(line.transport.rawValue)),
+            ("transport", .string(line.transport.cliName)),
         ]
     }
 
