@@ -105,6 +105,7 @@ let package = Package(
         .target(
             name: "SupabaseLocal",
             dependencies: [
+                "JobSyncCore",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -243,7 +244,7 @@ let package = Package(
             name: "JobwatchTests",
             dependencies: [
                 "JobSyncTestSupport",
-                "jobwatch", "JobSyncCore", "SupabaseLocal",
+                "JobSync", "jobwatch", "JobSyncCore", "SupabaseLocal",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],

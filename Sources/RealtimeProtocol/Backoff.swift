@@ -46,37 +46,6 @@ public struct BackoffSchedule: Sendable, Hashable {
     }
 }
 
-/// A small, fast, deterministic random number generator (SplitMix64), so that state machines stay pure values:
-/// the driver seeds it from the system generator, tests seed it with a constant.
-public struct JitterGenerator: RandomNumberGenerator, Sendable, Hashable {
-    private var state: UInt64
-
-    /// Creates a generator from a seed.
-    public init(seed: UInt64) {
-        self.state = seed
-    }
-
-    /// Creates a generator seeded from the system's random source.
-    public static func systemSeeded() -> JitterGenerator {
-        var system = SystemRandomNumberGenerator()
-        return JitterGenerator(seed: system.next())
-    }
-
-    /// The next 64 random bits.
-    public mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A uniform number in `0..<1`.
-    public mutating func nextUnit() -> Double {
-        Double(self.next() >> 11) * 0x1.0p-53
-    }
-}
-
 /// The per-socket message reference counter (§2.2): refs are decimal strings, unique per socket, shared by heartbeats
 /// and every channel push on that socket.
 public struct RefCounter: Sendable, Hashable {

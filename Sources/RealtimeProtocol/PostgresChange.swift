@@ -209,83 +209,9 @@ public struct PostgresChange: Hashable, Sendable {
 public enum Timestamp {
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM|±HHMM|±HH)` into milliseconds since the Unix epoch.
     /// A space is accepted in place of `T`. Fractions beyond milliseconds are truncated. Returns `nil` for any
-    /// other shape or an out-of-range field.
+    /// other shape (a missing offset included) or an out-of-range field.
     public static func millisecondsSinceEpoch(_ text: String) -> Int64? {
-        var bytes = Array(text.utf8)[...]
-        func digits(_ count: Int) -> Int64? {
-            guard bytes.count >= count else { return nil }
-            var value: Int64 = 0
-            for _ in 0..<count {
-                let byte = bytes.removeFirst()
-                guard byte >= 0x30, byte <= 0x39 else { return nil }
-                value = value * 10 + Int64(byte - 0x30)
-            }
-            return value
-        }
-        func expect(_ byte: UInt8) -> Bool {
-            guard bytes.first == byte else { return false }
-            bytes.removeFirst()
-            return true
-        }
-        guard let year = digits(4), expect(0x2D), let month = digits(2), expect(0x2D), let day = digits(2) else {
-            return nil
-        }
-        guard bytes.first == 0x54 || bytes.first == 0x20 || bytes.first == 0x74 else { return nil }
-        bytes.removeFirst()
-        guard let hour = digits(2), expect(0x3A), let minute = digits(2), expect(0x3A), let second = digits(2) else {
-            return nil
-        }
-        guard (1...12).contains(month), day >= 1, day <= daysInMonth(year: year, month: month), hour <= 23,
-            minute <= 59, second <= 60
-        else { return nil }
-        var millis: Int64 = 0
-        if expect(0x2E) {
-            var count = 0
-            while let byte = bytes.first, byte >= 0x30, byte <= 0x39 {
-                bytes.removeFirst()
-                if count < 3 { millis = millis * 10 + Int64(byte - 0x30) }
-                count += 1
-            }
-            guard count > 0 else { return nil }
-            for _ in count..<max(count, 3) { millis *= 10 }
-        }
-        var offsetSeconds: Int64 = 0
-        if expect(0x5A) || expect(0x7A) {
-            offsetSeconds = 0
-        } else if let sign = bytes.first, sign == 0x2B || sign == 0x2D {
-            bytes.removeFirst()
-            guard let offsetHours = digits(2), offsetHours <= 23 else { return nil }
-            var offsetMinutes: Int64 = 0
-            if !bytes.isEmpty {
-                _ = expect(0x3A)
-                guard let minutes = digits(2), minutes <= 59 else { return nil }
-                offsetMinutes = minutes
-            }
-            offsetSeconds = (offsetHours * 3600 + offsetMinutes * 60) * (sign == 0x2D ? -1 : 1)
-        } else {
-            return nil
-        }
-        guard bytes.isEmpty else { return nil }
-        let days = daysFromCivil(year: year, month: month, day: day)
-        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
-        return seconds * 1000 + millis
-    }
-
-    private static func daysInMonth(year: Int64, month: Int64) -> Int64 {
-        switch month {
-        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
-    }
-
-    // Howard Hinnant's days-from-civil algorithm (proleptic Gregorian calendar).
-    private static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
-        let shiftedYear = month <= 2 ? year - 1 : year
-        let era = (shiftedYear >= 0 ? shiftedYear : shiftedYear - 399) / 400
-        let yearOfEra = shiftedYear - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
+        guard let parsed = ISO8601Timestamp(text), parsed.hasOffset else { return nil }
+        return parsed.millisecondsSinceEpoch
     }
 }

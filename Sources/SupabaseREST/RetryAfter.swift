@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 
 /// Parsing of the HTTP `Retry-After` header (RFC 9110 §10.2.3).
 public enum RetryAfter {
@@ -58,19 +59,8 @@ public enum RetryAfter {
         guard let day, let month, let year, let time, time.count == 3, (0...9999).contains(year),
             (1...31).contains(day), (0...23).contains(time[0]), (0...59).contains(time[1]), (0...60).contains(time[2])
         else { return nil }
-        let days = daysFromCivil(year: year, month: month, day: day)
-        let seconds = days * 86_400 + time[0] * 3600 + time[1] * 60 + time[2]
+        let days = CivilDate.daysSinceEpoch(year: Int64(year), month: Int64(month), day: Int64(day))
+        let seconds = days * 86_400 + Int64(time[0] * 3600 + time[1] * 60 + time[2])
         return Date(timeIntervalSince1970: TimeInterval(seconds))
     }
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-    let y = month <= 2 ? year - 1 : year
-    let era = (y >= 0 ? y : y - 399) / 400
-    let yoe = y - era * 400
-    let mp = (month + 9) % 12
-    let doy = (153 * mp + 2) / 5 + day - 1
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-    return era * 146_097 + doe - 719_468
 }

@@ -12,22 +12,25 @@ extension ClientDriver {
         group: inout TaskGroup<Void>,
         _ body: (inout ChannelStateMachine, inout RefCounter) -> [ChannelStateMachine.Action]
     ) {
-        guard var record = self.channels[topic] else { return }
-        let actions = body(&record.machine, &self.socket.refs)
-        self.channels[topic] = record
+        guard var machine = self.channels[topic] else { return }
+        let actions = body(&machine, &self.socket.refs)
+        self.channels[topic] = machine
         self.execute(actions, topic: topic, group: &group)
     }
 
-    /// Executes channel actions. Effects (pushes, timers, token refresh) run before observations (status,
-    /// deliveries, errors), so that a consumer reacting to an observation sees its implied timers scheduled.
-    func execute(_ actions: [ChannelStateMachine.Action], topic: Topic, group: inout TaskGroup<Void>) {
-        let isObservation: (ChannelStateMachine.Action) -> Bool = { action in
-            switch action {
-            case .push, .scheduleTimer, .cancelTimer, .refreshTokenThenRejoin: false
-            case .reportStatus, .deliver, .reportPostgresChangesError, .reportSystemError, .ignored: true
-            }
+    /// Runs one event on every channel's machine.
+    func withEveryChannel(
+        group: inout TaskGroup<Void>,
+        _ body: (inout ChannelStateMachine, inout RefCounter) -> [ChannelStateMachine.Action]
+    ) {
+        for topic in Array(self.channels.keys) {
+            self.withChannel(topic, group: &group, body)
         }
-        for action in actions.filter({ !isObservation($0) }) + actions.filter(isObservation) {
+    }
+
+    /// Executes channel actions in the order the machine returned them.
+    func execute(_ actions: [ChannelStateMachine.Action], topic: Topic, group: inout TaskGroup<Void>) {
+        for action in actions {
             switch action {
             case .push(let message):
                 self.send(message)
@@ -36,25 +39,17 @@ extension ClientDriver {
             case .cancelTimer(let timer):
                 self.cancel(.channel(topic, timer))
             case .reportStatus(let status):
-                self.channelStatusChanged(topic, status, group: &group)
-            case .deliver(let change, let indices):
-                guard let record = self.channels[topic] else { continue }
-                for index in indices where index < record.bindings.count {
-                    for subscriber in record.bindings[index].subscribers {
-                        self.yield(.change(change), to: subscriber)
-                    }
+                self.logger.debug(
+                    "realtime channel status", metadata: ["realtime.topic": "\(topic)", "realtime.status": "\(status)"])
+            case .notify(let subscribers, let event):
+                let published = self.publishedEvent(event, topic: topic)
+                for subscriber in subscribers { self.yield(published, to: subscriber) }
+            case .finishSubscribers(let subscribers, let reason):
+                // The server closed the channel and it will not be rejoined (§9.3): end its subscriptions.
+                let error = RealtimeClientError(.channelClosed, Self.describe(reason))
+                for subscriber in subscribers {
+                    self.subscriptions.removeValue(forKey: subscriber)?.continuation.finish(throwing: error)
                 }
-                self.client.metrics.changesDelivered.increment()
-            case .reportPostgresChangesError(let message):
-                self.logger.debug(
-                    "realtime postgres_changes error",
-                    metadata: ["realtime.topic": "\(topic)", "realtime.error": "\(Redaction.redact(message))"])
-                self.yieldToChannel(topic, .systemError(message))
-            case .reportSystemError(let reason):
-                self.logger.debug(
-                    "realtime channel error",
-                    metadata: ["realtime.topic": "\(topic)", "realtime.error": "\(Redaction.redact(reason.raw))"])
-                self.yieldToChannel(topic, .systemError(reason.raw))
             case .refreshTokenThenRejoin:
                 if self.configuration.accessToken == nil {
                     // No provider: nothing can refresh the token; rejoin on the schedule instead.
@@ -67,80 +62,54 @@ extension ClientDriver {
                 self.logger.trace(
                     "realtime message ignored",
                     metadata: ["realtime.topic": "\(topic)", "realtime.reason": "\(reason)"])
-            }
-        }
-    }
-
-    private func channelStatusChanged(
-        _ topic: Topic,
-        _ status: ChannelStateMachine.Status,
-        group: inout TaskGroup<Void>
-    ) {
-        self.logger.debug(
-            "realtime channel status", metadata: ["realtime.topic": "\(topic)", "realtime.status": "\(status)"])
-        guard var record = self.channels[topic] else { return }
-        switch status {
-        case .live:
-            record.live = true
-            record.lastNotLive = nil
-            self.channels[topic] = record
-            self.yieldToChannel(topic, .live)
-        case .joining:
-            if record.live {
-                self.notLive(topic, NotLiveReason(kind: .rejoining, message: "rejoining the channel"))
-            }
-        case .joined:
-            if record.live {
-                self.notLive(
-                    topic, NotLiveReason(kind: .subscriptionError, message: "postgres_changes subscription error"))
-            }
-        case .errored(let reason):
-            let kind: NotLiveReason.Kind = reason == .socketLost ? .socketLost : .channelErrored
-            self.notLive(topic, NotLiveReason(kind: kind, message: Self.describe(reason)))
-        case .closed(.left):
-            if record.bindings.isEmpty {
+            case .removeChannel:
+                self.logger.debug("realtime channel removed", metadata: ["realtime.topic": "\(topic)"])
                 self.channels[topic] = nil
-            } else {
-                // Bindings were added while the leave was in flight: join again.
-                self.withChannel(topic, group: &group) { machine, refs in machine.join(refs: &refs) }
             }
+        }
+    }
+
+    /// The public form of a subscriber event (counted and logged on the way).
+    private func publishedEvent(
+        _ event: ChannelStateMachine.SubscriberEvent,
+        topic: Topic
+    ) -> RealtimeSubscriptionEvent {
+        switch event {
+        case .live:
+            return .live
+        case .notLive(let cause):
+            return .notLive(Self.notLiveReason(cause))
+        case .change(let change):
+            self.client.metrics.changesDelivered.increment()
+            return .change(change)
+        case .postgresChangesError(let message):
+            self.logger.debug(
+                "realtime postgres_changes error",
+                metadata: ["realtime.topic": "\(topic)", "realtime.error": "\(Redaction.redact(message))"])
+            return .systemError(message)
+        case .channelError(let reason):
+            self.logger.debug(
+                "realtime channel error",
+                metadata: ["realtime.topic": "\(topic)", "realtime.error": "\(Redaction.redact(reason.raw))"])
+            return .systemError(reason.raw)
+        }
+    }
+
+    static func notLiveReason(_ cause: ChannelStateMachine.NotLiveCause) -> NotLiveReason {
+        switch cause {
+        case .errored(.socketLost):
+            NotLiveReason(kind: .socketLost, message: Self.describe(.socketLost))
+        case .errored(let reason):
+            NotLiveReason(kind: .channelErrored, message: Self.describe(reason))
+        case .rejoining:
+            NotLiveReason(kind: .rejoining, message: "rejoining the channel")
+        case .subscriptionError:
+            NotLiveReason(kind: .subscriptionError, message: "postgres_changes subscription error")
+        case .socketUnresponsive:
+            NotLiveReason(kind: .socketUnresponsive, message: "no heartbeat reply: the socket stalls")
         case .closed(let reason):
-            // The server closed the channel and it will not be rejoined (§9.3): end its subscriptions.
-            let message = Self.describe(reason)
-            self.notLive(topic, NotLiveReason(kind: .channelClosed, message: message))
-            let subscribers = record.bindings.flatMap(\.subscribers)
-            self.channels[topic] = nil
-            for subscriber in subscribers {
-                guard let subscription = self.subscriptions.removeValue(forKey: subscriber) else { continue }
-                subscription.continuation.finish(throwing: RealtimeClientError(.channelClosed, message))
-            }
+            NotLiveReason(kind: .channelClosed, message: Self.describe(reason))
         }
-    }
-
-    /// A late heartbeat reply (``RealtimeClient/Configuration/unresponsiveAfter``): live subscriptions report
-    /// ``NotLiveReason/Kind/socketUnresponsive``; once the reply arrives, those whose channel is still live report
-    /// ``RealtimeSubscriptionEvent/live`` again.
-    func socketResponsivenessChanged(responsive: Bool) {
-        for (topic, record) in self.channels {
-            if responsive {
-                guard !record.live, record.machine.status == .live else { continue }
-                self.channels[topic]?.live = true
-                self.channels[topic]?.lastNotLive = nil
-                self.yieldToChannel(topic, .live)
-            } else if record.live {
-                self.notLive(
-                    topic, NotLiveReason(kind: .socketUnresponsive, message: "no heartbeat reply: the socket stalls"))
-            }
-        }
-    }
-
-    private func notLive(_ topic: Topic, _ reason: NotLiveReason) {
-        guard var record = self.channels[topic] else { return }
-        guard record.live || record.lastNotLive != reason else { return }
-        record.live = false
-        record.lastNotLive = reason
-        self.channels[topic] = record
-        self.yieldToChannel(topic, .notLive(reason))
     }
 
     static func describe(_ reason: ChannelStateMachine.Reason) -> String {
@@ -158,18 +127,11 @@ extension ClientDriver {
         }
     }
 
-    private func yieldToChannel(_ topic: Topic, _ event: RealtimeSubscriptionEvent) {
-        guard let record = self.channels[topic] else { return }
-        for binding in record.bindings {
-            for subscriber in binding.subscribers { self.yield(event, to: subscriber) }
-        }
-    }
-
-    private func yield(_ event: RealtimeSubscriptionEvent, to subscriber: UInt64) {
+    private func yield(_ event: RealtimeSubscriptionEvent, to subscriber: SubscriberID) {
         guard let subscription = self.subscriptions[subscriber] else { return }
         if case .dropped = subscription.continuation.yield(event) {
             // The consumer fell a whole buffer behind: end it rather than silently lose events. Its onTermination
-            // sends `.unsubscribe`, which removes the binding.
+            // sends `.unsubscribe`, which removes its binding.
             subscription.continuation.finish(
                 throwing: RealtimeClientError(
                     .subscriptionOverflow,
@@ -179,6 +141,8 @@ extension ClientDriver {
 
     // MARK: Subscriptions
 
+    /// Hands a subscription to its channel's machine (made on first use of the topic), which joins, shares or
+    /// rebinds.
     func subscribe(_ request: SubscriptionRequest, group: inout TaskGroup<Void>) {
         let topic: Topic
         if let name = request.channel {
@@ -188,55 +152,25 @@ extension ClientDriver {
             topic = .realtime("\(self.configuration.channelPrefix)-\(self.channelCounter)")
         }
         self.subscriptions[request.id] = SubscriptionEntry(topic: topic, continuation: request.continuation)
-        if var record = self.channels[topic] {
-            if let index = record.bindings.firstIndex(where: { $0.binding == request.binding }) {
-                // Same binding as an existing subscription: share the server binding.
-                record.bindings[index].subscribers.append(request.id)
-                self.channels[topic] = record
-                if record.live { self.yield(.live, to: request.id) }
-                return
-            }
-            record.bindings.append(BindingRecord(binding: request.binding, subscribers: [request.id]))
-            self.channels[topic] = record
-            self.rebind(topic, group: &group)
-            return
+        if self.channels[topic] == nil {
+            self.channels[topic] = ChannelStateMachine(
+                topic: topic, accessToken: self.accessToken, socketOpen: self.socket.isConnected,
+                configuration: self.channelConfiguration, random: SplitMix64(seed: self.random.next()))
         }
-        guard let machine = ChannelStateMachine(
-            topic: topic, bindings: [request.binding], accessToken: self.accessToken,
-            socketOpen: self.socket.isConnected, configuration: self.channelConfiguration,
-            random: JitterGenerator(seed: self.random.next()))
-        else { return }
-        self.channels[topic] = ChannelRecord(
-            machine: machine, bindings: [BindingRecord(binding: request.binding, subscribers: [request.id])],
-            live: false, lastNotLive: nil)
-        self.logger.debug("realtime subscribe", metadata: ["realtime.topic": "\(topic)"])
-        self.withChannel(topic, group: &group) { machine, refs in machine.join(refs: &refs) }
-    }
-
-    func unsubscribe(_ id: UInt64, group: inout TaskGroup<Void>) {
-        guard let subscription = self.subscriptions.removeValue(forKey: id) else { return }
-        let topic = subscription.topic
-        guard var record = self.channels[topic] else { return }
-        for index in record.bindings.indices { record.bindings[index].subscribers.removeAll { $0 == id } }
-        let before = record.bindings.count
-        record.bindings.removeAll { $0.subscribers.isEmpty }
-        self.channels[topic] = record
-        guard record.bindings.count != before else { return }
-        if record.bindings.isEmpty {
-            self.logger.debug("realtime leave", metadata: ["realtime.topic": "\(topic)"])
-            self.withChannel(topic, group: &group) { machine, refs in machine.leave(refs: &refs) }
-        } else {
-            self.rebind(topic, group: &group)
-        }
-    }
-
-    /// Pushes the record's binding list into the machine (which rejoins if needed).
-    private func rebind(_ topic: Topic, group: inout TaskGroup<Void>) {
-        guard let record = self.channels[topic] else { return }
-        let bindings = record.bindings.map(\.binding)
+        self.logger.debug(
+            "realtime subscribe", metadata: ["realtime.topic": "\(topic)", "realtime.subscriber": "\(request.id)"])
         self.withChannel(topic, group: &group) { machine, refs in
-            // Bindings in a record are unique by construction, so the update is never refused.
-            machine.updateBindings(bindings, refs: &refs) ?? []
+            machine.subscribe(request.id, to: request.binding, refs: &refs)
         }
+    }
+
+    /// A subscription ended (its consumer stopped or fell behind): its channel's machine unbinds or leaves.
+    func unsubscribe(_ id: SubscriberID, group: inout TaskGroup<Void>) {
+        // Subscriptions the driver ended itself (channel closed, shutdown) are already gone.
+        guard let subscription = self.subscriptions.removeValue(forKey: id) else { return }
+        self.logger.debug(
+            "realtime unsubscribe",
+            metadata: ["realtime.topic": "\(subscription.topic)", "realtime.subscriber": "\(id)"])
+        self.withChannel(subscription.topic, group: &group) { machine, refs in machine.unsubscribe(id, refs: &refs) }
     }
 }

@@ -6,16 +6,9 @@ import WebSocketTransport
 extension ClientDriver {
     // MARK: Socket actions
 
-    /// Executes socket actions. Effects (I/O, timers) run before observations (status, round trips), so that anyone
-    /// reacting to an observation sees the timers it implies already scheduled.
+    /// Executes socket actions in the order the machine returned them.
     func execute(_ actions: [SocketStateMachine.Action], group: inout TaskGroup<Void>) {
-        let isObservation: (SocketStateMachine.Action) -> Bool = { action in
-            switch action {
-            case .reportStatus, .reportHeartbeatRoundTrip: true
-            default: false
-            }
-        }
-        for action in actions.filter({ !isObservation($0) }) + actions.filter(isObservation) {
+        for action in actions {
             switch action {
             case .openTransport(let id):
                 self.openTransport(id, group: &group)
@@ -42,19 +35,15 @@ extension ClientDriver {
                 self.client.roundTripBroadcaster.publish(roundTrip)
                 self.logger.trace("realtime heartbeat", metadata: ["realtime.rtt": "\(roundTrip)"])
             case .notifySocketOpened:
-                for topic in Array(self.channels.keys) {
-                    self.withChannel(topic, group: &group) { machine, refs in machine.socketOpened(refs: &refs) }
-                }
+                self.withEveryChannel(group: &group) { machine, refs in machine.socketOpened(refs: &refs) }
             case .notifySocketLost:
-                for topic in Array(self.channels.keys) {
-                    self.withChannel(topic, group: &group) { machine, _ in machine.socketClosed() }
-                }
+                self.withEveryChannel(group: &group) { machine, refs in machine.socketClosed(refs: &refs) }
             case .notifySocketUnresponsive:
                 self.logger.debug("realtime socket unresponsive: heartbeat reply late")
-                self.socketResponsivenessChanged(responsive: false)
+                self.withEveryChannel(group: &group) { machine, _ in machine.socketUnresponsive() }
             case .notifySocketResponsive:
                 self.logger.debug("realtime socket responsive again")
-                self.socketResponsivenessChanged(responsive: true)
+                self.withEveryChannel(group: &group) { machine, _ in machine.socketResponsive() }
             }
         }
     }
@@ -130,18 +119,12 @@ extension ClientDriver {
             self.tokenFetchInFlight = false
             self.tokenSchedule.tokenReceived(token, now: self.time.now(), date: self.configuration.now())
             self.accessToken = token
-            for topic in Array(self.channels.keys) {
-                self.withChannel(topic, group: &group) { machine, refs in
-                    machine.updateAccessToken(token, refs: &refs)
-                }
-            }
+            self.withEveryChannel(group: &group) { machine, refs in machine.updateAccessToken(token, refs: &refs) }
         case .failed(let message):
             self.tokenFetchInFlight = false
             self.tokenSchedule.fetchFailed(now: self.time.now())
             self.logger.debug("realtime access token unavailable", metadata: ["realtime.error": "\(message)"])
-            for topic in Array(self.channels.keys) {
-                self.withChannel(topic, group: &group) { machine, _ in machine.tokenRefreshFailed() }
-            }
+            self.withEveryChannel(group: &group) { machine, _ in machine.tokenRefreshFailed() }
         }
     }
 

@@ -4,9 +4,12 @@ import Metrics
 import RealtimeProtocol
 import WebSocketTransport
 
+/// A subscriber of a channel: one ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)`` call.
+typealias SubscriberID = ChannelStateMachine.SubscriberID
+
 /// A subscription request from ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)``.
 struct SubscriptionRequest: Sendable {
-    var id: UInt64
+    var id: SubscriberID
     var binding: PostgresChangeBinding
     var channel: String?
     var continuation: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Continuation
@@ -29,7 +32,7 @@ enum TokenFetch: Sendable {
 /// Everything that happens to the client, processed one at a time by the run loop.
 enum DriverEvent: Sendable {
     case subscribe(SubscriptionRequest)
-    case unsubscribe(UInt64)
+    case unsubscribe(SubscriberID)
     case opened(SocketStateMachine.ConnectionID, any WebSocketConnection, TokenFetch)
     case openFailed(SocketStateMachine.ConnectionID, WebSocketTransportError, TokenFetch)
     case inbound(SocketStateMachine.ConnectionID, InboundFrame)
@@ -57,22 +60,6 @@ struct SubscriptionEntry {
     var continuation: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Continuation
 }
 
-/// One binding of a channel and the subscriptions reading it.
-struct BindingRecord {
-    var binding: PostgresChangeBinding
-    var subscribers: [UInt64]
-}
-
-/// One channel: its state machine and the bindings in join order (parallel to `machine.bindings`).
-struct ChannelRecord {
-    var machine: ChannelStateMachine
-    var bindings: [BindingRecord]
-    /// Whether subscribers were last told `.live`.
-    var live: Bool
-    /// The last not-live reason sent, to avoid repeating identical ones.
-    var lastNotLive: NotLiveReason?
-}
-
 /// The run loop's state and the execution of state-machine actions. Confined to the task running
 /// `RealtimeClient.run()`; never shared.
 final class ClientDriver {
@@ -84,8 +71,10 @@ final class ClientDriver {
     let serializer: PhoenixSerializer
     var socket: SocketStateMachine
     var connections: [SocketStateMachine.ConnectionID: any WebSocketConnection] = [:]
-    var channels: [Topic: ChannelRecord] = [:]
-    var subscriptions: [UInt64: SubscriptionEntry] = [:]
+    /// One machine per topic in use; each one decides its channel's joins, leaves and fan-out.
+    var channels: [Topic: ChannelStateMachine] = [:]
+    /// The stream of each subscriber, and the topic its machine knows it under.
+    var subscriptions: [SubscriberID: SubscriptionEntry] = [:]
     var timers: [TimerKey: (generation: UInt64, cancellation: TimerCancellation)] = [:]
     var timerGeneration: UInt64 = 0
     var accessToken: String?
@@ -94,7 +83,7 @@ final class ClientDriver {
     /// ``RealtimeClient/Configuration/accessTokenRefreshInterval`` without one).
     var tokenSchedule: AccessTokenSchedule
     var channelCounter: UInt64 = 0
-    var random: JitterGenerator
+    var random: SplitMix64
     /// At most this many decoded inbound frames wait in the event queue (see ``InboundCredits``).
     let inboundCredits = InboundCredits(limit: 256)
     private(set) var isShuttingDown = false
@@ -106,7 +95,7 @@ final class ClientDriver {
         self.writer = writer
         self.time = MonotonicTime(clock: client.configuration.clock)
         self.serializer = PhoenixSerializer(version: client.configuration.protocolVersion)
-        var random = JitterGenerator.systemSeeded()
+        var random = SplitMix64.systemSeeded()
         self.socket = SocketStateMachine(
             configuration: .init(
                 heartbeatInterval: client.configuration.heartbeatInterval,
@@ -114,7 +103,7 @@ final class ClientDriver {
                 unresponsiveAfter: client.configuration.unresponsiveAfter,
                 reconnect: client.configuration.reconnect,
                 rateLimitedReconnectDelay: client.configuration.rateLimitedReconnectDelay),
-            random: JitterGenerator(seed: random.next()))
+            random: SplitMix64(seed: random.next()))
         self.random = random
         self.tokenSchedule = AccessTokenSchedule(
             fallbackInterval: client.configuration.accessTokenRefreshInterval,
@@ -187,10 +176,11 @@ final class ClientDriver {
     /// subscription and stops the writer.
     func shutdown(group: inout TaskGroup<Void>) {
         self.isShuttingDown = true
+        // Only the leave frames matter now: every timer is cancelled and every subscription ended below.
         for topic in Array(self.channels.keys) {
-            guard var record = self.channels[topic] else { continue }
-            let actions = record.machine.leave(refs: &self.socket.refs)
-            self.channels[topic] = record
+            guard var machine = self.channels[topic] else { continue }
+            let actions = machine.shutDown(refs: &self.socket.refs)
+            self.channels[topic] = machine
             for case .push(let message) in actions { self.send(message) }
         }
         let actions = self.socket.disconnect()

@@ -95,9 +95,9 @@ public final class RealtimeClient: Service, Sendable {
         channel: String? = nil
     ) -> PostgresChangeSubscription {
         let binding = PostgresChangeBinding(event: event, schema: schema, table: table, filter: filter)
-        let id = self.subscriptionCounter.withLockedValue { counter -> UInt64 in
+        let id = self.subscriptionCounter.withLockedValue { counter -> SubscriberID in
             counter += 1
-            return counter
+            return SubscriberID(rawValue: counter)
         }
         let (stream, continuation) = AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.makeStream(
             bufferingPolicy: .bufferingOldest(self.configuration.subscriptionBufferSize))

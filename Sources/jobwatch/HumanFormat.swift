@@ -1,3 +1,5 @@
+import JobSync
+
 /// Human-readable text for the live view, plain progress lines and the final summary. Pure functions of their
 /// inputs, so tests pin the exact text.
 struct HumanFormat: Sendable {
@@ -87,7 +89,7 @@ struct HumanFormat: Sendable {
         let elapsed =
             String(repeating: " ", count: max(0, 7 - Self.elapsed(line.elapsed).count))
             + Self.elapsed(line.elapsed)
-        let transport = line.transport.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+        let transport = line.transport.cliName.padding(toLength: 8, withPad: " ", startingAt: 0)
         var detail = ""
         if let snapshot = line.snapshot {
             if snapshot.phase == .failed, let error = snapshot.error {
@@ -109,7 +111,7 @@ struct HumanFormat: Sendable {
         let done = lines.count { $0.outcome != nil }
         let mode: String
         switch transport {
-        case .realtime: mode = self.paint("realtime (live)", "32")
+        case .live: mode = self.paint("realtime (live)", "32")
         case .polling: mode = self.paint("polling (REST)", "33")
         case .offline: mode = self.paint("connecting…", "2")
         }
@@ -128,13 +130,13 @@ struct HumanFormat: Sendable {
         switch record {
         case .job(let line):
             var text =
-                "\(line.id.rawValue) \(line.statusName) [\(Self.elapsed(line.elapsed)), \(line.transport.rawValue)]"
+                "\(line.id.rawValue) \(line.statusName) [\(Self.elapsed(line.elapsed)), \(line.transport.cliName)]"
             if let progress = line.snapshot?.progress, line.snapshot?.phase.isFinal == false {
                 text += " " + Self.sanitized(progress)
             }
             return text
         case .transport(let mode, let elapsed):
-            return "transport: \(mode.rawValue) [\(Self.elapsed(elapsed))]"
+            return "transport: \(mode.cliName) [\(Self.elapsed(elapsed))]"
         case .final, .end:
             return nil
         }

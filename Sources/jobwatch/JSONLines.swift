@@ -1,3 +1,4 @@
+import JobSync
 import JobSyncCore
 
 /// The `--json` output: one JSON object per line, per change. The schema is documented in
@@ -31,7 +32,7 @@ enum JSONLines {
             return .object(object)
         case .transport(let mode, let elapsed):
             var object = self.header("transport", elapsed)
-            object["transport"] = .string(mode.rawValue)
+            object["transport"] = .string(mode.cliName)
             return .object(object)
         case .end(let status, let lines):
             var counts = JSONObject()
@@ -70,7 +71,7 @@ enum JSONLines {
             "error": snapshot?.error.map(JSONValue.string) ?? .null,
             "result": snapshot?.result.map(self.resultValue) ?? .null,
             "updated_at": snapshot?.updatedAt.map(JSONValue.string) ?? .null,
-            "transport": .string(line.transport.rawValue),
+            "transport": .string(line.transport.cliName),
         ]
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import JobSync
 import Logging
 import NIOConcurrencyHelpers
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JobSync
 
 extension Jobwatch {
     /// `jobwatch status <job-id>…`

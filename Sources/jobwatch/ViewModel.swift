@@ -1,4 +1,5 @@
 import Foundation
+import JobSync
 
 /// The CLI's own, small view of a job. The JobSync adapter translates library types into these, so the
 /// rendering, JSON Lines and exit-code logic stay independent of the library and are tested with fakes.
@@ -70,14 +71,17 @@ struct JobSnapshot: Sendable, Hashable {
     var updatedAt: String?
 }
 
-/// How the session currently learns about changes.
-enum TransportMode: String, Sendable, Hashable, CaseIterable {
-    /// Live over the Realtime WebSocket.
-    case realtime
-    /// The socket is down or not live yet: REST polling.
-    case polling
-    /// Neither works right now (connecting, or the service is unreachable).
-    case offline
+extension TransportMode {
+    /// The name the CLI shows for how the session currently learns about changes (live view, JSON Lines):
+    /// `realtime` (live over the Realtime WebSocket), `polling` (the socket is down or not live yet: REST polling)
+    /// or `offline` (neither works right now: connecting, or the service is unreachable).
+    var cliName: String {
+        switch self {
+        case .live: "realtime"
+        case .polling: "polling"
+        case .offline: "offline"
+        }
+    }
 }
 
 /// Why a watched job was reported missing.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JobSync
 import Logging
 import ServiceLifecycle
 

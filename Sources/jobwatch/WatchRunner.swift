@@ -1,5 +1,6 @@
-import ServiceLifecycle
+import JobSync
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 
 /// Drives a ``WatchState`` over a ``WatchSession``: runs the session, the timeout and the live-view ticks as
 /// child tasks, feeds their inputs to the state machine in order and writes what it asks for. A

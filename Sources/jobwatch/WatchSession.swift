@@ -1,3 +1,5 @@
+import JobSync
+
 /// What the CLI needs from a job source. The JobSync adapter implements these over `JobSyncClient`; tests use
 /// fakes. Implementations map every failure to a ``JobwatchError`` whose message is safe to print.
 protocol WatchSession: Sendable {

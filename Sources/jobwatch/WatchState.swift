@@ -1,3 +1,5 @@
+import JobSync
+
 /// The `watch` command's logic as a synchronous state machine: inputs (session events, ticks, timeout,
 /// interruption, session failure) in, ``WatchState/Action``s out. No I/O, no clock: the driver passes the time
 /// elapsed since the watch started with every input.

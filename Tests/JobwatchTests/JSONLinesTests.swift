@@ -24,7 +24,7 @@ struct JSONLinesTests {
             updatedAt: "2026-11-29T07:00:00.123456+00:00"
         )
         line.elapsed = .milliseconds(1_234)
-        line.transport = .realtime
+        line.transport = .live
         let object = try self.parse(JSONLines.line(for: .job(line)))
         #expect(object["v"] as? Int == 1)
         #expect(object["event"] as? String == "job")

@@ -33,10 +33,7 @@ struct PseudoTerminalTests {
         #expect(screen.contains("the demo exits 0"))
     }
 
-    @Test(
-        "The live view switches from realtime to polling during the outage and back to realtime",
-        .enabled(if: RealtimeFeeds.isAvailable, "needs the Realtime feed adapter (written at integration)")
-    )
+    @Test("The live view switches from realtime to polling during the outage and back to realtime")
     func switchesTransport() async throws {
         let result = try await self.runDemo()
         let screen = result.stdout

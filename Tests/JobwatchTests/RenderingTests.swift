@@ -1,3 +1,4 @@
+import JobSync
 import Testing
 
 @testable import jobwatch
@@ -21,9 +22,9 @@ struct RenderingTests {
     }
 
     @Test("Short ids grow until unique")
-    func shortIDs() {
-        let x = JobID("aaaaaaaa-0000-4000-8000-000000000001")!
-        let y = JobID("aaaaaaaa-1000-4000-8000-000000000002")!
+    func shortIDs() throws {
+        let x = try JobID("aaaaaaaa-0000-4000-8000-000000000001")
+        let y = try JobID("aaaaaaaa-1000-4000-8000-000000000002")
         #expect(HumanFormat.shortIDLength(for: [Fixture.a, Fixture.b]) == 8)
         #expect(HumanFormat.shortIDLength(for: [x, y]) == 10)
     }
@@ -50,7 +51,7 @@ struct RenderingTests {
     @Test("The live header names the transport, so the switch to polling and back is visible")
     func liveHeader() {
         let lines = [JobLine(id: Fixture.a)]
-        #expect(self.format.liveHeader(lines: lines, transport: .realtime, width: 80).contains("realtime (live)"))
+        #expect(self.format.liveHeader(lines: lines, transport: .live, width: 80).contains("realtime (live)"))
         #expect(self.format.liveHeader(lines: lines, transport: .polling, width: 80).contains("polling"))
         #expect(self.format.liveHeader(lines: lines, transport: .polling, width: 80).hasPrefix("jobwatch: 0/1 final"))
     }
@@ -95,7 +96,7 @@ struct RenderingTests {
     @Test("Plain progress lines (stderr not a terminal) carry id, status, elapsed and transport")
     func plainLines() {
         var line = JobLine(id: Fixture.a, snapshot: Fixture.snapshot(Fixture.a, .queued, progress: "Waiting"))
-        line.transport = .realtime
+        line.transport = .live
         #expect(self.format.plainLine(.job(line)) == "\(Fixture.a) queued [0:00, realtime] Waiting")
         #expect(self.format.plainLine(.transport(.polling, elapsed: .seconds(3))) == "transport: polling [0:03]")
         #expect(self.format.plainLine(.final(line)) == nil)
@@ -122,7 +123,7 @@ struct RenderingTests {
     func liveView() {
         var view = LiveView(format: self.format, width: 80)
         let lines = [JobLine(id: Fixture.a), JobLine(id: Fixture.b)]
-        let first = view.frame(lines: lines, transport: .realtime)
+        let first = view.frame(lines: lines, transport: .live)
         #expect(first.hasPrefix("\u{1B}[?25l"))
         #expect(first.components(separatedBy: "\n").count == 4)  // header + 2 lines + trailing
         let second = view.frame(lines: lines, transport: .polling)

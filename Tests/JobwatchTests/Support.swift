@@ -1,3 +1,4 @@
+import JobSync
 import JobSyncTestSupport
 import NIOConcurrencyHelpers
 import Testing
@@ -44,9 +45,15 @@ struct ScriptedSession: WatchSession {
 
 /// Fixtures.
 enum Fixture {
-    static let a = JobID("3f1c2a9b-0000-4000-8000-000000000001")!
-    static let b = JobID("8a2b7c6d-0000-4000-8000-000000000002")!
-    static let c = JobID("c0ffee00-0000-4000-8000-000000000003")!
+    static let a = Self.id("3f1c2a9b-0000-4000-8000-000000000001")
+    static let b = Self.id("8a2b7c6d-0000-4000-8000-000000000002")
+    static let c = Self.id("c0ffee00-0000-4000-8000-000000000003")
+
+    /// A fixture id (the texts above are valid UUIDs).
+    private static func id(_ text: String) -> JobID {
+        guard let id = try? JobID(text) else { preconditionFailure("fixture id \(text) is not a UUID") }
+        return id
+    }
 
     static func snapshot(
         _ id: JobID,

@@ -1,3 +1,4 @@
+import JobSync
 import JobSyncTestSupport
 import Testing
 
@@ -37,7 +38,7 @@ struct WatchRunnerTests {
     func completesAndFails() async throws {
         let capture = CapturedOutput()
         let session = ScriptedSession(events: [
-            .transport(.realtime),
+            .transport(.live),
             .job(Fixture.snapshot(Fixture.a, .processing, progress: "Processing page 1 of 10")),
             .job(Fixture.snapshot(Fixture.a, .completed, result: Fixture.invoice)),
             .job(Fixture.snapshot(Fixture.b, .failed, error: "Failed to upload file to storage. Please try again.")),
@@ -126,7 +127,7 @@ struct WatchRunnerTests {
     @Test("The live view draws frames on stderr and restores the cursor at the end")
     func liveView() async {
         let capture = CapturedOutput()
-        let session = ScriptedSession(events: [.transport(.realtime), .missing(Fixture.a, .notFound)])
+        let session = ScriptedSession(events: [.transport(.live), .missing(Fixture.a, .notFound)])
         let (runner, result) = self.runner(
             session,
             ids: [Fixture.a],

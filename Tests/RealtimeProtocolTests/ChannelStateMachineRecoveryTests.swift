@@ -1,3 +1,4 @@
+import JobSyncCore
 import Testing
 
 @testable import RealtimeProtocol
@@ -17,9 +18,9 @@ struct ChannelStateMachineRecoveryTests {
 
     @Test("§9.3 join timeout: phx_leave for that attempt, errored, rejoin after 1 s; the late reply is stale")
     func joinTimeout() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
-        let joinRef = try F.joinRef(machine.join(refs: &refs))
+        let joinRef = try F.joinRef(F.subscribe(&machine, refs: &refs))
         let actions = machine.timerFired(.joinTimeout(joinRef), refs: &refs)
         let leave = try #require(F.pushes(actions).first)
         #expect(leave.event == .leave && leave.joinRef == joinRef)
@@ -31,15 +32,13 @@ struct ChannelStateMachineRecoveryTests {
         // The rejoin uses a new join ref.
         let rejoin = machine.timerFired(.rejoin, refs: &refs)
         #expect(try F.joinRef(rejoin) != joinRef)
-        // A stale join-timeout timer for the old attempt does nothing.
-        #expect(machine.timerFired(.joinTimeout(joinRef), refs: &refs).isEmpty)
     }
 
     @Test("§9.3 rejoin schedule 1, 2, 5, 10, 10 s on repeated join errors; reset by a successful join")
     func rejoinSchedule() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
-        var joinRef = try F.joinRef(machine.join(refs: &refs))
+        var joinRef = try F.joinRef(F.subscribe(&machine, refs: &refs))
         var delays: [Duration] = []
         for _ in 0..<5 {
             let refused = machine.receive(
@@ -57,10 +56,9 @@ struct ChannelStateMachineRecoveryTests {
     @Test("§9.3 rejoin jitter stays within ±20 %")
     func rejoinJitter() throws {
         for seed in 0..<200 as Range<UInt64> {
-            var machine = try #require(Machine(
-                topic: F.topic, bindings: [F.allJobs], socketOpen: true, random: JitterGenerator(seed: seed)))
+            var machine = Machine(topic: F.topic, socketOpen: true, random: SplitMix64(seed: seed))
             var refs = RefCounter()
-            let joinRef = try F.joinRef(machine.join(refs: &refs))
+            let joinRef = try F.joinRef(F.subscribe(&machine, refs: &refs))
             let refusal = F.errorReply(joinRef: joinRef, reason: "Unknown Error on Channel")
             let actions = machine.receive(refusal, refs: &refs)
             let delay = try #require(F.scheduled(actions, .rejoin))
@@ -70,9 +68,9 @@ struct ChannelStateMachineRecoveryTests {
 
     @Test("§4.4 join error reply: errored with the reason, rejoin scheduled")
     func joinErrorReply() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
-        let joinRef = try F.joinRef(machine.join(refs: &refs))
+        let joinRef = try F.joinRef(F.subscribe(&machine, refs: &refs))
         let reason = "Unauthorized: You do not have permissions to read from this Channel topic: jobs-1"
         let actions = machine.receive(F.errorReply(joinRef: joinRef, reason: reason), refs: &refs)
         #expect(Self.statuses(actions) == [.errored(.joinRejected(ErrorReason(reason)))])
@@ -82,7 +80,7 @@ struct ChannelStateMachineRecoveryTests {
 
     @Test("§9.1 phx_error: errored and rejoin; live again only after the new system ok")
     func phxErrorThenRejoin() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
         let joinRef = try F.joinLive(&machine, refs: &refs, ids: [1])
         let error = PhoenixMessage(joinRef: joinRef, ref: joinRef, topic: F.topic, event: .error, payload: .object([:]))
@@ -95,58 +93,64 @@ struct ChannelStateMachineRecoveryTests {
         #expect(!machine.isLive, "joined is not live (§4.3)")
         // A system ok still tagged with the old join ref does not make the new join live.
         #expect(machine.receive(F.subscribedOK(joinRef: joinRef), refs: &refs) == [.ignored(.staleJoinRef)])
-        #expect(machine.receive(F.subscribedOK(joinRef: newRef), refs: &refs) == [.reportStatus(.live)])
+        #expect(machine.receive(F.subscribedOK(joinRef: newRef), refs: &refs) == F.live)
     }
 
     @Test("§9.3 socket loss: errored, no timer; rejoin at once when the socket reopens; live after system ok")
     func socketLossRejoin() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
         let joinRef = try F.joinLive(&machine, refs: &refs, ids: [1])
-        let lost = machine.socketClosed()
-        #expect(lost == [.reportStatus(.errored(.socketLost))])
+        let lost = machine.socketClosed(refs: &refs)
+        #expect(lost == [
+            .reportStatus(.errored(.socketLost)), .notify([F.subscriber(1)], .notLive(.errored(.socketLost))),
+        ])
         #expect(machine.receive(F.change(type: "INSERT", ids: [1]), refs: &refs) == [.ignored(.notJoined)])
         let reopened = machine.socketOpened(refs: &refs)
         let newRef = try F.joinRef(reopened)
         #expect(newRef != joinRef)
         _ = machine.receive(F.okReply(joinRef: newRef, ids: [1], bindings: [F.allJobs]), refs: &refs)
         #expect(!machine.isLive)
-        #expect(machine.receive(F.subscribedOK(joinRef: newRef), refs: &refs) == [.reportStatus(.live)])
+        #expect(machine.receive(F.subscribedOK(joinRef: newRef), refs: &refs) == F.live)
     }
 
     @Test("§9.3 an errored channel waiting on its timer rejoins at once when the socket comes back")
     func erroredWaitsForSocket() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
-        let joinRef = try F.joinRef(machine.join(refs: &refs))
+        let joinRef = try F.joinRef(F.subscribe(&machine, refs: &refs))
         _ = machine.receive(F.errorReply(joinRef: joinRef, reason: "Unknown Error on Channel"), refs: &refs)
-        #expect(machine.socketClosed() == [.cancelTimer(.rejoin)])
-        #expect(machine.timerFired(.rejoin, refs: &refs).isEmpty, "no join while the socket is down")
+        #expect(machine.socketClosed(refs: &refs) == [.cancelTimer(.rejoin)], "no join while the socket is down")
         let reopened = machine.socketOpened(refs: &refs)
         #expect(F.pushes(reopened).map(\.event) == [.join])
     }
 
     @Test("§9.3 phx_close from the server: closed, no blind rejoin")
     func phxCloseNoRejoin() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
         let joinRef = try F.joinLive(&machine, refs: &refs, ids: [1])
         let actions = machine.receive(F.close(joinRef: joinRef, ref: joinRef), refs: &refs)
-        #expect(actions == [.reportStatus(.closed(.serverClosed(systemError: nil)))])
-        #expect(machine.isClosed)
-        #expect(machine.timerFired(.rejoin, refs: &refs).isEmpty)
+        let closed = ChannelStateMachine.Reason.serverClosed(systemError: nil)
+        #expect(actions == [
+            .reportStatus(.closed(closed)), .notify([F.subscriber(1)], .notLive(.closed(closed))),
+            .finishSubscribers([F.subscriber(1)], closed), .removeChannel,
+        ])
+        #expect(machine.isClosed && machine.subscribers.isEmpty)
+        #expect(F.scheduled(actions, .rejoin) == nil)
         #expect(machine.socketOpened(refs: &refs).isEmpty, "a closed channel does not rejoin on reconnect")
     }
 
     @Test("§8.2 token expiry: system error + phx_close → refresh token, then rejoin with the new token")
     func tokenExpiryRefreshRejoin() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
         let joinRef = try F.joinLive(&machine, refs: &refs, ids: [1])
         let expired = F.system(joinRef: joinRef, extension: "system", status: "error",
                                message: "Token has expired 0 seconds ago")
         let systemActions = machine.receive(expired, refs: &refs)
-        #expect(systemActions == [.reportSystemError(ErrorReason("Token has expired 0 seconds ago"))])
+        let reason = ErrorReason("Token has expired 0 seconds ago")
+        #expect(systemActions == [.notify([F.subscriber(1)], .channelError(reason))])
         let closed = machine.receive(F.close(joinRef: joinRef, ref: joinRef), refs: &refs)
         #expect(closed.contains(.refreshTokenThenRejoin))
         #expect(F.scheduled(closed, .rejoin) == nil, "waits for the token, not a timer")
@@ -158,9 +162,9 @@ struct ChannelStateMachineRecoveryTests {
 
     @Test("§4.4 a join refused with \"Token has expired\" asks for a token refresh")
     func joinRefusedTokenExpired() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
-        let joinRef = try F.joinRef(machine.join(refs: &refs))
+        let joinRef = try F.joinRef(F.subscribe(&machine, refs: &refs))
         let actions = machine.receive(
             F.errorReply(joinRef: joinRef, reason: "InvalidJWTToken: Token has expired 12 seconds ago"), refs: &refs)
         #expect(actions.contains(.refreshTokenThenRejoin))
@@ -172,8 +176,7 @@ struct ChannelStateMachineRecoveryTests {
     @Test("§7.2 rate-limit system error + phx_close: rejoin after a long backoff (10–30 s)")
     func rateLimitedCloseBackoff() throws {
         for seed in 0..<50 as Range<UInt64> {
-            var machine = try #require(Machine(
-                topic: F.topic, bindings: [F.allJobs], socketOpen: true, random: JitterGenerator(seed: seed)))
+            var machine = Machine(topic: F.topic, socketOpen: true, random: SplitMix64(seed: seed))
             var refs = RefCounter()
             let joinRef = try F.joinLive(&machine, refs: &refs, ids: [1])
             let tooMany = F.system(
@@ -188,9 +191,9 @@ struct ChannelStateMachineRecoveryTests {
 
     @Test("§4.4 a join refused for a rate limit backs off 10–30 s")
     func rateLimitedJoin() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
-        let joinRef = try F.joinRef(machine.join(refs: &refs))
+        let joinRef = try F.joinRef(F.subscribe(&machine, refs: &refs))
         let actions = machine.receive(
             F.errorReply(joinRef: joinRef, reason: "ChannelRateLimitReached: Too many channels"), refs: &refs)
         let delay = try #require(F.scheduled(actions, .rejoin))
@@ -199,11 +202,11 @@ struct ChannelStateMachineRecoveryTests {
 
     @Test("§15.3 duplicate join: the phx_close for the OLD join ref is ignored (V2 and V1 forms)")
     func duplicateJoinOldCloseIgnored() throws {
-        var machine = try F.machine([F.inserts])
+        var machine = F.machine()
         var refs = RefCounter()
-        let oldRef = try F.joinLive(&machine, refs: &refs, ids: [1])
-        // Adding a binding rejoins the same topic with a new join ref.
-        let rebind = try #require(machine.updateBindings([F.inserts, F.updates], refs: &refs))
+        let oldRef = try F.joinLive(&machine, [F.inserts], refs: &refs, ids: [1])
+        // A subscriber with another binding rejoins the same topic with a new join ref.
+        let rebind = machine.subscribe(F.subscriber(2), to: F.updates, refs: &refs)
         let newRef = try F.joinRef(rebind)
         #expect(newRef != oldRef)
         // Server: reply to the new join first, then phx_close for the old join (§15.3).
@@ -220,7 +223,7 @@ struct ChannelStateMachineRecoveryTests {
 
     @Test("§9.1 stale join_ref guard on replies, system messages and phx_error")
     func staleJoinRefGuard() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
         let joinRef = try F.joinLive(&machine, refs: &refs, ids: [1])
         let stale: Ref = "999"
@@ -232,13 +235,14 @@ struct ChannelStateMachineRecoveryTests {
         #expect(machine.currentJoinRef == joinRef && machine.isLive)
     }
 
-    @Test("a leave while the socket is down closes at once")
+    @Test("the last subscriber leaving while the socket is down closes at once")
     func leaveWhileSocketDown() throws {
-        var machine = try F.machine()
+        var machine = F.machine()
         var refs = RefCounter()
         _ = try F.joinLive(&machine, refs: &refs, ids: [1])
-        _ = machine.socketClosed()
-        #expect(machine.leave(refs: &refs) == [.cancelTimer(.rejoin), .reportStatus(.closed(.left))])
+        _ = machine.socketClosed(refs: &refs)
+        let left = machine.unsubscribe(F.subscriber(1), refs: &refs)
+        #expect(left == [.cancelTimer(.rejoin), .reportStatus(.closed(.left)), .removeChannel])
         #expect(machine.isClosed)
     }
 }

@@ -79,11 +79,9 @@ extension JobSyncClient {
         maximumResponseBytes: Int = HTTPRequest.defaultMaximumBodyBytes,
         logger: Logger = Logger(label: "JobSync", factory: { _ in SwiftLogNoOpLogHandler() })
     ) throws(JobSyncError) -> SupabaseJobSync {
-        do {
-            try PostgRESTQuery(table: table, schema: schema).validate()
-        } catch {
-            throw JobSyncError(code: .invalidConfiguration, message: "the jobs table or schema name is not valid")
-        }
+        let source = try SupabaseTableSource.supabase(
+            url: url, apiKey: apiKey, accessToken: accessToken, table: table, schema: schema,
+            maximumResponseBytes: maximumResponseBytes, logger: logger)
         var realtimeConfiguration: RealtimeClient.Configuration
         do {
             realtimeConfiguration = try RealtimeClient.Configuration(
@@ -99,28 +97,44 @@ extension JobSyncClient {
         } catch {
             throw JobSyncError(code: .invalidConfiguration, message: error.message)
         }
+        let client = try JobSyncClient(
+            configuration: .init(
+                source: source,
+                feed: RealtimeJobFeed(client: realtime, schema: schema, table: table, logger: logger),
+                mode: mode,
+                logger: logger),
+            store: store)
+        return SupabaseJobSync(client: client, realtime: realtime)
+    }
+}
+
+extension SupabaseTableSource {
+    /// The jobs table of a Supabase project, read over PostgREST at `<url>/rest/v1`: the source that
+    /// ``JobSyncClient/supabase(url:apiKey:accessToken:table:schema:mode:store:maximumResponseBytes:logger:)``
+    /// builds (its parameters mean the same), for reads without a client, such as `jobwatch status`.
+    package static func supabase(
+        url: URL, apiKey: String, accessToken: (@Sendable () async throws -> String?)?, table: String, schema: String,
+        maximumResponseBytes: Int = HTTPRequest.defaultMaximumBodyBytes, logger: Logger
+    ) throws(JobSyncError) -> SupabaseTableSource {
+        do {
+            try PostgRESTQuery(table: table, schema: schema).validate()
+        } catch {
+            throw JobSyncError(code: .invalidConfiguration, message: "the jobs table or schema name is not valid")
+        }
         var restBase = url.absoluteString
         while restBase.hasSuffix("/") { restBase.removeLast() }
         var restToken: PostgRESTClient.AccessTokenProvider?
         if let accessToken {
             restToken = { _ in try await accessToken() }
         }
-        let rest: PostgRESTClient
         do {
-            rest = try PostgRESTClient(
+            let rest = try PostgRESTClient(
                 configuration: .init(
                     baseURL: restBase + "/rest/v1", apiKey: apiKey, accessToken: restToken,
                     maximumResponseBytes: maximumResponseBytes, logger: logger))
+            return SupabaseTableSource(client: rest, table: table, schema: schema)
         } catch {
             throw JobSyncError(code: .invalidConfiguration, message: error.message)
         }
-        let client = try JobSyncClient(
-            configuration: .init(
-                source: SupabaseTableSource(client: rest, table: table, schema: schema),
-                feed: RealtimeJobFeed(client: realtime, schema: schema, table: table, logger: logger),
-                mode: mode,
-                logger: logger),
-            store: store)
-        return SupabaseJobSync(client: client, realtime: realtime)
     }
 }

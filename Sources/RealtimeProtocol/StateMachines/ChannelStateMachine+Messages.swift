@@ -14,7 +14,7 @@ extension ChannelStateMachine {
             // (§2.1, §2.2), so the ref stands in for it.
             guard let current = self.currentJoinRef else { return [.ignored(.staleJoinRef)] }
             if let joinRef = message.joinRef ?? message.ref, joinRef != current { return [.ignored(.staleJoinRef)] }
-            return message.event == .close ? self.receiveClose() : self.receiveError()
+            return message.event == .close ? self.receiveClose(refs: &refs) : self.receiveError(refs: &refs)
         case .system:
             if let joinRef = message.joinRef, joinRef != self.currentJoinRef { return [.ignored(.staleJoinRef)] }
             return self.receiveSystem(message.payload)
@@ -42,9 +42,10 @@ extension ChannelStateMachine {
             return self.receiveJoinReply(reply, joinRef: joinRef, refs: &refs)
         case .leaving(_, let leaveRef) where leaveRef == ref:
             // Any reply (ok, or error such as "unmatched topic") ends the leave.
-            self.state = .closed(.left)
-            return [.cancelTimer(.leaveTimeout(leaveRef)), .reportStatus(.closed(.left))]
-        default:
+            return self.endLeave(cancelling: [.cancelTimer(.leaveTimeout(leaveRef))], refs: &refs)
+        case .closed, .joining, .joined, .errored, .awaitingToken, .leaving:
+            // A reply to an abandoned join or leave, or to an `access_token` push (the server only answers those
+            // with an error).
             return [.ignored(.unexpectedReply)]
         }
     }
@@ -67,7 +68,7 @@ extension ChannelStateMachine {
             // With no bindings there is no postgres subscription and no system ok to wait for.
             let live = self.bindings.isEmpty
             self.state = .joined(joinRef: joinRef, bindingIDs: joinReply.postgresChanges.map(\.id), live: live)
-            return cancel + [.reportStatus(.joined)] + (live ? [.reportStatus(.live)] : [])
+            return cancel + self.report(.joined) + (live ? self.report(.live) : [])
         case .error, .other:
             let reason = reply.errorReason ?? ErrorReason(reply.response["reason"]?.stringValue ?? "join refused")
             switch reason.kind {
@@ -84,8 +85,7 @@ extension ChannelStateMachine {
 
     /// The join reply's bindings do not match the request (§4.3): leave that join and retry later.
     private mutating func rejectBindings(joinRef: Ref, detail: String, refs: inout RefCounter) -> [Action] {
-        let leave = PhoenixMessage(
-            joinRef: joinRef, ref: refs.next(), topic: self.topic, event: .leave, payload: .object([:]))
+        let leave = self.leaveMessage(joinRef, ref: refs.next())
         return self.becomeErrored(
             .bindingMismatch(detail), cancelling: [.cancelTimer(.joinTimeout(joinRef)), .push(leave)])
     }
@@ -101,11 +101,10 @@ extension ChannelStateMachine {
 
     // MARK: Close and error
 
-    private mutating func receiveClose() -> [Action] {
+    private mutating func receiveClose(refs: inout RefCounter) -> [Action] {
         switch self.state {
         case .leaving(_, let leaveRef):
-            self.state = .closed(.left)
-            return [.cancelTimer(.leaveTimeout(leaveRef)), .reportStatus(.closed(.left))]
+            return self.endLeave(cancelling: [.cancelTimer(.leaveTimeout(leaveRef))], refs: &refs)
         case .joining(let joinRef?):
             return self.closedByServer(cancelling: [.cancelTimer(.joinTimeout(joinRef))])
         case .joined:
@@ -116,6 +115,7 @@ extension ChannelStateMachine {
     }
 
     /// `phx_close` for the current join: no blind rejoin (§9.3), except after a token-expiry or rate-limit error.
+    /// Otherwise the channel is closed for good: its subscribers are told and finished, and the machine forgotten.
     private mutating func closedByServer(cancelling: [Action]) -> [Action] {
         let systemError = self.pendingSystemError
         switch systemError?.kind {
@@ -123,19 +123,21 @@ extension ChannelStateMachine {
             return self.awaitToken(systemError ?? ErrorReason("Token has expired"), cancelling: cancelling)
         case .rateLimited?:
             return self.becomeRateLimited(systemError ?? ErrorReason("Too many messages"), cancelling: cancelling)
-        default:
+        case .unauthorized?, .invalidToken?, .serverRestarting?, .transient?, .other?, nil:
             let reason = Reason.serverClosed(systemError: systemError)
             self.state = .closed(reason)
             self.pendingSystemError = nil
-            return cancelling + [.reportStatus(.closed(reason))]
+            let closed = cancelling + self.report(.closed(reason))
+            let subscribers = self.subscribers
+            self.fanOut = []
+            return closed + [.finishSubscribers(subscribers, reason), .removeChannel]
         }
     }
 
-    private mutating func receiveError() -> [Action] {
+    private mutating func receiveError(refs: inout RefCounter) -> [Action] {
         switch self.state {
         case .leaving(_, let leaveRef):
-            self.state = .closed(.left)
-            return [.cancelTimer(.leaveTimeout(leaveRef)), .reportStatus(.closed(.left))]
+            return self.endLeave(cancelling: [.cancelTimer(.leaveTimeout(leaveRef))], refs: &refs)
         case .joining(let joinRef?):
             return self.becomeErrored(.serverError, cancelling: [.cancelTimer(.joinTimeout(joinRef))])
         case .joined:
@@ -159,14 +161,14 @@ extension ChannelStateMachine {
             self.state = .joined(joinRef: joinRef, bindingIDs: ids, live: true)
             // Reported every time: after a token refresh the server re-subscribes and says ok again (§4.5), which
             // is the cue for consumers to catch up on what the re-subscription may have missed.
-            return [.reportStatus(.live)]
+            return self.report(.live)
         }
         if system.isPostgresChangesError {
             // The channel stays open (§4.5), but changes are not flowing: no longer live until the next ok.
-            var actions: [Action] = [.reportPostgresChangesError(system.message)]
+            var actions: [Action] = [.notify(self.subscribers, .postgresChangesError(system.message))]
             if case .joined(let joinRef, let ids, true) = self.state {
                 self.state = .joined(joinRef: joinRef, bindingIDs: ids, live: false)
-                actions.append(.reportStatus(.joined))
+                actions += self.report(.joined)
             }
             return actions
         }
@@ -174,7 +176,7 @@ extension ChannelStateMachine {
             guard self.currentJoinRef != nil else { return [.ignored(.notJoined)] }
             // A phx_close follows immediately (§4.5, §8.2); remember why so the close can be interpreted.
             self.pendingSystemError = system.errorReason
-            return [.reportSystemError(system.errorReason)]
+            return [.notify(self.subscribers, .channelError(system.errorReason))]
         }
         return [.ignored(.unhandledSystemMessage(system))]
     }
@@ -202,6 +204,6 @@ extension ChannelStateMachine {
             }
         }
         guard !targets.isEmpty else { return [.ignored(.unroutableChange)] }
-        return [.deliver(message.change, bindings: targets)]
+        return [.notify(targets.flatMap { self.fanOut[$0].subscribers }, .change(message.change))]
     }
 }

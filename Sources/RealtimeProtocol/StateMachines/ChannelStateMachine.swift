@@ -1,14 +1,27 @@
-/// The lifecycle of one Realtime channel (one topic) carrying `postgres_changes` bindings (§4, §5, §9).
+import JobSyncCore
+
+/// The lifecycle of one Realtime channel (one topic) carrying `postgres_changes` bindings (§4, §5, §9), and the
+/// fan-out of its events to local subscribers.
 ///
-/// A synchronous value with no I/O and no clock. The driver feeds it the socket's open/close events, every inbound
-/// message on its topic, timer firings and user requests, and executes the returned actions in order. Pushes take
-/// their refs from the socket's ``RefCounter`` (passed `inout`), so refs stay unique per socket.
+/// A synchronous value with no I/O and no clock. The driver feeds it subscriptions and their ends, the socket's
+/// open/close events, every inbound message on its topic, timer firings and token updates, and executes the returned
+/// actions in the order returned: effects (pushes, timers) come before the observations they imply (statuses,
+/// notifications), so an observer reacting to one finds its timers already running. Pushes take their refs from the
+/// socket's ``RefCounter`` (passed `inout`), so refs stay unique per socket.
+///
+/// Subscribers (``SubscriberID``) are kept per binding, as postgres-nio's `ListenStateMachine` keeps listeners per
+/// channel: the first subscriber joins the channel, a subscriber with a new binding rejoins it with the longer
+/// binding list, subscribers with equal bindings share the server binding, and the last one leaving leaves the
+/// channel. A subscriber arriving while a leave is in flight is kept, and the channel joins again once the leave
+/// completes (``Action/removeChannel`` comes only when the channel is closed with no subscriber left).
 ///
 /// Lifecycle: closed → joining → joined → live (after the `system` "Subscribed to PostgreSQL" ok, §4.3/§4.5).
 /// Join errors, join timeouts, `phx_error` and socket loss make it errored and it rejoins on the 1, 2, 5, 10 s
-/// schedule (at once when the socket reopens). `phx_close` closes it for good, except after a token-expiry error
-/// (``Action/refreshTokenThenRejoin``) or a rate-limit error (rejoin after a long backoff). Messages carrying a
-/// join ref other than the current one are ignored (§9.1, §15.3).
+/// schedule (at once when the socket reopens). `phx_close` closes it for good and finishes its subscribers, except
+/// after a token-expiry error (``Action/refreshTokenThenRejoin``) or a rate-limit error (rejoin after a long backoff).
+/// Messages carrying a join ref other than the current one are ignored (§9.1, §15.3). Events that cannot happen in
+/// the current state (a timer the machine cancelled, an unknown subscriber) are `assertionFailure`s in debug builds
+/// and change nothing in release builds.
 package struct ChannelStateMachine: Sendable {
     // MARK: Types
 
@@ -65,7 +78,7 @@ package struct ChannelStateMachine: Sendable {
         case rateLimited(ErrorReason)
         /// The server sent `phx_close`; `systemError` is the `system` error that preceded it, if any.
         case serverClosed(systemError: ErrorReason?)
-        /// The channel was left at the user's request.
+        /// The channel was left (its last subscriber left, or the client shut down).
         case left
     }
 
@@ -103,7 +116,7 @@ package struct ChannelStateMachine: Sendable {
         case unhandledEvent(PhoenixEvent)
     }
 
-    /// What the driver must do, in order.
+    /// What the driver must do, in the order returned.
     package enum Action: Sendable, Hashable {
         /// Send this message.
         case push(PhoenixMessage)
@@ -111,24 +124,26 @@ package struct ChannelStateMachine: Sendable {
         case scheduleTimer(Timer, after: Duration)
         /// Cancel a timer if it is running.
         case cancelTimer(Timer)
-        /// Publish a status change.
+        /// Publish a status change (logs; subscribers learn what it means from the ``notify(_:_:)`` that follows).
         case reportStatus(Status)
-        /// Hand a change to the bindings at these indices (in ``bindings`` order, ascending).
-        case deliver(PostgresChange, bindings: [Int])
-        /// The server reported a `postgres_changes` subscription error (§4.5); the channel stays open.
-        case reportPostgresChangesError(String)
-        /// The server reported a channel-level `system` error; a `phx_close` normally follows (§4.5, §8.2).
-        case reportSystemError(ErrorReason)
-        /// Get a fresh access token and pass it to ``updateAccessToken(_:refs:)``, which rejoins (§8.2).
+        /// Hand this event to these subscribers, in this order.
+        case notify([SubscriberID], SubscriberEvent)
+        /// End these subscriptions: the server closed the channel for this reason and it will not be rejoined.
+        case finishSubscribers([SubscriberID], Reason)
+        /// Get a fresh access token and pass it to ``updateAccessToken(_:refs:)``, which rejoins (§8.2); report a
+        /// failure (or the lack of a token provider) with ``tokenRefreshFailed()``.
         case refreshTokenThenRejoin
         /// An inbound message had no effect.
         case ignored(IgnoredReason)
+        /// The channel is closed and no subscriber is left: forget this machine (a later subscription to the same
+        /// topic starts a new one).
+        case removeChannel
     }
 
     // MARK: State
 
     enum State: Sendable, Hashable {
-        /// Not wanted (initial state: `nil` reason; after leave or `phx_close`).
+        /// Not joined (initial state: `nil` reason; after a leave or `phx_close`).
         case closed(Reason?)
         /// Wanted. `joinRef` is the pushed join awaiting its reply, or nil while the socket is down.
         case joining(joinRef: Ref?)
@@ -146,36 +161,38 @@ package struct ChannelStateMachine: Sendable {
     package let topic: Topic
     /// The configuration in force.
     package let configuration: Configuration
-    /// The join payload sent on every (re)join; holds the bindings and the latest access token.
-    package private(set) var joinPayload: JoinPayload
+    /// The access token sent with every (re)join, if any.
+    package private(set) var accessToken: String?
+    /// The bindings in join order, each with the subscribers reading it (never empty lists).
+    var fanOut: [BindingSubscribers]
+    /// What the subscribers were last told about liveness.
+    var announced: Announcement
     var state: State
     var socketOpen: Bool
     var rejoinAttempts: Int
     /// A channel-level `system` error seen for the current join, used to interpret the `phx_close` that follows.
     var pendingSystemError: ErrorReason?
-    var random: JitterGenerator
+    var random: SplitMix64
 
-    /// Creates a closed channel. Returns `nil` if two bindings are equal: the server would give them the same
-    /// id and echo them twice (§14.1, §5.5).
+    /// Creates a closed channel with no subscribers; the first ``subscribe(_:to:refs:)`` joins it.
     /// - Parameters:
     ///   - topic: the topic, e.g. `realtime:jobs-1`.
-    ///   - bindings: the `postgres_changes` bindings, in the order the join sends them.
     ///   - accessToken: the user token for the join payload, if any.
     ///   - socketOpen: whether the socket is open right now.
     ///   - configuration: the tunables.
     ///   - random: the jitter source.
-    package init?(
+    package init(
         topic: Topic,
-        bindings: [PostgresChangeBinding],
         accessToken: String? = nil,
         socketOpen: Bool,
         configuration: Configuration = .init(),
-        random: JitterGenerator
+        random: SplitMix64
     ) {
-        guard Self.hasNoDuplicates(bindings) else { return nil }
         self.topic = topic
         self.configuration = configuration
-        self.joinPayload = JoinPayload(postgresChanges: bindings, accessToken: accessToken)
+        self.accessToken = accessToken
+        self.fanOut = []
+        self.announced = .nothing
         self.state = .closed(nil)
         self.socketOpen = socketOpen
         self.rejoinAttempts = 0
@@ -183,13 +200,11 @@ package struct ChannelStateMachine: Sendable {
         self.random = random
     }
 
-    /// Whether a binding list has no two equal entries.
-    package static func hasNoDuplicates(_ bindings: [PostgresChangeBinding]) -> Bool {
-        Set(bindings).count == bindings.count
-    }
+    /// The bindings, in join order (no two equal: subscribers with equal bindings share one).
+    package var bindings: [PostgresChangeBinding] { self.fanOut.map(\.binding) }
 
-    /// The bindings, in join order.
-    package var bindings: [PostgresChangeBinding] { self.joinPayload.postgresChanges }
+    /// The join payload sent on every (re)join: the bindings and the latest access token.
+    package var joinPayload: JoinPayload { JoinPayload(postgresChanges: self.bindings, accessToken: self.accessToken) }
 
     /// The current status.
     package var status: Status {
@@ -209,7 +224,7 @@ package struct ChannelStateMachine: Sendable {
         return false
     }
 
-    /// `true` when the machine is closed and will do nothing more until ``join(refs:)``.
+    /// `true` when the machine is closed and will do nothing more until a subscriber arrives.
     package var isClosed: Bool {
         if case .closed = self.state { return true }
         return false
@@ -224,68 +239,16 @@ package struct ChannelStateMachine: Sendable {
         }
     }
 
-    // MARK: User requests
-
-    /// Subscribe: push `phx_join` now if the socket is open, else as soon as it opens. Ignored unless closed.
-    package mutating func join(refs: inout RefCounter) -> [Action] {
-        guard self.isClosed else { return [] }
-        self.rejoinAttempts = 0
-        if self.socketOpen { return self.pushJoin(refs: &refs) }
-        self.state = .joining(joinRef: nil)
-        return [.reportStatus(.joining)]
-    }
-
-    /// Unsubscribe: push `phx_leave` if joined (closed on its reply or timeout), else close at once.
-    package mutating func leave(refs: inout RefCounter) -> [Action] {
-        switch self.state {
-        case .closed, .leaving:
-            return []
-        case .joining(let joinRef?) where self.socketOpen:
-            return self.pushLeave(joinRef: joinRef, cancelling: .joinTimeout(joinRef), refs: &refs)
-        case .joined(let joinRef, _, _) where self.socketOpen:
-            return self.pushLeave(joinRef: joinRef, cancelling: nil, refs: &refs)
-        case .joining(let joinRef):
-            self.state = .closed(.left)
-            let cancel: [Action] = joinRef.map { [.cancelTimer(.joinTimeout($0))] } ?? []
-            return cancel + [.reportStatus(.closed(.left))]
-        case .joined:
-            self.state = .closed(.left)
-            return [.reportStatus(.closed(.left))]
-        case .errored, .awaitingToken:
-            self.state = .closed(.left)
-            return [.cancelTimer(.rejoin), .reportStatus(.closed(.left))]
-        }
-    }
-
-    /// Replaces the bindings. A joined or joining channel rejoins at once with the new list and a new join ref;
-    /// the server closes the old join and its `phx_close` (old join ref) is ignored (§15.3). Changes committed
-    /// between the two joins are not delivered, so the channel reports `joining` and later `live` again.
-    /// - Returns: the actions, or `nil` (and nothing changed) if two of the new bindings are equal.
-    package mutating func updateBindings(
-        _ bindings: [PostgresChangeBinding],
-        refs: inout RefCounter
-    ) -> [Action]? {
-        guard Self.hasNoDuplicates(bindings) else { return nil }
-        guard bindings != self.joinPayload.postgresChanges else { return [] }
-        self.joinPayload.postgresChanges = bindings
-        switch self.state {
-        case .joining(let joinRef?):
-            return [.cancelTimer(.joinTimeout(joinRef))] + self.pushJoin(refs: &refs)
-        case .joined where self.socketOpen:
-            return self.pushJoin(refs: &refs)
-        case .closed, .joining(nil), .joined, .errored, .awaitingToken, .leaving:
-            return []
-        }
-    }
+    // MARK: Token
 
     /// Stores a new access token for future joins and pushes `access_token` to a joined channel (§8.1; no reply
     /// is expected). After a token-expiry close it rejoins. `nil` keeps the socket's token for future joins.
     package mutating func updateAccessToken(_ token: String?, refs: inout RefCounter) -> [Action] {
-        let changed = token != self.joinPayload.accessToken
-        self.joinPayload.accessToken = token
+        let changed = token != self.accessToken
+        self.accessToken = token
         switch self.state {
-        case .joined(let joinRef, _, _) where changed && self.socketOpen:
-            guard let token else { return [] }
+        case .joined(let joinRef, _, _):
+            guard changed, self.socketOpen, let token else { return [] }
             let push = PhoenixMessage(
                 joinRef: joinRef,
                 ref: refs.next(),
@@ -295,19 +258,22 @@ package struct ChannelStateMachine: Sendable {
             )
             return [.push(push)]
         case .awaitingToken:
-            self.rejoinAttempts = 0
-            if self.socketOpen { return self.pushJoin(refs: &refs) }
-            self.state = .joining(joinRef: nil)
-            return [.reportStatus(.joining)]
-        default:
+            return self.join(refs: &refs)
+        case .closed, .joining, .errored, .leaving:
+            // Kept for the next join.
             return []
         }
     }
 
     /// The token refresh requested by ``Action/refreshTokenThenRejoin`` failed: rejoin later with the old token.
+    /// Every channel hears of a failed refresh; only one awaiting a token acts on it.
     package mutating func tokenRefreshFailed() -> [Action] {
-        guard case .awaitingToken = self.state else { return [] }
-        return self.becomeErrored(.tokenExpired(ErrorReason("token refresh failed")), cancelling: [])
+        switch self.state {
+        case .awaitingToken:
+            return self.becomeErrored(.tokenExpired(ErrorReason("token refresh failed")), cancelling: [])
+        case .closed, .joining, .joined, .errored, .leaving:
+            return []
+        }
     }
 
     // MARK: Socket events
@@ -321,29 +287,32 @@ package struct ChannelStateMachine: Sendable {
             return self.pushJoin(refs: &refs)
         case .errored:
             return [.cancelTimer(.rejoin)] + self.pushJoin(refs: &refs)
-        default:
+        case .closed, .awaitingToken:
+            // Not wanted, or waiting for a token rather than for the socket.
+            return []
+        case .joining(_?), .joined, .leaving:
+            // These need an open socket, and its loss (``socketClosed(refs:)``) moves every one of them on.
+            assertionFailure("socketOpened() in state \(self.state)")
             return []
         }
     }
 
-    /// The socket closed: a joining or joined channel becomes errored and rejoins when the socket reopens.
-    package mutating func socketClosed() -> [Action] {
+    /// The socket closed: a joining or joined channel becomes errored and rejoins when the socket reopens; a leave
+    /// in flight is complete (the server drops the channel with the socket).
+    /// - Parameter refs: the socket's counter (a rejoin waiting for the socket takes no ref until it reopens).
+    package mutating func socketClosed(refs: inout RefCounter) -> [Action] {
         self.socketOpen = false
         self.pendingSystemError = nil
         switch self.state {
         case .joining(let joinRef?):
-            self.state = .errored(.socketLost)
-            return [.cancelTimer(.joinTimeout(joinRef)), .reportStatus(.errored(.socketLost))]
+            return self.becomeErrored(.socketLost, cancelling: [.cancelTimer(.joinTimeout(joinRef))])
         case .joined:
-            self.state = .errored(.socketLost)
-            return [.reportStatus(.errored(.socketLost))]
+            return self.becomeErrored(.socketLost, cancelling: [])
         case .errored:
             // The rejoin happens when the socket reopens, not on the timer.
             return [.cancelTimer(.rejoin)]
         case .leaving(_, let leaveRef):
-            // The server drops the channel with the socket: the leave is complete.
-            self.state = .closed(.left)
-            return [.cancelTimer(.leaveTimeout(leaveRef)), .reportStatus(.closed(.left))]
+            return self.endLeave(cancelling: [.cancelTimer(.leaveTimeout(leaveRef))], refs: &refs)
         case .closed, .joining(nil), .awaitingToken:
             return []
         }
@@ -351,25 +320,34 @@ package struct ChannelStateMachine: Sendable {
 
     // MARK: Timers
 
-    /// A timer requested by ``Action/scheduleTimer(_:after:)`` fired. Stale timers are ignored.
+    /// A timer requested by ``Action/scheduleTimer(_:after:)`` fired. The machine cancels every timer it no longer
+    /// wants, so a timer that does not match the state cannot reach it.
     package mutating func timerFired(_ timer: Timer, refs: inout RefCounter) -> [Action] {
-        switch (timer, self.state) {
-        case (.joinTimeout(let ref), .joining(let joinRef?)) where ref == joinRef:
+        switch timer {
+        case .joinTimeout(let ref):
+            guard case .joining(let joinRef?) = self.state, ref == joinRef else { break }
             // §9.3: leave that attempt (so a late success does not linger server-side), then rejoin.
-            let leave = PhoenixMessage(
-                joinRef: joinRef, ref: refs.next(), topic: self.topic, event: .leave, payload: .object([:]))
-            return [.push(leave)] + self.becomeErrored(.joinTimedOut, cancelling: [])
-        case (.rejoin, .errored) where self.socketOpen:
+            return self.becomeErrored(.joinTimedOut, cancelling: [.push(self.leaveMessage(joinRef, ref: refs.next()))])
+        case .rejoin:
+            guard case .errored = self.state, self.socketOpen else { break }
             return self.pushJoin(refs: &refs)
-        case (.leaveTimeout(let ref), .leaving(_, let leaveRef)) where ref == leaveRef:
-            self.state = .closed(.left)
-            return [.reportStatus(.closed(.left))]
-        default:
-            return []
+        case .leaveTimeout(let ref):
+            guard case .leaving(_, let leaveRef) = self.state, ref == leaveRef else { break }
+            return self.endLeave(cancelling: [], refs: &refs)
         }
+        assertionFailure("timerFired(\(timer)) in state \(self.state)")
+        return []
     }
 
-    // MARK: Helpers (shared with the message handling extension)
+    // MARK: Helpers (shared with the extensions)
+
+    /// Joins now if the socket is open, else as soon as it opens; the rejoin schedule restarts.
+    mutating func join(refs: inout RefCounter) -> [Action] {
+        self.rejoinAttempts = 0
+        if self.socketOpen { return self.pushJoin(refs: &refs) }
+        self.state = .joining(joinRef: nil)
+        return self.report(.joining)
+    }
 
     mutating func pushJoin(refs: inout RefCounter) -> [Action] {
         let joinRef = refs.next()
@@ -377,21 +355,48 @@ package struct ChannelStateMachine: Sendable {
         self.pendingSystemError = nil
         let message = PhoenixMessage(
             joinRef: joinRef, ref: joinRef, topic: self.topic, event: .join, payload: self.joinPayload.jsonValue)
-        return [
-            .reportStatus(.joining),
-            .push(message),
-            .scheduleTimer(.joinTimeout(joinRef), after: self.configuration.joinTimeout),
+        return [.push(message), .scheduleTimer(.joinTimeout(joinRef), after: self.configuration.joinTimeout)]
+            + self.report(.joining)
+    }
+
+    /// Unsubscribe on the server: push `phx_leave` if joined (closed on its reply or timeout), else close at once.
+    mutating func leave(refs: inout RefCounter) -> [Action] {
+        switch self.state {
+        case .closed, .leaving:
+            return []
+        case .joining(let joinRef?):
+            return self.pushLeave(joinRef: joinRef, cancelling: [.cancelTimer(.joinTimeout(joinRef))], refs: &refs)
+        case .joined(let joinRef, _, _):
+            return self.pushLeave(joinRef: joinRef, cancelling: [], refs: &refs)
+        case .joining(nil):
+            return self.endLeave(cancelling: [], refs: &refs)
+        case .errored, .awaitingToken:
+            return self.endLeave(cancelling: [.cancelTimer(.rejoin)], refs: &refs)
+        }
+    }
+
+    private mutating func pushLeave(joinRef: Ref, cancelling: [Action], refs: inout RefCounter) -> [Action] {
+        let leaveRef = refs.next()
+        self.state = .leaving(joinRef: joinRef, leaveRef: leaveRef)
+        return cancelling + [
+            .push(self.leaveMessage(joinRef, ref: leaveRef)),
+            .scheduleTimer(.leaveTimeout(leaveRef), after: self.configuration.leaveTimeout),
         ]
     }
 
-    private mutating func pushLeave(joinRef: Ref, cancelling timer: Timer?, refs: inout RefCounter) -> [Action] {
-        let leaveRef = refs.next()
-        self.state = .leaving(joinRef: joinRef, leaveRef: leaveRef)
-        var actions: [Action] = timer.map { [.cancelTimer($0)] } ?? []
-        actions.append(.push(PhoenixMessage(
-            joinRef: joinRef, ref: leaveRef, topic: self.topic, event: .leave, payload: .object([:]))))
-        actions.append(.scheduleTimer(.leaveTimeout(leaveRef), after: self.configuration.leaveTimeout))
-        return actions
+    /// `phx_leave` for the join `joinRef`.
+    func leaveMessage(_ joinRef: Ref, ref: Ref) -> PhoenixMessage {
+        PhoenixMessage(joinRef: joinRef, ref: ref, topic: self.topic, event: .leave, payload: .object([:]))
+    }
+
+    /// The leave is over (replied, timed out, or the socket went with it). Subscribers that arrived meanwhile still
+    /// want the channel, so it joins again, as postgres-nio's `ListenStateMachine` re-issues LISTEN once its
+    /// UNLISTEN completes; with no subscriber left the driver forgets the machine.
+    mutating func endLeave(cancelling: [Action], refs: inout RefCounter) -> [Action] {
+        self.state = .closed(.left)
+        let closed = cancelling + self.report(.closed(.left))
+        if self.fanOut.isEmpty { return closed + [.removeChannel] }
+        return closed + self.join(refs: &refs)
     }
 
     /// Moves to errored and schedules a rejoin (if the socket is open) on the rejoin schedule.
@@ -399,12 +404,12 @@ package struct ChannelStateMachine: Sendable {
         self.state = .errored(reason)
         self.pendingSystemError = nil
         var actions = cancelling
-        actions.append(.reportStatus(.errored(reason)))
-        guard self.socketOpen else { return actions }
-        self.rejoinAttempts += 1
-        let delay = self.configuration.rejoin.delay(attempt: self.rejoinAttempts, unit: self.random.nextUnit())
-        actions.append(.scheduleTimer(.rejoin, after: delay))
-        return actions
+        if self.socketOpen {
+            self.rejoinAttempts += 1
+            let delay = self.configuration.rejoin.delay(attempt: self.rejoinAttempts, unit: self.random.nextUnit())
+            actions.append(.scheduleTimer(.rejoin, after: delay))
+        }
+        return actions + self.report(.errored(reason))
     }
 
     /// Moves to errored and schedules a rejoin after the long rate-limit delay.
@@ -412,19 +417,19 @@ package struct ChannelStateMachine: Sendable {
         self.state = .errored(.rateLimited(reason))
         self.pendingSystemError = nil
         var actions = cancelling
-        actions.append(.reportStatus(.errored(.rateLimited(reason))))
-        guard self.socketOpen else { return actions }
-        self.rejoinAttempts += 1
-        let range = self.configuration.rateLimitedRejoinDelay
-        let delay = range.lowerBound + (range.upperBound - range.lowerBound) * self.random.nextUnit()
-        actions.append(.scheduleTimer(.rejoin, after: delay))
-        return actions
+        if self.socketOpen {
+            self.rejoinAttempts += 1
+            let range = self.configuration.rateLimitedRejoinDelay
+            let delay = range.lowerBound + (range.upperBound - range.lowerBound) * self.random.nextUnit()
+            actions.append(.scheduleTimer(.rejoin, after: delay))
+        }
+        return actions + self.report(.errored(.rateLimited(reason)))
     }
 
     /// Moves to awaiting a token and asks the driver for one.
     mutating func awaitToken(_ reason: ErrorReason, cancelling: [Action]) -> [Action] {
         self.state = .awaitingToken(reason)
         self.pendingSystemError = nil
-        return cancelling + [.reportStatus(.errored(.tokenExpired(reason))), .refreshTokenThenRejoin]
+        return cancelling + self.report(.errored(.tokenExpired(reason))) + [.refreshTokenThenRejoin]
     }
 }

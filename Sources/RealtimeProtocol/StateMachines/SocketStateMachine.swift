@@ -1,3 +1,5 @@
+import JobSyncCore
+
 /// The connection lifecycle of one Realtime socket: connect, heartbeat, heartbeat timeout, reconnect with backoff.
 ///
 /// A synchronous value with no I/O and no clock: the driver feeds it events (with the current time as a `Duration`
@@ -42,14 +44,8 @@ package struct SocketStateMachine: Sendable {
         }
     }
 
-    /// Identifies one connection attempt.
-    package struct ConnectionID: Sendable, Hashable, CustomStringConvertible {
-        /// The attempt's sequence number on this machine, from 1.
-        package var rawValue: UInt64
-        /// Wraps a raw value.
-        package init(rawValue: UInt64) { self.rawValue = rawValue }
-        package var description: String { String(self.rawValue) }
-    }
+    /// Identifies one connection attempt: its sequence number on this machine, from 1.
+    package typealias ConnectionID = SequenceID<Self>
 
     /// The timers the machine asks for.
     package enum Timer: Sendable, Hashable {
@@ -121,14 +117,14 @@ package struct SocketStateMachine: Sendable {
     /// The socket's ref counter, shared by heartbeats and channel pushes.
     package var refs: RefCounter
     private var state: State
-    private var random: JitterGenerator
+    private var random: SplitMix64
     private var lastConnectionID: UInt64
 
     /// Creates a machine in the idle state.
     /// - Parameters:
     ///   - configuration: the tunables.
     ///   - random: the jitter source (seed it from the system in production, with a constant in tests).
-    package init(configuration: Configuration = .init(), random: JitterGenerator) {
+    package init(configuration: Configuration = .init(), random: SplitMix64) {
         self.configuration = configuration
         self.refs = RefCounter()
         self.state = .idle
@@ -175,14 +171,16 @@ package struct SocketStateMachine: Sendable {
         case .connecting(let current, _) where current == connection:
             self.state = .connected(connection: connection, pending: nil)
             return [
-                .reportStatus(.connected),
                 .scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval),
                 .notifySocketOpened,
+                .reportStatus(.connected),
             ]
         case .closing(let current) where current == connection:
             // Opened after the user asked to disconnect: close it right away.
             return [.closeTransport(connection, code: 1000, reason: "client disconnect")]
-        default:
+        case .idle, .connecting, .connected, .waitingToReconnect, .closing, .closed:
+            // Each attempt reports one outcome, and the machine follows an attempt until it does.
+            assertionFailure("transportOpened(\(connection)) in state \(self.state)")
             return []
         }
     }
@@ -201,12 +199,15 @@ package struct SocketStateMachine: Sendable {
         case .connecting(let current, let attempt) where current == connection:
             let reason: DisconnectReason =
                 if let httpStatus { .handshakeRejected(status: httpStatus) } else { .connectFailed(message) }
-            return [.reportStatus(.disconnected(reason))]
-                + self.scheduleReconnect(attempt: attempt + 1, rateLimited: httpStatus == 429)
+            return self.reconnect(
+                attempt: attempt + 1, rateLimited: httpStatus == 429, effects: [],
+                observations: [.reportStatus(.disconnected(reason))])
         case .closing(let current) where current == connection:
             self.state = .closed
             return [.reportStatus(.closed)]
-        default:
+        case .idle, .connecting, .connected, .waitingToReconnect, .closing, .closed:
+            // Each attempt reports one outcome, and the machine follows an attempt until it does.
+            assertionFailure("transportFailedToOpen(\(connection)) in state \(self.state)")
             return []
         }
     }
@@ -217,27 +218,30 @@ package struct SocketStateMachine: Sendable {
     ///   - code: the close code, nil if the connection was lost without a close frame.
     ///   - reason: the close reason.
     package mutating func transportClosed(_ connection: ConnectionID, code: UInt16?, reason: String) -> [Action] {
+        let disconnected = Action.reportStatus(.disconnected(.closed(code: code, reason: reason)))
         switch self.state {
         case .connected(let current, let pending) where current == connection:
-            var actions = self.stopHeartbeat(pending: pending)
-            actions.append(.notifySocketLost)
-            actions.append(.reportStatus(.disconnected(.closed(code: code, reason: reason))))
             // A successful open resets the schedule (§9.3), so this is attempt 1 again.
-            actions += self.scheduleReconnect(attempt: 1, rateLimited: false)
-            return actions
+            return self.reconnect(
+                attempt: 1, rateLimited: false, effects: self.stopHeartbeat(pending: pending),
+                observations: [.notifySocketLost, disconnected])
         case .connecting(let current, let attempt) where current == connection:
             // Closed before it opened: counts as a failed attempt.
-            return [.reportStatus(.disconnected(.closed(code: code, reason: reason)))]
-                + self.scheduleReconnect(attempt: attempt + 1, rateLimited: false)
+            return self.reconnect(attempt: attempt + 1, rateLimited: false, effects: [], observations: [disconnected])
         case .closing(let current) where current == connection:
             self.state = .closed
             return [.reportStatus(.closed)]
-        default:
+        case .connecting, .connected, .waitingToReconnect, .closing, .closed:
+            // A connection the machine gave up on (heartbeat timeout) reports its close later: nothing to do.
+            return []
+        case .idle:
+            assertionFailure("transportClosed(\(connection)) in state \(self.state)")
             return []
         }
     }
 
-    /// A `phx_reply` on topic `phoenix` arrived with this ref (§3).
+    /// A `phx_reply` on topic `phoenix` arrived with this ref (§3). A reply to no pending heartbeat (late, after
+    /// its timeout, or a duplicate) is ignored.
     /// - Parameters:
     ///   - ref: the reply's ref.
     ///   - now: the current time (same origin as every other `now`).
@@ -246,47 +250,33 @@ package struct SocketStateMachine: Sendable {
         self.state = .connected(connection: connection, pending: nil)
         var actions: [Action] = [.cancelTimer(.heartbeatTimeout(ref))]
         if self.configuration.unresponsiveAfter != nil { actions.append(.cancelTimer(.heartbeatLate(ref))) }
-        actions.append(.reportHeartbeatRoundTrip(max(now - pending.sentAt, .zero)))
         if pending.late { actions.append(.notifySocketResponsive) }
+        actions.append(.reportHeartbeatRoundTrip(max(now - pending.sentAt, .zero)))
         return actions
     }
 
-    /// A timer requested by ``Action/scheduleTimer(_:after:)`` fired. Stale timers are ignored.
+    /// A timer requested by ``Action/scheduleTimer(_:after:)`` fired. The machine cancels every timer it no longer
+    /// wants, so a timer that does not match the state cannot reach it.
     package mutating func timerFired(_ timer: Timer, now: Duration) -> [Action] {
-        switch (timer, self.state) {
-        case (.heartbeat, .connected(let connection, let pending)):
-            if let pending {
-                // The next heartbeat is due and the previous one is still unanswered (§3, §13.1 item 3): a timeout
-                // once the previous one has waited `heartbeatTimeout`; before that (an interval shorter than the
-                // timeout), wait for it instead of piling up heartbeats.
-                if now - pending.sentAt >= self.configuration.heartbeatTimeout {
-                    return self.heartbeatTimedOut(connection: connection, pending: pending)
-                }
-                return [.scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval)]
-            }
-            let ref = self.refs.next()
-            self.state = .connected(connection: connection, pending: PendingHeartbeat(ref: ref, sentAt: now))
-            var actions: [Action] = [
-                .sendHeartbeat(ref),
-                .scheduleTimer(.heartbeatTimeout(ref), after: self.configuration.heartbeatTimeout),
-            ]
-            if let late = self.configuration.unresponsiveAfter {
-                actions.append(.scheduleTimer(.heartbeatLate(ref), after: late))
-            }
-            actions.append(.scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval))
-            return actions
-        case (.heartbeatTimeout(let ref), .connected(let connection, let pending)) where pending?.ref == ref:
+        switch timer {
+        case .heartbeat:
+            guard case .connected(let connection, let pending) = self.state else { break }
+            return self.heartbeatDue(connection: connection, pending: pending, now: now)
+        case .heartbeatTimeout(let ref):
+            guard case .connected(let connection, let pending?) = self.state, pending.ref == ref else { break }
             return self.heartbeatTimedOut(connection: connection, pending: pending)
-        case (.heartbeatLate(let ref), .connected(let connection, var pending?)) where pending.ref == ref:
-            guard !pending.late else { return [] }
+        case .heartbeatLate(let ref):
+            guard case .connected(let connection, var pending?) = self.state, pending.ref == ref, !pending.late
+            else { break }
             pending.late = true
             self.state = .connected(connection: connection, pending: pending)
             return [.notifySocketUnresponsive]
-        case (.reconnect, .waitingToReconnect(let attempt, _)):
+        case .reconnect:
+            guard case .waitingToReconnect(let attempt, _) = self.state else { break }
             return self.startConnecting(attempt: attempt)
-        default:
-            return []
         }
+        assertionFailure("timerFired(\(timer)) in state \(self.state)")
+        return []
     }
 
     /// The user asked to disconnect: close the socket and do not reconnect.
@@ -319,10 +309,46 @@ package struct SocketStateMachine: Sendable {
         self.lastConnectionID += 1
         let connection = ConnectionID(rawValue: self.lastConnectionID)
         self.state = .connecting(connection: connection, attempt: attempt)
-        return [.reportStatus(.connecting(attempt: attempt)), .openTransport(connection)]
+        return [.openTransport(connection), .reportStatus(.connecting(attempt: attempt))]
     }
 
-    private mutating func scheduleReconnect(attempt: Int, rateLimited: Bool) -> [Action] {
+    /// The heartbeat timer fired: send the next heartbeat, or time out the one still unanswered.
+    private mutating func heartbeatDue(
+        connection: ConnectionID,
+        pending: PendingHeartbeat?,
+        now: Duration
+    ) -> [Action] {
+        if let pending {
+            // The next heartbeat is due and the previous one is still unanswered (§3, §13.1 item 3): a timeout once
+            // the previous one has waited `heartbeatTimeout`; before that (an interval shorter than the timeout),
+            // wait for it instead of piling up heartbeats.
+            if now - pending.sentAt >= self.configuration.heartbeatTimeout {
+                return self.heartbeatTimedOut(connection: connection, pending: pending)
+            }
+            return [.scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval)]
+        }
+        let ref = self.refs.next()
+        self.state = .connected(connection: connection, pending: PendingHeartbeat(ref: ref, sentAt: now))
+        var actions: [Action] = [
+            .sendHeartbeat(ref),
+            .scheduleTimer(.heartbeatTimeout(ref), after: self.configuration.heartbeatTimeout),
+        ]
+        if let late = self.configuration.unresponsiveAfter {
+            actions.append(.scheduleTimer(.heartbeatLate(ref), after: late))
+        }
+        actions.append(.scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval))
+        return actions
+    }
+
+    /// Waits to reconnect: `effects` (timers, the close of a connection), the reconnect timer, then
+    /// `observations` (what channels and observers learn of the loss) and the reconnecting status. The timer comes
+    /// before anything observable, so that whoever reacts to the loss finds the reconnect already scheduled.
+    private mutating func reconnect(
+        attempt: Int,
+        rateLimited: Bool,
+        effects: [Action],
+        observations: [Action]
+    ) -> [Action] {
         var base = self.configuration.reconnect.baseDelay(attempt: attempt)
         if rateLimited {
             // HTTP 429 at the handshake: the tenant is over its connection or join rate (§1.3, §7.2).
@@ -334,10 +360,8 @@ package struct SocketStateMachine: Sendable {
             unit: self.random.nextUnit()
         )
         self.state = .waitingToReconnect(attempt: attempt, delay: delay)
-        return [
-            .reportStatus(.reconnecting(attempt: attempt, delay: delay)),
-            .scheduleTimer(.reconnect, after: delay),
-        ]
+        return effects + [.scheduleTimer(.reconnect, after: delay)] + observations
+            + [.reportStatus(.reconnecting(attempt: attempt, delay: delay))]
     }
 
     private func stopHeartbeat(pending: PendingHeartbeat?) -> [Action] {
@@ -349,14 +373,13 @@ package struct SocketStateMachine: Sendable {
         return actions
     }
 
-    private mutating func heartbeatTimedOut(connection: ConnectionID, pending: PendingHeartbeat?) -> [Action] {
-        // §3: report, tear the socket down with 1000 "heartbeat timeout", reconnect. The close event of this
+    private mutating func heartbeatTimedOut(connection: ConnectionID, pending: PendingHeartbeat) -> [Action] {
+        // §3: tear the socket down with 1000 "heartbeat timeout", report, reconnect. The close event of this
         // connection arrives later and is ignored because the machine no longer tracks it.
-        var actions = self.stopHeartbeat(pending: pending)
-        actions.append(.notifySocketLost)
-        actions.append(.closeTransport(connection, code: 1000, reason: "heartbeat timeout"))
-        actions.append(.reportStatus(.disconnected(.heartbeatTimeout)))
-        actions += self.scheduleReconnect(attempt: 1, rateLimited: false)
-        return actions
+        let effects = self.stopHeartbeat(pending: pending)
+            + [.closeTransport(connection, code: 1000, reason: "heartbeat timeout")]
+        return self.reconnect(
+            attempt: 1, rateLimited: false, effects: effects,
+            observations: [.notifySocketLost, .reportStatus(.disconnected(.heartbeatTimeout))])
     }
 }

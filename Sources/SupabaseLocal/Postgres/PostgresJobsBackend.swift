@@ -88,7 +88,7 @@ public final class PostgresJobsBackend: JobsBackend {
         public var deliveredChanges: Int = 0
     }
 
-    private struct State {
+    struct State {
         var subscribers: [Int: AsyncStream<TableChange>.Continuation] = [:]
         var nextSubscriber = 0
         var hasRun = false
@@ -100,13 +100,13 @@ public final class PostgresJobsBackend: JobsBackend {
     public var table: TableDescriptor { self.configuration.table }
     /// The configuration.
     public let configuration: Configuration
-    private let sql: PostgresJobsSQL
+    let sql: PostgresJobsSQL
     let client: PostgresClient
     let logger: Logger
-    private let clock: any Clock<Duration>
+    let clock: any Clock<Duration>
     let ready = ReadinessGate()
-    private let state = NIOLockedValueBox(State())
-    private let decoder = NIOLockedValueBox(Wal2JSONDecoder(table: .jobs))
+    let state = NIOLockedValueBox(State())
+    let decoder = NIOLockedValueBox(Wal2JSONDecoder(table: .jobs))
 
     /// Creates the backend; no I/O happens before ``run()``.
     ///
@@ -152,7 +152,8 @@ public final class PostgresJobsBackend: JobsBackend {
         return configuration
     }
 
-    private static func connectionConfiguration(_ url: PostgresConnectionURL) -> PostgresConnection.Configuration {
+    /// The slot poller's own session (a temporary slot lives as long as the session that created it).
+    static func connectionConfiguration(_ url: PostgresConnectionURL) -> PostgresConnection.Configuration {
         var configuration: PostgresConnection.Configuration
         if let directory = url.unixSocketDirectory {
             configuration = .init(
@@ -253,183 +254,15 @@ public final class PostgresJobsBackend: JobsBackend {
         )
     }
 
-    private func pollSlot() async throws {
-        let connection = try await PostgresConnection.connect(
-            configuration: Self.connectionConfiguration(self.configuration.url),
-            id: 1,
-            logger: self.logger
-        )
-        do {
-            try await self.pollSlot(on: connection)
-        } catch {
-            // Closing the session drops the temporary slot.
-            try? await connection.close()
-            throw error
-        }
-        try? await connection.close()
-    }
-
-    private func pollSlot(on connection: PostgresConnection) async throws {
-        let slot = self.configuration.slotName
-        try await connection.query(
-            PostgresQuery(unsafeSQL: PostgresJobsSQL.createTemporarySlot, binds: Self.binds(slot)),
-            logger: self.logger
-        )
-        self.logger.debug("wal2json slot created", metadata: ["slot": "\(slot)"])
-        self.ready.open()
-        let limit = self.configuration.maxChangesPerPoll
-        let query = PostgresQuery(unsafeSQL: PostgresJobsSQL.getChanges(maxChanges: limit), binds: Self.binds(slot))
-        while !Task.isCancelled {
-            let rows = try await connection.query(query, logger: self.logger)
-            var count = 0
-            for try await data in rows.decode(String.self) {
-                count += 1
-                self.handle(data)
-            }
-            if count > 0 {
-                self.logger.trace("slot batch", metadata: ["changes": "\(count)"])
-            }
-            if count < limit {
-                try await self.clock.sleep(for: self.configuration.pollInterval, tolerance: nil)
-            }
-        }
-    }
-
-    private func handle(_ data: String) {
-        let outcome: Result<Wal2JSONDecoder.Outcome, any Error> = self.decoder.withLockedValue { decoder in
-            Result { try decoder.decode(data) }
-        }
-        switch outcome {
-        case .success(.otherTable):
-            self.state.withLockedValue { $0.statistics.otherTableRows += 1 }
-        case .failure(let error):
-            self.state.withLockedValue { $0.statistics.malformedRows += 1 }
-            self.logger.debug("skipped an undecodable wal2json row", metadata: ["error": "\(error)"])
-        case .success(.change(let change)):
-            // Yield under the lock so a subscriber added concurrently sees a clean cut.
-            self.state.withLockedValue { state in
-                state.statistics.deliveredChanges += 1
-                for continuation in state.subscribers.values { continuation.yield(change) }
-            }
-        }
-    }
-
-    // MARK: - JobsBackend
-
-    /// A new subscription to changes the poller reads from now on. Ends when ``run()`` returns.
-    public func changes() -> AsyncStream<TableChange> {
-        let (stream, continuation) = AsyncStream<TableChange>.makeStream()
-        let id = self.state.withLockedValue { state -> Int? in
-            guard !state.finished else { return nil }
-            let id = state.nextSubscriber
-            state.nextSubscriber += 1
-            state.subscribers[id] = continuation
-            return id
-        }
-        guard let id else {
-            continuation.finish()
-            return stream
-        }
-        continuation.onTermination = { [weak self] _ in
-            self?.state.withLockedValue { _ = $0.subscribers.removeValue(forKey: id) }
-        }
-        return stream
-    }
-
-    /// All rows, as `to_jsonb` shapes them (PostgREST's JSON).
-    public func rows() async throws -> [TableRow] {
-        try await self.ready.wait()
-        return try await self.collect(PostgresQuery(unsafeSQL: self.sql.selectAll), "select")
-    }
-
-    /// Inserts a row; absent columns get their defaults (`id`, `status`, `created_at`, `updated_at`).
-    public func insert(_ row: TableRow) async throws -> TableRow {
-        try self.validate(row)
-        try await self.ready.wait()
-        let columns = row.keys.sorted()
-        let query = PostgresQuery(unsafeSQL: self.sql.insert(columns: columns), binds: Self.binds(row))
-        guard let stored = try await self.collect(query, "insert").first else {
-            throw SupabaseLocalError(.backendFailure, "insert returned no row")
-        }
-        return stored
-    }
-
-    /// Updates the given columns of the row with this key; the trigger bumps `updated_at`.
-    public func update(primaryKey: LocalJSON, set values: TableRow) async throws -> TableRow? {
-        try self.validate(values)
-        try await self.ready.wait()
-        let keyColumn = self.table.primaryKey[0].name
-        let columns = values.keys.filter { $0 != keyColumn }.sorted()
-        var binds = PostgresBindings()
-        binds.append(LocalJSON.object(values).encoded())
-        binds.append(LocalJSON.object([keyColumn: primaryKey]).encoded())
-        let query = PostgresQuery(unsafeSQL: self.sql.update(columns: columns), binds: binds)
-        return try await self.collectByKey(query, "update")
-    }
-
-    /// Deletes the row with this key and returns it.
-    public func delete(primaryKey: LocalJSON) async throws -> TableRow? {
-        try await self.ready.wait()
-        let keyColumn = self.table.primaryKey[0].name
-        let query = PostgresQuery(
-            unsafeSQL: self.sql.delete, binds: Self.binds(LocalJSON.object([keyColumn: primaryKey]).encoded())
-        )
-        return try await self.collectByKey(query, "delete")
-    }
-
-    /// Runs SQL text on the backend's database as any other database client would (for tests and demos that act
-    /// as an outside writer). Changes it makes to the table reach ``changes()`` through the slot like any other.
-    ///
-    /// - Important: The text is executed as given; never pass untrusted input.
-    public func execute(sql: String) async throws {
-        try await self.ready.wait()
-        do {
-            try await self.client.query(PostgresQuery(unsafeSQL: sql), logger: self.logger)
-        } catch {
-            throw Self.mapped(error, "SQL")
-        }
-    }
-
     // MARK: - Helpers
 
-    private func validate(_ row: TableRow) throws {
-        for key in row.keys where self.table.column(named: key) == nil {
-            throw SupabaseLocalError(.invalidRow, "unknown column \(key)")
-        }
-    }
-
-    /// Runs a statement returning `to_jsonb` rows; a key that does not parse for its type means "no such row".
-    private func collectByKey(_ query: PostgresQuery, _ what: String) async throws -> TableRow? {
-        do {
-            return try await self.collect(query, what).first
-        } catch let error as SupabaseLocalError where error.code == .invalidRow && error.message.contains("22P02") {
-            return nil
-        }
-    }
-
-    private func collect(_ query: PostgresQuery, _ what: String) async throws -> [TableRow] {
-        do {
-            var result: [TableRow] = []
-            let rows = try await self.client.query(query, logger: self.logger)
-            for try await text in rows.decode(String.self) {
-                guard let object = try LocalJSON(parsing: text).objectValue else {
-                    throw SupabaseLocalError(.backendFailure, "\(what) returned a non-object row")
-                }
-                result.append(object)
-            }
-            return result
-        } catch {
-            throw Self.mapped(error, what)
-        }
-    }
-
-    private static func binds(_ text: String) -> PostgresBindings {
+    static func binds(_ text: String) -> PostgresBindings {
         var binds = PostgresBindings()
         binds.append(text)
         return binds
     }
 
-    private static func binds(_ row: TableRow) -> PostgresBindings {
+    static func binds(_ row: TableRow) -> PostgresBindings {
         Self.binds(LocalJSON.object(row).encoded())
     }
 

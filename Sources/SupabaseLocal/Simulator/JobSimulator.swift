@@ -1,3 +1,5 @@
+import JobSyncCore
+
 /// Drives jobs through `queued → processing → completed | failed` like the classification service does.
 public struct JobSimulator: Sendable {
     /// Simulation settings.
@@ -175,24 +177,5 @@ public struct JobSimulator: Sendable {
             set: [
                 "status": self.status("completed"), "progress": .string("Completed"), "result": plan.result ?? .null,
             ])
-    }
-}
-
-/// A small seedable generator (SplitMix64) for reproducible simulations.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    /// Creates a generator from a seed.
-    public init(seed: UInt64) {
-        self.state = seed
-    }
-
-    /// The next 64 random bits.
-    public mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

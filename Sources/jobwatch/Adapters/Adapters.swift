@@ -26,48 +26,33 @@ enum Adapters {
     }
 }
 
-/// Everything needed to talk to one job source: the REST source, the optional Realtime feed, the cache.
+/// Everything needed to talk to one job source: the REST source, the job client a watch runs, the cache.
 struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
-    /// Where rows are read over REST.
+    /// Where rows are read over REST (a watch's first read, `status`).
     let source: any JobSource
     /// Where the service lives, for messages (no query string, no key).
     let displayURL: String
-    /// The Realtime feed and the client behind it, `nil` for polling only.
-    let realtime: RealtimeFeed?
-    /// The Realtime feed, `nil` for polling only.
-    var feed: (any JobChangeFeed)? { self.realtime?.feed }
     /// The SQLite result cache, if any.
     let cacheFile: URL?
     /// The logger handed to the libraries.
     let logger: Logger
+    /// The settings the job client is built from (their secrets never print).
+    private let settings: ConnectionSettings
 
     init(settings: ConnectionSettings, cacheFile: URL?, logger: Logger) throws(JobwatchError) {
+        self.settings = settings
         self.cacheFile = cacheFile
         self.logger = logger
         switch settings.source {
         case .supabase(let url, let table, let schema):
-            let token = settings.accessToken
-            var provider: PostgRESTClient.AccessTokenProvider?
-            if let token {
-                provider = { @Sendable _ in token.value }
-            }
-            let restURL = url.appendingPathComponent("rest/v1").absoluteString
             do {
-                let client = try PostgRESTClient(
-                    configuration: .init(
-                        baseURL: restURL,
-                        apiKey: settings.apiKey.value,
-                        accessToken: provider,
-                        logger: logger
-                    )
-                )
-                self.source = SupabaseTableSource(client: client, table: table, schema: schema)
+                self.source = try SupabaseTableSource.supabase(
+                    url: url, apiKey: settings.apiKey.value, accessToken: Self.tokenProvider(settings.accessToken),
+                    table: table, schema: schema, logger: logger)
             } catch {
                 throw JobwatchError(.invalidInput, "the Supabase URL \(Redact.url(url)) cannot be used for REST")
             }
             self.displayURL = Redact.url(url)
-            self.realtime = RealtimeFeeds.make(
-                url: url, settings: settings, table: table, schema: schema, logger: logger)
         case .statusEndpoint(let baseURL):
             do {
                 self.source = try ClassificationStatusSource(
@@ -78,7 +63,37 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
                 throw JobwatchError(.invalidInput, "the service URL \(Redact.url(baseURL)) cannot be used")
             }
             self.displayURL = Redact.url(baseURL)
-            self.realtime = nil
+        }
+    }
+
+    private static func tokenProvider(_ token: Secret?) -> (@Sendable () async throws -> String?)? {
+        guard let token else { return nil }
+        return { @Sendable in token.value }
+    }
+
+    /// The job client for a watch over `store`, and the work to run for it: for a Supabase project the library's
+    /// whole stack (`JobSyncClient.supabase`: Realtime over libwebsockets, PostgREST); for the status endpoint a
+    /// polling client that backs off to 5 s at most instead of the library's 30 s (a person is watching).
+    func makeClient(
+        store: JobStore
+    ) throws(JobwatchError) -> (client: JobSyncClient, run: @Sendable () async throws -> Void) {
+        do {
+            switch self.settings.source {
+            case .supabase(let url, let table, let schema):
+                let sync = try JobSyncClient.supabase(
+                    url: url, apiKey: self.settings.apiKey.value,
+                    accessToken: Self.tokenProvider(self.settings.accessToken), table: table, schema: schema,
+                    store: store, logger: self.logger)
+                return (sync.client, { try await sync.run() })
+            case .statusEndpoint:
+                let client = try JobSyncClient(
+                    configuration: .init(
+                        source: self.source, feed: nil, maximumPollDelay: .seconds(5), logger: self.logger),
+                    store: store)
+                return (client, { try await client.run() })
+            }
+        } catch {
+            throw self.error(error)
         }
     }
 
@@ -146,8 +161,7 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
 
 extension JobSnapshot {
     /// The CLI view of a library job.
-    init?(_ job: Job) {
-        guard let id = JobID(job.id.rawValue) else { return nil }
+    init(_ job: Job) {
         var summary: ClassificationSummary?
         if let view = job.result?.view {
             summary = ClassificationSummary(
@@ -160,36 +174,12 @@ extension JobSnapshot {
             summary = ClassificationSummary(classification: nil, confidence: nil, pageCount: 0, failedPages: [])
         }
         self.init(
-            id: id,
+            id: job.id,
             phase: JobPhase(raw: job.status.description),
             progress: job.progress,
             error: job.error,
             result: summary,
             updatedAt: job.columns["updated_at"]?.stringValue ?? job.updatedAt?.description
         )
-    }
-}
-
-extension JobID {
-    /// The library's id for this job (both are validated lower-case UUIDs).
-    var library: JobSync.JobID {
-        get throws(JobwatchError) {
-            do {
-                return try JobSync.JobID(self.rawValue)
-            } catch {
-                throw JobwatchError(.invalidInput, "'\(self.rawValue)' is not a job id")
-            }
-        }
-    }
-}
-
-extension JobSync.TransportMode {
-    /// The CLI's name for this mode.
-    var cliMode: TransportMode {
-        switch self {
-        case .live: .realtime
-        case .polling: .polling
-        case .offline: .offline
-        }
     }
 }

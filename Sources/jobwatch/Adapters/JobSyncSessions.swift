@@ -10,57 +10,35 @@ struct JobSyncWatchSession: WatchSession, CustomStringConvertible {
     let connection: Connection
 
     func watch(_ ids: [JobID], report: @escaping @Sendable (WatchEvent) async -> Void) async throws {
-        var libraryIDs: [JobSync.JobID] = []
-        for id in ids {
-            libraryIDs.append(try id.library)
-        }
         let rows: [JSONObject]
         do {
-            rows = try await self.connection.source.fetch(ids: libraryIDs)
+            rows = try await self.connection.source.fetch(ids: ids)
         } catch {
             throw self.connection.error(error)
         }
-        let found = Set(rows.compactMap { ($0["id"] ?? $0["job_id"])?.stringValue.flatMap(JobID.init) })
+        let found = Set(rows.compactMap { ($0["id"] ?? $0["job_id"])?.stringValue.flatMap { try? JobID($0) } })
         for id in ids where !found.contains(id) {
             await report(.missing(id, .notFound))
         }
-        let watched = libraryIDs.filter { JobID($0.rawValue).map(found.contains) ?? false }
+        let watched = ids.filter(found.contains)
         guard !watched.isEmpty else {
             try await self.waitForCancellation()
             return
         }
         let store = self.connection.makeStore()
         defer { store.close() }  // writes what is pending to the cache
-        let client: JobSyncClient
-        do {
-            client = try JobSyncClient(
-                configuration: .init(
-                    source: self.connection.source,
-                    feed: self.connection.feed,
-                    // Polling only (no feed, or the status endpoint): a person is watching, so back off to 5 s
-                    // at most instead of the library's 30 s.
-                    maximumPollDelay: self.connection.feed == nil ? .seconds(5) : .seconds(30),
-                    logger: self.connection.logger
-                ),
-                store: store
-            )
-        } catch {
-            throw self.connection.error(error)
-        }
+        let (client, runClient) = try self.connection.makeClient(store: store)
         let updates = client.updates(forJobs: Set(watched))
         // The mode before any job record, so every record carries a real transport.
-        let initialMode = client.transportMode.cliMode
+        let initialMode = client.transportMode
         await report(.transport(initialMode))
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.run() }
-            if let realtime = self.connection.realtime {
-                group.addTask { try await realtime.client.run() }
-            }
+            group.addTask { try await runClient() }
             group.addTask {
                 // Every mode change, as it happens (the sequence ends when the client's run() does).
                 var last = initialMode
-                for await mode in client.transportModes() where mode.cliMode != last {
-                    last = mode.cliMode
+                for await mode in client.transportModes() where mode != last {
+                    last = mode
                     await report(.transport(last))
                 }
             }
@@ -69,14 +47,10 @@ struct JobSyncWatchSession: WatchSession, CustomStringConvertible {
             for try await event in updates {
                 switch event {
                 case .updated(let job):
-                    if let snapshot = JobSnapshot(job) {
-                        seen.insert(snapshot.id)
-                        await report(.job(snapshot))
-                    }
-                case .deleted(let libraryID):
-                    if let id = JobID(libraryID.rawValue) {
-                        await report(.missing(id, seen.contains(id) ? .deleted : .notFound))
-                    }
+                    seen.insert(job.id)
+                    await report(.job(JobSnapshot(job)))
+                case .deleted(let id):
+                    await report(.missing(id, seen.contains(id) ? .deleted : .notFound))
                 }
             }
             // Every job is final: the driver stops the watch; wait for it.
@@ -102,13 +76,12 @@ struct JobSyncStatusReader: StatusReader {
         let store = self.connection.makeStore()
         defer { store.close() }
         var answers: [JobID: JobSnapshot] = [:]
-        var missing: [JobSync.JobID] = []
+        var missing: [JobID] = []
         for id in ids {
-            let libraryID = try id.library
-            if let job = store.job(libraryID), job.status.isTerminal, let snapshot = JobSnapshot(job) {
-                answers[id] = snapshot
+            if let job = store.job(id), job.status.isTerminal {
+                answers[id] = JobSnapshot(job)
             } else {
-                missing.append(libraryID)
+                missing.append(id)
             }
         }
         guard !missing.isEmpty else { return answers }
@@ -122,8 +95,8 @@ struct JobSyncStatusReader: StatusReader {
             guard let observation = try? JobObservation.row(row, source: .poll) else { continue }
             // Merging persists final states to the cache file.
             _ = store.merge(observation)
-            if let job = store.job(observation.jobID), let snapshot = JobSnapshot(job) {
-                answers[snapshot.id] = snapshot
+            if let job = store.job(observation.jobID) {
+                answers[job.id] = JobSnapshot(job)
             }
         }
         return answers

@@ -1,5 +1,6 @@
 import Foundation
 import JobSync
+import JobSyncCore
 import SupabaseLocal
 import NIOConcurrencyHelpers
 import Testing
