@@ -517,6 +517,24 @@ struct FeedLivenessTests {
         #expect(establishedDown)  // established now: losing it leaves live mode
         #expect(!liveness.allLive)
     }
+
+    @Test("a late channel whose subscription ends before it was live takes the feed out of live mode")
+    func lateChannelEnded() {
+        var liveness = FeedLiveness(generation: 1, channels: 1)
+        _ = liveness.markLive(0)
+        liveness.add(1, ids: [idC], late: true)
+        let joining = liveness.markNotLive(1)
+        #expect(!joining)  // still joining: live mode stays
+        #expect(liveness.allLive)
+        let ended = liveness.markEnded(1)
+        #expect(ended)  // the subscription failed: nothing covers idC
+        #expect(!liveness.allLive)
+        let unknown = liveness.markEnded(7)
+        #expect(!unknown)  // not a channel of this generation
+        let lateIDs = liveness.markLive(1)
+        #expect(lateIDs == nil)  // back: no longer late (the reconciliation after the loss covers its ids)
+        #expect(liveness.allLive)
+    }
 }
 
 /// What the client holds for the jobs it watches, and when it lets go (the memory model; see `JobStore.Retention`).

@@ -1,7 +1,8 @@
 /// Which feed channels are live, for ``JobSyncClient``'s run loop (pure bookkeeping, no I/O).
 ///
 /// The feed counts as live when every *established* channel is live. A channel added while the feed was live is
-/// "late" until its first `live`: it does not take the feed out of live mode meanwhile.
+/// "late" until its first `live`: it does not take the feed out of live mode while it joins, but it does when its
+/// subscription ends (fails) before that, since nothing covers its ids then.
 struct FeedLiveness: Sendable, Hashable {
     private(set) var generation = 0
     private var channels: Set<Int> = []
@@ -31,6 +32,15 @@ struct FeedLiveness: Sendable, Hashable {
         guard self.channels.contains(channel) else { return false }
         self.live.remove(channel)
         return self.late[channel] == nil
+    }
+
+    /// The channel's subscription ended (it failed or was closed), late or not. Returns `true` when the channel
+    /// belongs to this generation (the feed is then not live).
+    mutating func markEnded(_ channel: Int) -> Bool {
+        guard self.channels.contains(channel) else { return false }
+        self.live.remove(channel)
+        self.late[channel] = nil
+        return true
     }
 
     /// Every channel becomes required (after the feed went down, the next reconciliation covers them all).

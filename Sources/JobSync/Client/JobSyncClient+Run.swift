@@ -9,6 +9,8 @@ extension JobSyncClient {
         case subscriptionsRestarted(generation: Int, channels: Int)
         case channelAdded(generation: Int, channel: Int, ids: [JobID])
         case feed(generation: Int, channel: Int, live: Bool, reason: String)
+        /// A channel's subscription ended (it failed or was closed); it is subscribed again after a delay.
+        case feedEnded(generation: Int, channel: Int)
         case pollTimer(token: Int)
         case auditTimer(token: Int)
         case catchUpFinished(SyncStateMachine.CatchUp, Result<CatchUpResult, JobSyncError>)
@@ -85,6 +87,12 @@ extension JobSyncClient {
                         actions = machine.feedBecameNotLive()
                         liveness.establishAll()
                     }
+                case .feedEnded(let generation, let channel):
+                    // Even a channel added while live (still joining) no longer covers its ids: poll until it is back.
+                    guard generation == liveness.generation, liveness.markEnded(channel) else { break }
+                    self.configuration.logger.debug("feed not live", metadata: ["jobsync.reason": "subscription ended"])
+                    actions = machine.feedBecameNotLive()
+                    liveness.establishAll()
                 case .pollTimer(let token):
                     actions = machine.pollTimerFired(token: token)
                 case .auditTimer(let token):
@@ -232,7 +240,7 @@ extension JobSyncClient {
                     "feed subscription failed",
                     metadata: ["jobsync.channel": "\(channel)", "jobsync.error": "\(error)"])
             }
-            self.send(.feed(generation: generation, channel: channel, live: false, reason: "subscription ended"))
+            self.send(.feedEnded(generation: generation, channel: channel))
             guard (try? await self.configuration.clock.sleep(for: self.configuration.resubscribeDelay)) != nil else {
                 return
             }
