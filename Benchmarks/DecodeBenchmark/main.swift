@@ -2,6 +2,7 @@
 // frame → PhoenixMessage → PostgresChangesMessage, N times per run, 5 runs; prints the median.
 // Run in release: `swift run -c release DecodeBenchmark [iterations]`.
 
+import JobSyncCore
 import RealtimeProtocol
 
 #if canImport(Glibc)

@@ -10,6 +10,7 @@ import Foundation
 import JobSync
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// Reacts to terminal job states. Replace the bodies with your own work (notify a user, bill, archive…).
 struct OutcomeHandler {

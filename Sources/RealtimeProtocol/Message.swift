@@ -1,4 +1,4 @@
-import JobSyncCore
+public import JobSyncCore
 
 /// A Phoenix channel topic, e.g. `realtime:jobs-sync` or `phoenix`.
 public struct Topic: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {

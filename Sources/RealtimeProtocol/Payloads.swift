@@ -1,7 +1,7 @@
 // Typed views over the JSON payloads of realtime-protocol.md §4 (join, replies, system messages).
 // Decoders tolerate extra keys and report missing keys or wrong types as `RealtimeProtocolError`.
 
-import JobSyncCore
+public import JobSyncCore
 
 // MARK: - Bindings (§4.2, §4.3)
 

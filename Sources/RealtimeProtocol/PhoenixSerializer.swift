@@ -1,4 +1,4 @@
-import JobSyncCore
+public import JobSyncCore
 
 /// The Phoenix serializer version negotiated with the `vsn` query parameter (§1.2).
 public enum ProtocolVersion: String, Hashable, Sendable, CaseIterable {

@@ -1,6 +1,6 @@
 // Typed views over `postgres_changes` payloads (realtime-protocol.md §5).
 
-import JobSyncCore
+public import JobSyncCore
 
 /// The `type` of a row change (§5.2).
 public enum ChangeType: Hashable, Sendable, CustomStringConvertible {

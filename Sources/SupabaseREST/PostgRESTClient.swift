@@ -1,6 +1,6 @@
-import Foundation
-import JobSyncCore
-import Logging
+public import Foundation
+public import JobSyncCore
+public import Logging
 
 /// The rows of a keyset read (``PostgRESTClient/fetchAll(_:orderedBy:key:maximumRows:)``).
 public struct PostgRESTRows: Sendable {

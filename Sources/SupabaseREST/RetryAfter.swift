@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import JobSyncCore
 
 /// Parsing of the HTTP `Retry-After` header (RFC 9110 §10.2.3).

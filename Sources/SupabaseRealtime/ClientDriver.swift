@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import RealtimeProtocol
 import WebSocketTransport
+import Foundation
 
 /// A subscriber of a channel: one ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)`` call.
 typealias SubscriberID = ChannelStateMachine.SubscriberID

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
-import RealtimeProtocol
+public import RealtimeProtocol
 public import ServiceLifecycle
 import WebSocketTransport
 

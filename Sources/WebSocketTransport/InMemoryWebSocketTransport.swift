@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import Foundation
 
 /// A deterministic in-process `WebSocketTransport` for testing higher layers.
 ///

@@ -1,6 +1,7 @@
 import CLibWebSockets
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 // Everything in this file runs on the connection's service thread.
 extension LWSConnection {

@@ -1,4 +1,5 @@
 import JobSync
+import Foundation
 
 /// Human-readable text for the live view, plain progress lines and the final summary. Pure functions of their
 /// inputs, so tests pin the exact text.

@@ -1,4 +1,5 @@
 import SupabaseREST
+import Foundation
 import NIOConcurrencyHelpers
 import Testing
 

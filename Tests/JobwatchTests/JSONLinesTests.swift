@@ -1,4 +1,5 @@
 import Foundation
+import JobSync
 import JobSyncCore
 import Testing
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import JobSyncCore
 import Foundation
 import JobSync
 import Testing

@@ -1,4 +1,5 @@
 import JobSync
+import Foundation
 import Testing
 
 @testable import jobwatch

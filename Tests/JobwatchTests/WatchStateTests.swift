@@ -1,4 +1,5 @@
 import Testing
+import JobSync
 
 @testable import jobwatch
 

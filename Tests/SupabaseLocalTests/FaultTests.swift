@@ -1,4 +1,6 @@
 import Testing
+import WSCore
+import NIOWebSocket
 
 @testable import SupabaseLocal
 

@@ -1,4 +1,5 @@
 import HummingbirdWSClient
+import NIOWebSocket
 import Logging
 import NIOConcurrencyHelpers
 import Testing

@@ -1,4 +1,6 @@
 import NIOConcurrencyHelpers
+import WSCore
+import NIOWebSocket
 import Testing
 
 @testable import SupabaseLocal

@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 import JobSyncTestSupport
 import NIOConcurrencyHelpers
 import RealtimeProtocol

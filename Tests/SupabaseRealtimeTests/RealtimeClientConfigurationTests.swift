@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 import Logging
 import NIOConcurrencyHelpers
 import RealtimeProtocol

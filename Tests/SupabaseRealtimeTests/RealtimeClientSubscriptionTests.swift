@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 import Logging
 import RealtimeProtocol
 import Synchronization

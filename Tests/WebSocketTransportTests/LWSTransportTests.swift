@@ -3,6 +3,7 @@ import Logging
 import Testing
 
 @testable import WebSocketTransport
+import NIOConcurrencyHelpers
 
 /// Collects events of a connection until `.closed`.
 func nextMessage(_ iterator: inout WebSocketEvents.AsyncIterator) async -> WebSocketMessage? {

@@ -6,6 +6,7 @@ import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOWebSocket
 
 /// Request context that keeps the channel, so a test route can drop the TCP connection without a close frame.
 struct TestWebSocketContext: RequestContext, WebSocketRequestContext {

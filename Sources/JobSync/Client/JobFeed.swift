@@ -1,4 +1,4 @@
-import JobSyncCore
+public import JobSyncCore
 
 /// One row change as the realtime feed delivers it (reference/realtime-protocol.md §5.2).
 public struct JobChange: Sendable, Hashable {

@@ -1,6 +1,6 @@
 import Foundation
-import JobSyncCore
-import SupabaseREST
+public import JobSyncCore
+public import SupabaseREST
 
 /// ``JobSource`` over a Supabase (PostgREST) table: `GET …/jobs?select=*&id=in.(…)` in batches of ≤ 100, and
 /// watermark reads `updated_at=gte.<watermark>` in `updated_at, id` order with a keyset cursor (pages of ≤ 1,000

@@ -2,6 +2,7 @@ import JobSyncCore
 import Logging
 import ServiceLifecycle
 import SupabaseREST
+import NIOConcurrencyHelpers
 
 extension JobSyncClient {
     /// Inputs of the run loop.

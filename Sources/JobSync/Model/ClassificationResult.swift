@@ -1,4 +1,4 @@
-import JobSyncCore
+public import JobSyncCore
 
 /// A job's `result`: the raw JSON, always kept, and a typed view when the JSON has the expected shape.
 ///

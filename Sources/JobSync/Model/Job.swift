@@ -1,4 +1,4 @@
-import JobSyncCore
+public import JobSyncCore
 
 /// One job's state, as last observed.
 ///

@@ -1,4 +1,4 @@
-import SupabaseREST
+public import SupabaseREST
 
 /// The one error type of `JobSync`.
 ///

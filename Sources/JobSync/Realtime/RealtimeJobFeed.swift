@@ -1,6 +1,6 @@
-import Logging
-import RealtimeProtocol
-import SupabaseRealtime
+public import Logging
+public import RealtimeProtocol
+public import SupabaseRealtime
 
 /// ``JobChangeFeed`` over a Supabase Realtime client: each ``JobFeedBinding`` becomes one
 /// `postgres_changes` subscription (a channel of its own) on the jobs table.

@@ -1,8 +1,8 @@
-import Foundation
-import Logging
-import ServiceLifecycle
-import SupabaseREST
-import SupabaseRealtime
+public import Foundation
+public import Logging
+public import ServiceLifecycle
+public import SupabaseREST
+public import SupabaseRealtime
 import WebSocketTransport
 
 /// The whole JobSync stack for one Supabase project: a ``RealtimeClient`` (WebSocket, `postgres_changes`) feeding

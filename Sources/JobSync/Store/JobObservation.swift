@@ -1,4 +1,4 @@
-import JobSyncCore
+public import JobSyncCore
 
 /// Where an observation of a job came from. Every source goes through the same ``JobStore/merge(_:)``.
 public enum ObservationSource: String, Sendable, Hashable {

@@ -1,5 +1,5 @@
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 import NIOConcurrencyHelpers
 
 /// The local, exact view of jobs: one merge path for every source, monotonic versions, and multicast change

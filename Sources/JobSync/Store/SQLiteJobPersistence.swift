@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import Logging
+public import Logging
 import JobSyncCore
 
 /// ``JobStorePersistence`` in a SQLite file (GRDB): job states, final results, tombstones and the watermark survive

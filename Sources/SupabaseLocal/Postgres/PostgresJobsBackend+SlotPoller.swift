@@ -1,5 +1,6 @@
 import Logging
 import PostgresNIO
+import NIOConcurrencyHelpers
 
 // The slot poller of PostgresJobsBackend: a dedicated session with a temporary wal2json slot, read every
 // `pollInterval` (at once again after a full batch), its changes decoded and fanned out to `changes()` streams.

@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 
 /// Settings for a local Supabase stack. Defaults are fast for tests; ``realistic`` mimics hosted timings.
 public struct SupabaseLocalConfiguration: Sendable {

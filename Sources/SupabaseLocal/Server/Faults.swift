@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 /// Fault injection for a running stack; every fault is also reachable over `POST /admin/v1/...`.
 public struct SupabaseLocalFaults: Sendable {
     let stack: SupabaseLocalStack

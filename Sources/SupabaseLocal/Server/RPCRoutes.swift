@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOConcurrencyHelpers
 
 /// The database functions SupabaseLocal serves as PostgREST RPC (`POST /rest/v1/rpc/<name>`): JobSync's fleet
 /// claims, created by `supabase/migrations/20261202000000_jobsync_claims.sql` in schema `public`.

@@ -1,6 +1,8 @@
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Logging
+import NIOConcurrencyHelpers
 
 extension SupabaseLocalStack {
     func addRoutes(to router: Router<BasicRequestContext>) {

@@ -1,4 +1,5 @@
 import Foundation
+import JobSyncCore
 import JobSync
 import Logging
 import SupabaseREST

@@ -1,4 +1,5 @@
 import Foundation
+import UnixSignals
 import JobSync
 import Logging
 import ServiceLifecycle

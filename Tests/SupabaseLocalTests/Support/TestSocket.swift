@@ -1,4 +1,5 @@
 import Foundation
+import NIOWebSocket
 import HummingbirdWSClient
 import Logging
 import NIOCore
