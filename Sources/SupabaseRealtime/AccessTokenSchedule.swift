@@ -1,4 +1,4 @@
-public import Foundation
+package import Foundation
 import JobSyncCore
 
 /// When the client asks its access-token provider again (pure: the driver passes both clocks in).

@@ -1,4 +1,4 @@
-public import JobSyncCore
+package import JobSyncCore
 
 /// The lifecycle of one Realtime channel (one topic) carrying `postgres_changes` bindings (§4, §5, §9), and the
 /// fan-out of its events to local subscribers.

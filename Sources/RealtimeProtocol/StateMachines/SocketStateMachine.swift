@@ -1,4 +1,4 @@
-public import JobSyncCore
+package import JobSyncCore
 
 /// The connection lifecycle of one Realtime socket: connect, heartbeat, heartbeat timeout, reconnect with backoff.
 ///
