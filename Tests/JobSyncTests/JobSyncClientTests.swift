@@ -368,14 +368,14 @@ struct JobSyncClientTests {
         let ids = (0..<250).map { try! JobID(String(format: "00000000-0000-0000-0000-%012d", $0)) }
         let client = try makeClient(source: FakeSource(), feed: FakeFeed(), clock: ManualClock())
         client.watch(ids)
-        let bindings = client.currentBindings()
+        let bindings = client.channelPlan().bindings
         #expect(bindings.map { $0.ids?.count } == [100, 100, 50])
         #expect(Set(bindings.flatMap { $0.ids ?? [] }) == Set(ids))
 
         let feed = FakeFeed()
         let wide = try makeClient(source: FakeSource(), feed: feed, clock: ManualClock(), maximumFilteredIDs: 200)
         wide.watch(ids)
-        #expect(wide.currentBindings() == [JobFeedBinding(ids: nil)])
+        #expect(wide.channelPlan().bindings == [JobFeedBinding(ids: nil)])
         await wide.apply(JobChange(type: .insert, record: row(idA, status: "queued")))  // not watched
         await wide.apply(JobChange(type: .insert, record: row(ids[7], status: "queued")))
         await wide.apply(JobChange(type: .insert, record: ["id": .string("garbage")]))
@@ -497,6 +497,46 @@ struct JobSyncClientTransportModeTests {
     }
 }
 
+@Suite("ChannelPlan")
+struct ChannelPlanTests {
+    static func ids(_ range: Range<Int>) -> Set<JobID> {
+        Set(range.map { try! JobID(String(format: "00000000-0000-0000-0000-%012d", $0)) })
+    }
+
+    @Test("new ids get channels of their own; a small removal keeps the channels; shape changes rebuild")
+    func decisions() {
+        var plan = ChannelPlan(mode: .jobs, watched: Self.ids(0..<150), maximumFilteredIDs: 1_000)
+        #expect(plan.bindings.map { $0.ids?.count } == [100, 50])
+        #expect(plan.watchedChanged(Self.ids(0..<150)) == .keep)
+        guard case .add(let first, let added) = plan.watchedChanged(Self.ids(0..<360)) else {
+            Issue.record("watching 210 more ids did not add channels")
+            return
+        }
+        #expect(first == 2)
+        #expect(added.map { $0.ids?.count } == [100, 100, 10])
+        #expect(Set(added.flatMap { $0.ids ?? [] }) == Self.ids(150..<360))
+        #expect(plan.watchedChanged(Self.ids(0..<300)) == .keep)  // 60 of 360 unwatched: the channels stay
+        #expect(plan.watchedChanged(Self.ids(0..<100)) == .rebuild)  // more than half unwatched
+    }
+
+    @Test("beyond the filtered limit one table-wide binding; back under it, filtered again; all-jobs never changes")
+    func tableWide() {
+        var plan = ChannelPlan(mode: .jobs, watched: Self.ids(0..<150), maximumFilteredIDs: 200)
+        #expect(plan.watchedChanged(Self.ids(0..<250)) == .rebuild)
+        var wide = ChannelPlan(mode: .jobs, watched: Self.ids(0..<250), maximumFilteredIDs: 200)
+        #expect(wide.bindings == [JobFeedBinding(ids: nil)])
+        #expect(wide.watchedChanged(Self.ids(0..<300)) == .keep)
+        #expect(wide.watchedChanged(Self.ids(0..<10)) == .rebuild)
+        // Two channels at most (200 / 100): a third one rebuilds instead.
+        var full = ChannelPlan(mode: .jobs, watched: Self.ids(0..<150), maximumFilteredIDs: 200)
+        #expect(full.watchedChanged(Self.ids(0..<199)) == .rebuild)
+        var all = ChannelPlan(mode: .allJobs, watched: [], maximumFilteredIDs: 200)
+        #expect(all.bindings == [JobFeedBinding(ids: nil)])
+        #expect(all.watchedChanged(Self.ids(0..<500)) == .keep)
+        #expect(ChannelPlan(mode: .jobs, watched: [], maximumFilteredIDs: 200).bindings.isEmpty)
+    }
+}
+
 @Suite("FeedLiveness")
 struct FeedLivenessTests {
     @Test("live when every established channel is live; a late channel neither blocks nor drops live mode")
@@ -586,7 +626,7 @@ struct JobSyncClientWatchLifetimeTests {
         }
         #expect(client.watchedIDs.isEmpty)
         #expect(client.store.job(idA) == nil)
-        #expect(client.currentBindings().isEmpty)
+        #expect(client.channelPlan().bindings.isEmpty)
     }
 
     @Test("unwatch shrinks the bindings and drops unfinished states; a stale row read later cannot bring one back")
@@ -601,12 +641,12 @@ struct JobSyncClientWatchLifetimeTests {
         }
         let client = try makeClient(source: source, feed: nil, clock: clock)
         client.watch(ids)
-        #expect(client.currentBindings().count == 3)
+        #expect(client.channelPlan().bindings.count == 3)
         try await withRunning(client) { () async throws in
             while client.store.jobsInMemory.total < 250 { await Task.yield() }
         }
         client.unwatch(ids[100...])
-        #expect(client.currentBindings().count == 1)
+        #expect(client.channelPlan().bindings.count == 1)
         #expect(client.store.jobsInMemory.total == 100)
         #expect(client.store.job(ids[200]) == nil)
         #expect(

@@ -174,52 +174,38 @@ extension JobSyncClient {
 
     // MARK: Subscriptions
 
-    /// Keeps one feed subscription per binding. Newly watched ids get new channels without disturbing the others;
-    /// the whole set is rebuilt (new generation) only when it must change shape: switching between filtered and
-    /// table-wide, too many channels, or more than half of the subscribed ids unwatched.
+    /// Keeps one feed subscription per binding of a ``ChannelPlan``, adding channels or starting a new generation as
+    /// the plan decides when the watched set changes.
     private func manageSubscriptions(_ feed: any JobChangeFeed) async {
         var changes = self.bindingsChanged.makeAsyncIterator()
         var generation = 0
         while !Task.isCancelled {
             generation += 1
-            let plan = self.currentBindings()
-            self.send(.subscriptionsRestarted(generation: generation, channels: plan.count))
+            var plan = self.channelPlan()
+            self.send(.subscriptionsRestarted(generation: generation, channels: plan.bindings.count))
             let thisGeneration = generation
             let ended = await withDiscardingTaskGroup { group -> Bool in
-                for (channel, binding) in plan.enumerated() {
+                defer { group.cancelAll() }
+                for (channel, binding) in plan.bindings.enumerated() {
                     group.addTask {
                         await self.keepSubscribed(feed, binding, generation: thisGeneration, channel: channel)
                     }
                 }
-                let tableWide = plan.contains { $0.ids == nil }
-                var covered = Set(plan.flatMap { $0.ids ?? [] })
-                var channels = plan.count
-                defer { group.cancelAll() }
                 while true {
                     guard await changes.next() != nil else { return true }
-                    if self.configuration.mode == .allJobs { continue }
-                    let watched = self.shared.withLockedValue { $0.watched }
-                    let maximumChannels = max(
-                        1, self.configuration.maximumFilteredIDs / PostgRESTFilter.maximumInValues)
-                    if watched.count > self.configuration.maximumFilteredIDs {
-                        if tableWide { continue }
+                    switch plan.watchedChanged(self.shared.withLockedValue { $0.watched }) {
+                    case .keep:
+                        continue
+                    case .rebuild:
                         return false
-                    }
-                    if tableWide { return false }
-                    let added = watched.subtracting(covered).sorted()
-                    let removed = covered.subtracting(watched).count
-                    let newChannels =
-                        (added.count + PostgRESTFilter.maximumInValues - 1) / PostgRESTFilter.maximumInValues
-                    if channels + newChannels > maximumChannels || removed * 2 > covered.count { return false }
-                    for start in stride(from: 0, to: added.count, by: PostgRESTFilter.maximumInValues) {
-                        let ids = Array(added[start..<min(start + PostgRESTFilter.maximumInValues, added.count)])
-                        let channel = channels
-                        channels += 1
-                        covered.formUnion(ids)
-                        self.send(.channelAdded(generation: thisGeneration, channel: channel, ids: ids))
-                        group.addTask {
-                            await self.keepSubscribed(
-                                feed, JobFeedBinding(ids: ids), generation: thisGeneration, channel: channel)
+                    case .add(let first, let bindings):
+                        for (offset, binding) in bindings.enumerated() {
+                            let channel = first + offset
+                            self.send(
+                                .channelAdded(generation: thisGeneration, channel: channel, ids: binding.ids ?? []))
+                            group.addTask {
+                                await self.keepSubscribed(feed, binding, generation: thisGeneration, channel: channel)
+                            }
                         }
                     }
                 }

@@ -289,15 +289,11 @@ public final class JobSyncClient: Service, Sendable {
         self.configuration.mode == .allJobs || self.shared.withLockedValue { $0.watchers[id] != nil }
     }
 
-    /// The bindings for the current watch set: `id=in.(…)` chunks of 100, or one table-wide binding.
-    func currentBindings() -> [JobFeedBinding] {
-        if self.configuration.mode == .allJobs { return [JobFeedBinding(ids: nil)] }
-        let watched = self.shared.withLockedValue { $0.watched }.sorted()
-        if watched.isEmpty { return [] }
-        if watched.count > self.configuration.maximumFilteredIDs { return [JobFeedBinding(ids: nil)] }
-        return stride(from: 0, to: watched.count, by: PostgRESTFilter.maximumInValues).map {
-            JobFeedBinding(ids: Array(watched[$0..<min($0 + PostgRESTFilter.maximumInValues, watched.count)]))
-        }
+    /// The channel plan of a new subscription generation for the current watch set.
+    func channelPlan() -> ChannelPlan {
+        ChannelPlan(
+            mode: self.configuration.mode, watched: self.shared.withLockedValue { $0.watched },
+            maximumFilteredIDs: self.configuration.maximumFilteredIDs)
     }
 
     /// The transport mode now, then each change, until ``run()`` returns.
