@@ -1,5 +1,6 @@
 // Shared helpers of the benchmark harness: one monotonic clock shared with the Python peers, process CPU and
 // resident memory, a counting HTTP transport, job fixtures on SupabaseLocal, and statistics.
+import CDispatch  // `timespec`: with MemberImportVisibility, release builds resolve it to CDispatch's copy of <time.h>
 import Foundation
 import JobSync
 import Logging
