@@ -2,7 +2,9 @@ public import struct Foundation.URL
 
 /// A message on a WebSocket: text (UTF-8) or binary.
 public enum WebSocketMessage: Sendable, Hashable {
+    /// A text message (valid UTF-8).
     case text(String)
+    /// A binary message.
     case binary([UInt8])
 }
 
@@ -28,6 +30,7 @@ public struct WebSocketClose: Sendable, Hashable {
 
 /// What a connection reports, in order.
 public enum WebSocketEvent: Sendable, Hashable {
+    /// A whole message (fragments reassembled).
     case message(WebSocketMessage)
     /// The last event of a connection.
     case closed(WebSocketClose)
@@ -137,6 +140,7 @@ public struct WebSocketEvents: AsyncSequence, Sendable {
 
 /// The module's one error type. `description` is safe to print: it never contains query strings or headers.
 public struct WebSocketTransportError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of failure it was.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
             case invalidURL, invalidRequest, connectionRefused, dnsFailure, tlsFailure, handshakeRejected, timeout
