@@ -27,17 +27,20 @@ root="$(dirname "$here")"
 mkdir -p "$here/.build" "$here/artifacts"
 mods="$here/.build/modules"
 mkdir -p "$mods"
+# The upcoming features our targets enable in Package.swift (access-level imports need InternalImportsByDefault).
+ours=(-enable-upcoming-feature ExistentialAny -enable-upcoming-feature InternalImportsByDefault
+    -enable-upcoming-feature MemberImportVisibility)
 build_core() {
     # JobSyncCore, our own leaf module, in the same package as the fuzzed sources (-package-name: our sources use
     # `package` access, as in the SwiftPM build), instrumented like them.
-    (cd "$mods" && swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name JobSyncCore \
+    (cd "$mods" && swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 "${ours[@]}" -module-name JobSyncCore \
         -package-name JobSync -emit-module -emit-module-path "$mods/JobSyncCore.swiftmodule" -emit-object -wmo \
         "$root"/Sources/JobSyncCore/*.swift -o "$mods/JobSyncCore.o")
 }
 case "$target" in
 frames)
     build_core
-    swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name RealtimeProtocolFuzz \
+    swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 "${ours[@]}" -module-name RealtimeProtocolFuzz \
         -package-name JobSync -I "$mods" \
         "$root"/Sources/RealtimeProtocol/*.swift "$here/FuzzFrames.swift" "$mods/JobSyncCore.o" \
         -o "$here/.build/fuzz-frames"
@@ -67,7 +70,7 @@ rest)
         -emit-module-path "$mods/NIOConcurrencyHelpers.swiftmodule" -emit-object -wmo \
         $(find "$niosrc/NIOConcurrencyHelpers" -name '*.swift' | sort) -o "$mods/NIOConcurrencyHelpers.o")
     build_core
-    swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 -module-name SupabaseRESTFuzz \
+    swiftc -parse-as-library -sanitize=fuzzer,address -O -swift-version 6 "${ours[@]}" -module-name SupabaseRESTFuzz \
         -package-name JobSync \
         -I "$mods" -Xcc -fmodule-map-file="$mods/CNIOAtomics/module.modulemap" \
         "$root"/Sources/SupabaseREST/*.swift "$here/FuzzREST.swift" \

@@ -48,7 +48,7 @@ public struct BackoffSchedule: Sendable, Hashable {
 
 /// The per-socket message reference counter (§2.2): refs are decimal strings, unique per socket, shared by heartbeats
 /// and every channel push on that socket.
-public struct RefCounter: Sendable, Hashable {
+package struct RefCounter: Sendable, Hashable {
     private var last: UInt64
 
     /// Creates a counter whose first ref is `"1"`.

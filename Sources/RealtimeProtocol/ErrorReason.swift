@@ -3,7 +3,7 @@
 ///
 /// The code prefix is optional (`"Unknown Error on Channel"`, `"unmatched topic"` have none) and has changed
 /// between server versions, so ``kind`` looks at the message text first, as §4.4 recommends.
-public struct ErrorReason: Hashable, Sendable, CustomStringConvertible {
+package struct ErrorReason: Hashable, Sendable, CustomStringConvertible {
     /// What a client should do about an error, derived from its text.
     public enum Kind: Hashable, Sendable {
         /// The JWT expired ("Token has expired …"): refresh the token, then rejoin.

@@ -1,7 +1,7 @@
-public import JobSyncCore
+package import JobSyncCore
 
 /// A Phoenix channel topic, e.g. `realtime:jobs-sync` or `phoenix`.
-public struct Topic: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+package struct Topic: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
     /// The topic text.
     public var rawValue: String
     /// Wraps a topic.
@@ -17,7 +17,7 @@ public struct Topic: RawRepresentable, Hashable, Sendable, ExpressibleByStringLi
 }
 
 /// An opaque message reference (`ref` or `join_ref`). Refs are decimal strings from one per-socket counter.
-public struct Ref: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+package struct Ref: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
     /// The ref text.
     public var rawValue: String
     /// Wraps a ref.
@@ -29,7 +29,7 @@ public struct Ref: RawRepresentable, Hashable, Sendable, ExpressibleByStringLite
 }
 
 /// A Phoenix / Realtime event name. Unknown names are kept, never rejected.
-public enum PhoenixEvent: Hashable, Sendable, CustomStringConvertible {
+package enum PhoenixEvent: Hashable, Sendable, CustomStringConvertible {
     /// `phx_join`, `phx_leave`, `phx_reply`, `phx_close`, `phx_error`, `heartbeat`.
     case join, leave, reply, close, error, heartbeat
     /// `system`, `postgres_changes`, `broadcast`, `presence_state`, `presence_diff`, `access_token`.
@@ -80,7 +80,7 @@ public enum PhoenixEvent: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// One Phoenix message, independent of the wire version.
-public struct PhoenixMessage: Hashable, Sendable {
+package struct PhoenixMessage: Hashable, Sendable {
     /// The join ref of the channel the message belongs to (`nil` for heartbeats, fastlane pushes, and V1 server
     /// frames).
     public var joinRef: Ref?

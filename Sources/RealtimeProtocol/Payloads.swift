@@ -76,7 +76,7 @@ public struct PostgresChangeBinding: Hashable, Sendable {
 // MARK: - Join payload (§4.2)
 
 /// Builder for a `phx_join` payload (§4.2). Defaults match what realtime-js sends.
-public struct JoinPayload: Hashable, Sendable {
+package struct JoinPayload: Hashable, Sendable {
     /// `config.broadcast.ack`.
     public var broadcastAck: Bool
     /// `config.broadcast.self`.
@@ -137,7 +137,7 @@ public func accessTokenPayload(_ token: String) -> JSONValue {
 // MARK: - Replies (§3, §4.3, §4.4, §9.1)
 
 /// The `status` of a reply or of a `system` message.
-public enum ReplyStatus: Hashable, Sendable, CustomStringConvertible {
+package enum ReplyStatus: Hashable, Sendable, CustomStringConvertible {
     /// `"ok"`.
     case ok
     /// `"error"`.
@@ -168,7 +168,7 @@ public enum ReplyStatus: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A decoded `phx_reply` payload: `{"response": …, "status": …}`.
-public struct Reply: Hashable, Sendable {
+package struct Reply: Hashable, Sendable {
     /// The reply status.
     public var status: ReplyStatus
     /// The `response` member; an empty object when the server sent none.
@@ -202,7 +202,7 @@ public struct Reply: Hashable, Sendable {
 }
 
 /// One binding echoed by the server in a successful join reply (§4.3), with the id it assigned.
-public struct ServerBinding: Hashable, Sendable {
+package struct ServerBinding: Hashable, Sendable {
     /// The binding id (`phash2` of the binding map, in `[0, 2^27)`), used by `postgres_changes.ids` (§5.5).
     public var id: Int
     /// The echoed event, parsed case-insensitively; `nil` if absent or not a known event.
@@ -252,7 +252,7 @@ public struct ServerBinding: Hashable, Sendable {
 }
 
 /// The `response` of a successful join reply (§4.3).
-public struct JoinReply: Hashable, Sendable {
+package struct JoinReply: Hashable, Sendable {
     /// The accepted bindings in request order, each with its server id.
     public var postgresChanges: [ServerBinding]
 
@@ -284,7 +284,7 @@ public struct JoinReply: Hashable, Sendable {
 // MARK: - System messages (§4.5)
 
 /// A decoded `system` push (§4.5): `{"channel","extension","message","status"}`.
-public struct SystemMessage: Hashable, Sendable {
+package struct SystemMessage: Hashable, Sendable {
     /// The sub-topic without the `realtime:` prefix; empty if absent.
     public var channel: String
     /// `postgres_changes`, `system`, …; empty if absent.

@@ -1,4 +1,4 @@
-public import JobSyncCore
+package import JobSyncCore
 
 /// The Phoenix serializer version negotiated with the `vsn` query parameter (§1.2).
 public enum ProtocolVersion: String, Hashable, Sendable, CaseIterable {
@@ -12,7 +12,7 @@ public enum ProtocolVersion: String, Hashable, Sendable, CaseIterable {
 ///
 /// Decoding never traps: malformed frames produce a `RealtimeProtocolError`, and binary frames of kinds this
 /// client has no use for produce `nil` (a skip the caller should count).
-public struct PhoenixSerializer: Hashable, Sendable {
+package struct PhoenixSerializer: Hashable, Sendable {
     /// The wire version.
     public var version: ProtocolVersion
     /// The deepest JSON nesting accepted in a frame.

@@ -38,7 +38,7 @@ public enum ChangeType: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A `postgres_changes` payload (§5.1): `{"data": {…}, "ids": [Int]}`.
-public struct PostgresChangesMessage: Hashable, Sendable {
+package struct PostgresChangesMessage: Hashable, Sendable {
     /// The ids of the channel's bindings this change matched (§5.5). Order is meaningless (§15.5).
     public var ids: [Int]
     /// The change itself.
@@ -206,7 +206,7 @@ public struct PostgresChange: Hashable, Sendable {
 }
 
 /// Parsing of the ISO 8601 timestamps used by the server.
-public enum Timestamp {
+package enum Timestamp {
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM|±HHMM|±HH)` into milliseconds since the Unix epoch.
     /// A space is accepted in place of `T`. Fractions beyond milliseconds are truncated. Returns `nil` for any
     /// other shape (a missing offset included) or an out-of-range field.
