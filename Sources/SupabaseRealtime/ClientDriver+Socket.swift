@@ -138,16 +138,13 @@ extension ClientDriver {
         self.timers[key] = (generation, cancellation)
         let deadline = self.time.now() + delay
         let time = self.time
-        let clock = self.configuration.clock
         let events = self.client.events
         group.addTask {
             let fired = await withTaskGroup(of: Bool.self) { race in
                 race.addTask {
                     // Sleep to the deadline computed when the timer was scheduled, so a late start does not drift.
-                    let remaining = deadline - time.now()
-                    guard remaining > .zero else { return !Task.isCancelled }
                     do {
-                        try await clock.sleep(for: remaining)
+                        try await time.sleep(until: deadline)
                         return true
                     } catch {
                         return false
