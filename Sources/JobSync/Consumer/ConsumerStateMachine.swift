@@ -157,14 +157,14 @@ package struct ConsumerStateMachine: Sendable {
         if let key, let watermark = self.watermark, key < watermark { return .ignored }
         if self.handled[id] != nil { return .ignored }
         if var entry = self.entries[id] {
-            // One open outcome per job: it carries the newest state (a deletion keeps the last state as its job).
-            if kind == .deleted {
-                entry.kind = .deleted
-            } else if let key, key > entry.key ?? key {
+            // One open outcome per job, carrying the newest state; a finished job's later deletion leaves its
+            // outcome the finish.
+            if let key, entry.key.map({ key > $0 }) ?? true {
                 entry.kind = kind
                 entry.job = job
                 entry.key = key
                 self.keys.insert(Key(key: key, id: id))
+                self.highestSeen = max(self.highestSeen ?? key, key)
             }
             self.entries[id] = entry
             return .merged
