@@ -5,8 +5,10 @@ import NIOConcurrencyHelpers
     import FoundationNetworking
 #endif
 
-/// A plain HTTP GET request as `SupabaseREST` builds it.
+/// An HTTP request as `SupabaseREST` builds it: a GET, or a POST with a JSON body (PostgREST functions).
 public struct HTTPRequest: Sendable, Hashable {
+    /// The method, `GET` (default) or `POST`.
+    public var method: String
     /// The full URL, already percent-encoded.
     public var url: String
     /// Request headers (names as sent).
@@ -16,6 +18,8 @@ public struct HTTPRequest: Sendable, Hashable {
     /// The largest response body accepted, in bytes (default ``defaultMaximumBodyBytes``). A transport stops
     /// receiving once the body is larger and throws ``RESTError/Code/responseTooLarge``.
     public var maximumBodyBytes: Int
+    /// The request body (`nil`: none).
+    public var body: [UInt8]?
 
     /// The default body cap: 64 MiB, far above 1,000 job rows with their results, far below what hurts a service.
     public static let defaultMaximumBodyBytes = 64 << 20
@@ -23,8 +27,10 @@ public struct HTTPRequest: Sendable, Hashable {
     /// Creates a request.
     public init(
         url: String, headers: [String: String], timeout: Duration,
-        maximumBodyBytes: Int = HTTPRequest.defaultMaximumBodyBytes
+        maximumBodyBytes: Int = HTTPRequest.defaultMaximumBodyBytes, method: String = "GET", body: [UInt8]? = nil
     ) {
+        self.method = method
+        self.body = body
         self.url = url
         self.headers = headers
         self.timeout = timeout

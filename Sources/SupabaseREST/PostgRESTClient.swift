@@ -232,6 +232,38 @@ public struct PostgRESTClient: Sendable {
         }
     }
 
+    /// Calls the PostgREST function `name` (`POST {base}/rpc/{name}` with `arguments` as the JSON body) and returns
+    /// its JSON answer, with the usual auth headers and the JWT-refresh retry.
+    ///
+    /// - Throws: as ``fetch(_:)``; an unknown function or wrong arguments are `httpError` 404 with
+    ///   ``RESTError/serverCode`` `PGRST202`, an error the function raised is the HTTP status PostgREST maps it to.
+    public func rpc(_ name: String, arguments: JSONObject) async throws(RESTError) -> JSONValue {
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+            throw RESTError(code: .invalidRequest, message: "a function name is letters, digits and underscores")
+        }
+        let bearer = try await self.token(forceRefresh: false)
+        let request = HTTPRequest(
+            url: self.base + "/rpc/" + name,
+            headers: [
+                "apikey": self.configuration.apiKey, "Authorization": "Bearer " + bearer,
+                "Accept": "application/json", "Content-Type": "application/json",
+            ],
+            timeout: self.configuration.timeout,
+            maximumBodyBytes: self.configuration.maximumResponseBytes,
+            method: "POST",
+            body: Array(JSONValue.object(arguments).serialized().utf8))
+        let response = try await self.execute(request, table: "rpc/" + name) { bearer in
+            var retried = request
+            retried.headers["Authorization"] = "Bearer " + bearer
+            return retried
+        }
+        do {
+            return try JSONValue.parse(response.body)
+        } catch {
+            throw RESTError(code: .undecodableBody, message: "the answer of \(name) is not JSON")
+        }
+    }
+
     private func send(_ query: PostgRESTQuery) async throws(RESTError) -> HTTPResponse {
         let bearer = try await self.token(forceRefresh: false)
         let request = try self.request(for: query, bearer: bearer)

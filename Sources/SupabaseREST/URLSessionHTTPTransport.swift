@@ -33,7 +33,8 @@ public struct URLSessionHTTPTransport: HTTPTransport {
             throw RESTError(code: .invalidRequest, message: "the body cap must not be negative")
         }
         var urlRequest = URLRequest(url: url)
-        urlRequest.httpMethod = "GET"
+        urlRequest.httpMethod = request.method
+        if let body = request.body { urlRequest.httpBody = Data(body) }
         // URLRequest takes seconds as a Double: this is the one conversion from Duration, at the boundary.
         let (seconds, attoseconds) = request.timeout.components
         urlRequest.timeoutInterval = Double(seconds) + Double(attoseconds) / 1e18

@@ -119,17 +119,17 @@ struct ConsumerStateMachineTests {
         let result23 = machine.reject(idA, reason: "again", now: .zero, date: Self.time(40))
         #expect(result23 == .unknown)  // not delivered
         #expect(machine.nextRetry == .seconds(1))
-        let result24 = machine.retriesDue(now: .milliseconds(999))
+        let result24 = machine.retriesDue(now: .milliseconds(999)).due
         #expect(result24 == 0)
         let result25 = machine.nextDelivery()
         #expect(result25 == nil)  // no hot loop: nothing before its time
-        let result26 = machine.retriesDue(now: .seconds(1))
+        let result26 = machine.retriesDue(now: .seconds(1)).due
         #expect(result26 == 1)
         let result27 = machine.nextDelivery()
         #expect(result27?.delivery == 2)
         let result28 = machine.reject(idA, reason: "exit 1", now: .seconds(1), date: Self.time(41))
         #expect(result28 == .retry(at: .seconds(3)))
-        let result29 = machine.retriesDue(now: .seconds(3))
+        let result29 = machine.retriesDue(now: .seconds(3)).due
         #expect(result29 == 1)
         let result30 = machine.nextDelivery()
         #expect(result30?.delivery == 3)

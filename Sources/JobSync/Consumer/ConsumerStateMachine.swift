@@ -21,11 +21,14 @@ package struct ConsumerStateMachine: Sendable {
         package var maximumRetryDelay: Duration
         package var skew: Duration
         package var maximumUnacknowledged: Int
+        /// Fleet mode: the claim lease; an outcome is claimed before delivery and renewed every third of it.
+        package var lease: Duration?
 
         package init(
             name: String, maximumAttempts: Int, retryDelay: Duration, maximumRetryDelay: Duration, skew: Duration,
-            maximumUnacknowledged: Int
+            maximumUnacknowledged: Int, lease: Duration? = nil
         ) {
+            self.lease = lease
             self.name = name
             self.maximumAttempts = maximumAttempts
             self.retryDelay = retryDelay
@@ -37,6 +40,12 @@ package struct ConsumerStateMachine: Sendable {
 
     /// Where an unacknowledged outcome is.
     enum Stage: Hashable {
+        /// Fleet mode: to be claimed before delivery.
+        case unclaimed
+        /// Fleet mode: the claim request is in flight.
+        case claiming
+        /// Fleet mode: another replica holds it (or the claim failed); claim again at this time.
+        case heldElsewhere(until: Duration)
         /// In the delivery queue.
         case queued
         /// Handed to the handler; waiting for its acknowledgement or rejection.
@@ -54,6 +63,8 @@ package struct ConsumerStateMachine: Sendable {
         var stage: Stage
         var deliveries = 0
         var rejections = 0
+        /// Fleet mode: when this replica's claim was last taken or renewed.
+        var claimedAt: Duration?
     }
 
     /// What an offer did.
@@ -66,6 +77,32 @@ package struct ConsumerStateMachine: Sendable {
         case ignored
         /// Refused: ``Settings/maximumUnacknowledged`` are open. A catch-up reads it again later.
         case refused
+    }
+
+    /// A fleet claim's answer (`jobsync_claim`).
+    package enum ClaimAnswer: Hashable {
+        /// This replica holds it.
+        case claimed
+        /// Another replica's lease is live for about this long.
+        case heldElsewhere(remaining: Duration)
+        /// Some replica acknowledged it: handled.
+        case acknowledged
+        /// The request failed: claim again after the retry delay.
+        case failed
+    }
+
+    /// What a claim answer did.
+    package enum ClaimResult: Hashable {
+        /// Queued for delivery, or a renewal confirmed.
+        case held
+        /// Another replica has it: claimed again at this time.
+        case waiting(until: Duration)
+        /// Handled by another replica (remembered as acknowledged).
+        case handledElsewhere
+        /// A renewal found the claim lost to another replica while this one still had the outcome.
+        case lost
+        /// No open outcome of this job.
+        case unknown
     }
 
     /// What a rejection did.
@@ -81,6 +118,8 @@ package struct ConsumerStateMachine: Sendable {
     package let settings: Settings
     private var entries: [JobID: Entry] = [:]
     private var queue: Deque<JobID> = []
+    /// Fleet mode: outcomes to claim, in order.
+    private var claims: Deque<JobID> = []
     /// The open outcomes' keys, smallest first; pairs whose entry is gone or changed key are skipped lazily.
     private var keys = Heap<Key>()
     /// Acknowledged (or dead-lettered) jobs at or above the watermark, with their keys.
@@ -131,12 +170,24 @@ package struct ConsumerStateMachine: Sendable {
             && self.entries.count <= self.settings.maximumUnacknowledged / 2
     }
 
-    /// The earliest time a rejected outcome is due again.
+    /// Whether a fleet claim is waiting to be made.
+    package var hasClaims: Bool { !self.claims.isEmpty }
+
+    /// The earliest time something is due: a rejected outcome's redelivery, another replica's lease running out, or
+    /// a claim renewal.
     package var nextRetry: Duration? {
         self.entries.values.compactMap { entry -> Duration? in
-            if case .retrying(let at) = entry.stage { return at }
-            return nil
+            switch entry.stage {
+            case .retrying(let at), .heldElsewhere(let at): return at
+            case .queued, .delivered: return self.renewal(of: entry)
+            case .unclaimed, .claiming: return nil
+            }
         }.min()
+    }
+
+    private func renewal(of entry: Entry) -> Duration? {
+        guard let lease = self.settings.lease, let claimedAt = entry.claimedAt else { return nil }
+        return claimedAt + lease / 3
     }
 
     // MARK: Inputs
@@ -174,12 +225,13 @@ package struct ConsumerStateMachine: Sendable {
             self.owe(from: key)
             return .refused
         }
-        self.entries[id] = Entry(kind: kind, job: job, key: key, stage: .queued)
+        let fleet = self.settings.lease != nil
+        self.entries[id] = Entry(kind: kind, job: job, key: key, stage: fleet ? .unclaimed : .queued)
         if let key {
             self.keys.insert(Key(key: key, id: id))
             self.highestSeen = max(self.highestSeen ?? key, key)
         }
-        self.queue.append(id)
+        if fleet { self.claims.append(id) } else { self.queue.append(id) }
         return .queued
     }
 
@@ -228,17 +280,82 @@ package struct ConsumerStateMachine: Sendable {
         return .retry(at: at)
     }
 
-    /// Queues every rejected outcome due at `now`; returns how many.
-    package mutating func retriesDue(now: Duration) -> Int {
+    /// Queues every rejected outcome due at `now`, and (fleet mode) every claim due again; returns how many, and the
+    /// held outcomes whose claims are due for renewal (their renewal time is moved on).
+    package mutating func retriesDue(now: Duration) -> (due: Int, renewals: [JobID]) {
         var due: [(Duration, JobID)] = []
+        var renewals: [JobID] = []
         for (id, entry) in self.entries {
-            if case .retrying(let at) = entry.stage, at <= now { due.append((at, id)) }
+            switch entry.stage {
+            case .retrying(let at), .heldElsewhere(let at):
+                if at <= now { due.append((at, id)) }
+            case .queued, .delivered:
+                if let renewal = self.renewal(of: entry), renewal <= now {
+                    renewals.append(id)
+                    self.entries[id]?.claimedAt = now
+                }
+            case .unclaimed, .claiming:
+                break
+            }
         }
         for (_, id) in due.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
-            self.entries[id]?.stage = .queued
-            self.queue.append(id)
+            if case .heldElsewhere = self.entries[id]?.stage {
+                self.entries[id]?.stage = .unclaimed
+                self.claims.append(id)
+            } else {
+                self.entries[id]?.stage = .queued
+                self.queue.append(id)
+            }
         }
-        return due.count
+        return (due.count, renewals.sorted())
+    }
+
+    /// Fleet mode: up to `limit` outcomes to claim now (each is marked in flight).
+    package mutating func takeClaims(limit: Int) -> [JobID] {
+        var taken: [JobID] = []
+        while taken.count < limit, let id = self.claims.popFirst() {
+            guard self.entries[id]?.stage == .unclaimed else { continue }
+            self.entries[id]?.stage = .claiming
+            taken.append(id)
+        }
+        return taken
+    }
+
+    /// Fleet mode: the answer to a claim, or to a renewal, of the job's outcome at `now`.
+    package mutating func claimAnswered(_ id: JobID, _ answer: ClaimAnswer, now: Duration, date: JobTimestamp)
+        -> ClaimResult
+    {
+        guard var entry = self.entries[id] else { return .unknown }
+        let renewal = entry.stage != .claiming
+        switch answer {
+        case .claimed:
+            entry.claimedAt = now
+            if !renewal {
+                entry.stage = .queued
+                self.queue.append(id)
+            }
+            self.entries[id] = entry
+            return .held
+        case .acknowledged:
+            self.entries[id] = nil
+            let key = entry.key ?? max(date, self.watermark ?? date)
+            self.remember(id, key: key)
+            self.changes.append(.acknowledged(id, key: key))
+            self.advanceWatermark()
+            return renewal ? .lost : .handledElsewhere
+        case .heldElsewhere(let remaining):
+            let until = now + max(.seconds(1), remaining)
+            entry.stage = .heldElsewhere(until: until)
+            entry.claimedAt = nil
+            self.entries[id] = entry
+            return renewal ? .lost : .waiting(until: until)
+        case .failed:
+            guard !renewal else { return .held }  // the lease still runs; the next renewal tries again
+            let until = now + self.settings.retryDelay
+            entry.stage = .heldElsewhere(until: until)
+            self.entries[id] = entry
+            return .waiting(until: until)
+        }
     }
 
     /// Store events were lost (the subscription overflowed): a catch-up from the watermark is owed.

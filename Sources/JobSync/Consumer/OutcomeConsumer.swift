@@ -3,6 +3,7 @@ import JobSyncCore
 public import Logging
 import NIOConcurrencyHelpers
 public import ServiceLifecycle
+public import SupabaseREST
 
 /// A named, durable consumer of job outcomes: every job of the client's table that completes, fails or is deleted,
 /// delivered until acknowledged, across restarts.
@@ -76,6 +77,8 @@ public final class OutcomeConsumer: Service, Sendable {
         public var clock: any Clock<Duration>
         /// The wall clock (start position `now`, dead-letter times).
         public var now: @Sendable () -> Date
+        /// Fleet mode (default `nil`: this process handles every outcome).
+        public var fleet: Fleet?
         /// The logger (dead letters at warning level, the rest at debug).
         public var logger: Logger
 
@@ -84,9 +87,10 @@ public final class OutcomeConsumer: Service, Sendable {
             name: String, start: StartPosition = .now, maximumAttempts: Int = 5, retryDelay: Duration = .seconds(1),
             maximumRetryDelay: Duration = .seconds(300), watermarkSkew: Duration = .seconds(30),
             maximumUnacknowledged: Int = 1_000, clock: any Clock<Duration> = ContinuousClock(),
-            now: @escaping @Sendable () -> Date = { Date() },
+            now: @escaping @Sendable () -> Date = { Date() }, fleet: Fleet? = nil,
             logger: Logger = Logger(label: "JobSync.consumer", factory: { _ in SwiftLogNoOpLogHandler() })
         ) {
+            self.fleet = fleet
             self.name = name
             self.start = start
             self.maximumAttempts = maximumAttempts
@@ -97,6 +101,39 @@ public final class OutcomeConsumer: Service, Sendable {
             self.clock = clock
             self.now = now
             self.logger = logger
+        }
+    }
+
+    /// Fleet mode: several processes share one consumer name, and each outcome is handled by one of them.
+    ///
+    /// Before delivering an outcome, a replica claims it in the project's own database
+    /// (`supabase/migrations/20261202000000_jobsync_claims.sql`: `POST /rest/v1/rpc/jobsync_claim`); only the
+    /// replica holding the claim delivers it, renews the claim every third of the lease while the outcome is open,
+    /// and acknowledges it there too (`jobsync_ack`). A replica that did not get the claim tries again when the
+    /// holder's lease runs out: it then learns that the outcome was acknowledged (handled), or takes it over from a
+    /// replica that died. Leases run on the database's clock. The functions are executable by the `authenticated`
+    /// and `service_role` roles, not `anon`: use a user's token or a backend's service key.
+    public struct Fleet: Sendable {
+        /// Where the claim functions are called; `nil`: the client's ``SupabaseTableSource``'s REST client.
+        public var rest: PostgRESTClient?
+        /// This replica's name in the claims (default: host name, process id and a random suffix).
+        public var holder: String
+        /// How long a claim lasts without renewal (default 30 s): the time a dead replica's outcomes wait.
+        public var lease: Duration
+        /// Claim requests in flight at most (default 8).
+        public var maximumConcurrentClaims: Int
+
+        /// Creates fleet settings with the defaults documented on each property.
+        public init(
+            rest: PostgRESTClient? = nil, holder: String? = nil, lease: Duration = .seconds(30),
+            maximumConcurrentClaims: Int = 8
+        ) {
+            let process = ProcessInfo.processInfo
+            self.rest = rest
+            self.holder =
+                holder ?? "\(process.hostName)-\(process.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
+            self.lease = lease
+            self.maximumConcurrentClaims = maximumConcurrentClaims
         }
     }
 
@@ -120,6 +157,14 @@ public final class OutcomeConsumer: Service, Sendable {
         public var rowsRead = 0
         /// Failed writes of the consumer state (each batch is retried).
         public var writeFailures = 0
+        /// Fleet mode: claim requests (renewals included).
+        public var claimRequests = 0
+        /// Fleet mode: outcomes found held by another replica, or handled by one.
+        public var claimedElsewhere = 0
+        /// Fleet mode: acknowledgement requests.
+        public var acknowledgementRequests = 0
+        /// Fleet mode: failed claim or acknowledgement requests.
+        public var fleetFailures = 0
     }
 
     /// The outcomes, each delivered until acknowledged. Several iterators share them (each outcome goes to one).
@@ -150,6 +195,11 @@ public final class OutcomeConsumer: Service, Sendable {
         case catchUpEnded(succeeded: Bool)
         case retriesChanged
         case timerFired(generation: Int)
+        case claimsWanted
+        case claimsEnded
+        case renew([JobID])
+        case fleetAcknowledgementsWanted
+        case fleetAcknowledgementsEnded
     }
 
     struct State {
@@ -162,6 +212,10 @@ public final class OutcomeConsumer: Service, Sendable {
         /// Changes not yet handed to the writer, and whether a drain is queued on it.
         var unwritten: [ConsumerChange] = []
         var draining = false
+        /// Fleet mode: acknowledgements (and dead letters) not yet sent to `jobsync_ack`.
+        var fleetAcknowledgements: [JobID] = []
+        /// Fleet mode: a claim was refused for the key's role (reported once).
+        var deniedReported = false
     }
 
     let client: JobSyncClient
@@ -169,6 +223,8 @@ public final class OutcomeConsumer: Service, Sendable {
     let configuration: Configuration
     let time: MonotonicTime
     let state: NIOLockedValueBox<State>
+    /// Fleet mode: the REST client and settings.
+    let fleet: (rest: PostgRESTClient, settings: Fleet)?
     /// Writes the consumer's changes, one batch (transaction) per drain.
     private let writer = DispatchQueue(label: "JobSync.consumer.writer")
 
@@ -200,6 +256,19 @@ public final class OutcomeConsumer: Service, Sendable {
             case .since(let time): time
             case .beginning: nil
             }
+        if let fleet = configuration.fleet {
+            guard let rest = fleet.rest ?? (client.configuration.source as? SupabaseTableSource)?.client else {
+                throw JobSyncError(
+                    code: .invalidConfiguration,
+                    message: "fleet mode needs a REST client (the client's source is not a SupabaseTableSource)")
+            }
+            guard !fleet.holder.isEmpty, fleet.lease >= .seconds(3), fleet.maximumConcurrentClaims >= 1 else {
+                throw JobSyncError(code: .invalidConfiguration, message: "invalid fleet settings")
+            }
+            self.fleet = (rest, fleet)
+        } else {
+            self.fleet = nil
+        }
         let saved = try persistence.consumerState(configuration.name, start: start)
         self.client = client
         self.persistence = persistence
@@ -211,7 +280,8 @@ public final class OutcomeConsumer: Service, Sendable {
                     settings: .init(
                         name: configuration.name, maximumAttempts: configuration.maximumAttempts,
                         retryDelay: configuration.retryDelay, maximumRetryDelay: configuration.maximumRetryDelay,
-                        skew: configuration.watermarkSkew, maximumUnacknowledged: configuration.maximumUnacknowledged),
+                        skew: configuration.watermarkSkew, maximumUnacknowledged: configuration.maximumUnacknowledged,
+                        lease: configuration.fleet?.lease),
                     state: saved)))
     }
 
@@ -240,7 +310,9 @@ public final class OutcomeConsumer: Service, Sendable {
     public func acknowledge(_ outcome: Outcome) {
         let now = Self.timestamp(self.configuration.now())
         self.update { state in
-            if state.machine.acknowledge(outcome.jobID, now: now) { state.statistics.acknowledged += 1 }
+            guard state.machine.acknowledge(outcome.jobID, now: now) else { return }
+            state.statistics.acknowledged += 1
+            if self.fleet != nil { state.fleetAcknowledgements.append(outcome.jobID) }
         }
     }
 
@@ -252,7 +324,10 @@ public final class OutcomeConsumer: Service, Sendable {
         let result = self.update { state in
             let result = state.machine.reject(outcome.jobID, reason: reason, now: now, date: date)
             if result != .unknown { state.statistics.rejected += 1 }
-            if case .deadLettered = result { state.statistics.deadLettered += 1 }
+            if case .deadLettered = result {
+                state.statistics.deadLettered += 1
+                if self.fleet != nil { state.fleetAcknowledgements.append(outcome.jobID) }  // no replica retries it
+            }
             return result
         }
         switch result {
@@ -273,15 +348,20 @@ public final class OutcomeConsumer: Service, Sendable {
         }
     }
 
-    /// Waits until every acknowledgement and dead letter made so far is written to the file.
+    /// Waits until every acknowledgement and dead letter made so far is written to the file and, in fleet mode, sent
+    /// to `jobsync_ack` (one attempt; a failed one is retried by ``run()``). It completes even when the calling task
+    /// is cancelled, so a shutdown path can rely on it.
     public func flush() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            // The writer queue is serial: this runs after every drain queued before it.
-            self.writer.async {
-                self.drain()
-                continuation.resume()
+        await Task {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                // The writer queue is serial: this runs after every drain queued before it.
+                self.writer.async {
+                    self.drain()
+                    continuation.resume()
+                }
             }
-        }
+            if let fleet = self.fleet { await self.sendFleetAcknowledgements(fleet) }
+        }.value
     }
 
     /// Catches up over REST from the watermark, then delivers live outcomes from the client's store, until
@@ -303,6 +383,8 @@ public final class OutcomeConsumer: Service, Sendable {
             var timer: (generation: Int, deadline: Duration)?
             var generation = 0
             var failures = 0
+            var claiming = false
+            var acknowledging = false
             for await input in inputs {
                 switch input {
                 case .subscribed, .catchUpWanted:
@@ -345,8 +427,43 @@ public final class OutcomeConsumer: Service, Sendable {
                     guard fired == timer?.generation else { break }
                     timer = nil
                     let now = self.time.now()
-                    self.update { state in _ = state.machine.retriesDue(now: now) }
+                    let renewals = self.update { state in state.machine.retriesDue(now: now).renewals }
+                    if !renewals.isEmpty { self.send(.renew(renewals)) }
                     self.send(.retriesChanged)
+                case .claimsWanted:
+                    guard let fleet = self.fleet, !claiming else { break }
+                    claiming = true
+                    group.addTask {
+                        await self.claim(fleet)
+                        self.send(.claimsEnded)
+                    }
+                case .claimsEnded:
+                    claiming = false
+                    if self.state.withLockedValue({ $0.machine.hasClaims }) { self.send(.claimsWanted) }
+                    self.send(.retriesChanged)
+                case .renew(let ids):
+                    guard let fleet = self.fleet else { break }
+                    group.addTask {
+                        await self.claim(ids, fleet)
+                        self.send(.retriesChanged)
+                    }
+                case .fleetAcknowledgementsWanted:
+                    guard let fleet = self.fleet, !acknowledging else { break }
+                    acknowledging = true
+                    group.addTask {
+                        await self.sendFleetAcknowledgements(fleet)
+                        self.send(.fleetAcknowledgementsEnded)
+                    }
+                case .fleetAcknowledgementsEnded:
+                    acknowledging = false
+                    if !self.state.withLockedValue({ $0.fleetAcknowledgements.isEmpty }) {
+                        let clock = self.configuration.clock
+                        let delay = self.configuration.retryDelay
+                        group.addTask {
+                            guard (try? await clock.sleep(for: delay)) != nil else { return }
+                            self.send(.fleetAcknowledgementsWanted)
+                        }
+                    }
                 }
             }
             group.cancelAll()
@@ -360,6 +477,7 @@ public final class OutcomeConsumer: Service, Sendable {
             return state.waiterOrder.compactMap { state.waiters[$0] }
         }
         for waiter in waiters { waiter.resume(returning: nil) }
+        // Unsent fleet acknowledgements get one more try: another replica would otherwise handle them again.
         await self.flush()
     }
 
@@ -453,8 +571,10 @@ public final class OutcomeConsumer: Service, Sendable {
     @discardableResult
     private func update<Result>(_ body: (inout State) -> Result) -> Result {
         let (result, handoffs, drain, input) = self.state.withLockedValue {
-            state -> (Result, [(CheckedContinuation<Outcome?, Never>, Outcome)], Bool, AsyncStream<Input>.Continuation?)
-            in
+            state -> (
+                Result, [(CheckedContinuation<Outcome?, Never>, Outcome)], Bool,
+                (AsyncStream<Input>.Continuation, [Input])?
+            ) in
             let result = body(&state)
             var handoffs: [(CheckedContinuation<Outcome?, Never>, Outcome)] = []
             while !state.waiterOrder.isEmpty, state.machine.hasQueued, let outcome = Self.deliver(&state) {
@@ -464,13 +584,16 @@ public final class OutcomeConsumer: Service, Sendable {
             state.unwritten += state.machine.takeChanges()
             let drain = !state.unwritten.isEmpty && !state.draining
             if drain { state.draining = true }
-            var input: AsyncStream<Input>.Continuation?
-            if state.machine.catchUpWanted, case .running(let continuation) = state.phase { input = continuation }
-            return (result, handoffs, drain, input)
+            var inputs: [Input] = []
+            if state.machine.catchUpWanted { inputs.append(.catchUpWanted) }
+            if state.machine.hasClaims { inputs.append(.claimsWanted) }
+            if !state.fleetAcknowledgements.isEmpty { inputs.append(.fleetAcknowledgementsWanted) }
+            guard case .running(let continuation) = state.phase else { return (result, handoffs, drain, nil) }
+            return (result, handoffs, drain, inputs.isEmpty ? nil : (continuation, inputs))
         }
         for (waiter, outcome) in handoffs { waiter.resume(returning: outcome) }
         if drain { self.writer.async { self.drain() } }
-        input?.yield(.catchUpWanted)
+        if let (continuation, inputs) = input { for input in inputs { continuation.yield(input) } }
         return result
     }
 
@@ -496,6 +619,122 @@ public final class OutcomeConsumer: Service, Sendable {
                 }
                 return
             }
+        }
+    }
+
+    // MARK: Fleet
+
+    /// Claims every outcome waiting for a claim, a few requests at a time.
+    private func claim(_ fleet: (rest: PostgRESTClient, settings: Fleet)) async {
+        while !Task.isCancelled {
+            let ids = self.update { state in state.machine.takeClaims(limit: fleet.settings.maximumConcurrentClaims) }
+            guard !ids.isEmpty else { return }
+            await self.claim(ids, fleet)
+        }
+    }
+
+    /// Claims (or renews) `ids` concurrently and gives the machine each answer.
+    private func claim(_ ids: [JobID], _ fleet: (rest: PostgRESTClient, settings: Fleet)) async {
+        let lease = Int(fleet.settings.lease.components.seconds)
+        await withTaskGroup(of: (JobID, ConsumerStateMachine.ClaimAnswer).self) { group in
+            for id in ids {
+                group.addTask {
+                    let arguments: JSONObject = [
+                        "p_consumer": .string(self.configuration.name), "p_job_id": .string(id.rawValue),
+                        "p_holder": .string(fleet.settings.holder), "p_lease_seconds": .number(JSONNumber(lease)),
+                    ]
+                    do {
+                        let answer = try await fleet.rest.rpc("jobsync_claim", arguments: arguments)
+                        return (id, self.claimAnswer(answer, lease: fleet.settings.lease))
+                    } catch {
+                        self.claimFailed(id, error)
+                        return (id, .failed)
+                    }
+                }
+            }
+            for await (id, answer) in group {
+                let now = self.time.now()
+                let date = Self.timestamp(self.configuration.now())
+                let result = self.update { state in
+                    state.statistics.claimRequests += 1
+                    if answer == .failed { state.statistics.fleetFailures += 1 }
+                    let result = state.machine.claimAnswered(id, answer, now: now, date: date)
+                    switch result {
+                    case .handledElsewhere, .lost: state.statistics.claimedElsewhere += 1
+                    case .waiting where answer != .failed: state.statistics.claimedElsewhere += 1
+                    default: break
+                    }
+                    return result
+                }
+                if result == .lost {
+                    self.configuration.logger.warning(
+                        "fleet claim lost to another replica while the outcome was open",
+                        metadata: ["jobsync.consumer": "\(self.configuration.name)", "jobsync.job_id": "\(id)"])
+                }
+            }
+        }
+    }
+
+    /// Logs a failed claim: a role without EXECUTE (`anon`) is a setup error, reported once at error level.
+    private func claimFailed(_ id: JobID, _ error: any Error) {
+        let status = (error as? RESTError)?.httpStatus
+        let denied = status == 401 || status == 403
+        let first =
+            denied
+            && self.state.withLockedValue { state in
+                defer { state.deniedReported = true }
+                return !state.deniedReported
+            }
+        let message: Logger.Message =
+            denied
+            ? "fleet claim refused: the key's role may not execute jobsync_claim (use a user token or a service key)"
+            : "fleet claim failed"
+        self.configuration.logger.log(
+            level: first ? .error : .debug, message,
+            metadata: ["jobsync.job_id": "\(id)", "jobsync.error": "\(error)"])
+    }
+
+    /// Reads `jobsync_claim`'s answer: `{"claimed", "holder", "lease_until", "acked"}`.
+    private func claimAnswer(_ answer: JSONValue, lease: Duration) -> ConsumerStateMachine.ClaimAnswer {
+        guard let object = answer.objectValue, let claimed = object["claimed"]?.boolValue else { return .failed }
+        if claimed { return .claimed }
+        if object["acked"]?.boolValue == true { return .acknowledged }
+        // The holder's lease, on the database's clock; read against ours only to wait about that long.
+        var remaining = lease
+        if let text = object["lease_until"]?.stringValue, let until = JobTimestamp(text) {
+            let now = Self.timestamp(self.configuration.now())
+            remaining = min(.microseconds(max(until.microsecondsSinceEpoch - now.microsecondsSinceEpoch, 0)), lease)
+        }
+        return .heldElsewhere(remaining: remaining)
+    }
+
+    /// Sends the acknowledgements made so far to `jobsync_ack`; failed ones stay for the next try.
+    private func sendFleetAcknowledgements(_ fleet: (rest: PostgRESTClient, settings: Fleet)) async {
+        let ids = self.state.withLockedValue { state in
+            defer { state.fleetAcknowledgements = [] }
+            return state.fleetAcknowledgements
+        }
+        var failed: [JobID] = []
+        for id in ids {
+            let arguments: JSONObject = [
+                "p_consumer": .string(self.configuration.name), "p_job_id": .string(id.rawValue),
+                "p_holder": .string(fleet.settings.holder),
+            ]
+            do {
+                let answer = try await fleet.rest.rpc("jobsync_ack", arguments: arguments)
+                if answer.boolValue != true {
+                    self.configuration.logger.warning(
+                        "fleet acknowledgement refused: another replica holds the claim",
+                        metadata: ["jobsync.consumer": "\(self.configuration.name)", "jobsync.job_id": "\(id)"])
+                }
+            } catch {
+                failed.append(id)
+            }
+        }
+        self.state.withLockedValue { state in
+            state.statistics.acknowledgementRequests += ids.count
+            state.statistics.fleetFailures += failed.count
+            state.fleetAcknowledgements = failed + state.fleetAcknowledgements
         }
     }
 

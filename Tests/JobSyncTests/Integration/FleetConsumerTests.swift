@@ -1,0 +1,126 @@
+import Foundation
+import JobSync
+import JobSyncCore
+import Logging
+import NIOConcurrencyHelpers
+import SupabaseLocal
+import SupabaseREST
+import Testing
+
+/// Three replicas of one consumer name against SupabaseLocal's fleet-claims RPC (`jobsync_claim`, `jobsync_ack`):
+/// each outcome handled by exactly one replica; a replica that dies with outcomes claimed and unacknowledged loses
+/// them to the others after the lease.
+@Suite("Fleet consumers: one handler per outcome, takeover after a replica dies", .timeLimit(.minutes(3)))
+struct FleetConsumerTests {
+    /// Which replica acknowledged which job, and what the dying replica received but never acknowledged.
+    struct Ledger {
+        var handledBy: [JobID: [String]] = [:]
+        var abandoned: Set<JobID> = []
+        var handledCount: Int { self.handledBy.count }
+    }
+
+    struct Replica {
+        let client: JobSyncClient
+        let consumer: OutcomeConsumer
+    }
+
+    static func replica(stack: SupabaseLocalStack, holder: String) throws -> Replica {
+        let rest = try PostgRESTClient(
+            configuration: .init(
+                baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.serviceKey, timeout: .seconds(10)))
+        // A backend's key: the claim functions are executable by authenticated and service_role, not anon.
+        // REST polling only: the claims, not the feed, are under test.
+        let client = try JobSyncClient(
+            configuration: .init(
+                source: SupabaseTableSource(client: rest), feed: nil, mode: .allJobs,
+                initialPollDelay: .milliseconds(100), maximumPollDelay: .milliseconds(300)))
+        let consumer = try OutcomeConsumer(
+            client: client, persistence: try SQLiteJobPersistence(path: ":memory:"),
+            configuration: .init(
+                name: "router", start: .beginning, watermarkSkew: .seconds(5),
+                fleet: .init(holder: holder, lease: .seconds(3))))
+        return Replica(client: client, consumer: consumer)
+    }
+
+    @Test("three replicas, 60 jobs, one dies holding claims: every outcome handled once; its claims taken over")
+    func takeover() async throws {
+        var configuration = SupabaseLocalConfiguration()
+        configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
+        try await SupabaseLocal.withRunning(configuration) { stack in
+            var settings = JobSimulator.Configuration()
+            settings.pages = 1...4
+            settings.queueDelay = .milliseconds(100)
+            settings.pageInterval = .milliseconds(100)
+            let simulator = JobSimulator(backend: stack.backend, configuration: settings)
+            let plans = try await simulator.createJobs(count: 60)
+            let ids = Set(try plans.map { try JobID($0.id) })
+            let ledger = NIOLockedValueBox(Ledger())
+            let replicas = try ["replica-a", "replica-b", "replica-c"].map {
+                ($0, try Self.replica(stack: stack, holder: $0))
+            }
+            /// Runs one replica until its handler stops (replica-b's dies) or the test cancels it.
+            @Sendable func serve(_ holder: String, _ replica: Replica) async throws {
+                try await withThrowingTaskGroup(of: Void.self) { own in
+                    own.addTask { try await replica.client.run() }
+                    own.addTask { try await replica.consumer.run() }
+                    // replica-b acknowledges 2 outcomes, then takes one more without acknowledging it and dies (its
+                    // tasks are cancelled: no acknowledgement, no renewal); it may hold more claims, of outcomes
+                    // queued for it.
+                    var taken = 0
+                    for await outcome in replica.consumer.outcomes() {
+                        taken += 1
+                        if holder == "replica-b", taken > 2 {
+                            ledger.withLockedValue { _ = $0.abandoned.insert(outcome.jobID) }
+                            // Its 2 acknowledgements reach the claims table first (a kill between handling an
+                            // outcome and that makes one more outcome another replica handles again: at least once).
+                            await replica.consumer.flush()
+                            break
+                        }
+                        ledger.withLockedValue { $0.handledBy[outcome.jobID, default: []].append(holder) }
+                        replica.consumer.acknowledge(outcome)
+                    }
+                    own.cancelAll()
+                }
+            }
+            func wait(until done: @Sendable (Ledger) -> Bool) async throws {
+                let deadline = ContinuousClock.now + .seconds(90)
+                while !ledger.withLockedValue({ done($0) }), ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // replica-b starts alone, so it surely claims outcomes before it dies; the others start after.
+                group.addTask { try await serve("replica-b", replicas[1].1) }
+                group.addTask { try await simulator.drive(plans) }
+                try await wait { !$0.abandoned.isEmpty }
+                for (holder, replica) in replicas where holder != "replica-b" {
+                    group.addTask { try await serve(holder, replica) }
+                }
+                try await wait { $0.handledCount == ids.count }
+                group.cancelAll()
+            }
+            let final = ledger.withLockedValue { $0 }
+            #expect(Set(final.handledBy.keys) == ids, "every outcome handled")
+            let twice = final.handledBy.filter { $0.value.count > 1 }
+            #expect(twice.isEmpty, "outcomes handled by more than one replica: \(twice)")
+            // The fault fired: replica-b died holding outcomes, and each was handled by another replica after the
+            // lease.
+            #expect(final.abandoned.count == 1)
+            for id in final.abandoned {
+                #expect(final.handledBy[id].map { !$0.contains("replica-b") } == true, "\(id) taken over")
+            }
+            let claims = stack.claimStatistics
+            // At least one accepted acknowledgement per outcome (an acknowledgement whose answer a dying replica
+            // never read is sent again, and accepted again: jobsync_ack is idempotent), none refused.
+            #expect(claims.acksAccepted >= ids.count)
+            #expect(claims.acksRefused == 0)
+            #expect(claims.claimsRefused > 0)  // the replicas did compete
+            let counted = replicas.map(\.1.consumer.statistics)
+            #expect(counted.map(\.acknowledged).reduce(0, +) == ids.count)
+            print(
+                "fleet: \(ids.count) outcomes, \(claims.claimsGranted) claims granted, \(claims.claimsRefused) refused, "
+                    + "\(claims.acksAccepted) acks; requests per outcome "
+                    + "\(Double(claims.claimsGranted + claims.claimsRefused + claims.acksAccepted) / Double(ids.count))")
+        }
+    }
+}
