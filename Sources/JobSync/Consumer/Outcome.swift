@@ -1,5 +1,3 @@
-public import JobSyncCore
-
 /// A job's outcome (its terminal state, or its deletion), delivered to a named ``OutcomeConsumer`` until the
 /// consumer acknowledges it.
 public struct Outcome: Sendable, Hashable {

@@ -155,6 +155,8 @@ public final class OutcomeConsumer: Service, Sendable {
         public var catchUps = 0
         /// Rows read by catch-ups.
         public var rowsRead = 0
+        /// Failed catch-up reads (each is retried with backoff, 1 s doubling to 30 s).
+        public var catchUpFailures = 0
         /// Failed writes of the consumer state (each batch is retried).
         public var writeFailures = 0
         /// Fleet mode: claim requests (renewals included).
@@ -302,7 +304,7 @@ public final class OutcomeConsumer: Service, Sendable {
 
     /// The consumer's dead letters, oldest first, from the file.
     public func deadLetters() throws(JobSyncError) -> [DeadLetter] {
-        try self.persistence.deadLetters(self.configuration.name)
+        try self.persistence.deadLetters(consumer: self.configuration.name)
     }
 
     /// Marks the outcome handled: it is never delivered to this consumer again once the batch holding this
@@ -318,7 +320,10 @@ public final class OutcomeConsumer: Service, Sendable {
 
     /// Marks the outcome not handled: it is delivered again after a backoff (``Configuration/retryDelay``,
     /// doubling), and becomes a dead letter after ``Configuration/maximumAttempts`` rejections.
-    public func reject(_ outcome: Outcome, reason: String) {
+    ///
+    /// - Returns: the dead letter, when this rejection made one.
+    @discardableResult
+    public func reject(_ outcome: Outcome, reason: String) -> DeadLetter? {
         let now = self.time.now()
         let date = Self.timestamp(self.configuration.now())
         let result = self.update { state in
@@ -336,6 +341,7 @@ public final class OutcomeConsumer: Service, Sendable {
                 "outcome rejected; redelivery scheduled",
                 metadata: ["jobsync.job_id": "\(outcome.jobID)", "jobsync.retry_in": "\(at - now)"])
             self.send(.retriesChanged)
+            return nil
         case .deadLettered(let letter):
             self.configuration.logger.warning(
                 "outcome dead-lettered",
@@ -343,8 +349,9 @@ public final class OutcomeConsumer: Service, Sendable {
                     "jobsync.consumer": "\(self.configuration.name)", "jobsync.job_id": "\(letter.jobID)",
                     "jobsync.attempts": "\(letter.attempts)", "jobsync.reason": "\(letter.reason)",
                 ])
+            return letter
         case .unknown:
-            break
+            return nil
         }
     }
 
@@ -399,7 +406,7 @@ public final class OutcomeConsumer: Service, Sendable {
                 case .catchUpEnded(let succeeded):
                     self.update { state in
                         state.machine.catchUpEnded(succeeded: succeeded)
-                        if succeeded { state.statistics.catchUps += 1 }
+                        if succeeded { state.statistics.catchUps += 1 } else { state.statistics.catchUpFailures += 1 }
                     }
                     failures = succeeded ? 0 : failures + 1
                     if succeeded {

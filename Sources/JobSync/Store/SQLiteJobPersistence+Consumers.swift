@@ -80,8 +80,8 @@ extension SQLiteJobPersistence {
         ).execute(arguments: [consumer, id.rawValue, key.microsecondsSinceEpoch])
     }
 
-    /// The consumer's dead letters, oldest first.
-    package func deadLetters(_ name: String) throws(JobSyncError) -> [DeadLetter] {
+    /// The dead letters of the consumer named `name`, oldest first (read-only: a name never used has none).
+    public func deadLetters(consumer name: String) throws(JobSyncError) -> [DeadLetter] {
         do {
             return try self.queue.read { db in
                 try Row.fetchAll(
