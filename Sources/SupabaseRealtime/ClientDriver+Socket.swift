@@ -1,3 +1,4 @@
+import JobSyncCore
 import Logging
 import Metrics
 import RealtimeProtocol

@@ -3,7 +3,8 @@ import GRDB
 public import Logging
 import JobSyncCore
 
-/// ``JobStorePersistence`` in a SQLite file (GRDB): job states, final results, tombstones and the watermark survive
+/// ``JobStorePersistence`` in a SQLite file (GRDB): job states, final results, tombstones, the watermark and
+/// durable consumers' state (``OutcomeConsumer``) survive
 /// a restart, so a finished job is answered from the file without a request and a deleted job stays deleted.
 ///
 /// - **Crash-safe**: write-ahead log (`journal_mode=WAL`, `synchronous=NORMAL`): a crash never corrupts the file
@@ -11,7 +12,7 @@ import JobSyncCore
 ///   Each batch is one transaction (group commit; see ``JobStorePersistence``).
 /// - **Shared**: several processes may open one file; a writer waits for another's lock up to
 ///   ``Configuration/busyTimeout`` instead of failing.
-/// - **Versioned**: the schema version is `PRAGMA user_version` (now 2); older files are migrated when opened, and a
+/// - **Versioned**: the schema version is `PRAGMA user_version` (now 3); older files are migrated when opened, and a
 ///   file written by a newer JobSync is refused with ``JobSyncError/Code/persistence``, never altered.
 /// - **Never silently abandoned**: a file that is not a readable database is moved aside to
 ///   `<path>.corrupt-<unix time>`, reported at warning level and in ``recoveredCorruptFile``, and rebuilt empty.
@@ -39,9 +40,9 @@ public final class SQLiteJobPersistence: JobStorePersistence {
     }
 
     /// The schema version this build writes (`PRAGMA user_version`).
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
 
-    private let queue: DatabaseQueue
+    let queue: DatabaseQueue
     private let configuration: Configuration
     /// Where a corrupt file found at open was moved, if one was.
     public let recoveredCorruptFile: String?
@@ -151,6 +152,23 @@ public final class SQLiteJobPersistence: JobStorePersistence {
                     CREATE INDEX IF NOT EXISTS jobsync_jobs_tombstones ON jobsync_jobs (seq) WHERE deleted = 1;
                     """)
         }
+        if version < 3 {
+            // Version 3: durable consumers (OutcomeConsumer): watermarks, acknowledgements above them, dead letters.
+            try db.execute(
+                sql: """
+                    CREATE TABLE IF NOT EXISTS jobsync_consumers (name TEXT PRIMARY KEY NOT NULL, watermark_us INTEGER);
+                    CREATE TABLE IF NOT EXISTS jobsync_consumer_acks (
+                        consumer TEXT NOT NULL, job_id TEXT NOT NULL, key_us INTEGER NOT NULL,
+                        PRIMARY KEY (consumer, job_id)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX IF NOT EXISTS jobsync_consumer_acks_key ON jobsync_consumer_acks (consumer, key_us);
+                    CREATE TABLE IF NOT EXISTS jobsync_dead_letters (
+                        consumer TEXT NOT NULL, job_id TEXT NOT NULL, kind TEXT NOT NULL, attempts INTEGER NOT NULL,
+                        reason TEXT NOT NULL, at_us INTEGER NOT NULL, commit_us INTEGER, row TEXT,
+                        PRIMARY KEY (consumer, job_id)
+                    ) WITHOUT ROWID;
+                    """)
+        }
         try db.execute(sql: "PRAGMA user_version = \(Self.schemaVersion)")
     }
 
@@ -222,7 +240,7 @@ public final class SQLiteJobPersistence: JobStorePersistence {
     }
 
     /// The job a stored row holds; `nil` for a corrupt row (never a crash).
-    private static func job(in row: Row, id: JobID) -> Job? {
+    static func job(in row: Row, id: JobID) -> Job? {
         guard let text: String = row["row"], let columns = (try? JSONValue.parse(text))?.objectValue,
             let job = try? Job(row: columns, commitTimestamp: (row["commit_us"] as Int64?).map(Self.timestamp)),
             job.id == id
@@ -295,11 +313,11 @@ public final class SQLiteJobPersistence: JobStorePersistence {
         }
     }
 
-    private static func timestamp(_ micros: Int64) -> JobTimestamp {
+    static func timestamp(_ micros: Int64) -> JobTimestamp {
         JobTimestamp(microsecondsSinceEpoch: micros)
     }
 
-    private static func error(_ what: String, _ error: any Error) -> JobSyncError {
+    static func error(_ what: String, _ error: any Error) -> JobSyncError {
         if let error = error as? JobSyncError { return error }
         if let error = error as? DatabaseError {
             return JobSyncError(code: .persistence, message: "\(what): SQLite error \(error.resultCode.rawValue)")

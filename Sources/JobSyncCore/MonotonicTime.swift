@@ -1,10 +1,10 @@
-/// Reads an injected clock as a `Duration` since the client was created (the state machines' time input), and
-/// sleeps until such a time.
-struct MonotonicTime: Sendable {
+/// Reads an injected clock as a `Duration` since this value was made (the state machines' time input), and sleeps
+/// until such a time.
+package struct MonotonicTime: Sendable {
     private let reader: @Sendable () -> Duration
     private let sleeper: @Sendable (Duration) async throws -> Void
 
-    init(clock: any Clock<Duration>) {
+    package init(clock: any Clock<Duration>) {
         (self.reader, self.sleeper) = Self.make(clock)
     }
 
@@ -19,9 +19,9 @@ struct MonotonicTime: Sendable {
     }
 
     /// The time since the origin.
-    func now() -> Duration { self.reader() }
+    package func now() -> Duration { self.reader() }
 
     /// Sleeps until `deadline` (a time since the origin). The deadline is absolute, so time that passes before the
     /// sleep starts is not added to it.
-    func sleep(until deadline: Duration) async throws { try await self.sleeper(deadline) }
+    package func sleep(until deadline: Duration) async throws { try await self.sleeper(deadline) }
 }
