@@ -108,6 +108,8 @@ struct FollowRunner<C: Clock>: Service where C.Duration == Duration {
                     case .tick:
                         break
                     case .failed(let error):
+                        // The clients end on a graceful shutdown too: that is the requested stop, not a failure.
+                        if stopping.withLockedValue({ $0 }) { break loop }
                         output.close()
                         self.output.writer.error(error.message)
                         status = error.code.exitStatus

@@ -28,6 +28,8 @@ struct DeadLetterView: Sendable, Hashable {
     var consumer: String
     /// The job.
     var id: JobID
+    /// What happened to it: `completed`, `failed` or `deleted`.
+    var outcome: JobOutcome
     /// How many deliveries were rejected.
     var attempts: Int
     /// The last rejection's reason (`exit status 3`).

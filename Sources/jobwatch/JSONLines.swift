@@ -78,6 +78,7 @@ enum JSONLines {
             "event": .string("dead_letter"),
             "consumer": .string(letter.consumer),
             "job_id": .string(letter.id.rawValue),
+            "outcome": .string(letter.outcome.name),
             "attempts": .int(letter.attempts),
             "reason": .string(letter.reason),
             "dead_lettered_at": .string(letter.at),

@@ -57,7 +57,12 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
             name: parameters.consumer ?? Self.ephemeralName, start: Self.startPosition(parameters.start))
         configuration.maximumAttempts = parameters.maximumAttempts
         configuration.retryDelay = parameters.retryDelay
-        configuration.logger = logger
+        var consumerLogger = logger
+        if consumerLogger.logLevel > .debug {
+            // `follow` reports dead letters itself (one line each); the consumer's warning would repeat them.
+            consumerLogger.logLevel = .error
+        }
+        configuration.logger = consumerLogger
         do {
             self.consumer = try OutcomeConsumer(
                 client: self.client, persistence: persistence, configuration: configuration)
@@ -109,7 +114,7 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
 
     /// The consumer's dead letters from its file, as the CLI shows them.
     func deadLetterViews() throws(JobwatchError) -> [DeadLetterView] {
-        let letters: [OutcomeConsumer.DeadLetter]
+        let letters: [DeadLetter]
         do {
             letters = try self.consumer.deadLetters()
         } catch {
@@ -118,7 +123,8 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
         let name = self.consumerName ?? Self.ephemeralName
         return letters.map { letter in
             DeadLetterView(
-                consumer: name, id: letter.jobID, attempts: letter.attempts, reason: letter.reason,
+                consumer: name, id: letter.jobID, outcome: Self.jobOutcome(letter.kind), attempts: letter.attempts,
+                reason: letter.reason,
                 at: letter.at.description, snapshot: letter.job.map(JobSnapshot.init))
         }
     }
@@ -189,14 +195,17 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
         }
     }
 
-    private func delivery(_ outcome: Outcome) -> FollowDelivery {
-        let kind: JobOutcome
-        switch outcome.kind {
-        case .completed: kind = .completed
-        case .failed: kind = .failed
-        case .deleted: kind = .deleted
+    private static func jobOutcome(_ kind: Outcome.Kind) -> JobOutcome {
+        switch kind {
+        case .completed: .completed
+        case .failed: .failed
+        case .deleted: .deleted
         }
-        let line = JobLine(id: outcome.jobID, snapshot: outcome.job.map(JobSnapshot.init), outcome: kind)
+    }
+
+    private func delivery(_ outcome: Outcome) -> FollowDelivery {
+        let line = JobLine(
+            id: outcome.jobID, snapshot: outcome.job.map(JobSnapshot.init), outcome: Self.jobOutcome(outcome.kind))
         let consumer = self.consumer
         return FollowDelivery(
             outcome: FollowedOutcome(line: line, consumer: self.consumerName, delivery: outcome.delivery),
