@@ -47,8 +47,8 @@ extension Jobwatch {
                 cache file (--cache, or the per-project default), so a later run with the same name prints \
                 the outcomes reached while nothing ran and never prints again an outcome already written. \
                 Each outcome is acknowledged once its line is written to stdout; an outcome whose write \
-                fails (the reader closed the pipe) is not, and the follow ends. After a crash, outcomes \
-                written but not yet acknowledged are printed again (at least once). Without --consumer \
+                fails (the reader closed the pipe) is not, and the follow ends. After a crash, outcomes whose \
+                acknowledgement had not reached the file are printed again (at least once). Without --consumer \
                 nothing is remembered.
 
                 --since decides where a new consumer starts (default now); an existing consumer resumes \
