@@ -209,7 +209,8 @@ extension Jobwatch {
             }
             let session = try Adapters.followSession(settings: settings, parameters: parameters, logger: logger)
             let output = FollowOutput(
-                writer: writer, mode: mode, format: HumanFormat(colors: terminal.stdoutColors), width: terminal.columns)
+                writer: writer, mode: mode, format: HumanFormat(colors: terminal.stdoutColors), width: terminal.columns,
+                quiet: self.output.quiet)
             let result = WatchResult()
             let runner = FollowRunner(
                 session: session,

@@ -145,8 +145,9 @@ struct FollowRunner<C: Clock>: Service where C.Duration == Duration {
                 delivery.acknowledge()
             } else {
                 delivery.reject(termination.reason)
-                output.progress(
-                    "\(outcome.line.id.rawValue): --exec failed (\(termination.reason), delivery \(outcome.delivery))")
+                output.rejection(
+                    "jobwatch: job \(outcome.line.id.rawValue): --exec failed (\(termination.reason), "
+                        + "delivery \(outcome.delivery))")
             }
             return nil
         }
@@ -209,14 +210,17 @@ struct FollowOutput: Sendable {
     let format: HumanFormat
     /// Terminal width in columns.
     let width: Int
+    /// `--quiet`: no notes about rejected outcomes.
+    let quiet: Bool
     private var statusShown = false
 
     /// An output for `mode`; the summary line is cut to `width` columns.
-    init(writer: OutputWriter, mode: OutputMode, format: HumanFormat, width: Int) {
+    init(writer: OutputWriter, mode: OutputMode, format: HumanFormat, width: Int, quiet: Bool = false) {
         self.writer = writer
         self.mode = mode
         self.format = format
         self.width = width
+        self.quiet = quiet
     }
 
     /// The summary line's text.
@@ -243,9 +247,9 @@ struct FollowOutput: Sendable {
         self.writer.line(line, to: .stderr)
     }
 
-    /// A progress line on stderr, unless progress is off (`--quiet`).
-    mutating func progress(_ line: String) {
-        guard self.mode.progress != .none else { return }
+    /// A line on stderr about a rejected outcome, unless `--quiet`.
+    mutating func rejection(_ line: String) {
+        guard !self.quiet else { return }
         self.note(line)
     }
 

@@ -316,4 +316,66 @@ struct FollowBinaryTests {
             #expect(records().count == before)
         }
     }
+    @Test("A closed stdout ends follow with exit 0 and leaves the outcome it could not write for the next run")
+    func closedStdout() async throws {
+        try await self.withStack { stack, environment, state in
+            let binary = try #require(BinaryRunner.executable, "jobwatch binary not found")
+            let first = try await self.insertFinished(stack)
+            let later = NIOLockedValueBox<String?>(nil)
+            let inserted = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+            // `head -n 1` exits after the first outcome; the next write (of an outcome finished afterwards) fails
+            // with EPIPE. bash reports jobwatch's own exit status.
+            let script = """
+                set -o pipefail; '\(binary.path)' follow --consumer pipe --json --since beginning --cache '\(state)' \
+                | head -n 1; echo "jobwatch exit ${PIPESTATUS[0]}" >&2
+                """
+            let result = try await BinaryRunner.run(
+                ["-c", script], environment: environment, executable: URL(fileURLWithPath: "/bin/bash"),
+                onStdoutLine: { _ in
+                    // head has written its one line and exits: finish another job.
+                    inserted.withLockedValue { task in
+                        task = Task {
+                            try await Task.sleep(for: .milliseconds(300))
+                            later.withLockedValue { $0 = "pending" }
+                            let id = try await self.insertFinished(stack)
+                            later.withLockedValue { $0 = id }
+                        }
+                    }
+                })
+            try await inserted.withLockedValue { $0 }?.value
+            #expect(!result.killed)
+            #expect(result.stderr.contains("jobwatch exit 0"), "stderr: \(result.stderr)")
+            #expect(FollowBinaryTests.outcomeID(result.stdoutLines.first ?? "") == first)
+            let second = try #require(later.withLockedValue { $0 })
+            // The next run prints only the outcome whose write failed.
+            let arguments = ["follow", "--consumer", "pipe", "--json", "--cache", state]
+            let run = try await Run.start(arguments, environment: environment)
+            #expect(try await run.waitUntil { $0.contains(second) })
+            try await Task.sleep(for: .seconds(1))
+            let again = try await run.stop(SIGTERM)
+            #expect(again.status == 0)
+            #expect(try self.outcomes(again).compactMap { $0["job_id"] as? String } == [second])
+        }
+    }
+
+    @Test("On a terminal: human lines on stdout and the one-line summary on stderr; SIGINT exits 0")
+    func terminal() async throws {
+        try await self.withStack { stack, environment, _ in
+            let binary = try #require(BinaryRunner.executable, "jobwatch binary not found")
+            let script = URL(fileURLWithPath: "/usr/bin/script")
+            try #require(FileManager.default.isExecutableFile(atPath: script.path), "util-linux script is not installed")
+            let id = try await self.insertFinished(stack)
+            let command = "timeout --preserve-status -s INT 4 '\(binary.path)' follow --since beginning"
+            let result = try await BinaryRunner.run(
+                ["-q", "-e", "-c", command, "/dev/null"],
+                environment: environment.merging(["COLUMNS": "120", "TERM": "xterm"]) { _, new in new },
+                executable: script)
+            let screen = result.stdout
+            #expect(result.status == 0, "terminal output: \(screen.suffix(2000))")
+            #expect(screen.contains("\(id)  completed  invoice, confidence 97%, 3 pages"), "\(screen)")
+            #expect(screen.contains("jobwatch follow: 1 outcome in the last minute · "))
+            #expect(screen.contains(" · pending 0"))
+            #expect(!screen.contains(#""event":"outcome""#))
+        }
+    }
 }

@@ -158,9 +158,7 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
                         await report(.transport(last))
                     }
                 }
-                if self.consumerName != nil {
-                    group.addTask { try await self.reportDeadLetters(report) }
-                }
+                group.addTask { try await self.reportDeadLetters(report) }
                 defer { group.cancelAll() }
                 // Every task runs until cancelled: the first one to end ends the session.
                 try await group.next()
