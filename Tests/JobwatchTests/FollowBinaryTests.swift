@@ -287,11 +287,15 @@ struct FollowBinaryTests {
             #expect(result.status == 0, "stderr: \(result.stderr)")
             #expect(result.stdout.isEmpty, "with --exec the records go to the command")
             let seen = records()
-            let deliveries = { (id: String) in seen.filter { $0["job_id"] as? String == id }.compactMap { $0["delivery"] as? Int } }
+            let deliveries = { (id: String) in
+                seen.filter { $0["job_id"] as? String == id }.compactMap { $0["delivery"] as? Int }
+            }
             #expect(deliveries(flaky) == [1, 2])
             #expect(deliveries(broken) == [1, 2, 3])
             #expect(deliveries(fine) == [1])
-            #expect(result.stderr.contains("jobwatch: dead letter: job \(broken) (consumer router) after 3 attempts: exit status 7"))
+            #expect(
+                result.stderr.contains(
+                    "jobwatch: dead letter: job \(broken) (consumer router) after 3 attempts: exit status 7"))
             #expect(!result.stderr.contains("dead letter: job \(flaky)"))
 
             let listed = try await BinaryRunner.run(
@@ -363,7 +367,8 @@ struct FollowBinaryTests {
         try await self.withStack { stack, environment, _ in
             let binary = try #require(BinaryRunner.executable, "jobwatch binary not found")
             let script = URL(fileURLWithPath: "/usr/bin/script")
-            try #require(FileManager.default.isExecutableFile(atPath: script.path), "util-linux script is not installed")
+            try #require(
+                FileManager.default.isExecutableFile(atPath: script.path), "util-linux script is not installed")
             let id = try await self.insertFinished(stack)
             let command = "timeout --preserve-status -s INT 4 '\(binary.path)' follow --since beginning"
             let result = try await BinaryRunner.run(

@@ -103,7 +103,8 @@ struct FollowTests {
     func since() throws {
         #expect(try FollowStart(argument: "beginning") == .beginning)
         #expect(try FollowStart(argument: "NOW") == .now)
-        #expect(try FollowStart(argument: "2026-12-01T09:00:00+01:00") == .since(try #require(JobTimestamp("2026-12-01T08:00:00Z"))))
+        let eight = try #require(JobTimestamp("2026-12-01T08:00:00Z"))
+        #expect(try FollowStart(argument: "2026-12-01T09:00:00+01:00") == .since(eight))
         for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "12:00", "-1"] {
             #expect(throws: JobwatchError.self, "\(bad)") { try FollowStart(argument: bad) }
         }
@@ -228,6 +229,26 @@ struct FollowTests {
         #expect(stdin.count == 2)
         #expect(stdin.first?.contains(#""job_id":"\#(Fixture.a.rawValue)""#) == true)
         #expect(capture.text(.stderr).contains("--exec failed (exit status 4, delivery 1)"))
+    }
+
+    @Test("Human lines: an outcome (with its delivery after the first) and the dead-letter table")
+    func humanLines() {
+        let format = HumanFormat()
+        #expect(
+            format.followLine(Self.outcome(Fixture.a, .completed))
+                == "✓ \(Fixture.a.rawValue)  completed  invoice, confidence 97%, 10 pages, 2 failed (pages 3, 7)")
+        #expect(
+            format.followLine(Self.outcome(Fixture.b, .failed, delivery: 2))
+                == "✗ \(Fixture.b.rawValue)  failed     Failed to process PDF: File appears to be corrupted  "
+                + "(delivery 2)")
+        let letter = DeadLetterView(
+            consumer: "billing", id: Fixture.c, outcome: .failed, attempts: 5, reason: "exit status 1\u{1B}[31m",
+            at: "2026-11-29T07:52:10.114302Z", snapshot: nil)
+        let table = format.deadLetterTable([letter], consumer: "billing")
+        #expect(table.count == 2)
+        #expect(table[0].hasPrefix("JOB ID"))
+        #expect(table[1] == "\(Fixture.c.rawValue)  5         2026-11-29T07:52:10.114302Z  exit status 1 [31m")
+        #expect(format.deadLetterTable([], consumer: "billing") == ["no dead letters for consumer billing"])
     }
 
     @Test("The summary line and the outcome rate")
