@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import JobSync
 import NIOConcurrencyHelpers
 import SupabaseLocal
@@ -310,6 +311,15 @@ struct FollowBinaryTests {
             #expect(letters.first?["attempts"] as? Int == 3)
             #expect(letters.first?["reason"] as? String == "exit status 7")
             #expect(letters.first?["outcome"] as? String == "failed")
+
+            // Listing an unknown name lists nothing and does not register it as a consumer.
+            let unknown = try await BinaryRunner.run(
+                ["follow", "--dead-letters", "--consumer", "rooter", "--cache", state], environment: environment)
+            #expect(unknown.status == 0 && unknown.stdout.isEmpty, "stderr: \(unknown.stderr)")
+            let names = try await DatabaseQueue(path: state).read { db in
+                try String.fetchAll(db, sql: "SELECT name FROM jobsync_consumers ORDER BY name")
+            }
+            #expect(names == ["router"])
 
             // Acknowledged and dead-lettered outcomes are not handed to the command again.
             let before = records().count

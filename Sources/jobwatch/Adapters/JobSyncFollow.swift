@@ -13,12 +13,26 @@ extension Adapters {
     }
 
     /// The dead letters of a durable consumer (`follow --dead-letters`), oldest first, read from its state file.
+    ///
+    /// Reads the file only: building an `OutcomeConsumer` would register the name (at `--since`'s default, now), so
+    /// listing a misspelt name would create a consumer that a later `--since beginning` could no longer place.
     static func deadLetters(
         settings: ConnectionSettings,
         parameters: FollowParameters,
         logger: Logger
     ) throws(JobwatchError) -> [DeadLetterView] {
-        try JobSyncFollowSession(settings: settings, parameters: parameters, logger: logger).deadLetterViews()
+        guard let name = parameters.consumer, let file = parameters.stateFile,
+            FileManager.default.fileExists(atPath: file.path)
+        else { return [] }
+        let shown = Redact.shorten(file.path, limit: 200)
+        let letters: [DeadLetter]
+        do {
+            let persistence = try SQLiteJobPersistence(path: file.path, configuration: .init(logger: logger))
+            letters = try persistence.deadLetters(name)
+        } catch {
+            throw JobwatchError(.invalidInput, "cannot read the dead letters in '\(shown)': \(error.message)")
+        }
+        return letters.map { JobSyncFollowSession.view(of: $0, consumer: name) }
     }
 }
 
@@ -121,12 +135,14 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
             throw JobwatchError(.invalidInput, "cannot read the dead letters: \(error.message)")
         }
         let name = self.consumerName ?? Self.ephemeralName
-        return letters.map { letter in
-            DeadLetterView(
-                consumer: name, id: letter.jobID, outcome: Self.jobOutcome(letter.kind), attempts: letter.attempts,
-                reason: letter.reason,
-                at: letter.at.description, snapshot: letter.job.map(JobSnapshot.init))
-        }
+        return letters.map { Self.view(of: $0, consumer: name) }
+    }
+
+    /// The CLI view of a dead letter.
+    static func view(of letter: DeadLetter, consumer: String) -> DeadLetterView {
+        DeadLetterView(
+            consumer: consumer, id: letter.jobID, outcome: Self.jobOutcome(letter.kind), attempts: letter.attempts,
+            reason: letter.reason, at: letter.at.description, snapshot: letter.job.map(JobSnapshot.init))
     }
 
     func run(report: @escaping @Sendable (FollowEvent) async -> Void) async throws {
