@@ -206,3 +206,40 @@ struct HumanFormat: Sendable {
         return String(text.prefix(max(0, width - 1))) + "…"
     }
 }
+
+// MARK: follow
+
+extension HumanFormat {
+    /// A human line for a `follow` outcome: symbol, full id, outcome, details, and the delivery after the first.
+    func followLine(_ outcome: FollowedOutcome) -> String {
+        let line = outcome.line
+        let name = (line.outcome?.name ?? "waiting").padding(toLength: 11, withPad: " ", startingAt: 0)
+        var detail: String
+        switch line.outcome {
+        case .completed?:
+            detail = line.snapshot?.result.map(self.resultText) ?? "no result"
+        case .failed?:
+            detail = line.snapshot?.error.map(Self.sanitized) ?? "no error message"
+        case .deleted?:
+            detail = "the job was deleted"
+        default:
+            detail = ""
+        }
+        if outcome.delivery > 1 {
+            detail += "  (delivery \(outcome.delivery))"
+        }
+        return "\(self.symbol(for: line)) \(line.id.rawValue)  \(name)\(detail)"
+    }
+
+    /// The `follow --dead-letters` table: a header, then one row per dead letter (or a line saying there is none).
+    func deadLetterTable(_ letters: [DeadLetterView], consumer: String) -> [String] {
+        guard !letters.isEmpty else { return ["no dead letters for consumer \(Self.sanitized(consumer))"] }
+        var rows = ["JOB ID                                ATTEMPTS  DEAD LETTER SINCE            REASON"]
+        for letter in letters {
+            let attempts = String(letter.attempts).padding(toLength: 8, withPad: " ", startingAt: 0)
+            let at = letter.at.padding(toLength: 27, withPad: " ", startingAt: 0)
+            rows.append("\(letter.id.rawValue)  \(attempts)  \(at)  \(Self.sanitized(letter.reason))")
+        }
+        return rows
+    }
+}

@@ -58,6 +58,38 @@ enum JSONLines {
         return JSONValue.object(object).serialized()
     }
 
+    /// The `follow` record of an outcome: every field of a `final` record (event `outcome`), plus `consumer` and
+    /// `delivery`. `elapsed_ms` and `transport` are the line's.
+    static func outcomeLine(_ outcome: FollowedOutcome) -> String {
+        guard case .object(var object) = self.value(for: .final(outcome.line)) else {
+            preconditionFailure("a final record is an object")
+        }
+        object["event"] = .string("outcome")
+        object["consumer"] = outcome.consumer.map(JSONValue.string) ?? .null
+        object["delivery"] = .int(outcome.delivery)
+        return JSONValue.object(object).serialized()
+    }
+
+    /// The `follow --dead-letters` record of a dead letter: who gave up on which job, when and why, and the job's
+    /// last state as in `status` records.
+    static func deadLetterLine(_ letter: DeadLetterView) -> String {
+        var object: JSONObject = [
+            "v": .int(self.schemaVersion),
+            "event": .string("dead_letter"),
+            "consumer": .string(letter.consumer),
+            "job_id": .string(letter.id.rawValue),
+            "outcome": .string(letter.outcome.name),
+            "attempts": .int(letter.attempts),
+            "reason": .string(letter.reason),
+            "dead_lettered_at": .string(letter.at),
+        ]
+        var members = self.jobMembers(JobLine(id: letter.id, snapshot: letter.snapshot))
+        members["job_id"] = nil
+        members["transport"] = nil
+        object.members += members.members
+        return JSONValue.object(object).serialized()
+    }
+
     private static func header(_ event: String, _ elapsed: Duration) -> JSONObject {
         ["v": .int(self.schemaVersion), "event": .string(event), "elapsed_ms": .int(self.milliseconds(elapsed))]
     }

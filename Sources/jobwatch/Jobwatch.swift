@@ -22,7 +22,7 @@ struct Jobwatch: AsyncParsableCommand {
 
             \(ExitStatus.helpText)
             """,
-        subcommands: [Watch.self, Status.self, Serve.self, Demo.self, Admin.self]
+        subcommands: [Watch.self, Status.self, Follow.self, Serve.self, Demo.self, Admin.self]
     )
 
     func run() async throws {

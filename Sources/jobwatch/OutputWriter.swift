@@ -23,22 +23,48 @@ final class OutputWriter: Sendable {
     /// Receives every write, in order, under the writer's lock.
     typealias Sink = @Sendable (Stream, String) -> Void
 
-    private let sink: NIOLockedValueBox<Sink>
+    /// Receives every write, in order, under the writer's lock, and tells whether all of it was written.
+    typealias CheckedSink = @Sendable (Stream, String) -> WriteResult
+
+    /// Whether a write reached its stream.
+    enum WriteResult: Sendable, Hashable {
+        /// Every byte was written (to the descriptor: nothing is buffered in the process).
+        case written
+        /// The write stopped with this `errno` (`EPIPE`: the reader closed the pipe); the rest was dropped.
+        case failed(errno: Int32)
+    }
+
+    private let sink: NIOLockedValueBox<CheckedSink>
 
     /// A writer to the process's standard streams.
     convenience init() {
-        self.init(sink: Self.standardStreams)
+        self.init(checkedSink: Self.standardStreams)
     }
 
     /// A writer to a custom sink (tests).
-    init(sink: @escaping Sink) {
-        self.sink = NIOLockedValueBox(sink)
+    convenience init(sink: @escaping Sink) {
+        self.init(checkedSink: { stream, text in
+            sink(stream, text)
+            return .written
+        })
+    }
+
+    /// A writer to a custom sink that can fail (tests of a closed stdout).
+    init(checkedSink: @escaping CheckedSink) {
+        self.sink = NIOLockedValueBox(checkedSink)
     }
 
     /// Writes `text` as is.
     func write(_ text: String, to stream: Stream) {
-        guard !text.isEmpty else { return }
-        self.sink.withLockedValue { $0(stream, text) }
+        self.deliver(text, to: stream)
+    }
+
+    /// Writes `text` as is and reports whether all of it was written: `follow` acknowledges an outcome only once
+    /// its line is out of the process.
+    @discardableResult
+    func deliver(_ text: String, to stream: Stream) -> WriteResult {
+        guard !text.isEmpty else { return .written }
+        return self.sink.withLockedValue { $0(stream, text) }
     }
 
     /// Writes `line` followed by a newline.
@@ -52,8 +78,8 @@ final class OutputWriter: Sendable {
     }
 
     /// Writes to file descriptors 1 and 2 directly, retrying on EINTR and partial writes. A closed pipe
-    /// (EPIPE; SIGPIPE is ignored in `main`) drops the rest of that write.
-    private static let standardStreams: Sink = { stream, text in
+    /// (EPIPE; SIGPIPE is ignored in `main`) drops the rest of that write and is reported as a failure.
+    private static let standardStreams: CheckedSink = { stream, text in
         let descriptor: Int32 = stream == .stdout ? 1 : 2
         var bytes = Array(text.utf8)
         var offset = 0
@@ -66,9 +92,10 @@ final class OutputWriter: Sendable {
             } else if written < 0 && errno == EINTR {
                 continue
             } else {
-                return
+                return .failed(errno: written < 0 ? errno : EIO)
             }
         }
+        return .written
     }
 }
 

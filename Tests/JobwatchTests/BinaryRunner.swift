@@ -14,6 +14,8 @@ struct BinaryRunner {
         var stderr: String
         /// Whether the watchdog had to kill the process.
         var killed: Bool
+        /// The signal that ended the process (`nil`: it exited).
+        var uncaughtSignal: Int32? = nil
 
         /// Stdout split into lines.
         var stdoutLines: [String] { self.stdout.split(separator: "\n").map(String.init) }
@@ -119,7 +121,8 @@ struct BinaryRunner {
             status: process.terminationStatus,
             stdout: String(decoding: collected.withLockedValue { $0 }, as: UTF8.self),
             stderr: try String(contentsOf: stderrURL, encoding: .utf8),
-            killed: killed.withLockedValue { $0 }
+            killed: killed.withLockedValue { $0 },
+            uncaughtSignal: process.terminationReason == .uncaughtSignal ? process.terminationStatus : nil
         )
     }
 }

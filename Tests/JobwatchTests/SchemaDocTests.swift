@@ -34,6 +34,11 @@ struct SchemaDocTests {
             JSONLines.line(for: .transport(.polling, elapsed: .zero)),
             JSONLines.line(for: .end(.completed, [line])),
             JSONLines.statusLine(id: Fixture.a, snapshot: line.snapshot),
+            JSONLines.outcomeLine(FollowedOutcome(line: line, consumer: "billing", delivery: 1)),
+            JSONLines.deadLetterLine(
+                DeadLetterView(
+                    consumer: "billing", id: Fixture.a, outcome: .completed, attempts: 5, reason: "exit status 1",
+                    at: "2026-11-29T07:52:10.114302Z", snapshot: line.snapshot)),
         ]
         var keys: [String: Set<String>] = [:]
         for record in records {

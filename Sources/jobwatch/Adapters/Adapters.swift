@@ -76,7 +76,8 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
     /// whole stack (`JobSyncClient.supabase`: Realtime over libwebsockets, PostgREST); for the status endpoint a
     /// polling client that backs off to 5 s at most instead of the library's 30 s (a person is watching).
     func makeClient(
-        store: JobStore
+        store: JobStore,
+        mode: JobSyncClient.WatchMode = .jobs
     ) throws(JobwatchError) -> (client: JobSyncClient, run: @Sendable () async throws -> Void) {
         do {
             switch self.settings.source {
@@ -84,12 +85,13 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
                 let sync = try JobSyncClient.supabase(
                     url: url, apiKey: self.settings.apiKey.value,
                     accessToken: Self.tokenProvider(self.settings.accessToken), table: table, schema: schema,
-                    store: store, logger: self.logger)
+                    mode: mode, store: store, logger: self.logger)
                 return (sync.client, { try await sync.run() })
             case .statusEndpoint:
                 let client = try JobSyncClient(
                     configuration: .init(
-                        source: self.source, feed: nil, maximumPollDelay: .seconds(5), logger: self.logger),
+                        source: self.source, feed: nil, mode: mode, maximumPollDelay: .seconds(5),
+                        logger: self.logger),
                     store: store)
                 return (client, { try await client.run() })
             }

@@ -1,0 +1,260 @@
+import ArgumentParser
+import Foundation
+import JobSync
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// Where a new consumer starts (`--since`): the CLI's reading of `OutcomeConsumer.StartPosition`.
+enum FollowStart: Sendable, Hashable {
+    /// Outcomes from now on (the default).
+    case now
+    /// Every outcome the table still holds.
+    case beginning
+    /// Outcomes of jobs that finished at or after this time.
+    case since(JobTimestamp)
+
+    /// Parses `now`, `beginning` or an ISO 8601 time (`2026-12-01T08:00:00Z`; without an offset, UTC).
+    init(argument: String) throws(JobwatchError) {
+        let text = argument.trimmingCharacters(in: .whitespaces)
+        switch text.lowercased() {
+        case "now": self = .now
+        case "beginning": self = .beginning
+        default:
+            guard let time = JobTimestamp(text) else {
+                throw JobwatchError(
+                    .invalidInput,
+                    "--since '\(Redact.shorten(argument))' is not a time: expected 'beginning', 'now' or an ISO 8601 "
+                        + "time such as 2026-12-01T08:00:00Z"
+                )
+            }
+            self = .since(time)
+        }
+    }
+}
+
+extension Jobwatch {
+    /// `jobwatch follow`
+    struct Follow: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print every job outcome (completed, failed, deleted) as it happens, until stopped.",
+            discussion: """
+                Follows every job of the table and writes one line per outcome on stdout: with --json, or \
+                when stdout is not a terminal, a JSON Lines record ("event": "outcome"; schema in \
+                docs/jobwatch-json.md). Runs until SIGINT (Ctrl-C) or SIGTERM, then exits 0.
+
+                With --consumer NAME the follow is durable: its position and acknowledgements live in the \
+                cache file (--cache, or the per-project default), so a later run with the same name prints \
+                the outcomes reached while nothing ran and never prints again an outcome already written. \
+                Each outcome is acknowledged once its line is written to stdout; an outcome whose write \
+                fails (the reader closed the pipe) is not, and the follow ends. After a crash, outcomes whose \
+                acknowledgement had not reached the file are printed again (at least once). Without --consumer \
+                nothing is remembered.
+
+                --since decides where a new consumer starts (default now); an existing consumer resumes \
+                where it stopped.
+
+                With --exec CMD, each outcome's JSON record goes to `/bin/sh -c CMD` on its stdin instead of \
+                stdout (environment: JOBWATCH_JOB_ID, JOBWATCH_OUTCOME, JOBWATCH_DELIVERY); exit status 0 \
+                acknowledges it, anything else rejects it: it is delivered again after a backoff starting at \
+                --retry-delay, and becomes a dead letter after --max-attempts (reported on stderr; list \
+                them with --dead-letters --consumer NAME).
+
+                EXIT STATUS:
+                  0    stopped by SIGINT or SIGTERM, or stdout was closed (e.g. | head)
+                  1    stdout could not be written
+                  2    usage error or invalid input (URL, missing key, --since)
+                  5    cannot reach the service, or authentication failed
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var output: OutputOptions
+        @OptionGroup var cache: CacheOptions
+
+        @Option(
+            help: ArgumentHelp(
+                "A durable consumer name: its state lives in the cache file (letters, digits, . _ : -).",
+                valueName: "name"
+            )
+        )
+        var consumer: String?
+
+        @Option(
+            help: ArgumentHelp(
+                "Where a new consumer starts: now (default), beginning, or an ISO 8601 time.",
+                valueName: "time|beginning"
+            )
+        )
+        var since: String?
+
+        @Option(
+            name: .customLong("exec"),
+            help: ArgumentHelp("Run this shell command per outcome, the JSON record on its stdin.", valueName: "cmd")
+        )
+        var exec: String?
+
+        @Option(
+            name: .customLong("max-attempts"),
+            help: ArgumentHelp("With --exec: deliveries of an outcome before it becomes a dead letter.")
+        )
+        var maxAttempts = 5
+
+        @Option(
+            name: .customLong("retry-delay"),
+            help: ArgumentHelp(
+                "With --exec: seconds before the first redelivery of a rejected outcome (doubling after each).",
+                valueName: "seconds"
+            )
+        )
+        var retryDelay = 1.0
+
+        @Flag(
+            name: .customLong("dead-letters"),
+            help: "List the dead letters of --consumer NAME and exit."
+        )
+        var deadLetters = false
+
+        /// The longest accepted consumer name.
+        static let maximumConsumerNameLength = 100
+
+        func validate() throws {
+            if let consumer = self.consumer {
+                let allowed = consumer.unicodeScalars.allSatisfy {
+                    $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._:-".unicodeScalars.contains($0))
+                }
+                guard !consumer.isEmpty, consumer.count <= Self.maximumConsumerNameLength, allowed else {
+                    throw ValidationError(
+                        "--consumer '\(Redact.shorten(consumer))' is not a consumer name: 1 to "
+                            + "\(Self.maximumConsumerNameLength) letters, digits, '.', '_', ':' or '-'"
+                    )
+                }
+                guard !self.cache.noCache else {
+                    throw ValidationError(
+                        "--consumer keeps its state in the cache file: drop --no-cache (or pass --cache PATH)")
+                }
+            }
+            if self.deadLetters {
+                guard self.consumer != nil else {
+                    throw ValidationError("--dead-letters needs --consumer NAME")
+                }
+                guard self.exec == nil, self.since == nil else {
+                    throw ValidationError("--dead-letters only lists; it takes no --exec or --since")
+                }
+            }
+            if let since = self.since {
+                do {
+                    _ = try FollowStart(argument: since)
+                } catch {
+                    throw ValidationError(error.message)
+                }
+            }
+            if let exec = self.exec, exec.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                throw ValidationError("--exec needs a command")
+            }
+            guard (1...1000).contains(self.maxAttempts) else {
+                throw ValidationError("--max-attempts must be a whole number from 1 to 1000")
+            }
+            guard self.retryDelay.isFinite, self.retryDelay > 0, self.retryDelay <= 3600 else {
+                throw ValidationError("--retry-delay must be a number of seconds greater than 0, at most 3600")
+            }
+            guard self.connection.source == .supabase else {
+                throw ValidationError("follow needs --source supabase (the status endpoint cannot list jobs)")
+            }
+            try self.connection.validateSettings()
+        }
+
+        /// The consumer's settings, from the options.
+        func parameters(cacheFile: URL?) throws(JobwatchError) -> FollowParameters {
+            let start = try self.since.map { (text: String) throws(JobwatchError) in try FollowStart(argument: text) }
+            if self.consumer != nil && cacheFile == nil {
+                throw JobwatchError(
+                    .invalidInput, "no cache file for --consumer: pass --cache PATH (no HOME or XDG_CACHE_HOME)")
+            }
+            return FollowParameters(
+                consumer: self.consumer,
+                stateFile: self.consumer == nil ? nil : cacheFile,
+                start: start ?? .now,
+                maximumAttempts: self.maxAttempts,
+                retryDelay: .milliseconds(Int64((self.retryDelay * 1000).rounded(.up)))
+            )
+        }
+
+        func run() async throws {
+            let environment = ProcessInfo.processInfo.environment
+            let settings = try self.connection.resolve(environment: environment)
+            let writer = OutputWriter()
+            let logger = self.output.logger(writer: writer)
+            let parameters = try self.parameters(
+                cacheFile: self.cache.cacheFile(environment: environment, settings: settings))
+            let terminal = TerminalInfo.current()
+            var mode = OutputMode.choose(json: self.output.json, quiet: self.output.quiet, terminal: terminal)
+            if self.deadLetters {
+                let letters = try Adapters.deadLetters(settings: settings, parameters: parameters, logger: logger)
+                if mode.data == .json {
+                    for letter in letters {
+                        writer.line(JSONLines.deadLetterLine(letter), to: .stdout)
+                    }
+                } else {
+                    let format = HumanFormat(colors: terminal.stdoutColors)
+                    for row in format.deadLetterTable(letters, consumer: parameters.consumer ?? "") {
+                        writer.line(row, to: .stdout)
+                    }
+                }
+                return
+            }
+            if self.output.verbose && mode.progress == .live {
+                // Log lines would tear the summary line apart.
+                mode.progress = .plain
+            }
+            let session = try Adapters.followSession(settings: settings, parameters: parameters, logger: logger)
+            let output = FollowOutput(
+                writer: writer, mode: mode, format: HumanFormat(colors: terminal.stdoutColors), width: terminal.columns,
+                quiet: self.output.quiet)
+            let result = WatchResult()
+            let runner = FollowRunner(
+                session: session,
+                executor: self.exec.map(FollowCommandExecutor.init(command:)),
+                tickInterval: mode.progress == .live ? .seconds(1) : nil,
+                clock: ContinuousClock(),
+                output: output,
+                result: result,
+                // Exits once every acknowledgement is stored: tearing the clients down can hang (see
+                // WatchCommandRunner).
+                onFinish: { status in Foundation.exit(status.rawValue) }
+            )
+            var configuration = ServiceGroupConfiguration(
+                services: [
+                    .init(
+                        service: runner,
+                        successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup
+                    )
+                ],
+                gracefulShutdownSignals: [.sigint, .sigterm],
+                logger: logger
+            )
+            configuration.maximumGracefulShutdownDuration = .seconds(10)
+            do {
+                try await ServiceGroup(configuration: configuration).run()
+            } catch {
+                writer.error("the follow stopped unexpectedly")
+            }
+            throw ExitCode(result.status?.rawValue ?? ExitStatus.unreachable.rawValue)
+        }
+    }
+}
+
+/// What `follow` asks of its consumer, after validation.
+struct FollowParameters: Sendable, Hashable {
+    /// The durable consumer's name; `nil`: an ephemeral consumer that remembers nothing.
+    var consumer: String?
+    /// The SQLite file holding a durable consumer's state (`nil` exactly when `consumer` is).
+    var stateFile: URL?
+    /// Where a new consumer starts.
+    var start: FollowStart
+    /// Deliveries before a dead letter.
+    var maximumAttempts: Int
+    /// The first redelivery delay.
+    var retryDelay: Duration
+}
