@@ -28,7 +28,7 @@ extension Adapters {
         let letters: [DeadLetter]
         do {
             let persistence = try SQLiteJobPersistence(path: file.path, configuration: .init(logger: logger))
-            letters = try persistence.deadLetters(name)
+            letters = try persistence.deadLetters(consumer: name)
         } catch {
             throw JobwatchError(.invalidInput, "cannot read the dead letters in '\(shown)': \(error.message)")
         }
