@@ -2,7 +2,7 @@
 // loopback (in-memory backend). Prints markdown tables; every figure comes from the run.
 //
 //   JobSyncBenchmarks [--quick] [--jobs N] [--no-python]
-//       [--only outcomes,cost,specific,throughput,memory,persistence,longrun,cli]
+//       [--only outcomes,cost,specific,throughput,memory,persistence,consumers,longrun,cli]
 //       [--persistence-jobs N] [--longrun-jobs N] [--longrun-delete-fraction F] [--longrun-no-cache]
 //       [--retention SECONDS]
 //
@@ -41,7 +41,7 @@ struct Report {
     var quick = false
     var jobs: Int?
     var sections: Set<String> = [
-        "outcomes", "cost", "specific", "throughput", "memory", "persistence", "longrun", "cli",
+        "outcomes", "cost", "specific", "throughput", "memory", "persistence", "consumers", "longrun", "cli",
     ]
     var python: PythonSetup?
     /// Jobs per persistence run (3 merges each); default 100,000 (quick: 20,000).
@@ -83,6 +83,7 @@ struct Report {
         if self.sections.contains("memory") { try await self.memory() }
         if self.sections.contains("throughput") { try await self.throughput() }
         if self.sections.contains("persistence") { try await self.persistence() }
+        if self.sections.contains("consumers") { try await self.consumers() }
         if self.sections.contains("longrun") { try await self.longRunMemory() }
         if self.sections.contains("cli") { await self.cli() }
     }
@@ -248,6 +249,45 @@ struct Report {
                 + "\(result.cpu > .zero ? String(format: "%.0f", Double(result.events) / result.cpu.secondsValue) : "—") | "
                 + "\(format(result.commitTime)) |")
         }
+    }
+
+    private func consumers() async throws {
+        let count = self.quick ? 20_000 : 100_000
+        print("\n### Durable consumers\n")
+        print("One `OutcomeConsumer` (state in a fresh SQLite file: WAL, `synchronous=NORMAL`, one transaction per "
+            + "batch of acknowledgements) acknowledging \(count) completed jobs as fast as they are delivered, in the "
+            + "harness process: read by its start-up catch-up from an in-memory table (the REST path without a "
+            + "server), or merged one by one into the client's store (the live path). Goal: ≥ 20,000 acknowledged "
+            + "outcomes per second. Time and CPU run from the consumer's start to the last acknowledgement written.\n")
+        print("| path | acknowledged / s | CPU per outcome | outcomes | state file (db + wal) | acks remembered |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for live in [false, true] {
+            let result = try await ConsumerBenchmark.throughput(count: count, live: live)
+            print("| \(result.path) | \(String(format: "%.0f", result.perSecond)) | "
+                + "\(micros(result.cpu / max(result.outcomes, 1))) | \(result.outcomes) | "
+                + "\(format(bytes: Double(result.fileBytes))) | \(result.remembered) |")
+        }
+        let fleetJobs = self.quick ? 200 : 1_000
+        print("\nFleet mode: N replicas (one process, each with its own client, REST polling and in-memory state) "
+            + "share one consumer name against SupabaseLocal's `jobsync_claim` / `jobsync_ack` (in-memory backend, "
+            + "service key, 5 s lease) and handle \(fleetJobs) finished jobs, until every replica has settled every "
+            + "outcome (a replica that lost a claim claims again when the lease ends, and learns the outcome was "
+            + "acknowledged). Requests = claims granted + refused + acknowledgements, counted by the server; the "
+            + "claim round trip is 200 sequential claims through `PostgRESTClient.rpc` afterwards.\n")
+        print("| replicas | requests per outcome | claims granted / refused | acks | all settled in | "
+            + "claim round trip p50 / p99 |")
+        print("|---:|---:|---:|---:|---:|---|")
+        for replicas in [1, 3] {
+            let cost = try await ConsumerBenchmark.fleet(count: fleetJobs, replicas: replicas)
+            print("| \(replicas) | \(String(format: "%.2f", cost.requestsPerOutcome)) | "
+                + "\(cost.grantedAndRefused) | \(cost.acknowledgements) | "
+                + "\(format(cost.elapsed)) | \(format(cost.claimRoundTrip.value(0.5))) / "
+                + "\(format(cost.claimRoundTrip.value(0.99))) |")
+        }
+        let took = try await ConsumerBenchmark.takeover(lease: .seconds(30))
+        print("\nTakeover at the default 30 s lease: replica B claims an outcome and dies without acknowledging it; "
+            + "replica A, started at once, delivers it \(format(took)) after B's death (the lease, plus up to one "
+            + "claim retry).")
     }
 
     private func persistence() async throws {
