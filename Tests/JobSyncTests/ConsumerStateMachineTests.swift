@@ -213,4 +213,54 @@ struct ConsumerStateMachineTests {
         let result49 = machine.takeChanges()
         #expect(result49 == [.acknowledged(idC, key: Self.time(45)), .watermark(Self.time(5))])
     }
+
+    @Test("fleet: delivered only once claimed; held elsewhere waits out the lease; acknowledged elsewhere is handled")
+    func fleetClaims() {
+        var settings = Self.settings()
+        settings.lease = .seconds(30)
+        var machine = ConsumerStateMachine(settings: settings, state: ConsumerState(watermark: Self.time(0)))
+        _ = machine.catchUpStarted()
+        machine.catchUpEnded(succeeded: true)
+        let offeredA = machine.offer(Self.job(idA, "completed", at: 10))
+        let offeredB = machine.offer(Self.job(idB, "failed", at: 11))
+        #expect(offeredA == .queued && offeredB == .queued)
+        let early = machine.nextDelivery()
+        #expect(early == nil)  // nothing is delivered before its claim
+        let taken = machine.takeClaims(limit: 8)
+        #expect(taken == [idA, idB])
+        let again = machine.takeClaims(limit: 8)
+        #expect(again.isEmpty)  // in flight: not claimed twice
+        let claimedA = machine.claimAnswered(idA, .claimed, now: .seconds(1), date: Self.time(40))
+        #expect(claimedA == .held)
+        let heldB = machine.claimAnswered(idB, .heldElsewhere(remaining: .seconds(20)), now: .seconds(1), date: Self.time(40))
+        #expect(heldB == .waiting(until: .seconds(21)))
+        let delivered = machine.nextDelivery()
+        #expect(delivered?.jobID == idA)
+        #expect(machine.nextDelivery() == nil)
+        // A's claim is renewed every third of the lease while it is open; B is claimed again when its holder's lease
+        // ends.
+        #expect(machine.nextRetry == .seconds(11))
+        let renew = machine.retriesDue(now: .seconds(11))
+        #expect(renew.due == 0 && renew.renewals == [idA])
+        let due = machine.retriesDue(now: .seconds(21))
+        #expect(due.due == 1)
+        let retaken = machine.takeClaims(limit: 8)
+        #expect(retaken == [idB])
+        let handled = machine.claimAnswered(idB, .acknowledged, now: .seconds(21), date: Self.time(45))
+        #expect(handled == .handledElsewhere)
+        #expect(machine.unacknowledged == 1)
+        let changes = machine.takeChanges()
+        #expect(changes.first == .acknowledged(idB, key: Self.time(11)))  // remembered: never claimed again
+        let offeredAgain = machine.offer(Self.job(idB, "failed", at: 11))
+        #expect(offeredAgain == .ignored)
+        // A renewal that finds A taken over: the claim is lost (another replica may handle it too: at least once).
+        let lost = machine.claimAnswered(idA, .heldElsewhere(remaining: .seconds(30)), now: .seconds(22), date: Self.time(46))
+        #expect(lost == .lost)
+        // A failed claim is tried again after the retry delay; a failed renewal keeps the claim.
+        #expect(machine.offer(Self.job(idC, "completed", at: 12)) == .queued)
+        let claimC = machine.takeClaims(limit: 8)
+        #expect(claimC == [idC])
+        let failed = machine.claimAnswered(idC, .failed, now: .seconds(30), date: Self.time(50))
+        #expect(failed == .waiting(until: .seconds(31)))
+    }
 }
