@@ -1,6 +1,7 @@
 import Foundation
 import JobSyncCore
 import JobSyncTestSupport
+import SupabaseREST
 import Testing
 
 @testable import JobSync
@@ -214,6 +215,44 @@ struct OutcomeConsumerTests {
             let saved = try SQLiteJobPersistence(path: path).consumerState("billing", start: nil)
             #expect(saved.watermark == JobTimestamp(ts(45)))  // the newest (0:50) less the skew
             #expect(Set(saved.acknowledged.keys) == Set((45...50).map(Self.id)))
+        }
+    }
+
+    @Test("scope: a filter on the row's columns, or a set of ids; ordering operators are refused")
+    func scopes() async throws {
+        try await Self.withFile { path in
+            let source = FakeSource()
+            source.put(row(idA, status: "completed", updatedAt: ts(1), extra: ["tenant_id": .number(JSONNumber(42))]))
+            source.put(row(idB, status: "failed", updatedAt: ts(2), extra: ["tenant_id": .number(JSONNumber(7))]))
+            source.put(row(idC, status: "completed", updatedAt: ts(3)))
+            for (name, scope, expected) in [
+                ("tenant", OutcomeConsumer.Scope.matching([PostgRESTFilter("tenant_id", .eq("42"))]), [idA]),
+                ("not-tenant", .matching([PostgRESTFilter("tenant_id", .neq("42"))]), [idB]),  // null <> 42 is not true
+                ("no-tenant", .matching([PostgRESTFilter("tenant_id", .isNull)]), [idC]),
+                ("set", .jobs([idB, idC]), [idB, idC]),
+            ] {
+                let client = try makeClient(source: source, feed: nil, clock: ManualClock(), mode: .allJobs)
+                let consumer = try OutcomeConsumer(
+                    client: client, persistence: try SQLiteJobPersistence(path: path),
+                    configuration: .init(name: name, scope: scope, start: .beginning))
+                let outcomes = try await Self.running(consumer) {
+                    try await Self.caughtUp(consumer)
+                    // Live: B's deletion is merged into B's open outcome where B is in scope, and is not delivered
+                    // where a filter left B out (a deletion has no row to match).
+                    client.store.merge(
+                        observe(row(idB, status: "failed", updatedAt: ts(2), extra: ["tenant_id": .number(JSONNumber(7))])))
+                    let deleted = client.store.merge(JobObservation(jobID: idB, kind: .deleted, source: .realtime))
+                    #expect(deleted.event == .deleted(idB))
+                    return await Self.take(consumer.statistics.unacknowledged, from: consumer)
+                }
+                #expect(outcomes.map(\.jobID) == expected, "scope \(name)")
+            }
+            let client = try makeClient(source: source, feed: nil, clock: ManualClock(), mode: .allJobs)
+            #expect(throws: JobSyncError.self) {
+                try OutcomeConsumer(
+                    client: client, persistence: try SQLiteJobPersistence(path: path),
+                    configuration: .init(name: "ordered", scope: .matching([PostgRESTFilter("tenant_id", .gt("7"))])))
+            }
         }
     }
 }

@@ -158,6 +158,9 @@ package struct ConsumerStateMachine: Sendable {
     /// Outcomes open: queued, delivered or waiting for a retry.
     package var unacknowledged: Int { self.entries.count }
 
+    /// Whether an outcome of the job is open (queued, delivered, waiting for a retry or a claim).
+    package func isOpen(_ id: JobID) -> Bool { self.entries[id] != nil }
+
     /// Whether a delivery is ready.
     package var hasQueued: Bool { !self.queue.isEmpty }
 

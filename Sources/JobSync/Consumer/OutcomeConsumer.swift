@@ -56,10 +56,68 @@ public final class OutcomeConsumer: Service, Sendable {
         case beginning
     }
 
+    /// Which jobs' outcomes a consumer gets.
+    public enum Scope: Sendable, Hashable {
+        /// Every job of the table (the default).
+        case allJobs
+        /// The jobs with these ids.
+        case jobs(Set<JobID>)
+        /// The jobs whose row matches every filter, evaluated on each row as PostgREST would on its text: `eq`,
+        /// `neq`, `in` and `is.null` (ordering operators are refused: their result depends on the column's type).
+        /// A deletion carries no row, so it is delivered only for a job whose outcome is open here.
+        case matching([PostgRESTFilter])
+
+        func includes(_ job: Job) -> Bool {
+            switch self {
+            case .allJobs: return true
+            case .jobs(let ids): return ids.contains(job.id)
+            case .matching(let filters): return filters.allSatisfy { Self.matches(job.columns[$0.column], $0.op) }
+            }
+        }
+
+        /// Whether a deletion of `id` is in scope (`open`: the consumer holds an open outcome of it).
+        func includesDeletion(of id: JobID, open: Bool) -> Bool {
+            switch self {
+            case .allJobs: return true
+            case .jobs(let ids): return ids.contains(id)
+            case .matching: return open
+            }
+        }
+
+        private static func matches(_ value: JSONValue?, _ op: PostgRESTFilter.Operator) -> Bool {
+            let text: String? =
+                switch value {
+                case .string(let string): string
+                case .number(let number): number.text
+                case .bool(let bool): bool ? "true" : "false"
+                case .none, .null, .array, .object: nil
+                }
+            switch op {
+            case .eq(let operand): return text == operand
+            case .neq(let operand): return text.map { $0 != operand } ?? false  // SQL: null <> x is not true
+            case .in(let operands): return text.map(operands.contains) ?? false
+            case .isNull: return value == nil || value == .null
+            case .gt, .gte, .lt, .lte: return false
+            }
+        }
+
+        var isValid: Bool {
+            guard case .matching(let filters) = self else { return true }
+            return filters.allSatisfy { filter in
+                switch filter.op {
+                case .eq, .neq, .in, .isNull: return true
+                case .gt, .gte, .lt, .lte: return false
+                }
+            }
+        }
+    }
+
     /// Settings.
     public struct Configuration: Sendable {
         /// The consumer's name: its state in the file is kept under it.
         public var name: String
+        /// Which jobs' outcomes it gets (default ``Scope/allJobs``).
+        public var scope: Scope
         /// Where a new consumer starts (default ``StartPosition/now``).
         public var start: StartPosition
         /// Rejections before an outcome becomes a dead letter (default 5).
@@ -84,13 +142,15 @@ public final class OutcomeConsumer: Service, Sendable {
 
         /// Creates settings with the defaults documented on each property.
         public init(
-            name: String, start: StartPosition = .now, maximumAttempts: Int = 5, retryDelay: Duration = .seconds(1),
+            name: String, scope: Scope = .allJobs, start: StartPosition = .now, maximumAttempts: Int = 5,
+            retryDelay: Duration = .seconds(1),
             maximumRetryDelay: Duration = .seconds(300), watermarkSkew: Duration = .seconds(30),
             maximumUnacknowledged: Int = 1_000, clock: any Clock<Duration> = ContinuousClock(),
             now: @escaping @Sendable () -> Date = { Date() }, fleet: Fleet? = nil,
             logger: Logger = Logger(label: "JobSync.consumer", factory: { _ in SwiftLogNoOpLogHandler() })
         ) {
             self.fleet = fleet
+            self.scope = scope
             self.name = name
             self.start = start
             self.maximumAttempts = maximumAttempts
@@ -248,7 +308,7 @@ public final class OutcomeConsumer: Service, Sendable {
         }
         guard !configuration.name.isEmpty, configuration.maximumAttempts >= 1, configuration.retryDelay > .zero,
             configuration.maximumRetryDelay >= configuration.retryDelay, configuration.watermarkSkew >= .zero,
-            configuration.maximumUnacknowledged >= 2
+            configuration.maximumUnacknowledged >= 2, configuration.scope.isValid
         else {
             throw JobSyncError(code: .invalidConfiguration, message: "invalid outcome consumer settings")
         }
@@ -498,7 +558,7 @@ public final class OutcomeConsumer: Service, Sendable {
                 var iterator = self.client.store.allUpdates().makeAsyncIterator()
                 self.send(.subscribed)
                 while let event = try await iterator.next() {
-                    self.update { state in _ = state.machine.offer(event) }
+                    self.offer(event)
                 }
                 return  // the store was closed
             } catch let error as JobSyncError where error.code == .subscriberTooSlow {
@@ -507,6 +567,20 @@ public final class OutcomeConsumer: Service, Sendable {
             } catch {
                 return  // cancelled
             }
+        }
+    }
+
+    /// Offers a store event within the scope.
+    private func offer(_ event: JobEvent) {
+        let scope = self.configuration.scope
+        self.update { state in
+            switch event {
+            case .updated(let job):
+                guard scope.includes(job) else { return }
+            case .deleted(let id):
+                guard scope.includesDeletion(of: id, open: state.machine.isOpen(id)) else { return }
+            }
+            _ = state.machine.offer(event)
         }
     }
 
@@ -523,10 +597,13 @@ public final class OutcomeConsumer: Service, Sendable {
                 return false
             }
             let jobs = rows.compactMap { try? Job(row: $0) }
+            let scope = self.configuration.scope
             let full = self.update { state -> Bool in
                 state.statistics.rowsRead += rows.count
                 var full = false
-                for job in jobs where state.machine.offer(.updated(job)) == .refused { full = true }
+                for job in jobs where scope.includes(job) && state.machine.offer(.updated(job)) == .refused {
+                    full = true
+                }
                 return full
             }
             // A short read is the end; a full one continues from its last row (rows at that time are read again
