@@ -399,6 +399,15 @@ struct LoggingSource: JobSource {
             metadata: ["since": "\(since?.description ?? "-")", "rows": "\(rows.count)", "newest": "\(newest)"])
         return rows
     }
+
+    func fetchVersions(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
+        let rows = try await self.base.fetchVersions(since: since)
+        let newest = rows.compactMap { $0["updated_at"]?.stringValue }.max() ?? "-"
+        self.logger.debug(
+            "test source: fetchVersions",
+            metadata: ["since": "\(since?.description ?? "-")", "rows": "\(rows.count)", "newest": "\(newest)"])
+        return rows
+    }
 }
 
 /// Jobs a scenario deleted on the server: before they finished, or after (retention).
