@@ -184,7 +184,7 @@ struct SyncStateMachineTests {
         #expect(m.auditTimerFired(token: again) == [.startCatchUp(.audit)])
     }
 
-    @Test("the deletion sweep follows audit time, not audit count: every 300 s at 5 s audits, every 300 s at 30 s")
+    @Test("the deletion sweep follows audit time, not audit count: the 60th 5 s audit; after a switch to 30 s, the audit that passes 300 s")
     func sweepByAuditTime() throws {
         var (m, token, _) = try self.liveMachine(open: true)
         var kinds: [SyncStateMachine.CatchUp] = []
