@@ -391,6 +391,30 @@ struct JobSyncClientTests {
         }
     }
 
+    @Test("live before anything is watched: the fetch of a newly watched job gives the audit its watermark, 5 s at once")
+    func cheapAuditAfterLateWatch() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        try await withRunning(client) { () async throws in
+            await client.waitForTransportMode(.live)  // no channel to join: live at once, nothing to reconcile
+            await clock.waitForSleepers(2)
+            #expect(clock.deadlines == [.seconds(1), .seconds(30)])  // nothing open
+            var updates = client.store.updates(for: idA).makeAsyncIterator()
+            client.watch([idA])
+            #expect(statusOf(try await updates.next()) == .processing)  // fetched by id
+            await clock.waitForSleepers(3)
+            #expect(clock.deadlines == [.seconds(1), .seconds(5), .seconds(30)])
+            source.put(row(idA, status: "completed", updatedAt: ts(2)))  // the feed never delivers it
+            clock.advance(by: .seconds(5))
+            #expect(statusOf(try await updates.next()) == .completed)
+            #expect(source.calls.count == 3)
+            #expect(source.calls[1].hasPrefix("versions:") && source.calls[2] == "ids:1")
+        }
+    }
+
     @Test("audits every 5 s while a watched job is open, every 30 s once all finished; a job reopened over the feed brings 5 s back")
     func auditIntervalFollowsOpenJobs() async throws {
         let clock = ManualClock()

@@ -140,11 +140,12 @@ extension JobSyncClient {
     }
 
     /// Tells the machine whether some job is open now (it picks the audit interval from it). In jobs mode before
-    /// any read gave a watermark, an audit reads every unfinished watched job by id (one request per 100): not
-    /// cheap, so it keeps the long interval until then.
+    /// any read gave a watermark (a catch-up's checkpoint or the fetches' ``FetchCoverage``), an audit reads every
+    /// unfinished watched job by id (one request per 100): not cheap, so it keeps the long interval until then.
     private func reportJobsOpen(to machine: inout SyncStateMachine) -> [SyncStateMachine.Action] {
         let cheap =
-            self.configuration.mode == .allJobs || self.shared.withLockedValue { $0.catchUpWatermark != nil }
+            self.configuration.mode == .allJobs
+            || self.shared.withLockedValue { $0.catchUpWatermark != nil || $0.fetchCoverage.point != nil }
         let open = cheap && self.jobsOpen()
         self.shared.withLockedValue { $0.jobsOpenReported = open }
         return machine.jobsOpenChanged(open)
@@ -359,9 +360,11 @@ extension JobSyncClient {
             return Array(shared.pendingFetch)
         }
         guard !ids.isEmpty else { return .success(()) }
+        let started = self.store.watermark
         do {
             let rows = try await self.configuration.source.fetch(ids: ids)
             self.mergeFetched(rows, requested: ids, source: .reconciliation)
+            self.noteCoverage(started: started, rows: rows)
             return .success(())
         } catch {
             self.shared.withLockedValue { $0.pendingFetch.formUnion(ids) }
@@ -384,8 +387,10 @@ extension JobSyncClient {
         // since: a change the server dropped (§5.6) can be older than later changes that did arrive.
         let started = self.store.watermark
         // Before any read set a checkpoint, jobs mode reads by ids (the newest row seen is no safe starting point).
-        let (checkpoint, resume) = self.shared.withLockedValue { ($0.catchUpWatermark, $0.catchUpResume) }
-        let base = checkpoint ?? (self.configuration.mode == .allJobs ? started : nil)
+        let (checkpoint, resume, coverage) = self.shared.withLockedValue {
+            ($0.catchUpWatermark, $0.catchUpResume, $0.fetchCoverage.point)
+        }
+        let base = checkpoint ?? coverage ?? (self.configuration.mode == .allJobs ? started : nil)
         let watermark = resume ?? base?.advanced(by: .zero - self.configuration.watermarkSkew)
         let sourceKind: ObservationSource = kind == .reconcile ? .reconciliation : .poll
         let useWatermark: Bool
@@ -438,6 +443,7 @@ extension JobSyncClient {
             } else {
                 rows = try await source.fetch(ids: Array(ids))
                 advanced = self.mergeFetched(rows, requested: Array(ids), source: sourceKind)
+                self.noteCoverage(started: started, rows: rows)
             }
         }
         // Every change committed after this read is newer than what it returned and than what was seen before it.
@@ -449,6 +455,23 @@ extension JobSyncClient {
             self.shared.withLockedValue { $0.catchUpWatermark = max($0.catchUpWatermark ?? checkpoint, checkpoint) }
         }
         return CatchUpResult(changesSeen: advanced, moreToRead: capped)
+    }
+
+    /// Before the first checkpoint, folds a read of watched ids by id into ``JobSyncClient/FetchCoverage``.
+    private func noteCoverage(started: JobTimestamp?, rows: [JSONObject]) {
+        let limit = self.store.watermarkLimit()
+        let newest = rows.compactMap { $0["updated_at"]?.stringValue.flatMap(JobTimestamp.init) }
+            .filter { $0 <= limit }.max()
+        let point = [started, newest].compactMap { $0 }.max()
+        self.shared.withLockedValue { shared in
+            guard shared.catchUpWatermark == nil else { return }
+            switch (shared.fetchCoverage, point) {
+            case (.broken, _): break
+            case (_, nil): shared.fetchCoverage = .broken
+            case (.none, let point?): shared.fetchCoverage = .from(point)
+            case (.from(let earlier), let point?): shared.fetchCoverage = .from(min(earlier, point))
+            }
+        }
     }
 
     /// The watched ids among `versions` (rows holding `id` and `updated_at`) whose version is newer than the store's,

@@ -181,9 +181,30 @@ public final class JobSyncClient: Service, Sendable {
         var catchUpWatermark: JobTimestamp?
         /// Where the next watermark read resumes, exactly (no skew), after a read stopped at the source's row cap.
         var catchUpResume: JobTimestamp?
+        /// Before any catch-up set `catchUpWatermark`: where the fetches of newly watched ids let watermark reads start.
+        var fetchCoverage = FetchCoverage.none
         /// Whether some job was open when the run loop last looked (or a merge may have opened one since: the loop
         /// is then asked to look again). See ``JobSyncClient/Configuration/openAuditInterval``.
         var jobsOpenReported = false
+    }
+
+    /// Before any catch-up set a checkpoint (jobs mode, e.g. the feed went live before anything was watched), whether
+    /// the fetches of newly watched ids give a safe start for watermark reads. A fetch's point is the store watermark
+    /// when it started or its newest row, whichever is later: every later change of the ids it read is dated after
+    /// it. The earliest point over all fetches covers every id they read. A read of watched ids that gives no point
+    /// (no row with `updated_at`) breaks it for good: an id without a row may be inserted before a later fetch's point.
+    enum FetchCoverage: Sendable, Hashable {
+        /// No fetch yet.
+        case none
+        /// Watermark reads may start here (minus the skew).
+        case from(JobTimestamp)
+        /// Watermark reads must wait for a catch-up's checkpoint (audits read by id until then).
+        case broken
+
+        var point: JobTimestamp? {
+            if case .from(let point) = self { return point }
+            return nil
+        }
     }
 
     let shared: NIOLockedValueBox<Shared>
