@@ -467,6 +467,9 @@ struct JobSyncClientTests {
         #expect(throws: JobSyncError.self) {
             try JobSyncClient(configuration: .init(source: FakeSource(), feed: nil, initialPollDelay: .zero))
         }
+        #expect(throws: JobSyncError.self) {
+            try JobSyncClient(configuration: .init(source: FakeSource(), feed: nil, openAuditInterval: .zero))
+        }
     }
 
     @Test("250 ids → 3 id=in.(…) bindings of ≤ 100; beyond the limit one table-wide binding, filtered locally")
