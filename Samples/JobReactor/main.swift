@@ -28,17 +28,22 @@ import UnixSignals
 struct OutcomeHandler {
     let holder: String
 
+    /// Writes one line on stdout at once (print buffers when stdout is a pipe).
+    private func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
     func completed(_ job: Job) {
         let label = job.result?.view?.classification ?? "unreadable result"
-        print("completed \(job.id) \(label) [\(self.holder)]")
+        self.say("completed \(job.id) \(label) [\(self.holder)]")
     }
 
     func failed(_ job: Job) {
-        print("failed \(job.id) \(job.error ?? "no error text") [\(self.holder)]")
+        self.say("failed \(job.id) \(job.error ?? "no error text") [\(self.holder)]")
     }
 
     func deleted(_ id: JobID) {
-        print("deleted \(id) [\(self.holder)]")
+        self.say("deleted \(id) [\(self.holder)]")
     }
 }
 
