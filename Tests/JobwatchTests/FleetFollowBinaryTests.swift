@@ -106,6 +106,45 @@ struct FleetFollowBinaryTests {
         }
     }
 
+    @Test("--fleet with the anon key alone exits 5 and says why; with a user's token it runs; the check claims nothing")
+    func keyCheck() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobwatch-fleet-key-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await SupabaseLocal.withRunning { stack in
+            let row = try await stack.backend.insert(["status": .string("completed"), "result": BinaryStackTests.invoice])
+            let id = try #require(row["id"]?.stringValue)
+            let arguments = [
+                "follow", "--fleet", "--consumer", "keys", "--holder", "worker-1", "--json", "--since", "beginning",
+                "--cache", directory.appendingPathComponent("state.sqlite").path,
+            ]
+            let anon = ["SUPABASE_URL": stack.baseURL.absoluteString, "SUPABASE_ANON_KEY": stack.anonKey]
+            let refused = try await BinaryRunner.run(arguments, environment: anon, limit: .seconds(30))
+            #expect(refused.status == 5 && !refused.killed, "stderr: \(refused.stderr)")
+            #expect(refused.stdout.isEmpty)
+            #expect(
+                refused.stderr.contains("refused jobsync_claim for this key's role (HTTP 401)"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("a user token (SUPABASE_ACCESS_TOKEN) or a service key, not the anon key"))
+            #expect(!refused.stderr.contains(stack.anonKey))
+            // The check is one call, refused before anything is written.
+            let checked = stack.claimStatistics
+            #expect(checked.failedCalls == 1 && checked.claimsGranted == 0 && checked.claimsRefused == 0)
+
+            // The anon key plus a user's token (role authenticated): the check passes without a claim row (a job id
+            // that is not a UUID), and the outcome is claimed, printed with the holder, and acknowledged.
+            var user = anon
+            user["SUPABASE_ACCESS_TOKEN"] = stack.mintUserToken()
+            let run = try await FollowBinaryTests.Run.start(arguments, environment: user)
+            #expect(try await run.waitUntil { $0 == [id] })
+            let result = try await run.stop(SIGTERM)
+            #expect(result.status == 0, "stderr: \(result.stderr)")
+            #expect(result.stdout.contains(#""consumer":"keys","holder":"worker-1""#), "\(result.stdout)")
+            let claims = stack.claimStatistics
+            #expect(claims.failedCalls == 2, "the second check was answered 400, as it should")
+            #expect(claims.claimsGranted >= 1 && claims.acksAccepted == 1 && claims.acksRefused == 0, "\(claims)")
+        }
+    }
+
     static let total = 1000
     static let burst = 30
     static let leaseSeconds = 3
