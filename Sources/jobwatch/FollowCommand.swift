@@ -79,7 +79,7 @@ extension Jobwatch {
                   0    stopped by SIGINT or SIGTERM, or stdout was closed (e.g. | head)
                   1    stdout could not be written
                   2    usage error or invalid input (URL, missing key, --since)
-                  5    cannot reach the service, or authentication failed
+                  5    cannot reach the service, authentication failed, or --fleet cannot claim
                 """
         )
 
