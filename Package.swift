@@ -181,6 +181,7 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Samples/JobReactor",
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -274,7 +275,7 @@ let package = Package(
             name: "JobwatchTests",
             dependencies: [
                 "JobSyncTestSupport",
-                "JobSync", "jobwatch", "JobSyncCore", "SupabaseLocal",
+                "JobSync", "jobwatch", "JobSyncCore", "SupabaseLocal", "SupabaseREST",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -60,11 +60,26 @@ extension Jobwatch {
                 --retry-delay, and becomes a dead letter after --max-attempts (reported on stderr; list \
                 them with --dead-letters --consumer NAME).
 
+                FLEET MODE (--fleet, needs --consumer): several follows on different machines share one \
+                consumer name, each with its own cache file, and each outcome is printed by exactly one of them. \
+                Before printing an outcome a follow claims it in the project's database (POST \
+                /rest/v1/rpc/jobsync_claim, from supabase/migrations/20261202000000_jobsync_claims.sql, which \
+                must be applied) for --lease seconds (default 30, at least 3), renews the claim while the outcome \
+                is open, and acknowledges it there (jobsync_ack) once it is handled. A follow that dies holding \
+                claims loses them to another one when the lease runs out (the database's clock): those outcomes \
+                are printed again by the other follow (at least once). --holder names this follow in the claims \
+                (default: host name, process id and a random suffix); every follow needs its own name. The \
+                claim functions are executable by the authenticated and service_role roles, not anon: set \
+                SUPABASE_ACCESS_TOKEN to a user's token, or use a service key (SUPABASE_KEY or --key-file), not \
+                the anon key. At start, follow --fleet checks that the key may call jobsync_claim (a call with a \
+                job id that is not a UUID, which the database rejects before it changes anything) and exits 5 \
+                when the key's role is refused or the migration is missing.
+
                 EXIT STATUS:
                   0    stopped by SIGINT or SIGTERM, or stdout was closed (e.g. | head)
                   1    stdout could not be written
                   2    usage error or invalid input (URL, missing key, --since)
-                  5    cannot reach the service, or authentication failed
+                  5    cannot reach the service, authentication failed, or --fleet cannot claim
                 """
         )
 
@@ -115,8 +130,38 @@ extension Jobwatch {
         )
         var deadLetters = false
 
+        @Flag(
+            help: ArgumentHelp(
+                "Share --consumer NAME with other follows, each outcome printed by one of them (needs a user "
+                    + "token or a service key, not the anon key).")
+        )
+        var fleet = false
+
+        @Option(
+            help: ArgumentHelp(
+                "With --fleet: this follow's name in the claims (default: host, process id, random suffix).",
+                valueName: "name"
+            )
+        )
+        var holder: String?
+
+        @Option(
+            help: ArgumentHelp(
+                "With --fleet: seconds a claim lasts without renewal, the wait before a dead follow's outcomes "
+                    + "pass to another (default 30, at least 3).",
+                valueName: "seconds"
+            )
+        )
+        var lease: Int?
+
         /// The longest accepted consumer name.
         static let maximumConsumerNameLength = 100
+        /// The shortest lease `--lease` accepts (the library's minimum).
+        static let minimumLeaseSeconds = 3
+        /// The longest lease `--lease` accepts (the claim function's maximum).
+        static let maximumLeaseSeconds = 86_400
+        /// The lease without `--lease`.
+        static let defaultLeaseSeconds = 30
 
         func validate() throws {
             if let consumer = self.consumer {
@@ -142,6 +187,7 @@ extension Jobwatch {
                     throw ValidationError("--dead-letters only lists; it takes no --exec or --since")
                 }
             }
+            try self.validateFleet()
             if let since = self.since {
                 do {
                     _ = try FollowStart(argument: since)
@@ -164,6 +210,38 @@ extension Jobwatch {
             try self.connection.validateSettings()
         }
 
+        /// The checks of `--fleet`, `--holder` and `--lease`.
+        private func validateFleet() throws {
+            guard self.fleet else {
+                guard self.holder == nil, self.lease == nil else {
+                    throw ValidationError("--holder and --lease need --fleet")
+                }
+                return
+            }
+            guard self.consumer != nil else {
+                throw ValidationError("--fleet needs --consumer NAME (the name the follows share)")
+            }
+            guard !self.deadLetters else {
+                throw ValidationError("--dead-letters only lists; it takes no --fleet")
+            }
+            if let holder = self.holder {
+                let allowed = holder.unicodeScalars.allSatisfy {
+                    $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._:-".unicodeScalars.contains($0))
+                }
+                guard !holder.isEmpty, holder.count <= Self.maximumConsumerNameLength, allowed else {
+                    throw ValidationError(
+                        "--holder '\(Redact.shorten(holder))' is not a holder name: 1 to "
+                            + "\(Self.maximumConsumerNameLength) letters, digits, '.', '_', ':' or '-'"
+                    )
+                }
+            }
+            if let lease = self.lease, !(Self.minimumLeaseSeconds...Self.maximumLeaseSeconds).contains(lease) {
+                throw ValidationError(
+                    "--lease must be a whole number of seconds from \(Self.minimumLeaseSeconds) to "
+                        + "\(Self.maximumLeaseSeconds)")
+            }
+        }
+
         /// The consumer's settings, from the options.
         func parameters(cacheFile: URL?) throws(JobwatchError) -> FollowParameters {
             let start = try self.since.map { (text: String) throws(JobwatchError) in try FollowStart(argument: text) }
@@ -176,7 +254,9 @@ extension Jobwatch {
                 stateFile: self.consumer == nil ? nil : cacheFile,
                 start: start ?? .now,
                 maximumAttempts: self.maxAttempts,
-                retryDelay: .milliseconds(Int64((self.retryDelay * 1000).rounded(.up)))
+                retryDelay: .milliseconds(Int64((self.retryDelay * 1000).rounded(.up))),
+                fleet: self.fleet
+                    ? FollowFleet(holder: self.holder, lease: .seconds(self.lease ?? Self.defaultLeaseSeconds)) : nil
             )
         }
 
@@ -257,4 +337,14 @@ struct FollowParameters: Sendable, Hashable {
     var maximumAttempts: Int
     /// The first redelivery delay.
     var retryDelay: Duration
+    /// Fleet mode (`--fleet`): `nil` when this follow handles every outcome itself.
+    var fleet: FollowFleet? = nil
+}
+
+/// `follow --fleet`'s settings: the follows sharing a consumer name claim each outcome before printing it.
+struct FollowFleet: Sendable, Hashable {
+    /// This follow's name in the claims (`--holder`); `nil`: the library's default (host, pid, random suffix).
+    var holder: String?
+    /// How long a claim lasts without renewal (`--lease`).
+    var lease: Duration
 }

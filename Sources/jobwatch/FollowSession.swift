@@ -7,6 +7,8 @@ struct FollowedOutcome: Sendable, Hashable {
     var line: JobLine
     /// The consumer name given with `--consumer`, `nil` for an ephemeral follow.
     var consumer: String?
+    /// With `--fleet`: this follow's name in the claims (it holds the outcome's claim); `nil` otherwise.
+    var holder: String? = nil
     /// 1 for the first delivery in this process, 2 for the first redelivery (after a rejection), …
     var delivery: Int
 }

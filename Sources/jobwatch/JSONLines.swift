@@ -58,14 +58,15 @@ enum JSONLines {
         return JSONValue.object(object).serialized()
     }
 
-    /// The `follow` record of an outcome: every field of a `final` record (event `outcome`), plus `consumer` and
-    /// `delivery`. `elapsed_ms` and `transport` are the line's.
+    /// The `follow` record of an outcome: every field of a `final` record (event `outcome`), plus `consumer`,
+    /// `holder` (`follow --fleet`) and `delivery`. `elapsed_ms` and `transport` are the line's.
     static func outcomeLine(_ outcome: FollowedOutcome) -> String {
         guard case .object(var object) = self.value(for: .final(outcome.line)) else {
             preconditionFailure("a final record is an object")
         }
         object["event"] = .string("outcome")
         object["consumer"] = outcome.consumer.map(JSONValue.string) ?? .null
+        object["holder"] = outcome.holder.map(JSONValue.string) ?? .null
         object["delivery"] = .int(outcome.delivery)
         return JSONValue.object(object).serialized()
     }

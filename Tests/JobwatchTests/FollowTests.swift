@@ -99,6 +99,22 @@ struct FollowTests {
         }
     }
 
+    @Test("follow --fleet parses --holder and --lease (default 30 s, the library's holder by default)")
+    func parsesFleet() throws {
+        try self.withKeyFile { path in
+            let base = ["follow", "--url", "http://127.0.0.1:54321", "--key-file", path, "--consumer", "router"]
+            let command = try Jobwatch.parseAsRoot(base + ["--fleet", "--holder", "host-1.a", "--lease", "3"])
+            let follow = try #require(command as? Jobwatch.Follow)
+            let parameters = try follow.parameters(cacheFile: URL(fileURLWithPath: "/tmp/state.sqlite"))
+            #expect(parameters.fleet == FollowFleet(holder: "host-1.a", lease: .seconds(3)))
+            let defaults = try #require(try Jobwatch.parseAsRoot(base + ["--fleet"]) as? Jobwatch.Follow)
+            let settings = try defaults.parameters(cacheFile: URL(fileURLWithPath: "/tmp/state.sqlite"))
+            #expect(settings.fleet == FollowFleet(holder: nil, lease: .seconds(30)))
+            let alone = try #require(try Jobwatch.parseAsRoot(base) as? Jobwatch.Follow)
+            #expect(try alone.parameters(cacheFile: URL(fileURLWithPath: "/tmp/state.sqlite")).fleet == nil)
+        }
+    }
+
     @Test("--since takes beginning, now or an ISO 8601 time")
     func since() throws {
         #expect(try FollowStart(argument: "beginning") == .beginning)
@@ -126,7 +142,15 @@ struct FollowTests {
                 (["--retry-delay", "nan"], "--retry-delay must be"),
                 (["--exec", " "], "--exec needs a command"),
                 (["--source", "status-endpoint"], "follow needs --source supabase"),
-                (["--fleet"], "Unknown option '--fleet'"),
+                (["--fleet"], "--fleet needs --consumer NAME"),
+                (["--holder", "a"], "--holder and --lease need --fleet"),
+                (["--consumer", "c", "--lease", "10"], "--holder and --lease need --fleet"),
+                (["--consumer", "c", "--fleet", "--lease", "2"], "--lease must be a whole number of seconds from 3"),
+                (["--consumer", "c", "--fleet", "--lease", "86401"], "--lease must be a whole number"),
+                (["--consumer", "c", "--fleet", "--lease", "2.5"], "--lease"),
+                (["--consumer", "c", "--fleet", "--holder", "a b"], "is not a holder name"),
+                (["--consumer", "c", "--fleet", "--holder", ""], "is not a holder name"),
+                (["--consumer", "c", "--fleet", "--dead-letters"], "--dead-letters only lists; it takes no --fleet"),
                 (["--bogus"], "Unknown option"),
             ]
             for (arguments, message) in cases {
@@ -154,13 +178,16 @@ struct FollowTests {
         let final = try #require(
             try JSONSerialization.jsonObject(with: Data(JSONLines.line(for: .final(outcome.line)).utf8))
                 as? [String: Any])
-        #expect(Set(object.keys) == Set(final.keys).union(["consumer", "delivery"]))
+        #expect(Set(object.keys) == Set(final.keys).union(["consumer", "holder", "delivery"]))
         #expect(object["event"] as? String == "outcome")
         #expect(object["outcome"] as? String == "completed")
         #expect(object["consumer"] as? String == "billing")
         #expect(object["delivery"] as? Int == 2)
         #expect(object["transport"] as? String == "realtime")
         #expect(object["elapsed_ms"] as? Int == 1234)
+        #expect(object["holder"] is NSNull, "no holder without --fleet")
+        outcome.holder = "replica-a"
+        #expect(JSONLines.outcomeLine(outcome).contains(#""holder":"replica-a""#))
         outcome.consumer = nil
         #expect(JSONLines.outcomeLine(outcome).contains(#""consumer":null"#))
         // A deletion of a job never seen: the job fields are null.

@@ -1,6 +1,8 @@
 import Foundation
 import JobSync
+import JobSyncCore
 import Logging
+import SupabaseREST
 
 extension Adapters {
     /// The session of `jobwatch follow`: a `JobSyncClient` in all-jobs mode and an `OutcomeConsumer` over it.
@@ -49,6 +51,8 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
     let connection: Connection
     /// The durable consumer's name, `nil` when ephemeral.
     let consumerName: String?
+    /// Fleet mode: this follow's name in the claims; `nil` without `--fleet`.
+    let holder: String?
     let consumer: OutcomeConsumer
     let client: JobSyncClient
     private let runClient: @Sendable () async throws -> Void
@@ -77,6 +81,14 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
             consumerLogger.logLevel = .error
         }
         configuration.logger = consumerLogger
+        if let fleet = parameters.fleet {
+            // The claims go through the client's PostgREST client (same URL, key and access token).
+            let settings = OutcomeConsumer.Fleet(holder: fleet.holder, lease: fleet.lease)
+            configuration.fleet = settings
+            self.holder = settings.holder
+        } else {
+            self.holder = nil
+        }
         do {
             self.consumer = try OutcomeConsumer(
                 client: self.client, persistence: persistence, configuration: configuration)
@@ -152,6 +164,7 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
         } catch {
             throw self.connection.error(error)
         }
+        if self.holder != nil { try await self.checkFleetAccess() }
         let initialMode = self.client.transportMode
         await report(.transport(initialMode))
         let consumer = self.consumer
@@ -192,6 +205,47 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
         }
     }
 
+    /// The job id `follow --fleet`'s start-up check sends: not a UUID, so `jobsync_claim` never runs on it.
+    static let fleetProbeJobID = "jobwatch-fleet-check"
+
+    /// Fails fast and clearly when fleet mode cannot work: the key's role may not execute `jobsync_claim` (the anon
+    /// key: 401, or 403 for a role without the grant), or the migration is not applied (404 `PGRST202`).
+    ///
+    /// It calls `jobsync_claim` once with a job id that is not a UUID. PostgreSQL checks the EXECUTE privilege when
+    /// the call starts, before it converts the arguments, so an allowed role gets `400` (`22P02`, invalid input
+    /// syntax for type uuid) and nothing is written: no claim row, unlike a probe on a random UUID that would stay
+    /// unacknowledged in the table.
+    private func checkFleetAccess() async throws(JobwatchError) {
+        guard let rest = (self.connection.source as? SupabaseTableSource)?.client else { return }
+        let arguments: JSONObject = [
+            "p_consumer": .string(self.consumerName ?? Self.ephemeralName),
+            "p_job_id": .string(Self.fleetProbeJobID), "p_holder": .string(self.holder ?? "jobwatch"),
+            "p_lease_seconds": .number(JSONNumber(Jobwatch.Follow.defaultLeaseSeconds)),
+        ]
+        do {
+            _ = try await rest.rpc("jobsync_claim", arguments: arguments)
+        } catch {
+            let url = self.connection.displayURL
+            switch error.httpStatus {
+            case 401?, 403?:
+                throw JobwatchError(
+                    .unauthorized,
+                    "--fleet: the service at \(url) refused jobsync_claim for this key's role (HTTP "
+                        + "\(error.httpStatus ?? 0)): fleet mode needs a user token (SUPABASE_ACCESS_TOKEN) or a "
+                        + "service key, not the anon key")
+            case 404? where error.serverCode == "PGRST202":
+                throw JobwatchError(
+                    .badResponse,
+                    "--fleet: the service at \(url) has no jobsync_claim function: apply "
+                        + "supabase/migrations/20261202000000_jobsync_claims.sql to the project")
+            case 400?:
+                return  // the UUID was rejected: the role may call the function
+            default:
+                throw self.connection.error(JobSyncError(error))
+            }
+        }
+    }
+
     /// Reports each new dead letter once: checks the consumer's count every second and, when it grew, reads them.
     private func reportDeadLetters(_ report: @escaping @Sendable (FollowEvent) async -> Void) async throws {
         let key = { (letter: DeadLetterView) in "\(letter.id.rawValue)|\(letter.at)" }
@@ -222,7 +276,8 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
             id: outcome.jobID, snapshot: outcome.job.map(JobSnapshot.init), outcome: Self.jobOutcome(outcome.kind))
         let consumer = self.consumer
         return FollowDelivery(
-            outcome: FollowedOutcome(line: line, consumer: self.consumerName, delivery: outcome.delivery),
+            outcome: FollowedOutcome(
+                line: line, consumer: self.consumerName, holder: self.holder, delivery: outcome.delivery),
             acknowledge: { consumer.acknowledge(outcome) },
             reject: { reason in consumer.reject(outcome, reason: reason) }
         )
