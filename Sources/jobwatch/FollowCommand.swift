@@ -3,6 +3,7 @@ import Foundation
 import JobSync
 import Logging
 import ServiceLifecycle
+import SupabaseREST
 import UnixSignals
 
 /// Where a new consumer starts (`--since`): the CLI's reading of `OutcomeConsumer.StartPosition`.
@@ -94,6 +95,17 @@ extension Jobwatch {
             )
         )
         var consumer: String?
+
+        @Option(
+            name: .customLong("filter"),
+            help: ArgumentHelp(
+                "Only jobs whose row matches: COLUMN=eq.VALUE, COLUMN=neq.VALUE, COLUMN=in.(A,B) or COLUMN=is.null; "
+                    + "repeat to require several (a deletion carries no row: it is printed only for a job already "
+                    + "being handled).",
+                valueName: "column=op.value"
+            )
+        )
+        var filters: [String] = []
 
         @Option(
             help: ArgumentHelp(
@@ -188,6 +200,13 @@ extension Jobwatch {
                 }
             }
             try self.validateFleet()
+            for filter in self.filters {
+                do {
+                    _ = try Self.filter(filter)
+                } catch {
+                    throw ValidationError(error.message)
+                }
+            }
             if let since = self.since {
                 do {
                     _ = try FollowStart(argument: since)
@@ -256,8 +275,43 @@ extension Jobwatch {
                 maximumAttempts: self.maxAttempts,
                 retryDelay: .milliseconds(Int64((self.retryDelay * 1000).rounded(.up))),
                 fleet: self.fleet
-                    ? FollowFleet(holder: self.holder, lease: .seconds(self.lease ?? Self.defaultLeaseSeconds)) : nil
+                    ? FollowFleet(holder: self.holder, lease: .seconds(self.lease ?? Self.defaultLeaseSeconds)) : nil,
+                filters: try self.filters.map(Self.filter)
             )
+        }
+
+        /// Parses `COLUMN=OP.VALUE` (`eq`, `neq`, `in.(A,B)`, `is.null`) as PostgREST writes it.
+        static func filter(_ argument: String) throws(JobwatchError) -> PostgRESTFilter {
+            let shown = Redact.shorten(argument)
+            let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+            let columnAllowed =
+                parts.first.map { column in
+                    !column.isEmpty
+                        && column.unicodeScalars.allSatisfy {
+                            $0.isASCII && ($0 == "_" || CharacterSet.alphanumerics.contains($0))
+                        }
+                } ?? false
+            guard parts.count == 2, columnAllowed else {
+                throw JobwatchError(.invalidInput, "--filter '\(shown)' is not COLUMN=OP.VALUE (e.g. tenant_id=eq.42)")
+            }
+            let (column, expression) = (parts[0], parts[1])
+            if expression == "is.null" { return PostgRESTFilter(column, .isNull) }
+            if expression.hasPrefix("eq.") { return PostgRESTFilter(column, .eq(String(expression.dropFirst(3)))) }
+            if expression.hasPrefix("neq.") { return PostgRESTFilter(column, .neq(String(expression.dropFirst(4)))) }
+            if expression.hasPrefix("in.("), expression.hasSuffix(")") {
+                let list = expression.dropFirst(4).dropLast()
+                let values = list.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                guard !list.isEmpty, values.count <= PostgRESTFilter.maximumInValues else {
+                    throw JobwatchError(
+                        .invalidInput,
+                        "--filter '\(shown)': in.(…) takes 1 to \(PostgRESTFilter.maximumInValues) values")
+                }
+                return PostgRESTFilter(column, .in(values))
+            }
+            throw JobwatchError(
+                .invalidInput,
+                "--filter '\(shown)': the operator must be eq, neq, in or is.null (ordering operators depend on the "
+                    + "column's type, which follow does not know)")
         }
 
         func run() async throws {
@@ -339,6 +393,8 @@ struct FollowParameters: Sendable, Hashable {
     var retryDelay: Duration
     /// Fleet mode (`--fleet`): `nil` when this follow handles every outcome itself.
     var fleet: FollowFleet? = nil
+    /// `--filter`: only jobs whose row matches every filter (empty: every job).
+    var filters: [PostgRESTFilter] = []
 }
 
 /// `follow --fleet`'s settings: the follows sharing a consumer name claim each outcome before printing it.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JobSync
 import NIOConcurrencyHelpers
+import SupabaseREST
 import Testing
 
 @testable import jobwatch
@@ -115,6 +116,23 @@ struct FollowTests {
         }
     }
 
+    @Test("--filter takes PostgREST's eq, neq, in and is.null, repeatable; the consumer's scope matches them all")
+    func filters() throws {
+        try self.withKeyFile { path in
+            let command = try Jobwatch.parseAsRoot([
+                "follow", "--url", "http://127.0.0.1:54321", "--key-file", path, "--filter", "tenant_id=eq.42",
+                "--filter", "status=in.(completed,failed)", "--filter", "error=is.null", "--filter", "kind=neq.test",
+            ])
+            let follow = try #require(command as? Jobwatch.Follow)
+            let parameters = try follow.parameters(cacheFile: nil)
+            #expect(
+                parameters.filters == [
+                    PostgRESTFilter("tenant_id", .eq("42")), PostgRESTFilter("status", .in(["completed", "failed"])),
+                    PostgRESTFilter("error", .isNull), PostgRESTFilter("kind", .neq("test")),
+                ])
+        }
+    }
+
     @Test("--since takes beginning, now or an ISO 8601 time")
     func since() throws {
         #expect(try FollowStart(argument: "beginning") == .beginning)
@@ -151,6 +169,10 @@ struct FollowTests {
                 (["--consumer", "c", "--fleet", "--holder", "a b"], "is not a holder name"),
                 (["--consumer", "c", "--fleet", "--holder", ""], "is not a holder name"),
                 (["--consumer", "c", "--fleet", "--dead-letters"], "--dead-letters only lists; it takes no --fleet"),
+                (["--filter", "tenant_id"], "is not COLUMN=OP.VALUE"),
+                (["--filter", "tenant id=eq.4"], "is not COLUMN=OP.VALUE"),
+                (["--filter", "tenant_id=gt.4"], "the operator must be eq, neq, in or is.null"),
+                (["--filter", "tenant_id=in.()"], "in.(…) takes 1 to 100 values"),
                 (["--bogus"], "Unknown option"),
             ]
             for (arguments, message) in cases {

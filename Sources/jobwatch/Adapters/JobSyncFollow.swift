@@ -72,7 +72,9 @@ final class JobSyncFollowSession: FollowSession, CustomStringConvertible {
         }
         (self.client, self.runClient) = try self.connection.makeClient(store: store, mode: .allJobs)
         var configuration = OutcomeConsumer.Configuration(
-            name: parameters.consumer ?? Self.ephemeralName, start: Self.startPosition(parameters.start))
+            name: parameters.consumer ?? Self.ephemeralName,
+            scope: parameters.filters.isEmpty ? .allJobs : .matching(parameters.filters),
+            start: Self.startPosition(parameters.start))
         configuration.maximumAttempts = parameters.maximumAttempts
         configuration.retryDelay = parameters.retryDelay
         var consumerLogger = logger
