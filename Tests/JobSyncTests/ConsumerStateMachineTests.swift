@@ -43,10 +43,10 @@ struct ConsumerStateMachineTests {
         #expect(result3 == .queued)
         let result4 = machine.offer(Self.job(idA, "completed", at: 2))
         #expect(result4 == .merged)  // the same version, from a catch-up
-        let first = machine.nextDelivery()
+        let first = machine.nextDelivery(now: .zero)
         #expect(first?.jobID == idA && first?.kind == .completed && first?.delivery == 1)
         #expect(first?.consumer == "billing")
-        let result5 = machine.nextDelivery()
+        let result5 = machine.nextDelivery(now: .zero)
         #expect(result5 == nil)  // one delivery per outcome, not per offer
         let result6 = machine.acknowledge(idA, now: Self.time(50))
         #expect(result6)
@@ -66,8 +66,8 @@ struct ConsumerStateMachineTests {
         #expect(result10 == .queued)
         let result11 = machine.offer(Self.job(idB, "failed", at: 20))
         #expect(result11 == .queued)
-        _ = machine.nextDelivery()
-        _ = machine.nextDelivery()
+        _ = machine.nextDelivery(now: .zero)
+        _ = machine.nextDelivery(now: .zero)
         machine.acknowledge(idB, now: Self.time(30))
         // A (10 s) is still open: the watermark waits 5 s before it.
         #expect(machine.watermark == Self.time(5))
@@ -83,7 +83,7 @@ struct ConsumerStateMachineTests {
         #expect(result14 == .ignored)  // below the watermark: handled
         let result15 = machine.offer(Self.job(idC, "completed", at: 16))
         #expect(result15 == .queued)  // a late commit within the skew
-        _ = machine.nextDelivery()
+        _ = machine.nextDelivery(now: .zero)
         machine.acknowledge(idC, now: Self.time(30))
         #expect(machine.watermark == Self.time(15))  // never back, not forward (the newest seen is still 20 s)
     }
@@ -112,7 +112,7 @@ struct ConsumerStateMachineTests {
         var machine = Self.machine(attempts: 3)
         let result20 = machine.offer(Self.job(idA, "failed", at: 2))
         #expect(result20 == .queued)
-        let result21 = machine.nextDelivery()
+        let result21 = machine.nextDelivery(now: .zero)
         #expect(result21?.delivery == 1)
         let result22 = machine.reject(idA, reason: "exit 1", now: .zero, date: Self.time(40))
         #expect(result22 == .retry(at: .seconds(1)))
@@ -121,17 +121,17 @@ struct ConsumerStateMachineTests {
         #expect(machine.nextRetry == .seconds(1))
         let result24 = machine.retriesDue(now: .milliseconds(999)).due
         #expect(result24 == 0)
-        let result25 = machine.nextDelivery()
+        let result25 = machine.nextDelivery(now: .zero)
         #expect(result25 == nil)  // no hot loop: nothing before its time
         let result26 = machine.retriesDue(now: .seconds(1)).due
         #expect(result26 == 1)
-        let result27 = machine.nextDelivery()
+        let result27 = machine.nextDelivery(now: .zero)
         #expect(result27?.delivery == 2)
         let result28 = machine.reject(idA, reason: "exit 1", now: .seconds(1), date: Self.time(41))
         #expect(result28 == .retry(at: .seconds(3)))
         let result29 = machine.retriesDue(now: .seconds(3)).due
         #expect(result29 == 1)
-        let result30 = machine.nextDelivery()
+        let result30 = machine.nextDelivery(now: .zero)
         #expect(result30?.delivery == 3)
         let letter = DeadLetter(
             jobID: idA, kind: .failed, attempts: 3, reason: "exit 2", at: Self.time(43),
@@ -156,8 +156,8 @@ struct ConsumerStateMachineTests {
         let result36 = machine.offer(Self.job(idC, "completed", at: 12))
         #expect(result36 == .refused)
         #expect(!machine.catchUpWanted)  // no room yet
-        _ = machine.nextDelivery()
-        _ = machine.nextDelivery()
+        _ = machine.nextDelivery(now: .zero)
+        _ = machine.nextDelivery(now: .zero)
         machine.acknowledge(idA, now: Self.time(40))
         #expect(machine.catchUpWanted)  // half the room is free
         machine.acknowledge(idB, now: Self.time(40))
@@ -167,7 +167,7 @@ struct ConsumerStateMachineTests {
         let result38 = machine.offer(Self.job(idC, "completed", at: 12))
         #expect(result38 == .queued)
         machine.catchUpEnded(succeeded: true)
-        let result39 = machine.nextDelivery()
+        let result39 = machine.nextDelivery(now: .zero)
         #expect(result39?.jobID == idC)
     }
 
@@ -183,7 +183,7 @@ struct ConsumerStateMachineTests {
         #expect(result41 == nil)  // from the beginning again
         let result42 = machine.offer(Self.job(idA, "completed", at: 20))
         #expect(result42 == .queued)
-        _ = machine.nextDelivery()
+        _ = machine.nextDelivery(now: .zero)
         machine.acknowledge(idA, now: Self.time(40))
         #expect(machine.watermark == nil)  // reading from the beginning: the watermark waits
         machine.catchUpEnded(succeeded: true)
@@ -204,10 +204,10 @@ struct ConsumerStateMachineTests {
         #expect(result46 == .queued)  // beyond the limit: a catch-up could not read it again
         let result47 = machine.offer(.deleted(idA))
         #expect(result47 == .merged)
-        let first = machine.nextDelivery()
+        let first = machine.nextDelivery(now: .zero)
         #expect(first?.kind == .completed && first?.job?.status == .completed)
-        _ = machine.nextDelivery()
-        let result48 = machine.nextDelivery()
+        _ = machine.nextDelivery(now: .zero)
+        let result48 = machine.nextDelivery(now: .zero)
         #expect(result48?.kind == .deleted)
         machine.acknowledge(idC, now: Self.time(45))
         let result49 = machine.takeChanges()
@@ -224,7 +224,7 @@ struct ConsumerStateMachineTests {
         let offeredA = machine.offer(Self.job(idA, "completed", at: 10))
         let offeredB = machine.offer(Self.job(idB, "failed", at: 11))
         #expect(offeredA == .queued && offeredB == .queued)
-        let early = machine.nextDelivery()
+        let early = machine.nextDelivery(now: .zero)
         #expect(early == nil)  // nothing is delivered before its claim
         let taken = machine.takeClaims(limit: 8)
         #expect(taken == [idA, idB])
@@ -234,9 +234,9 @@ struct ConsumerStateMachineTests {
         #expect(claimedA == .held)
         let heldB = machine.claimAnswered(idB, .heldElsewhere(remaining: .seconds(20)), now: .seconds(1), date: Self.time(40))
         #expect(heldB == .waiting(until: .seconds(21)))
-        let delivered = machine.nextDelivery()
+        let delivered = machine.nextDelivery(now: .zero)
         #expect(delivered?.jobID == idA)
-        #expect(machine.nextDelivery() == nil)
+        #expect(machine.nextDelivery(now: .zero) == nil)
         // A's claim is renewed every third of the lease while it is open; B is claimed again when its holder's lease
         // ends.
         #expect(machine.nextRetry == .seconds(11))
@@ -262,5 +262,19 @@ struct ConsumerStateMachineTests {
         #expect(claimC == [idC])
         let failed = machine.claimAnswered(idC, .failed, now: .seconds(30), date: Self.time(50))
         #expect(failed == .waiting(until: .seconds(31)))
+        // A queued outcome whose claim was confirmed two thirds of a lease ago (renewals late) is claimed again
+        // before delivery: by the time it is handled the lease may have passed to another replica.
+        let idD = try! JobID("44444444-4444-4444-8444-444444444444")
+        #expect(machine.offer(Self.job(idD, "completed", at: 13)) == .queued)
+        let claimD = machine.takeClaims(limit: 8)
+        #expect(claimD == [idD])
+        _ = machine.claimAnswered(idD, .claimed, now: .seconds(40), date: Self.time(50))
+        let stale = machine.nextDelivery(now: .seconds(60))
+        #expect(stale == nil)
+        let reclaim = machine.takeClaims(limit: 8)
+        #expect(reclaim == [idD])
+        _ = machine.claimAnswered(idD, .claimed, now: .seconds(60), date: Self.time(51))
+        let fresh = machine.nextDelivery(now: .seconds(61))
+        #expect(fresh?.jobID == idD)
     }
 }

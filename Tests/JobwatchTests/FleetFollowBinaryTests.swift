@@ -22,7 +22,10 @@ import Testing
 /// The kill comes right after the victim printed an outcome of a burst of 30 jobs finishing at once, when it is most
 /// likely to hold claims it has not acknowledged (an unlucky moment makes none: the assertions hold either way, and
 /// the figures printed say what happened).
-@Suite("jobwatch follow --fleet: three processes, one consumer, one SIGKILLed", .timeLimit(.minutes(5)))
+// Serialized: each scenario runs four processes and a producer; two at once (in memory and on PostgreSQL) under a
+// sanitizer starve a replica's first request.
+@Suite(
+    "jobwatch follow --fleet: three processes, one consumer, one SIGKILLed", .serialized, .timeLimit(.minutes(5)))
 struct FleetFollowBinaryTests {
     /// An outcome line as a test sees it.
     struct Printed: Sendable {

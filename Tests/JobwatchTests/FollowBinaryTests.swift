@@ -380,7 +380,8 @@ struct FollowBinaryTests {
             try #require(
                 FileManager.default.isExecutableFile(atPath: script.path), "util-linux script is not installed")
             let id = try await self.insertFinished(stack)
-            let command = "timeout --preserve-status -s INT 4 '\(binary.path)' follow --since beginning"
+            // 10 s: a sanitizer build on a loaded machine takes seconds to start and read the table.
+            let command = "timeout --preserve-status -s INT 10 '\(binary.path)' follow --since beginning"
             let result = try await BinaryRunner.run(
                 ["-q", "-e", "-c", command, "/dev/null"],
                 environment: environment.merging(["COLUMNS": "120", "TERM": "xterm"]) { _, new in new },

@@ -122,6 +122,10 @@ struct SamplesTests {
             let handled = first.ids + second.ids
             #expect(Set(handled) == before, "every outcome handled")
             #expect(handled.count == before.count, "an outcome handled by both copies: \(handled)")
+            // The copies acknowledge in the claims table just after handling; the kill comes once all 8 are there, so
+            // nothing the dead copy handled may be handled again (a kill in between would allow it: at least once).
+            try await waitUntil { stack.claimStatistics.acksAccepted >= before.count }
+            #expect(stack.claimStatistics.acksAccepted >= before.count)
 
             kill(first.pid, SIGKILL)
             let killed = try await first.result.value

@@ -63,8 +63,11 @@ package struct ConsumerStateMachine: Sendable {
         var stage: Stage
         var deliveries = 0
         var rejections = 0
-        /// Fleet mode: when this replica's claim was last taken or renewed.
+        /// Fleet mode: when the request of this replica's last granted claim or renewal was sent (the lease runs
+        /// from no earlier than that).
         var claimedAt: Duration?
+        /// Fleet mode: when the last renewal was sent (answered or not), for the renewal schedule.
+        var renewalSentAt: Duration?
     }
 
     /// What an offer did.
@@ -190,7 +193,7 @@ package struct ConsumerStateMachine: Sendable {
 
     private func renewal(of entry: Entry) -> Duration? {
         guard let lease = self.settings.lease, let claimedAt = entry.claimedAt else { return nil }
-        return claimedAt + lease / 3
+        return max(claimedAt, entry.renewalSentAt ?? claimedAt) + lease / 3
     }
 
     // MARK: Inputs
@@ -238,10 +241,20 @@ package struct ConsumerStateMachine: Sendable {
         return .queued
     }
 
-    /// The next outcome to hand to the handler, if one is queued.
-    package mutating func nextDelivery() -> Outcome? {
+    /// The next outcome to hand to the handler at `now`, if one is queued. Fleet mode: an outcome whose claim was
+    /// last confirmed two thirds of a lease ago or more (renewals late or failing) may be another replica's by the
+    /// time it is handled: it is claimed again before delivery.
+    package mutating func nextDelivery(now: Duration) -> Outcome? {
         while let id = self.queue.popFirst() {
             guard var entry = self.entries[id], entry.stage == .queued else { continue }
+            if let lease = self.settings.lease, let claimedAt = entry.claimedAt, now - claimedAt >= lease * 2 / 3 {
+                entry.stage = .unclaimed
+                entry.claimedAt = nil
+                entry.renewalSentAt = nil
+                self.entries[id] = entry
+                self.claims.append(id)
+                continue
+            }
             entry.stage = .delivered
             entry.deliveries += 1
             self.entries[id] = entry
@@ -295,7 +308,7 @@ package struct ConsumerStateMachine: Sendable {
             case .queued, .delivered:
                 if let renewal = self.renewal(of: entry), renewal <= now {
                     renewals.append(id)
-                    self.entries[id]?.claimedAt = now
+                    self.entries[id]?.renewalSentAt = now
                 }
             case .unclaimed, .claiming:
                 break
@@ -324,7 +337,7 @@ package struct ConsumerStateMachine: Sendable {
         return taken
     }
 
-    /// Fleet mode: the answer to a claim, or to a renewal, of the job's outcome at `now`.
+    /// Fleet mode: the answer to a claim, or to a renewal, of the job's outcome; `now` is when its request was sent.
     package mutating func claimAnswered(_ id: JobID, _ answer: ClaimAnswer, now: Duration, date: JobTimestamp)
         -> ClaimResult
     {

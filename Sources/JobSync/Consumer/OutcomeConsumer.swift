@@ -625,7 +625,7 @@ public final class OutcomeConsumer: Service, Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<Outcome?, Never>) in
                 let answer = self.state.withLockedValue { state -> Outcome?? in
                     if Task.isCancelled { return .some(nil) }
-                    if let outcome = Self.deliver(&state) { return .some(outcome) }
+                    if let outcome = Self.deliver(&state, now: self.time.now()) { return .some(outcome) }
                     if case .ended = state.phase { return .some(nil) }
                     state.waiters[id] = continuation
                     state.waiterOrder.append(id)
@@ -643,8 +643,8 @@ public final class OutcomeConsumer: Service, Sendable {
     }
 
     /// Takes the next delivery from the machine and counts it.
-    private static func deliver(_ state: inout State) -> Outcome? {
-        guard let outcome = state.machine.nextDelivery() else { return nil }
+    private static func deliver(_ state: inout State, now: Duration) -> Outcome? {
+        guard let outcome = state.machine.nextDelivery(now: now) else { return nil }
         state.statistics.delivered += 1
         if outcome.delivery > 1 { state.statistics.redelivered += 1 }
         return outcome
@@ -661,7 +661,9 @@ public final class OutcomeConsumer: Service, Sendable {
             ) in
             let result = body(&state)
             var handoffs: [(CheckedContinuation<Outcome?, Never>, Outcome)] = []
-            while !state.waiterOrder.isEmpty, state.machine.hasQueued, let outcome = Self.deliver(&state) {
+            while !state.waiterOrder.isEmpty, state.machine.hasQueued,
+                let outcome = Self.deliver(&state, now: self.time.now())
+            {
                 let id = state.waiterOrder.removeFirst()
                 if let waiter = state.waiters.removeValue(forKey: id) { handoffs.append((waiter, outcome)) }
             }
@@ -720,6 +722,7 @@ public final class OutcomeConsumer: Service, Sendable {
     /// Claims (or renews) `ids` concurrently and gives the machine each answer.
     private func claim(_ ids: [JobID], _ fleet: (rest: PostgRESTClient, settings: Fleet)) async {
         let lease = Int(fleet.settings.lease.components.seconds)
+        let sent = self.time.now()  // a granted lease runs from no earlier than this
         await withTaskGroup(of: (JobID, ConsumerStateMachine.ClaimAnswer).self) { group in
             for id in ids {
                 group.addTask {
@@ -737,7 +740,7 @@ public final class OutcomeConsumer: Service, Sendable {
                 }
             }
             for await (id, answer) in group {
-                let now = self.time.now()
+                let now = sent
                 let date = Self.timestamp(self.configuration.now())
                 let result = self.update { state in
                     state.statistics.claimRequests += 1
