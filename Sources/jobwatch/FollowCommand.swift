@@ -166,8 +166,6 @@ extension Jobwatch {
         )
         var lease: Int?
 
-        /// The longest accepted consumer name.
-        static let maximumConsumerNameLength = 100
         /// The shortest lease `--lease` accepts (the library's minimum).
         static let minimumLeaseSeconds = 3
         /// The longest lease `--lease` accepts (the claim function's maximum).
@@ -177,15 +175,7 @@ extension Jobwatch {
 
         func validate() throws {
             if let consumer = self.consumer {
-                let allowed = consumer.unicodeScalars.allSatisfy {
-                    $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._:-".unicodeScalars.contains($0))
-                }
-                guard !consumer.isEmpty, consumer.count <= Self.maximumConsumerNameLength, allowed else {
-                    throw ValidationError(
-                        "--consumer '\(Redact.shorten(consumer))' is not a consumer name: 1 to "
-                            + "\(Self.maximumConsumerNameLength) letters, digits, '.', '_', ':' or '-'"
-                    )
-                }
+                try validateName(consumer, option: "--consumer", kind: "consumer")
                 guard !self.cache.noCache else {
                     throw ValidationError(
                         "--consumer keeps its state in the cache file: drop --no-cache (or pass --cache PATH)")
@@ -244,15 +234,7 @@ extension Jobwatch {
                 throw ValidationError("--dead-letters only lists; it takes no --fleet")
             }
             if let holder = self.holder {
-                let allowed = holder.unicodeScalars.allSatisfy {
-                    $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._:-".unicodeScalars.contains($0))
-                }
-                guard !holder.isEmpty, holder.count <= Self.maximumConsumerNameLength, allowed else {
-                    throw ValidationError(
-                        "--holder '\(Redact.shorten(holder))' is not a holder name: 1 to "
-                            + "\(Self.maximumConsumerNameLength) letters, digits, '.', '_', ':' or '-'"
-                    )
-                }
+                try validateName(holder, option: "--holder", kind: "holder")
             }
             if let lease = self.lease, !(Self.minimumLeaseSeconds...Self.maximumLeaseSeconds).contains(lease) {
                 throw ValidationError(
@@ -357,23 +339,7 @@ extension Jobwatch {
                 // WatchCommandRunner).
                 onFinish: { status in Foundation.exit(status.rawValue) }
             )
-            var configuration = ServiceGroupConfiguration(
-                services: [
-                    .init(
-                        service: runner,
-                        successTerminationBehavior: .gracefullyShutdownGroup,
-                        failureTerminationBehavior: .gracefullyShutdownGroup
-                    )
-                ],
-                gracefulShutdownSignals: [.sigint, .sigterm],
-                logger: logger
-            )
-            configuration.maximumGracefulShutdownDuration = .seconds(10)
-            do {
-                try await ServiceGroup(configuration: configuration).run()
-            } catch {
-                writer.error("the follow stopped unexpectedly")
-            }
+            await runUntilSignal(runner, command: "follow", shutdownLimit: .seconds(10), logger: logger, writer: writer)
             throw ExitCode(result.status?.rawValue ?? ExitStatus.unreachable.rawValue)
         }
     }

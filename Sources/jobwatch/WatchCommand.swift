@@ -192,23 +192,7 @@ enum WatchCommandRunner {
             result: result,
             onFinish: onFinish
         )
-        var configuration = ServiceGroupConfiguration(
-            services: [
-                .init(
-                    service: runner,
-                    successTerminationBehavior: .gracefullyShutdownGroup,
-                    failureTerminationBehavior: .gracefullyShutdownGroup
-                )
-            ],
-            gracefulShutdownSignals: [.sigint, .sigterm],
-            logger: logger
-        )
-        configuration.maximumGracefulShutdownDuration = .seconds(5)
-        do {
-            try await ServiceGroup(configuration: configuration).run()
-        } catch {
-            writer.error("the watch stopped unexpectedly")
-        }
+        await runUntilSignal(runner, command: "watch", shutdownLimit: .seconds(5), logger: logger, writer: writer)
         return result.status ?? .interrupted
     }
 }
