@@ -105,7 +105,7 @@ enum ConsumerBenchmark {
             client: client, persistence: persistence, configuration: .init(name: "bench", start: .beginning))
         let startCPU = processCPU()
         let start = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await consumer.run() }
             if live {
                 group.addTask {
@@ -222,7 +222,7 @@ enum ConsumerBenchmark {
                 "id": .string("00000000-0000-4000-8000-000000000001"), "status": .string("completed"),
             ])
             let (clientB, consumerB) = try Self.replica(stack, holder: "replica-b", lease: lease)
-            let died: ContinuousClock.Instant = try await withThrowingTaskGroup(of: Void.self) { group in
+            let died: ContinuousClock.Instant = await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await clientB.run() }
                 group.addTask { try await consumerB.run() }
                 var iterator = consumerB.outcomes().makeAsyncIterator()
@@ -231,7 +231,7 @@ enum ConsumerBenchmark {
                 return ContinuousClock.now
             }
             let (clientA, consumerA) = try Self.replica(stack, holder: "replica-a", lease: lease)
-            return try await withThrowingTaskGroup(of: Void.self) { group in
+            return await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await clientA.run() }
                 group.addTask { try await consumerA.run() }
                 var iterator = consumerA.outcomes().makeAsyncIterator()

@@ -59,8 +59,8 @@ struct FleetConsumerTests {
                 ($0, try Self.replica(stack: stack, holder: $0))
             }
             /// Runs one replica until its handler stops (replica-b's dies) or the test cancels it.
-            @Sendable func serve(_ holder: String, _ replica: Replica) async throws {
-                try await withThrowingTaskGroup(of: Void.self) { own in
+            @Sendable func serve(_ holder: String, _ replica: Replica) async {
+                await withThrowingTaskGroup(of: Void.self) { own in
                     own.addTask { try await replica.client.run() }
                     own.addTask { try await replica.consumer.run() }
                     // replica-b acknowledges 2 outcomes, then takes one more without acknowledging it and dies (its
@@ -90,11 +90,11 @@ struct FleetConsumerTests {
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // replica-b starts alone, so it surely claims outcomes before it dies; the others start after.
-                group.addTask { try await serve("replica-b", replicas[1].1) }
+                group.addTask { await serve("replica-b", replicas[1].1) }
                 group.addTask { try await simulator.drive(plans) }
                 try await wait { !$0.abandoned.isEmpty }
                 for (holder, replica) in replicas where holder != "replica-b" {
-                    group.addTask { try await serve(holder, replica) }
+                    group.addTask { await serve(holder, replica) }
                 }
                 try await wait { $0.handledCount == ids.count }
                 group.cancelAll()
