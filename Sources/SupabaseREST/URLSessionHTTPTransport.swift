@@ -61,21 +61,23 @@ public struct URLSessionHTTPTransport: HTTPTransport {
 
     /// Runs a data task whose body goes through ``SessionDelegate``.
     ///
-    /// `URLSession.data(for:)` deadlocks in swift-corelibs-foundation 6.3 when its task is cancelled while the
-    /// response arrives (the cancel runs on the cancelling thread under the session's lock), so every cancel here,
-    /// by the caller or by the body cap, runs on another queue.
+    /// swift-corelibs-foundation 6.3 stops the process ("Trying to access a behaviour for a task that in not in the
+    /// registry") when a `URLSessionTask` is cancelled while its completion is being delivered, and
+    /// `URLSession.data(for:)` deadlocks when its task is cancelled while the response arrives. So a task is cancelled
+    /// only from the session's own callbacks for it, while it is still delivering: a caller that is cancelled returns
+    /// at once and leaves the task behind, and the next piece of the response that arrives stops it (as does a body
+    /// over the cap). A task that has nothing more to deliver ends by itself, within the request's timeout.
     private func perform(_ request: URLRequest, limit: Int) async throws -> HTTPResponse {
         let exchange = Exchange(limit: limit)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, any Error>) in
+                guard exchange.start(continuation) else {
+                    continuation.resume(throwing: URLError(.cancelled))
+                    return
+                }
                 let task = self.session.dataTask(with: request)
                 self.delegate.register(exchange, for: task.taskIdentifier)
-                if exchange.start(task, continuation: continuation) {
-                    task.resume()
-                } else {
-                    self.delegate.unregister(task.taskIdentifier)
-                    continuation.resume(throwing: URLError(.cancelled))
-                }
+                task.resume()
             }
         } onCancel: {
             exchange.finish(.failure(URLError(.cancelled)))
@@ -113,17 +115,19 @@ package struct BodyLimit: Sendable {
     }
 }
 
-/// One request in flight: its task, its continuation and the body received so far.
+/// One request in flight: its continuation and the body received so far.
 private final class Exchange: Sendable {
     private enum Phase {
+        /// Created; the caller has not yet handed over its continuation.
         case pending
-        case running(URLSessionDataTask)
+        /// The caller waits for the response.
+        case running(CheckedContinuation<HTTPResponse, any Error>)
+        /// The caller has its answer (or was cancelled); the task may still be delivering, and is stopped when it does.
         case finished
     }
 
     private struct State {
         var phase = Phase.pending
-        var continuation: CheckedContinuation<HTTPResponse, any Error>?
         var limit: BodyLimit
         var response: HTTPURLResponse?
     }
@@ -134,18 +138,19 @@ private final class Exchange: Sendable {
         self.state = NIOLockedValueBox(State(limit: BodyLimit(maximumBytes: limit)))
     }
 
-    /// Records the task and continuation; `false` when the caller was cancelled first.
-    func start(_ task: URLSessionDataTask, continuation: CheckedContinuation<HTTPResponse, any Error>) -> Bool {
+    /// Records the caller's continuation; `false` when the caller was cancelled first.
+    func start(_ continuation: CheckedContinuation<HTTPResponse, any Error>) -> Bool {
         self.state.withLockedValue { state in
             guard case .pending = state.phase else { return false }
-            state.phase = .running(task)
-            state.continuation = continuation
+            state.phase = .running(continuation)
             return true
         }
     }
 
-    func received(_ response: URLResponse) {
+    /// The response's head; `false` when the task is to be stopped (a declared body over the cap, or no caller).
+    func received(_ response: URLResponse) -> Bool {
         let failure = self.state.withLockedValue { state -> RESTError? in
+            guard case .running = state.phase else { return nil }
             guard let http = response as? HTTPURLResponse else { return nil }  // reported on completion
             state.response = http
             do throws(RESTError) {
@@ -156,9 +161,11 @@ private final class Exchange: Sendable {
             }
         }
         if let failure { self.finish(.failure(failure)) }
+        return self.isRunning
     }
 
-    func received(_ data: Data) {
+    /// A piece of the body; `false` when the task is to be stopped (the body passed the cap, or no caller).
+    func received(_ data: Data) -> Bool {
         let failure = self.state.withLockedValue { state -> RESTError? in
             guard case .running = state.phase else { return nil }
             do throws(RESTError) {
@@ -169,8 +176,10 @@ private final class Exchange: Sendable {
             }
         }
         if let failure { self.finish(.failure(failure)) }
+        return self.isRunning
     }
 
+    /// The session's completion.
     func completed(_ error: (any Error)?) {
         if let error {
             self.finish(.failure(error))
@@ -187,20 +196,23 @@ private final class Exchange: Sendable {
         self.finish(result)
     }
 
-    /// Resumes the caller once; a task still running is cancelled (on another queue, see `perform`).
+    /// Resumes the caller once.
     func finish(_ result: Result<HTTPResponse, any Error>) {
-        let (continuation, task) = self.state.withLockedValue {
-            state -> (CheckedContinuation<HTTPResponse, any Error>?, URLSessionDataTask?) in
-            var task: URLSessionDataTask?
-            if case .running(let running) = state.phase { task = running }
-            state.phase = .finished
-            state.limit = BodyLimit(maximumBytes: 0)  // free what was received
-            defer { state.continuation = nil }
-            return (state.continuation, task)
+        let continuation = self.state.withLockedValue { state -> CheckedContinuation<HTTPResponse, any Error>? in
+            defer {
+                state.phase = .finished
+                state.limit = BodyLimit(maximumBytes: 0)  // free what was received
+            }
+            guard case .running(let continuation) = state.phase else { return nil }
+            return continuation
         }
         continuation?.resume(with: result)
-        if let task, case .failure = result {
-            DispatchQueue.global().async { task.cancel() }
+    }
+
+    private var isRunning: Bool {
+        self.state.withLockedValue { state in
+            if case .running = state.phase { return true }
+            return false
         }
     }
 }
@@ -213,10 +225,6 @@ private final class SessionDelegate: NSObject, URLSessionDataDelegate, Sendable 
         self.exchanges.withLockedValue { $0[id] = exchange }
     }
 
-    func unregister(_ id: Int) {
-        _ = self.exchanges.withLockedValue { $0.removeValue(forKey: id) }
-    }
-
     private func exchange(_ id: Int) -> Exchange? {
         self.exchanges.withLockedValue { $0[id] }
     }
@@ -225,12 +233,14 @@ private final class SessionDelegate: NSObject, URLSessionDataDelegate, Sendable 
         _ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
         completionHandler: @escaping (URLSession.ResponseDisposition) -> Void
     ) {
-        self.exchange(dataTask.taskIdentifier)?.received(response)
+        let wanted = self.exchange(dataTask.taskIdentifier)?.received(response) ?? false
         completionHandler(.allow)
+        if !wanted { dataTask.cancel() }  // from the task's own callback (see `URLSessionHTTPTransport.perform`)
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-        self.exchange(dataTask.taskIdentifier)?.received(data)
+        let wanted = self.exchange(dataTask.taskIdentifier)?.received(data) ?? false
+        if !wanted { dataTask.cancel() }
     }
 
     func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {
