@@ -133,8 +133,9 @@ struct Report {
         print("\n### Time to outcome (terminal commit → subscriber notified)\n")
         print("\(settings.jobs) jobs per scenario; terminal commits spread uniformly over \(format(settings.window)); "
             + "each client watches all of them (JobSync and the Python client each in a process of its own; plain "
-            + "polling in the harness); after the last commit clients get up to \(format(settings.grace)) (+2 s). "
-            + "Percentiles are over all jobs: a missed job (never reported) counts as never.\n")
+            + "polling in the harness); after the last commit every client gets exactly \(format(settings.grace)), "
+            + "whoever finished first. Percentiles are over all jobs: a missed job (not reported by then) counts as "
+            + "never.\n")
         print("| Scenario | Client | p50 | p99 | max | missed | fault |")
         print("|---|---|---:|---:|---:|---:|---|")
         for scenario in OutcomeScenario.allCases {

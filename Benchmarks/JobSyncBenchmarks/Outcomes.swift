@@ -33,7 +33,8 @@ struct OutcomeSettings: Sendable {
     var jobs: Int
     /// Terminal commits are spread uniformly over this window.
     var window: Duration
-    /// After the last commit, peers get this long to report (plain polling needs up to 30 s + request time).
+    /// After the last commit, every peer gets exactly this long to report (plain polling needs up to 30 s + request
+    /// time; JobSync's audit runs every 30 s while live).
     var grace: Duration = .seconds(40)
     /// How long a silent stall lasts (longer than the official clients' 25 s heartbeat + JobSync's 10 s timeout).
     var stall: Duration = .seconds(45)
@@ -122,13 +123,17 @@ enum OutcomeBenchmark {
                 commits[id] = try await Fixtures.finish(id, index: index, on: stack)
             }
             let dropped = stack.faults.droppedChangeCount
-            // Let the peers report (bounded by plain polling, the slowest); every peer gets the same time.
-            await waitUntil(timeout: settings.grace) { pollArrivals.count == ids.count }
-            try await Task.sleep(for: .seconds(2))
-            let jobSyncOutcome = self.outcome(commits: commits, arrivals: try await Self.arrivals(of: jobSync))
+            // Every client gets the same, stated time after the last commit, whoever has finished before it: the
+            // wait does not end when one client (say plain polling) has every outcome. What arrives later counts as
+            // missed, for every client alike.
+            let deadline = (commits.values.max() ?? .now) + settings.grace
+            try await Task.sleep(for: deadline - .now)
+            let jobSyncOutcome = self.outcome(
+                commits: commits, arrivals: try await Self.arrivals(of: jobSync), deadline: deadline)
             var pythonOutcome: PeerOutcome?
             if let peer {
-                pythonOutcome = self.outcome(commits: commits, arrivals: try await Self.arrivals(of: peer))
+                pythonOutcome = self.outcome(
+                    commits: commits, arrivals: try await Self.arrivals(of: peer), deadline: deadline)
             }
             let faultNote: String
             switch scenario {
@@ -141,7 +146,7 @@ enum OutcomeBenchmark {
                 scenario: scenario, jobs: ids.count,
                 jobSync: jobSyncOutcome,
                 python: pythonOutcome,
-                polling: self.outcome(commits: commits, arrivals: pollArrivals.all),
+                polling: self.outcome(commits: commits, arrivals: pollArrivals.all, deadline: deadline),
                 faultNote: faultNote)
         }
     }
@@ -191,11 +196,14 @@ enum OutcomeBenchmark {
         }
     }
 
-    static func outcome(commits: [String: MonoInstant], arrivals: [String: MonoInstant]) -> PeerOutcome {
+    /// Latencies of the arrivals up to `deadline`; a job that arrived later, or never, is missed.
+    static func outcome(commits: [String: MonoInstant], arrivals: [String: MonoInstant], deadline: MonoInstant)
+        -> PeerOutcome
+    {
         var latencies: [Duration] = []
         var missed = 0
         for (id, commit) in commits {
-            if let arrival = arrivals[id] {
+            if let arrival = arrivals[id], arrival <= deadline {
                 // Clamp: a poll answered between the commit and the harness reading its clock counts as 0.
                 latencies.append(max(arrival - commit, .zero))
             } else {

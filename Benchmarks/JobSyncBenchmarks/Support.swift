@@ -37,6 +37,11 @@ struct MonoInstant: Comparable, Hashable, Sendable {
     static func < (lhs: MonoInstant, rhs: MonoInstant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
 
     static func - (lhs: MonoInstant, rhs: MonoInstant) -> Duration { .nanoseconds(lhs.nanoseconds - rhs.nanoseconds) }
+
+    static func + (lhs: MonoInstant, rhs: Duration) -> MonoInstant {
+        let (seconds, attoseconds) = rhs.components
+        return MonoInstant(nanoseconds: lhs.nanoseconds + seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
 }
 
 /// CPU time (user + system) consumed by this process so far (CLOCK_PROCESS_CPUTIME_ID).
