@@ -422,6 +422,7 @@ struct JobSyncClientTests {
             while client.store.job(idA) == nil { await Task.yield() }
         }
         #expect(client.statistics.restFailures == 0)
+        #expect(client.statistics.fetchFailures == 1)
     }
 
     @Test("watching a new job while live adds one channel; the others stay up and the mode stays live")

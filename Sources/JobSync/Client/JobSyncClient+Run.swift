@@ -66,7 +66,13 @@ extension JobSyncClient {
                 switch input {
                 case .subscriptionsRestarted(let generation, let count):
                     liveness = FeedLiveness(generation: generation, channels: count)
-                    actions = count == 0 ? machine.feedBecameLive() : machine.feedBecameNotLive()
+                    if count == 0 {
+                        // No channel to wait for (nothing watched yet): live at once.
+                        if !machine.feedLive { self.count(.liveTransitions) }
+                        actions = machine.feedBecameLive()
+                    } else {
+                        actions = machine.feedBecameNotLive()
+                    }
                 case .channelAdded(let generation, let channel, let ids):
                     guard generation == liveness.generation else { break }
                     // A channel added while live does not take the others down: its ids are fetched once it is
@@ -118,6 +124,7 @@ extension JobSyncClient {
                 case .fetchFinished(.success):
                     actions = machine.fetchSucceeded()
                 case .fetchFinished(.failure(let error)):
+                    self.count(.fetchFailures)
                     self.configuration.logger.debug("fetch failed", metadata: ["jobsync.error": "\(error)"])
                     actions = machine.fetchFailed(retryAfter: error.restError?.retryAfter)
                 case .fetchRetryTimer(let token):

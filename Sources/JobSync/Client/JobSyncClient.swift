@@ -113,6 +113,8 @@ public final class JobSyncClient: Service, Sendable {
         public var deletionSweeps = 0
         /// Failed REST catch-ups.
         public var restFailures = 0
+        /// Failed fetches of newly watched ids (each is retried with backoff; see ``restFailures`` for catch-ups).
+        public var fetchFailures = 0
         /// Rows re-fetched after a truncated (413) change.
         public var refetches = 0
         /// Times the feed became live.
@@ -373,6 +375,7 @@ public final class JobSyncClient: Service, Sendable {
         case audits = "audits"
         case deletionSweeps = "deletion_sweeps"
         case restFailures = "rest_failures"
+        case fetchFailures = "fetch_failures"
         case refetches = "refetches"
         case liveTransitions = "live_transitions"
     }
@@ -388,6 +391,7 @@ public final class JobSyncClient: Service, Sendable {
             case .audits: shared.statistics.audits += 1
             case .deletionSweeps: shared.statistics.deletionSweeps += 1
             case .restFailures: shared.statistics.restFailures += 1
+            case .fetchFailures: shared.statistics.fetchFailures += 1
             case .refetches: shared.statistics.refetches += 1
             case .liveTransitions: shared.statistics.liveTransitions += 1
             }

@@ -75,19 +75,21 @@ extension JobSyncIntegration {
                     _ = try await SupabaseTableSource(client: rest).fetch(ids: [id])
                 }
 
+                // Every read fails: the fetch of the watched id and each catch-up, all retried.
                 let sync = try JobSyncClient.supabase(url: stack.baseURL, apiKey: stack.anonKey, schema: "nope")
-                try await Self.runUntil(sync, watching: id) { $0.restFailures >= 2 }
+                try await Self.runUntil(sync, watching: id) { $0.restFailures >= 2 && $0.fetchFailures >= 2 }
             }
         }
 
-        /// Runs `sync` watching `id` until `condition` holds for its statistics (a 30 s hang guard).
+        /// Runs `sync` watching `id` until `condition` holds for its statistics (a 30 s hang guard). The id is
+        /// watched before the run starts, so that the run begins with it (not, by a race, with nothing watched).
         static func runUntil(
             _ sync: SupabaseJobSync, watching id: JobID,
             _ condition: @escaping @Sendable (JobSyncClient.Statistics) -> Bool
         ) async throws {
+            sync.client.watch([id])
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await sync.run() }
-                sync.client.watch([id])
                 let clock = ContinuousClock()
                 let deadline = clock.now + .seconds(30)
                 while !condition(sync.client.statistics), clock.now < deadline {
@@ -110,9 +112,10 @@ extension JobSyncIntegration {
                 stack.faults.sendOversizedRESTBodies(.endless)
                 let sync = try JobSyncClient.supabase(
                     url: stack.baseURL, apiKey: stack.anonKey, maximumResponseBytes: 16 << 10)
+                // Watched before the run starts (see `runUntil`).
+                sync.client.watch([id])
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await sync.run() }
-                    sync.client.watch([id])
                     let clock = ContinuousClock()
                     let deadline = clock.now + .seconds(30)
                     while sync.client.statistics.restFailures < 2, clock.now < deadline {
