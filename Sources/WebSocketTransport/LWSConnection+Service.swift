@@ -5,7 +5,11 @@ import NIOConcurrencyHelpers
 
 // Everything in this file runs on the connection's service thread.
 extension LWSConnection {
+    /// The name of every service thread (`top -H`, debuggers and the thread-leak test see it).
+    static let serviceThreadName = "jobsync-ws"
+
     func serviceThreadMain() {
+        Thread.current.name = Self.serviceThreadName  // also the kernel's name of the thread
         guard let context = self.createContext() else {
             self.connectError = WebSocketTransportError(
                 code: .internalError,
