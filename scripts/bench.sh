@@ -5,6 +5,7 @@
 #
 # Usage: scripts/bench.sh [--quick] [--jobs N] [--no-python]
 #          [--only outcomes,cost,specific,memory,throughput,persistence,longrun,cli]
+#          [--scenario healthy,disconnect,stall,dropped]   (outcome scenarios; default all)
 #          [--persistence-jobs N] [--longrun-jobs N] [--longrun-delete-fraction F] [--longrun-no-cache]
 #          [--retention SECONDS]
 #   SCRATCH_PATH=/path/to/.build   reuse a build folder (default: .build in the repository)

@@ -3,6 +3,7 @@
 //
 //   JobSyncBenchmarks [--quick] [--jobs N] [--no-python]
 //       [--only outcomes,cost,specific,throughput,memory,persistence,consumers,longrun,cli]
+//       [--scenario healthy,disconnect,stall,dropped]   (outcome scenarios; default all)
 //       [--persistence-jobs N] [--longrun-jobs N] [--longrun-delete-fraction F] [--longrun-no-cache]
 //       [--retention SECONDS]
 //
@@ -48,6 +49,8 @@ struct Report {
     var persistenceJobs: Int?
     /// Long-run settings (jobs, deleted fraction, cache file, retention).
     var longRun = LongRunSettings()
+    /// The outcome scenarios to run (`--scenario`; default all).
+    var scenarios = OutcomeScenario.allCases
 
     init(arguments: [String]) throws {
         var usePython = true
@@ -58,6 +61,12 @@ struct Report {
             case "--jobs": self.jobs = iterator.next().flatMap { Int($0) }
             case "--only": self.sections = Set((iterator.next() ?? "").split(separator: ",").map(String.init))
             case "--no-python": usePython = false
+            case "--scenario":
+                let names = (iterator.next() ?? "").split(separator: ",").map(String.init)
+                self.scenarios = OutcomeScenario.allCases.filter { names.contains($0.option) }
+                guard self.scenarios.count == names.count else {
+                    throw BenchError("--scenario takes \(OutcomeScenario.allCases.map(\.option).joined(separator: ","))")
+                }
             case "--persistence-jobs": self.persistenceJobs = try Self.value(iterator.next(), for: argument)
             case "--longrun-jobs": self.longRun.jobs = try Self.value(iterator.next(), for: argument)
             case "--longrun-delete-fraction": self.longRun.deleteFraction = try Self.value(iterator.next(), for: argument)
@@ -138,8 +147,19 @@ struct Report {
             + "never.\n")
         print("| Scenario | Client | p50 | p99 | max | missed | fault |")
         print("|---|---|---:|---:|---:|---:|---|")
-        for scenario in OutcomeScenario.allCases {
+        var restNotes: [String] = []
+        defer {
+            if !restNotes.isEmpty {
+                print("\nJobSync's REST requests from ready to stop (\(settings.jobs) watched): "
+                    + restNotes.joined(separator: "; ") + ".")
+            }
+        }
+        for scenario in self.scenarios {
             let row = try await OutcomeBenchmark.run(scenario, settings: settings, python: self.python)
+            if let rest = row.jobSync.rest {
+                restNotes.append("\(scenario.rawValue) \(rest.requests) in \(String(format: "%.0f", rest.seconds)) s "
+                    + "(\(String(format: "%.1f", Double(rest.requests) * 60 / max(rest.seconds, 1))) / min)")
+            }
             func line(_ name: String, _ outcome: PeerOutcome) {
                 let sorted = outcome.latencies.sorted()
                 // Over all jobs: a missed job counts as never notified.

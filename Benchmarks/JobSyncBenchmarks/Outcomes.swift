@@ -10,6 +10,16 @@ enum OutcomeScenario: String, CaseIterable, Sendable {
     case abruptDisconnect = "abrupt disconnect"
     case silentStall = "silent stall"
     case droppedChanges = "silently dropped changes (5 %)"
+
+    /// The short name `--scenario` takes.
+    var option: String {
+        switch self {
+        case .healthy: return "healthy"
+        case .abruptDisconnect: return "disconnect"
+        case .silentStall: return "stall"
+        case .droppedChanges: return "dropped"
+        }
+    }
 }
 
 /// Latencies of one peer in one scenario.
@@ -17,6 +27,8 @@ struct PeerOutcome: Sendable {
     var latencies: [Duration]
     var missed: Int
     var note: String = ""
+    /// REST requests the peer made from ready to stop, and over how long (JobSync only).
+    var rest: (requests: Int, seconds: Double)?
 }
 
 struct OutcomeRow: Sendable {
@@ -128,8 +140,14 @@ enum OutcomeBenchmark {
             // missed, for every client alike.
             let deadline = (commits.values.max() ?? .now) + settings.grace
             try await Task.sleep(for: deadline - .now)
-            let jobSyncOutcome = self.outcome(
-                commits: commits, arrivals: try await Self.arrivals(of: jobSync), deadline: deadline)
+            let jobSyncResult = try await jobSync.finish(timeout: .seconds(20))
+            var jobSyncOutcome = self.outcome(
+                commits: commits, arrivals: Self.arrivals(in: jobSyncResult), deadline: deadline)
+            if let rest = jobSyncResult["rest"] as? [String: Any], let requests = rest["requests"] as? Int,
+                let seconds = rest["seconds"] as? Double
+            {
+                jobSyncOutcome.rest = (requests, seconds)
+            }
             var pythonOutcome: PeerOutcome?
             if let peer {
                 pythonOutcome = self.outcome(
@@ -153,7 +171,11 @@ enum OutcomeBenchmark {
 
     /// Stops a child peer and reads its `{"received": {id: CLOCK_MONOTONIC seconds}}`.
     private static func arrivals(of peer: ChildPeer) async throws -> [String: MonoInstant] {
-        let result = try await peer.finish(timeout: .seconds(20))
+        self.arrivals(in: try await peer.finish(timeout: .seconds(20)))
+    }
+
+    /// The `received` map of a child peer's result.
+    private static func arrivals(in result: [String: Any]) -> [String: MonoInstant] {
         let received = (result["received"] as? [String: Any]) ?? [:]
         var arrivals: [String: MonoInstant] = [:]
         for (id, value) in received {
@@ -185,12 +207,18 @@ enum OutcomeBenchmark {
             guard await waitUntil(timeout: .seconds(60), { sync.client.transportMode == .live }) else {
                 throw BenchError("JobSync did not become live")
             }
+            let restBefore = sync.rest.snapshot.requests
+            let readyAt = MonoInstant.now
             _ = FileManager.default.createFile(atPath: try options.require("ready"), contents: Data("ready\n".utf8))
             let stopPath = try options.require("stop")
             await waitUntil(timeout: .seconds(3_600)) { FileManager.default.fileExists(atPath: stopPath) }
+            let requests = sync.rest.snapshot.requests - restBefore
+            let seconds = (MonoInstant.now - readyAt).secondsValue
             let received = arrivals.all.map { "\"\($0.key)\":\(Double($0.value.nanoseconds) / 1e9)" }
             let outPath = try options.require("out")
-            try Data("{\"received\":{\(received.joined(separator: ","))}}".utf8)
+            try Data(
+                ("{\"received\":{\(received.joined(separator: ","))},"
+                    + "\"rest\":{\"requests\":\(requests),\"seconds\":\(seconds)}}").utf8)
                 .write(to: URL(fileURLWithPath: outPath + ".tmp"))
             try FileManager.default.moveItem(atPath: outPath + ".tmp", toPath: outPath)
         }

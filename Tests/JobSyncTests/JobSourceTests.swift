@@ -1,3 +1,4 @@
+import JobSyncCore
 import SupabaseREST
 import Foundation
 import NIOConcurrencyHelpers
@@ -42,6 +43,34 @@ struct JobSourceTests {
                 == "http://127.0.0.1:1/rest/v1/jobs?select=*&updated_at=gte.2026-08-21T10:15:03.401882Z"
                 + "&order=updated_at.asc,id.asc&limit=1000")
         #expect(transport.recorded.dropLast().allSatisfy { $0.url.contains("limit=") && !$0.url.contains("offset") })
+    }
+
+    @Test("the audit's version read asks for id,updated_at only, keyset-paged from the watermark like a full read")
+    func tableVersions() async throws {
+        // Two pages: a full one of two rows (page size 2), then the ties after its last row, then past them.
+        let transport = RecordingTransport { request in
+            let body: String
+            if !request.url.contains("id=gt.") && !request.url.contains("updated_at=gt.") {
+                body = #"[{"id":"a","updated_at":"2026-08-21T10:15:04Z"},{"id":"b","updated_at":"2026-08-21T10:15:05Z"}]"#
+            } else {
+                body = "[]"
+            }
+            return HTTPResponse(status: 200, body: Array(body.utf8))
+        }
+        let client = try PostgRESTClient(
+            configuration: .init(
+                baseURL: "http://127.0.0.1:1/rest/v1", apiKey: "k", pageSize: 2, transport: transport))
+        let rows = try await SupabaseTableSource(client: client, schema: "app")
+            .fetchVersions(since: JobTimestamp("2026-08-21T10:15:03.401882+00:00"))
+        #expect(rows.map { $0["id"]?.stringValue } == ["a", "b"])
+        let urls = transport.recorded.map(\.url)
+        #expect(
+            urls.first
+                == "http://127.0.0.1:1/rest/v1/jobs?select=id,updated_at&updated_at=gte.2026-08-21T10:15:03.401882Z"
+                + "&order=updated_at.asc,id.asc&limit=2")
+        #expect(urls.count == 3)  // the ties after `b`, then the rows after its timestamp: both empty
+        #expect(urls.allSatisfy { $0.contains("select=id,updated_at") && !$0.contains("offset") })
+        #expect(transport.recorded.allSatisfy { $0.headers["Accept-Profile"] == "app" })
     }
 
     @Test("the table source sends Accept-Profile for a schema other than public, on id and watermark reads")

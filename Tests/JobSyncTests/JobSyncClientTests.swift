@@ -284,7 +284,7 @@ struct JobSyncClientTests {
         #expect(try JobStore(configuration: .init(persistence: persistence)).job(idA)?.status == .completed)
     }
 
-    @Test("while live, one audit request per 30 s; losing the feed falls back to polling; live again reconciles")
+    @Test("while live with a job open, one audit request (versions only) per 5 s; losing the feed falls back to polling; live again reconciles")
     func auditAndFallback() async throws {
         let clock = ManualClock()
         let source = FakeSource()
@@ -297,9 +297,9 @@ struct JobSyncClientTests {
             await feed.emit(.live)
             await client.waitForTransportMode(.live)
             let callsBefore = source.calls.count
-            clock.advance(by: .seconds(30))
+            clock.advance(by: .seconds(5))
             await source.waitForCalls(callsBefore + 1)
-            #expect(source.calls.last?.hasPrefix("since:") == true)  // one watermark request
+            #expect(source.calls.last?.hasPrefix("versions:") == true)  // one watermark request of versions
             await feed.emit(.notLive(reason: "socket lost"))
             await client.waitForTransportMode(.polling)
             source.put(row(idA, status: "completed", updatedAt: ts(2)))
@@ -315,7 +315,7 @@ struct JobSyncClientTests {
         }
     }
 
-    @Test("§8 a DELETE the feed never delivered is found by the deletion sweep: every tenth audit reads by id")
+    @Test("§8 a DELETE the feed never delivered is found by the deletion sweep: with a job open, the 60th 5 s audit (300 s) reads by id")
     func deletionSweepFindsDroppedDelete() async throws {
         let clock = ManualClock()
         let source = FakeSource()
@@ -329,17 +329,123 @@ struct JobSyncClientTests {
             await client.waitForTransportMode(.live)
             let callsAtLive = source.calls.count
             source.remove(idA)  // deleted on the server; no DELETE ever reaches the feed
-            for _ in 1...10 {
+            for _ in 1...60 {
                 await clock.waitForSleepers(1)  // the next audit timer
                 let before = source.calls.count
-                clock.advance(by: .seconds(30))
+                clock.advance(by: .seconds(5))
                 await source.waitForCalls(before + 1)
             }
-            let calls = source.calls[callsAtLive...].map { $0.hasPrefix("since:") ? "since" : $0 }
-            try #require(calls == Array(repeating: "since", count: 9) + ["ids:1"])
+            let calls = source.calls[callsAtLive...].map { $0.hasPrefix("versions:") ? "versions" : $0 }
+            try #require(calls == Array(repeating: "versions", count: 59) + ["ids:1"])
             while client.statistics.deletionSweeps == 0 { await Task.yield() }  // counted once it is merged
             #expect(client.store.isDeleted(idA))
             #expect(client.statistics.deletionSweeps == 1)
+        }
+    }
+
+    @Test("§5.6 a change the feed never delivered is found by the cheap audit within 5 s; only its row is read in full")
+    func cheapAuditFindsDroppedChange() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        for id in [idA, idB, idC] { source.put(row(id, status: "processing", updatedAt: ts(1))) }
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA, idB, idC])
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            await clock.waitForSleepers(2)
+            #expect(clock.deadlines == [.seconds(1), .seconds(5)])  // the first poll's old timer; the audit at 5 s
+            let callsAtLive = source.calls.count
+            var updates = client.store.updates(for: idB).makeAsyncIterator()
+            #expect(statusOf(try await updates.next()) == .processing)
+            // idC's change reaches the feed; idB's completion is committed but never delivered.
+            let delivered = row(idC, status: "processing", updatedAt: ts(3), progress: "Processing page 2 of 3")
+            source.put(delivered)
+            await feed.emit(.change(JobChange(type: .update, record: delivered)))
+            let result: JSONValue = .object(["classification": .string("invoice")])
+            source.put(row(idB, status: "completed", updatedAt: ts(2), result: result))
+            clock.advance(by: .seconds(5))
+            guard case .updated(let job)? = try await updates.next() else {
+                Issue.record("expected idB's completion")
+                return
+            }
+            #expect(job.status == .completed)
+            #expect(job.result?.raw == result)  // the full row, read by id
+            #expect(clock.now.offset == .seconds(5))
+            // One versions read, then the full row of idB only (idA unchanged, idC already current).
+            let calls = Array(source.calls[callsAtLive...])
+            #expect(calls.count == 2)
+            #expect(calls.first?.hasPrefix("versions:") == true)
+            #expect(source.idRequests.last == [idB])
+            #expect(client.statistics.auditFetches == 1)
+            // A quiet table: the next audit (idA and idC are still open: 5 s) is one request and reads no row.
+            await clock.waitForSleepers(1)
+            #expect(clock.deadlines == [.seconds(10)])
+            clock.advance(by: .seconds(5))
+            while client.statistics.audits < 2 { await Task.yield() }
+            #expect(source.calls.count == callsAtLive + 3)
+            #expect(source.calls.last?.hasPrefix("versions:") == true)
+            #expect(client.statistics.auditFetches == 1)
+        }
+    }
+
+    @Test("live before anything is watched: the fetch of a newly watched job gives the audit its watermark, 5 s at once")
+    func cheapAuditAfterLateWatch() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        try await withRunning(client) { () async throws in
+            await client.waitForTransportMode(.live)  // no channel to join: live at once, nothing to reconcile
+            await clock.waitForSleepers(2)
+            #expect(clock.deadlines == [.seconds(1), .seconds(30)])  // nothing open
+            var updates = client.store.updates(for: idA).makeAsyncIterator()
+            client.watch([idA])
+            #expect(statusOf(try await updates.next()) == .processing)  // fetched by id
+            await clock.waitForSleepers(3)
+            #expect(clock.deadlines == [.seconds(1), .seconds(5), .seconds(30)])
+            source.put(row(idA, status: "completed", updatedAt: ts(2)))  // the feed never delivers it
+            clock.advance(by: .seconds(5))
+            #expect(statusOf(try await updates.next()) == .completed)
+            #expect(source.calls.count == 3)
+            #expect(source.calls[1].hasPrefix("versions:") && source.calls[2] == "ids:1")
+        }
+    }
+
+    @Test("audits every 5 s while a watched job is open, every 30 s once all finished; a job reopened over the feed brings 5 s back")
+    func auditIntervalFollowsOpenJobs() async throws {
+        let clock = ManualClock()
+        let source = FakeSource()
+        let feed = FakeFeed()
+        source.put(row(idA, status: "processing", updatedAt: ts(1)))
+        let client = try makeClient(source: source, feed: feed, clock: clock)
+        client.watch([idA])
+        try await withRunning(client) { () async throws in
+            await feed.waitForSubscriptions(1)
+            await feed.emit(.live)
+            await client.waitForTransportMode(.live)
+            await clock.waitForSleepers(2)
+            #expect(clock.deadlines == [.seconds(1), .seconds(5)])
+            // The last open job finishes (over the feed): the pending 5 s audit runs, the next one is 30 s later.
+            let done = row(idA, status: "completed", updatedAt: ts(2))
+            source.put(done)
+            await feed.emit(.change(JobChange(type: .update, record: done)))
+            clock.advance(by: .seconds(5))
+            await clock.waitForSleepers(1)
+            #expect(clock.deadlines == [.seconds(35)])
+            #expect(client.statistics.audits == 1)
+            // Retried on the server (a newer, unfinished version) and seen over the feed: a 5 s audit at once.
+            let retried = row(idA, status: "queued", updatedAt: ts(3))
+            source.put(retried)
+            await feed.emit(.change(JobChange(type: .update, record: retried)))
+            await clock.waitForSleepers(2)
+            #expect(clock.deadlines == [.seconds(10), .seconds(35)])
+            clock.advance(by: .seconds(5))
+            while client.statistics.audits < 2 { await Task.yield() }
+            #expect(source.calls.last?.hasPrefix("versions:") == true)
         }
     }
 
@@ -360,6 +466,9 @@ struct JobSyncClientTests {
         }
         #expect(throws: JobSyncError.self) {
             try JobSyncClient(configuration: .init(source: FakeSource(), feed: nil, initialPollDelay: .zero))
+        }
+        #expect(throws: JobSyncError.self) {
+            try JobSyncClient(configuration: .init(source: FakeSource(), feed: nil, openAuditInterval: .zero))
         }
     }
 

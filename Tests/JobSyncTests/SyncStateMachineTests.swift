@@ -95,6 +95,116 @@ struct SyncStateMachineTests {
         #expect(m.auditTimerFired(token: audit) == [.startCatchUp(.sweep)])
     }
 
+    func auditDelay(_ actions: [SyncStateMachine.Action]) -> (Int, Duration)? {
+        for case .scheduleAudit(let token, let delay) in actions { return (token, delay) }
+        return nil
+    }
+
+    /// A machine that is live and caught up, with `open` reported before the feed became live.
+    func liveMachine(open: Bool, sweep: Duration = .seconds(300)) throws -> (SyncStateMachine, Int, Duration) {
+        var m = SyncStateMachine(configuration: .init(realtimeEnabled: true, deletionSweepInterval: sweep))
+        #expect(m.jobsOpenChanged(open) == [])  // idle: nothing to do yet
+        _ = m.start()
+        #expect(m.feedBecameLive() == [.startCatchUp(.reconcile)])
+        let (token, delay) = try #require(self.auditDelay(m.catchUpSucceeded(changesSeen: false)))
+        return (m, token, delay)
+    }
+
+    @Test("adaptive audit: every 5 s while a job is open, every 30 s while none is; the same report again is no event")
+    func auditIntervalFollowsOpenJobs() throws {
+        var (open, token, delay) = try self.liveMachine(open: true)
+        #expect(delay == .seconds(5))
+        #expect(open.jobsOpenChanged(true) == [])
+        for _ in 0..<3 {
+            #expect(open.auditTimerFired(token: token) == [.startCatchUp(.audit)])
+            (token, delay) = try #require(self.auditDelay(open.catchUpSucceeded(changesSeen: false)))
+            #expect(delay == .seconds(5))
+        }
+        // A failed audit is retried at the same interval (at least Retry-After).
+        #expect(open.auditTimerFired(token: token) == [.startCatchUp(.audit)])
+        #expect(self.auditDelay(open.catchUpFailed(retryAfter: nil))?.1 == .seconds(5))
+
+        var (quiet, quietToken, quietDelay) = try self.liveMachine(open: false)
+        #expect(quietDelay == .seconds(30))
+        #expect(quiet.auditTimerFired(token: quietToken) == [.startCatchUp(.audit)])
+        (quietToken, quietDelay) = try #require(self.auditDelay(quiet.catchUpSucceeded(changesSeen: false)))
+        #expect(quietDelay == .seconds(30))
+        #expect(quiet.jobsOpenChanged(false) == [])
+    }
+
+    @Test("a job watched while none is open replaces the pending 30 s audit with a 5 s one at once")
+    func openingShortensPendingAudit() throws {
+        let (quiet, long, delay) = try self.liveMachine(open: false)
+        var m = quiet
+        #expect(delay == .seconds(30))
+        let (short, shortDelay) = try #require(self.auditDelay(m.jobsOpenChanged(true)))
+        #expect(shortDelay == .seconds(5))
+        #expect(m.state == .live(.waiting(auditTimer: short, delay: .seconds(5), minimum: .zero)))
+        #expect(m.auditTimerFired(token: long) == [])  // superseded
+        #expect(m.auditTimerFired(token: short) == [.startCatchUp(.audit)])
+        // Opening while an audit is in flight changes nothing now: the audit after it is short.
+        let (idle, busyToken, _) = try self.liveMachine(open: false)
+        var busy = idle
+        #expect(busy.auditTimerFired(token: busyToken) == [.startCatchUp(.audit)])
+        #expect(busy.jobsOpenChanged(true) == [])
+        #expect(self.auditDelay(busy.catchUpSucceeded(changesSeen: false))?.1 == .seconds(5))
+        // After a failed audit with Retry-After, opening never brings the audit before it.
+        let (quiet2, failing, _) = try self.liveMachine(open: false)
+        var limited = quiet2
+        #expect(limited.auditTimerFired(token: failing) == [.startCatchUp(.audit)])
+        #expect(self.auditDelay(limited.catchUpFailed(retryAfter: .seconds(10)))?.1 == .seconds(30))
+        #expect(self.auditDelay(limited.jobsOpenChanged(true))?.1 == .seconds(10))
+        let (quiet3, failing3, _) = try self.liveMachine(open: false)
+        var capped = quiet3
+        #expect(capped.auditTimerFired(token: failing3) == [.startCatchUp(.audit)])
+        #expect(self.auditDelay(capped.catchUpFailed(retryAfter: .seconds(60)))?.1 == .seconds(60))
+        #expect(capped.jobsOpenChanged(true) == [])  // the 60 s timer stays
+        // Opening while not live: the first audit after the reconciliation is short.
+        var polling = self.machine()
+        _ = polling.start()
+        #expect(polling.jobsOpenChanged(true) == [])
+        _ = polling.feedBecameLive()
+        #expect(self.auditDelay(polling.catchUpSucceeded(changesSeen: false))?.1 == .seconds(5))
+    }
+
+    @Test("when the last job finishes the pending 5 s audit still runs; the audits after it are every 30 s")
+    func closingLengthensNextAudit() throws {
+        let (open, short, delay) = try self.liveMachine(open: true)
+        var m = open
+        #expect(delay == .seconds(5))
+        #expect(m.jobsOpenChanged(false) == [])  // the short timer stays
+        #expect(m.state == .live(.waiting(auditTimer: short, delay: .seconds(5), minimum: .zero)))
+        #expect(m.auditTimerFired(token: short) == [.startCatchUp(.audit)])
+        let (long, longDelay) = try #require(self.auditDelay(m.catchUpSucceeded(changesSeen: false)))
+        #expect(longDelay == .seconds(30))
+        // A new job watched again: short at once.
+        let (again, againDelay) = try #require(self.auditDelay(m.jobsOpenChanged(true)))
+        #expect(againDelay == .seconds(5))
+        #expect(m.auditTimerFired(token: long) == [])
+        #expect(m.auditTimerFired(token: again) == [.startCatchUp(.audit)])
+    }
+
+    @Test("the deletion sweep follows audit time, not audit count: the 60th 5 s audit; after a switch to 30 s, the audit that passes 300 s")
+    func sweepByAuditTime() throws {
+        var (m, token, _) = try self.liveMachine(open: true)
+        var kinds: [SyncStateMachine.CatchUp] = []
+        for _ in 0..<120 {
+            for case .startCatchUp(let kind) in m.auditTimerFired(token: token) { kinds.append(kind) }
+            (token, _) = try #require(self.auditDelay(m.catchUpSucceeded(changesSeen: false)))
+        }
+        #expect(kinds.indices.filter { kinds[$0] == .sweep } == [59, 119])  // the 60th and the 120th audit
+        // Mixed: 30 audits of 5 s (150 s), then none open: the fifth 30 s audit is at 300 s.
+        var (mixed, mixedToken, _) = try self.liveMachine(open: true)
+        var mixedKinds: [SyncStateMachine.CatchUp] = []
+        for n in 0..<36 {
+            if n == 30 { #expect(mixed.jobsOpenChanged(false) == []) }
+            for case .startCatchUp(let kind) in mixed.auditTimerFired(token: mixedToken) { mixedKinds.append(kind) }
+            (mixedToken, _) = try #require(self.auditDelay(mixed.catchUpSucceeded(changesSeen: false)))
+        }
+        // Audit 31 (index 30) still had the 5 s timer: 155 s; then 185, 215, 245, 275, 305 s.
+        #expect(mixedKinds.indices.filter { mixedKinds[$0] == .sweep } == [35])
+    }
+
     @Test("a poll in flight when the feed becomes live does not count as the reconciliation")
     func reconcileAfterInFlightPoll() throws {
         var m = self.machine()
@@ -216,7 +326,7 @@ struct SyncStateMachineTests {
         _ = m.feedBecameLive()
         #expect(m.state == .reconciling(.init(backoff: .init(), step: .reconciling)))
         let audit = try #require(self.auditToken(m.catchUpSucceeded(changesSeen: false)))
-        #expect(m.state == .live(.waiting(auditTimer: audit)))
+        #expect(m.state == .live(.waiting(auditTimer: audit, delay: .seconds(30), minimum: .zero)))
         _ = m.auditTimerFired(token: audit)
         #expect(m.state == .live(.auditing(.audit)))
         let (lossPoll, _, _) = try #require(self.pollToken(m.feedBecameNotLive()))

@@ -9,6 +9,8 @@ final class FakeSource: JobSource {
     private struct State {
         var rows: [JobID: JSONObject] = [:]
         var calls: [String] = []
+        /// The ids of each ``fetch(ids:)`` call, in order.
+        var idRequests: [[JobID]] = []
         var failures: [JobSyncError] = []
         var callWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
     }
@@ -38,6 +40,9 @@ final class FakeSource: JobSource {
 
     var calls: [String] { self.state.withLockedValue { $0.calls } }
 
+    /// The ids of each ``fetch(ids:)`` call, in order.
+    var idRequests: [[JobID]] { self.state.withLockedValue { $0.idRequests } }
+
     /// Waits until at least `count` calls were made (and answered).
     func waitForCalls(_ count: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -65,12 +70,28 @@ final class FakeSource: JobSource {
     }
 
     func fetch(ids: [JobID]) async throws(JobSyncError) -> [JSONObject] {
+        self.state.withLockedValue { $0.idRequests.append(ids) }
         let rows = try self.record("ids:\(ids.count)")
         return ids.compactMap { rows[$0] }
     }
 
     func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
         let rows = try self.record("since:\(since.map(\.description) ?? "-")")
+        return self.updated(since: since, rows)
+    }
+
+    /// `id` and `updated_at` only, as `select=id,updated_at` answers.
+    func fetchVersions(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
+        let rows = try self.record("versions:\(since.map(\.description) ?? "-")")
+        return self.updated(since: since, rows).map { row in
+            var version: JSONObject = [:]
+            version["id"] = row["id"]
+            version["updated_at"] = row["updated_at"]
+            return version
+        }
+    }
+
+    private func updated(since: JobTimestamp?, _ rows: [JobID: JSONObject]) -> [JSONObject] {
         func key(_ row: JSONObject) -> (String, String) {
             (row["updated_at"]?.stringValue ?? "", row["id"]?.stringValue ?? "")
         }

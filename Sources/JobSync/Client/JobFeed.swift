@@ -104,9 +104,23 @@ public protocol JobSource: Sendable {
     /// Fetches the rows with `updated_at >= since` (all rows when `nil`), oldest first in `updated_at, id` order,
     /// at most ``maximumRowsPerRead``.
     func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject]
+
+    /// Fetches the versions of the rows with `updated_at >= since`: objects holding at least `id` and `updated_at`,
+    /// in the order and with the bound of ``fetchUpdated(since:)``. The client's audit compares them with its store
+    /// and reads in full (``fetch(ids:)``) only the rows it has older, so that a quiet table costs one small
+    /// request per audit.
+    ///
+    /// The default implementation returns ``fetchUpdated(since:)``'s full rows (correct, not cheaper);
+    /// ``SupabaseTableSource`` asks for `select=id,updated_at`.
+    func fetchVersions(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject]
 }
 
 extension JobSource {
     /// No bound by default.
     public var maximumRowsPerRead: Int { .max }
+
+    /// The full rows of ``fetchUpdated(since:)``.
+    public func fetchVersions(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
+        try await self.fetchUpdated(since: since)
+    }
 }

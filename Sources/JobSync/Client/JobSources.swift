@@ -4,7 +4,8 @@ public import SupabaseREST
 
 /// ``JobSource`` over a Supabase (PostgREST) table: `GET …/jobs?select=*&id=in.(…)` in batches of ≤ 100, and
 /// watermark reads `updated_at=gte.<watermark>` in `updated_at, id` order with a keyset cursor (pages of ≤ 1,000
-/// rows, never `offset`), at most ``maximumRowsPerRead`` rows per read.
+/// rows, never `offset`), at most ``maximumRowsPerRead`` rows per read; the audit's version reads
+/// (``fetchVersions(since:)``) are the same with `select=id,updated_at`.
 ///
 /// Answers the query cannot have produced (more rows than ids asked, a row of an id not asked for, a page that does
 /// not advance) are ``JobSyncError/Code/rest`` errors with ``RESTError/Code/invalidResponse``: the client backs off
@@ -70,7 +71,18 @@ public struct SupabaseTableSource: JobSource {
     }
 
     public func fetchUpdated(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
-        var query = PostgRESTQuery(table: self.table, schema: self.profile)
+        try await self.read(select: "*", since: since)
+    }
+
+    /// `id` and `updated_at` of the rows with `updated_at >= since` (`select=id,updated_at`, keyset-paged like
+    /// ``fetchUpdated(since:)``): about 80 bytes a row instead of the whole row.
+    public func fetchVersions(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
+        try await self.read(select: "id,updated_at", since: since)
+    }
+
+    /// A watermark read of the columns `select`, at most ``maximumRowsPerRead`` rows.
+    private func read(select: String, since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
+        var query = PostgRESTQuery(table: self.table, select: select, schema: self.profile)
         if let since { query.filters.append(.init("updated_at", .gte(since.description))) }
         do {
             return try await self.client.fetchAll(

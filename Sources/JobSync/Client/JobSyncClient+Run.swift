@@ -19,6 +19,8 @@ extension JobSyncClient {
         case watchChanged
         case fetchFinished(Result<Void, JobSyncError>)
         case fetchRetryTimer(token: Int)
+        /// A merge outside the loop's catch-ups (a feed change, a re-fetch) may have opened a job while none was.
+        case jobsMayHaveOpened
     }
 
     /// Runs the client until cancelled (or graceful shutdown, as a `Service`).
@@ -53,8 +55,12 @@ extension JobSyncClient {
                 initialPollDelay: self.configuration.initialPollDelay,
                 maximumPollDelay: self.configuration.maximumPollDelay,
                 auditInterval: self.configuration.auditInterval,
+                // Without a watermark an audit reads every unfinished job by id: no short interval then.
+                openAuditInterval: self.configuration.source.supportsWatermark
+                    ? self.configuration.openAuditInterval : self.configuration.auditInterval,
                 deletionSweepInterval: self.configuration.deletionSweepInterval))
         var liveness = FeedLiveness()
+        _ = self.reportJobsOpen(to: &machine)  // idle: no action yet
         await withDiscardingTaskGroup { group in
             if let feed = self.configuration.feed {
                 group.addTask { await self.manageSubscriptions(feed) }
@@ -105,6 +111,8 @@ extension JobSyncClient {
                 case .auditTimer(let token):
                     actions = machine.auditTimerFired(token: token)
                 case .catchUpFinished(let kind, .success(let result)):
+                    // First what is open now, so that the next audit is scheduled at the interval that applies.
+                    actions = self.reportJobsOpen(to: &machine)
                     switch kind {
                     case .reconcile: self.count(.reconciliations)
                     case .poll: self.count(.polls)
@@ -113,16 +121,19 @@ extension JobSyncClient {
                         self.count(.audits)
                         self.count(.deletionSweeps)
                     }
-                    actions = machine.catchUpSucceeded(
+                    actions += machine.catchUpSucceeded(
                         changesSeen: result.changesSeen, moreToRead: result.moreToRead)
                 case .catchUpFinished(_, .failure(let error)):
                     self.count(.restFailures)
                     self.configuration.logger.debug("catch-up failed", metadata: ["jobsync.error": "\(error)"])
-                    actions = machine.catchUpFailed(retryAfter: error.restError?.retryAfter)
+                    actions = self.reportJobsOpen(to: &machine)
+                    actions += machine.catchUpFailed(retryAfter: error.restError?.retryAfter)
                 case .watchChanged:
-                    actions = machine.fetchWanted()
+                    actions = self.reportJobsOpen(to: &machine) + machine.fetchWanted()
+                case .jobsMayHaveOpened:
+                    actions = self.reportJobsOpen(to: &machine)
                 case .fetchFinished(.success):
-                    actions = machine.fetchSucceeded()
+                    actions = self.reportJobsOpen(to: &machine) + machine.fetchSucceeded()
                 case .fetchFinished(.failure(let error)):
                     self.count(.fetchFailures)
                     self.configuration.logger.debug("fetch failed", metadata: ["jobsync.error": "\(error)"])
@@ -133,6 +144,42 @@ extension JobSyncClient {
                 self.execute(actions, in: &group)
             }
         }
+    }
+
+    /// Tells the machine whether some job is open now (it picks the audit interval from it). In jobs mode before
+    /// any read gave a watermark (a catch-up's checkpoint or the fetches' ``FetchCoverage``), an audit reads every
+    /// unfinished watched job by id (one request per 100): not cheap, so it keeps the long interval until then.
+    private func reportJobsOpen(to machine: inout SyncStateMachine) -> [SyncStateMachine.Action] {
+        let cheap =
+            self.configuration.mode == .allJobs
+            || self.shared.withLockedValue { $0.catchUpWatermark != nil || $0.fetchCoverage.point != nil }
+        let open = cheap && self.jobsOpen()
+        self.shared.withLockedValue { $0.jobsOpenReported = open }
+        return machine.jobsOpenChanged(open)
+    }
+
+    /// Whether some job is open: in jobs mode, a watched job neither finished nor deleted (one not read yet counts);
+    /// in all-jobs mode, an unfinished job in the store. Stops at the first open job found.
+    func jobsOpen() -> Bool {
+        switch self.configuration.mode {
+        case .allJobs:
+            let (total, finished) = self.store.jobsInMemory
+            return total > finished
+        case .jobs:
+            let watched = self.shared.withLockedValue { Array($0.watchers.keys) }
+            return watched.contains { !self.store.isFinished($0) && !self.store.isDeleted($0) }
+        }
+    }
+
+    /// After a merge outside the run loop's catch-ups: if the loop last found no open job and `id` is not finished,
+    /// ask it to look again (once: the flag is set until it has looked).
+    private func noteMaybeOpened(_ id: JobID) {
+        guard !self.shared.withLockedValue({ $0.jobsOpenReported }), !self.store.isFinished(id) else { return }
+        let ask = self.shared.withLockedValue { shared -> Bool in
+            defer { shared.jobsOpenReported = true }
+            return !shared.jobsOpenReported
+        }
+        if ask { self.send(.jobsMayHaveOpened) }
     }
 
     private func execute(_ actions: [SyncStateMachine.Action], in group: inout DiscardingTaskGroup) {
@@ -284,12 +331,16 @@ extension JobSyncClient {
             // subscribers never see a state without its long values (a terminal one would then reach them twice,
             // without and with its result). If the re-fetch fails, fetch it again with backoff until it succeeds.
             if truncated {
-                if await self.refetch(observation.jobID) { return }
+                if await self.refetch(observation.jobID) {
+                    self.noteMaybeOpened(observation.jobID)
+                    return
+                }
                 self.shared.withLockedValue { _ = $0.pendingFetch.insert(observation.jobID) }
                 self.send(.watchChanged)
                 return
             }
-            self.store.merge(observation)
+            if case .ignored = self.store.merge(observation) { return }
+            self.noteMaybeOpened(observation.jobID)
         }
     }
 
@@ -316,9 +367,11 @@ extension JobSyncClient {
             return Array(shared.pendingFetch)
         }
         guard !ids.isEmpty else { return .success(()) }
+        let started = self.store.watermark
         do {
             let rows = try await self.configuration.source.fetch(ids: ids)
             self.mergeFetched(rows, requested: ids, source: .reconciliation)
+            self.noteCoverage(started: started, rows: rows)
             return .success(())
         } catch {
             self.shared.withLockedValue { $0.pendingFetch.formUnion(ids) }
@@ -341,8 +394,10 @@ extension JobSyncClient {
         // since: a change the server dropped (§5.6) can be older than later changes that did arrive.
         let started = self.store.watermark
         // Before any read set a checkpoint, jobs mode reads by ids (the newest row seen is no safe starting point).
-        let (checkpoint, resume) = self.shared.withLockedValue { ($0.catchUpWatermark, $0.catchUpResume) }
-        let base = checkpoint ?? (self.configuration.mode == .allJobs ? started : nil)
+        let (checkpoint, resume, coverage) = self.shared.withLockedValue {
+            ($0.catchUpWatermark, $0.catchUpResume, $0.fetchCoverage.point)
+        }
+        let base = checkpoint ?? coverage ?? (self.configuration.mode == .allJobs ? started : nil)
         let watermark = resume ?? base?.advanced(by: .zero - self.configuration.watermarkSkew)
         let sourceKind: ObservationSource = kind == .reconcile ? .reconciliation : .poll
         let useWatermark: Bool
@@ -359,8 +414,21 @@ extension JobSyncClient {
             guard source.supportsWatermark else {
                 throw JobSyncError(code: .invalidConfiguration, message: "all-jobs mode needs a source with updated_at")
             }
-            rows = try await source.fetchUpdated(since: watermark)
-            advanced = self.mergeFetched(rows, requested: nil, source: sourceKind)
+            if kind == .audit {
+                // The cheap audit: versions only, then full rows for what the store has older.
+                rows = try await source.fetchVersions(since: watermark)
+                let stale = self.staleIDs(rows)
+                if stale.isEmpty {
+                    advanced = false
+                } else {
+                    self.count(.auditFetches, by: stale.count)
+                    let full = try await source.fetch(ids: stale)
+                    advanced = self.mergeFetched(full, requested: stale, source: sourceKind)
+                }
+            } else {
+                rows = try await source.fetchUpdated(since: watermark)
+                advanced = self.mergeFetched(rows, requested: nil, source: sourceKind)
+            }
             // A read stopped at the row cap: the next one continues from its newest row, without the skew (a
             // burst larger than the cap inside the skew window would otherwise be read again forever).
             let newest = rows.last?["updated_at"]?.stringValue.flatMap(JobTimestamp.init)
@@ -382,6 +450,7 @@ extension JobSyncClient {
             } else {
                 rows = try await source.fetch(ids: Array(ids))
                 advanced = self.mergeFetched(rows, requested: Array(ids), source: sourceKind)
+                self.noteCoverage(started: started, rows: rows)
             }
         }
         // Every change committed after this read is newer than what it returned and than what was seen before it.
@@ -393,6 +462,43 @@ extension JobSyncClient {
             self.shared.withLockedValue { $0.catchUpWatermark = max($0.catchUpWatermark ?? checkpoint, checkpoint) }
         }
         return CatchUpResult(changesSeen: advanced, moreToRead: capped)
+    }
+
+    /// Before the first checkpoint, folds a read of watched ids by id into ``JobSyncClient/FetchCoverage``.
+    private func noteCoverage(started: JobTimestamp?, rows: [JSONObject]) {
+        let limit = self.store.watermarkLimit()
+        let newest = rows.compactMap { $0["updated_at"]?.stringValue.flatMap(JobTimestamp.init) }
+            .filter { $0 <= limit }.max()
+        let point = [started, newest].compactMap { $0 }.max()
+        self.shared.withLockedValue { shared in
+            guard shared.catchUpWatermark == nil else { return }
+            switch (shared.fetchCoverage, point) {
+            case (.broken, _): break
+            case (_, nil): shared.fetchCoverage = .broken
+            case (.none, let point?): shared.fetchCoverage = .from(point)
+            case (.from(let earlier), let point?): shared.fetchCoverage = .from(min(earlier, point))
+            }
+        }
+    }
+
+    /// The watched ids among `versions` (rows holding `id` and `updated_at`) whose version is newer than the store's,
+    /// or that the store does not hold, or holds incomplete. Rows without a valid id or `updated_at` are counted as
+    /// malformed and skipped.
+    func staleIDs(_ versions: [JSONObject]) -> [JobID] {
+        var stale: [JobID] = []
+        var seen: Set<JobID> = []
+        for row in versions {
+            guard let text = row["id"]?.stringValue, let id = try? JobID(text),
+                let updated = row["updated_at"]?.stringValue.flatMap(JobTimestamp.init)
+            else {
+                self.count(.malformedChanges)
+                continue
+            }
+            guard self.isWatched(id), seen.insert(id).inserted else { continue }
+            if let known = self.store.job(id)?.updatedAt, known >= updated, !self.store.isIncomplete(id) { continue }
+            stale.append(id)
+        }
+        return stale
     }
 
     /// Merges fetched rows; ids requested but absent vanished. Returns whether some job advanced.

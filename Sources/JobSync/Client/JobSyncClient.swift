@@ -5,7 +5,8 @@ import SupabaseREST
 import NIOConcurrencyHelpers
 
 /// Keeps a ``JobStore`` equal to the server's jobs: Realtime changes when live, REST reconciliation after every
-/// `live`, REST polling with backoff while not live, and a 30 s audit poll while live.
+/// `live`, REST polling with backoff while not live, and an audit while live: every 5 s while some job is open,
+/// every 30 s while none is (``Configuration/openAuditInterval``, ``Configuration/auditInterval``).
 ///
 /// ```swift
 /// let client = try JobSyncClient(configuration: .init(source: table, feed: realtimeAdapter))
@@ -44,12 +45,28 @@ public final class JobSyncClient: Service, Sendable {
         public var initialPollDelay: Duration
         /// The backoff cap (default 30 s).
         public var maximumPollDelay: Duration
-        /// The audit poll interval while live (default 30 s).
+        /// The audit interval while live and no job is open (default 30 s): in ``WatchMode/jobs`` every watched job
+        /// is finished or deleted; in ``WatchMode/allJobs`` the store holds no unfinished job.
         public var auditInterval: Duration
-        /// How often, while live, an audit reads the unfinished jobs by id instead of by watermark (default 5 min,
-        /// i.e. every tenth audit): the only read that finds a deletion the feed dropped (a filtered subscription
-        /// gets no DELETE for a row its filter cannot see, and a watermark read cannot see a deleted row). It costs
-        /// one request per 100 unfinished jobs.
+        /// The audit interval while live and some job is open (default 5 s): in ``WatchMode/jobs`` a watched job is
+        /// neither finished nor deleted (or not read yet); in ``WatchMode/allJobs`` the store holds an unfinished job
+        /// (a job stuck unfinished on the server keeps it short).
+        ///
+        /// An audit is cheap: one watermark read of `id` and `updated_at` only (``JobSource/fetchVersions(since:)``,
+        /// keyset-paged, usually one request), compared with the store; only the rows the store has older (changes the
+        /// feed dropped, or had not delivered yet) are then read in full by id. So a change Realtime silently drops
+        /// reaches subscribers within about this interval, at one request per interval while nothing is dropped:
+        /// the trade-off is latency of a dropped change against requests, 60 / interval per minute (5 s: at most 12
+        /// requests a minute, whatever the number of watched jobs; 2 s: 30; 10 s: 6 and dropped changes take up to
+        /// 10 s). Each audit starts this long after the previous one ended. A source without a watermark
+        /// (``JobSource/supportsWatermark`` `false`) audits by id, one request per 100 unfinished jobs (or per job
+        /// for the status endpoint), so it always uses ``auditInterval``.
+        public var openAuditInterval: Duration
+        /// How often, while live, an audit reads the unfinished jobs by id instead of by watermark (default 5 min
+        /// of audit intervals: every tenth audit while no job is open, every 60th while some are): the only read
+        /// that finds a deletion the feed dropped (a filtered subscription gets no DELETE for a row its filter cannot
+        /// see, and a watermark read cannot see a deleted row). It costs one request per 100 unfinished jobs (for
+        /// 10,000 open jobs, 100 requests every 5 min: 20 a minute on average, on top of the audits).
         public var deletionSweepInterval: Duration
         /// Subtracted from the watermark in watermark queries, to tolerate clock skew and late commits (default 5 s).
         public var watermarkSkew: Duration
@@ -72,6 +89,7 @@ public final class JobSyncClient: Service, Sendable {
             initialPollDelay: Duration = .seconds(1),
             maximumPollDelay: Duration = .seconds(30),
             auditInterval: Duration = .seconds(30),
+            openAuditInterval: Duration = .seconds(5),
             deletionSweepInterval: Duration = .seconds(300),
             watermarkSkew: Duration = .seconds(5),
             resubscribeDelay: Duration = .seconds(1),
@@ -86,6 +104,7 @@ public final class JobSyncClient: Service, Sendable {
             self.initialPollDelay = initialPollDelay
             self.maximumPollDelay = maximumPollDelay
             self.auditInterval = auditInterval
+            self.openAuditInterval = openAuditInterval
             self.deletionSweepInterval = deletionSweepInterval
             self.watermarkSkew = watermarkSkew
             self.resubscribeDelay = resubscribeDelay
@@ -111,6 +130,9 @@ public final class JobSyncClient: Service, Sendable {
         public var audits = 0
         /// Successful deletion sweeps (audits by id; see ``Configuration/deletionSweepInterval``).
         public var deletionSweeps = 0
+        /// Rows an audit found newer on the server than in the store (a change the feed dropped, or had not
+        /// delivered yet) and read in full (see ``Configuration/openAuditInterval``).
+        public var auditFetches = 0
         /// Failed REST catch-ups.
         public var restFailures = 0
         /// Failed fetches of newly watched ids (each is retried with backoff; see ``restFailures`` for catch-ups).
@@ -161,6 +183,30 @@ public final class JobSyncClient: Service, Sendable {
         var catchUpWatermark: JobTimestamp?
         /// Where the next watermark read resumes, exactly (no skew), after a read stopped at the source's row cap.
         var catchUpResume: JobTimestamp?
+        /// Before any catch-up set `catchUpWatermark`: where the fetches of newly watched ids let watermark reads start.
+        var fetchCoverage = FetchCoverage.none
+        /// Whether some job was open when the run loop last looked (or a merge may have opened one since: the loop
+        /// is then asked to look again). See ``JobSyncClient/Configuration/openAuditInterval``.
+        var jobsOpenReported = false
+    }
+
+    /// Before any catch-up set a checkpoint (jobs mode, e.g. the feed went live before anything was watched), whether
+    /// the fetches of newly watched ids give a safe start for watermark reads. A fetch's point is the store watermark
+    /// when it started or its newest row, whichever is later: every later change of the ids it read is dated after
+    /// it. The earliest point over all fetches covers every id they read. A read of watched ids that gives no point
+    /// (no row with `updated_at`) breaks it for good: an id without a row may be inserted before a later fetch's point.
+    enum FetchCoverage: Sendable, Hashable {
+        /// No fetch yet.
+        case none
+        /// Watermark reads may start here (minus the skew).
+        case from(JobTimestamp)
+        /// Watermark reads must wait for a catch-up's checkpoint (audits read by id until then).
+        case broken
+
+        var point: JobTimestamp? {
+            if case .from(let point) = self { return point }
+            return nil
+        }
     }
 
     let shared: NIOLockedValueBox<Shared>
@@ -175,7 +221,7 @@ public final class JobSyncClient: Service, Sendable {
     public init(configuration: Configuration, store: JobStore? = nil) throws(JobSyncError) {
         guard configuration.maximumFilteredIDs >= 0, configuration.initialPollDelay > .zero,
             configuration.maximumPollDelay >= configuration.initialPollDelay, configuration.auditInterval > .zero,
-            configuration.deletionSweepInterval > .zero
+            configuration.openAuditInterval > .zero, configuration.deletionSweepInterval > .zero
         else {
             throw JobSyncError(code: .invalidConfiguration, message: "invalid JobSyncClient timing or limit settings")
         }
@@ -374,28 +420,30 @@ public final class JobSyncClient: Service, Sendable {
         case polls = "polls"
         case audits = "audits"
         case deletionSweeps = "deletion_sweeps"
+        case auditFetches = "audit_fetches"
         case restFailures = "rest_failures"
         case fetchFailures = "fetch_failures"
         case refetches = "refetches"
         case liveTransitions = "live_transitions"
     }
 
-    func count(_ metric: Metric) {
+    func count(_ metric: Metric, by amount: Int = 1) {
         self.shared.withLockedValue { shared in
             switch metric {
-            case .changesReceived: shared.statistics.changesReceived += 1
-            case .changesIgnored: shared.statistics.changesIgnored += 1
-            case .malformedChanges: shared.statistics.malformedChanges += 1
-            case .reconciliations: shared.statistics.reconciliations += 1
-            case .polls: shared.statistics.polls += 1
-            case .audits: shared.statistics.audits += 1
-            case .deletionSweeps: shared.statistics.deletionSweeps += 1
-            case .restFailures: shared.statistics.restFailures += 1
-            case .fetchFailures: shared.statistics.fetchFailures += 1
-            case .refetches: shared.statistics.refetches += 1
-            case .liveTransitions: shared.statistics.liveTransitions += 1
+            case .changesReceived: shared.statistics.changesReceived += amount
+            case .changesIgnored: shared.statistics.changesIgnored += amount
+            case .malformedChanges: shared.statistics.malformedChanges += amount
+            case .reconciliations: shared.statistics.reconciliations += amount
+            case .polls: shared.statistics.polls += amount
+            case .audits: shared.statistics.audits += amount
+            case .deletionSweeps: shared.statistics.deletionSweeps += amount
+            case .auditFetches: shared.statistics.auditFetches += amount
+            case .restFailures: shared.statistics.restFailures += amount
+            case .fetchFailures: shared.statistics.fetchFailures += amount
+            case .refetches: shared.statistics.refetches += amount
+            case .liveTransitions: shared.statistics.liveTransitions += amount
             }
         }
-        self.counters[metric]?.increment()
+        self.counters[metric]?.increment(by: amount)
     }
 }

@@ -19,19 +19,22 @@ public enum TransportMode: String, Sendable, Hashable {
 /// - the transport (``State``): `polling` while the feed is not live, `reconciling` while it is live but not caught
 ///   up, `live` once a catch-up started after `live` succeeded; each case holds only what is meaningful there;
 /// - the fetch of newly watched ids (``FetchState``): one request at a time, retried with backoff while it fails.
+///
+/// The audit while live is adaptive: every ``Configuration/openAuditInterval`` while some job is open (the driver
+/// reports it with ``jobsOpenChanged(_:)``), every ``Configuration/auditInterval`` while none is. Watching a new job
+/// while the long timer is pending replaces it with a short one at once; when the last job finishes, the pending
+/// short timer still fires (one more short audit) and the long interval applies from then on.
 struct SyncStateMachine: Sendable {
     /// Settings (all documented on ``JobSyncClient/Configuration``).
     struct Configuration: Sendable, Hashable {
         var realtimeEnabled: Bool
         var initialPollDelay: Duration = .seconds(1)
         var maximumPollDelay: Duration = .seconds(30)
+        /// The audit interval while no job is open.
         var auditInterval: Duration = .seconds(30)
+        /// The audit interval while some job is open.
+        var openAuditInterval: Duration = .seconds(5)
         var deletionSweepInterval: Duration = .seconds(300)
-
-        /// Every how many audits one is a deletion sweep (at least every audit).
-        var auditsPerSweep: Int {
-            max(1, Int((self.deletionSweepInterval / self.auditInterval).rounded(.down)))
-        }
     }
 
     /// What a catch-up request is for.
@@ -40,7 +43,8 @@ struct SyncStateMachine: Sendable {
         case reconcile
         /// A poll while the feed is not live.
         case poll
-        /// The periodic safety poll while live (one watermark request).
+        /// The periodic safety poll while live: a cheap watermark read (`id` and `updated_at` only), then full rows
+        /// only for the ids the store has older.
         case audit
         /// An audit that reads the unfinished jobs by id instead (every ``Configuration/deletionSweepInterval``):
         /// the only read that finds a deletion the feed dropped, since a watermark read cannot see a deleted row.
@@ -72,7 +76,8 @@ struct SyncStateMachine: Sendable {
         case polling(Polling)
         /// The feed is live but no catch-up started since has succeeded: changes before `live` may be missing.
         case reconciling(Reconciling)
-        /// The feed is live and caught up: changes arrive over it; an audit runs every ``Configuration/auditInterval``.
+        /// The feed is live and caught up: changes arrive over it; an audit runs every
+        /// ``Configuration/openAuditInterval`` while jobs are open, else every ``Configuration/auditInterval``.
         case live(Live)
     }
 
@@ -116,8 +121,9 @@ struct SyncStateMachine: Sendable {
     }
 
     enum Live: Sendable, Hashable {
-        /// The next audit is pending.
-        case waiting(auditTimer: Int)
+        /// The next audit is pending, `delay` after the previous one ended; `minimum` is the server's `Retry-After`
+        /// after a failed one (else zero): a shorter interval never brings the audit before it.
+        case waiting(auditTimer: Int, delay: Duration, minimum: Duration)
         /// An audit (``CatchUp/audit`` or ``CatchUp/sweep``) is in flight.
         case auditing(CatchUp)
     }
@@ -136,14 +142,18 @@ struct SyncStateMachine: Sendable {
     let configuration: Configuration
     private(set) var state: State = .idle
     private(set) var fetch: FetchState = .idle
-    /// Audits to go before the next one is a deletion sweep. Kept across losses of the feed, so that a feed
-    /// flapping more often than the sweep interval still gets its sweeps.
-    private var auditsUntilSweep: Int
+    /// Whether some job is open (the driver's last ``jobsOpenChanged(_:)``): audits use the short interval.
+    private(set) var jobsOpen: Bool
+    /// Audit time to go before the next audit is a deletion sweep: the delays of the audit timers that fired are
+    /// subtracted (the machine has no clock). Kept across losses of the feed, so that a feed flapping more often
+    /// than the sweep interval still gets its sweeps.
+    private var untilSweep: Duration
     private var nextToken = 0
 
-    init(configuration: Configuration) {
+    init(configuration: Configuration, jobsOpen: Bool = false) {
         self.configuration = configuration
-        self.auditsUntilSweep = configuration.auditsPerSweep
+        self.jobsOpen = jobsOpen
+        self.untilSweep = configuration.deletionSweepInterval
     }
 
     /// The transport mode the actions returned so far announced.
@@ -290,13 +300,13 @@ struct SyncStateMachine: Sendable {
             return []
         case .polling, .reconciling:
             return []  // audits stopped when the feed was lost
-        case .live(.waiting(let auditTimer)) where auditTimer == token:
-            self.auditsUntilSweep -= 1
-            guard self.auditsUntilSweep <= 0 else {
+        case .live(.waiting(let auditTimer, let delay, _)) where auditTimer == token:
+            self.untilSweep -= delay
+            guard self.untilSweep <= .zero else {
                 self.state = .live(.auditing(.audit))
                 return [.startCatchUp(.audit)]
             }
-            self.auditsUntilSweep = self.configuration.auditsPerSweep
+            self.untilSweep = self.configuration.deletionSweepInterval
             self.state = .live(.auditing(.sweep))
             return [.startCatchUp(.sweep)]
         case .live(.waiting), .live(.auditing):
@@ -350,8 +360,8 @@ struct SyncStateMachine: Sendable {
                 actions = [.startCatchUp(.reconcile)]
             case .reconciling:
                 // Live and caught up: polling stops, audits start.
-                let (token, action) = self.scheduleAudit(atLeast: nil)
-                self.state = .live(.waiting(auditTimer: token))
+                let (timer, action) = self.scheduleAudit(atLeast: nil)
+                self.state = .live(timer)
                 actions = [action]
             case .stale:
                 reconciling.backoff.lastFailed = false
@@ -366,8 +376,8 @@ struct SyncStateMachine: Sendable {
             self.state = .live(.auditing(.audit))
             actions = [.startCatchUp(.audit)]
         case .live(.auditing):
-            let (token, action) = self.scheduleAudit(atLeast: nil)
-            self.state = .live(.waiting(auditTimer: token))
+            let (timer, action) = self.scheduleAudit(atLeast: nil)
+            self.state = .live(timer)
             actions = [action]
         }
         return self.announcingMode(since: before, actions)
@@ -409,12 +419,37 @@ struct SyncStateMachine: Sendable {
             return []
         case .live(.auditing(let kind)):
             // The socket is still live: an audit failure does not change the mode.
-            if kind == .sweep { self.auditsUntilSweep = 1 }  // the next audit sweeps again
-            let token: Int
-            (token, action) = self.scheduleAudit(atLeast: retryAfter)
-            self.state = .live(.waiting(auditTimer: token))
+            if kind == .sweep { self.untilSweep = .zero }  // the next audit sweeps again
+            let timer: Live
+            (timer, action) = self.scheduleAudit(atLeast: retryAfter)
+            self.state = .live(timer)
         }
         return self.announcingMode(since: before, [action])
+    }
+
+    // MARK: Open jobs
+
+    /// Whether some job is open changed (driver: in jobs mode, a watched job neither finished nor deleted; in
+    /// all-jobs mode, an unfinished job in the store). Reporting the same value again does nothing.
+    ///
+    /// Opening while a long audit timer is pending replaces it with one of ``Configuration/openAuditInterval``
+    /// (the old timer's token is superseded), never earlier than a `Retry-After` the pending one honours (counted
+    /// again from now: the machine has no clock). Closing keeps a pending short timer: the next audit after it uses
+    /// ``Configuration/auditInterval``.
+    mutating func jobsOpenChanged(_ open: Bool) -> [Action] {
+        guard open != self.jobsOpen else { return [] }
+        self.jobsOpen = open
+        guard open, case .live(.waiting(_, let delay, let minimum)) = self.state,
+            delay > max(self.configuration.openAuditInterval, minimum)
+        else { return [] }
+        let (timer, action) = self.scheduleAudit(atLeast: minimum)
+        self.state = .live(timer)
+        return [action]
+    }
+
+    /// The audit interval that applies now.
+    var auditInterval: Duration {
+        self.jobsOpen ? self.configuration.openAuditInterval : self.configuration.auditInterval
     }
 
     // MARK: Fetch events
@@ -489,10 +524,15 @@ struct SyncStateMachine: Sendable {
         return (self.nextToken, .schedulePoll(token: self.nextToken, minimum: minimum, maximum: maximum))
     }
 
-    private mutating func scheduleAudit(atLeast minimum: Duration?) -> (Int, Action) {
+    /// The next audit timer, after the interval that applies now (at least `minimum`, a server's `Retry-After`).
+    private mutating func scheduleAudit(atLeast minimum: Duration?) -> (Live, Action) {
         self.nextToken += 1
-        let delay = max(self.configuration.auditInterval, minimum ?? .zero)
-        return (self.nextToken, .scheduleAudit(token: self.nextToken, delay: delay))
+        let delay = max(self.auditInterval, minimum ?? .zero)
+        let token = self.nextToken
+        return (
+            .waiting(auditTimer: token, delay: delay, minimum: minimum ?? .zero),
+            .scheduleAudit(token: token, delay: delay)
+        )
     }
 
     /// After a failed catch-up: the next attempt after the backoff, at least `retryAfter`; mode offline.

@@ -162,18 +162,18 @@ extension JobSyncIntegration {
 
         @Test("§5.6 silently dropped changes, audit interval (2 s) longer than the watermark skew (0.5 s)")
         func droppedChangesShortSkew() async throws {
-            // Production defaults have the same shape: audits every 30 s, skew 5 s.
+            // Production defaults: audits every 5 s while jobs are open (30 s otherwise), skew 5 s.
             var settings = IntegrationRun.Settings()
             settings.watermarkSkew = .milliseconds(500)
             try await IntegrationRun.run(FaultScenarios.droppedChanges, settings: settings)
         }
 
-        @Test("§5.6 silently dropped changes at the production defaults (30 s audits, 3 s heartbeat)")
+        @Test("§5.6 silently dropped changes at the production defaults (5 s audits while jobs are open, 3 s heartbeat)")
         func droppedChangesProductionTimings() async throws {
             var settings = IntegrationRun.Settings()
             settings.productionTimings = true
             settings.label = "production timings"
-            settings.convergenceDeadline = .seconds(75)  // the first audit comes 30 s after live
+            // The default deadline (45 s): while a job is open the audit runs every 5 s (it took up to 30 s before).
             try await IntegrationRun.run(FaultScenarios.droppedChanges, settings: settings)
         }
 

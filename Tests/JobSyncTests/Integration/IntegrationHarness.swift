@@ -29,7 +29,7 @@ struct IntegrationRun {
         var postgresURL: String?
         /// The jobs table's schema; the client is configured with it (REST `Accept-Profile`, Realtime bindings).
         var schema = "public"
-        /// The client's audit interval while live.
+        /// The client's audit interval while live (with jobs open or not).
         var auditInterval: Duration = .seconds(2)
         /// The client's watermark skew (default as in production, 5 s).
         var watermarkSkew: Duration = .seconds(5)
@@ -38,8 +38,8 @@ struct IntegrationRun {
         /// A label printed with any failure (e.g. the soak seed).
         var label = ""
         /// Run at the production defaults (JobSync's Realtime timings: 3 s heartbeat, late after 1.5 s, 10 s
-        /// timeout; the client's defaults: 30 s audits, 1…30 s polling, 5 min deletion sweeps) instead of the short
-        /// test timings.
+        /// timeout; the client's defaults: audits every 5 s while jobs are open and 30 s otherwise, 1…30 s polling,
+        /// 5 min deletion sweeps) instead of the short test timings.
         var productionTimings = false
 
         init() {
@@ -176,6 +176,7 @@ struct IntegrationRun {
             configuration.initialPollDelay = .milliseconds(200)
             configuration.maximumPollDelay = .seconds(2)
             configuration.auditInterval = settings.auditInterval
+            configuration.openAuditInterval = settings.auditInterval
             configuration.deletionSweepInterval = settings.auditInterval * 5  // one audit in 5 by id (production: 10)
             configuration.watermarkSkew = settings.watermarkSkew
             configuration.resubscribeDelay = .milliseconds(200)
@@ -395,6 +396,15 @@ struct LoggingSource: JobSource {
         let newest = rows.compactMap { $0["updated_at"]?.stringValue }.max() ?? "-"
         self.logger.debug(
             "test source: fetchUpdated",
+            metadata: ["since": "\(since?.description ?? "-")", "rows": "\(rows.count)", "newest": "\(newest)"])
+        return rows
+    }
+
+    func fetchVersions(since: JobTimestamp?) async throws(JobSyncError) -> [JSONObject] {
+        let rows = try await self.base.fetchVersions(since: since)
+        let newest = rows.compactMap { $0["updated_at"]?.stringValue }.max() ?? "-"
+        self.logger.debug(
+            "test source: fetchVersions",
             metadata: ["since": "\(since?.description ?? "-")", "rows": "\(rows.count)", "newest": "\(newest)"])
         return rows
     }
