@@ -135,7 +135,10 @@ struct RealtimeClientBroadcastTests {
 
     @Test("§B5 replay on a public channel, or an empty topic, is refused with invalidSubscription")
     func invalidSubscriptions() async throws {
-        try await withTestClient { client, _, _ in
+        try await withTestClient { client, _, transport in
+            // Accept the connection so that run() ends promptly when the test is over.
+            var attempts = transport.attempts.makeAsyncIterator()
+            _ = try await attempts.nextAttempt().accept()
             var publicReplay = client.broadcast(topic: "jobs", isPrivate: false, replay: BroadcastReplay { 1 })
                 .makeAsyncIterator()
             do {
