@@ -133,6 +133,26 @@ struct RealtimeClientBroadcastTests {
         }
     }
 
+    @Test("§B2 §B3 §B6 channel errors map to distinct NotLiveReason kinds; other errors stay channelErrored")
+    func errorKinds() {
+        typealias Reason = ChannelStateMachine.Reason
+        let cases: [(Reason, NotLiveReason.Kind)] = [
+            (.joinRejected(ErrorReason("Unauthorized: You do not have permissions to read from this Channel topic: t")),
+             .unauthorized),
+            (.accessRevoked(ErrorReason("You no longer have permission to read from this Channel topic: t")), .accessRevoked),
+            (.rateLimited(ErrorReason("Too many messages per second")), .rateLimited),
+            (.joinRejected(ErrorReason("ChannelRateLimitReached: Too many channels")), .rateLimited),
+            (.replicationNotReady(ErrorReason("Replication connection was not established in time")),
+             .replicationNotReady),
+            (.serverError, .channelErrored),
+            (.tokenExpired(ErrorReason("Token has expired 0 seconds ago")), .channelErrored),
+            (.socketLost, .socketLost),
+        ]
+        for (reason, kind) in cases {
+            #expect(ClientDriver.notLiveReason(.errored(reason)).kind == kind, "\(reason)")
+        }
+    }
+
     @Test("§B5 replay on a public channel, or an empty topic, is refused with invalidSubscription")
     func invalidSubscriptions() async throws {
         try await withTestClient { client, _, transport in
