@@ -55,8 +55,8 @@ public struct BroadcastMessage: Hashable, Sendable, CustomStringConvertible {
         self.isReplayed = isReplayed
     }
 
-    /// Decodes the payload of a `broadcast` message: `{"type":"broadcast","event":…,"payload":…,"meta":{…}}` in any
-    /// key order, from a JSON text push (live under vsn 1.0.0, replayed under both) or from a kind-4 binary frame as
+    /// Decodes the payload of a `broadcast` message, `{"type":"broadcast","event":…,"payload":…,"meta":{…}}` in
+    /// any key order, from a JSON text push (live under vsn 1.0.0, replayed under both) or from a kind-4 binary frame as
     /// ``PhoenixSerializer`` decodes it (§B4). `type` is not required; `meta` and its members are optional, and a
     /// `meta.replayed` that is not `true` counts as live.
     /// - Throws: `RealtimeProtocolError` (`.unexpectedType`, `.missingField`) if the payload is not an object, `event`

@@ -125,8 +125,9 @@ struct ChannelStateMachineBroadcastTests {
         // The channel crashes; the rejoin asks for the watermark again and sends the new one.
         watermark.set(1_760_000_123_456)
         _ = machine.receive(B.ok(try #require(join.joinRef)), refs: &refs)
-        _ = machine.receive(PhoenixMessage(
-            joinRef: join.joinRef, ref: join.joinRef, topic: F.topic, event: .error, payload: .object([:])), refs: &refs)
+        let crash = PhoenixMessage(
+            joinRef: join.joinRef, ref: join.joinRef, topic: F.topic, event: .error, payload: .object([:]))
+        _ = machine.receive(crash, refs: &refs)
         let rejoin = try #require(F.pushes(machine.timerFired(.rejoin, refs: &refs)).first)
         #expect(rejoin.event == .join && rejoin.joinRef != join.joinRef)
         #expect(rejoin.payload["config"]?["broadcast"]?["replay"]?["since"] == .number(JSONNumber(1_760_000_123_456)))
@@ -322,7 +323,8 @@ struct ChannelStateMachineBroadcastTests {
             == [[F.subscriber(2)]])
         var only = B.machine()
         _ = try B.joinLive(&only, B.options(["UPDATE"]), refs: &refs)
-        #expect(only.receive(B.broadcast("DELETE", id: "x"), refs: &refs) == [.ignored(.unroutableBroadcast(event: "DELETE"))])
+        let delete = only.receive(B.broadcast("DELETE", id: "x"), refs: &refs)
+        #expect(delete == [.ignored(.unroutableBroadcast(event: "DELETE"))])
     }
 
     @Test("§B4 malformed broadcast payload is ignored with a typed reason; broadcasts before the join reply too")
@@ -333,7 +335,8 @@ struct ChannelStateMachineBroadcastTests {
         #expect(machine.receive(B.broadcast(id: "early"), refs: &refs) == [.ignored(.notJoined)])
         _ = machine.receive(B.ok(joinRef), refs: &refs)
         let bad = PhoenixMessage(
-            joinRef: nil, ref: nil, topic: F.topic, event: .broadcast, payload: .object(["event": .number(JSONNumber(1))]))
+            joinRef: nil, ref: nil, topic: F.topic, event: .broadcast,
+            payload: .object(["event": .number(JSONNumber(1))]))
         guard case .ignored(.malformedPayload)? = machine.receive(bad, refs: &refs).first else {
             Issue.record("expected a malformed payload to be ignored")
             return

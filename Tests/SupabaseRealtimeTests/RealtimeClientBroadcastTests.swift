@@ -40,7 +40,7 @@ struct RealtimeClientBroadcastTests {
             + Array(topic.utf8) + Array(event.utf8) + Array(metadata.utf8) + Array(payload.utf8)
     }
 
-    @Test("§B3 §B4 §B5 join with private/replay/replication_ready, replay then live, binary rows, dedupe across a rejoin")
+    @Test("§B3 §B4 §B5 private join with replay and replication_ready; replay, live binary rows, dedupe over a rejoin")
     func replayLiveAndRejoin() async throws {
         let watermark = NIOLockedValueBox<Int?>(1_760_000_000_000)
         try await withTestClient(configure: { configuration in
@@ -139,7 +139,8 @@ struct RealtimeClientBroadcastTests {
         let cases: [(Reason, NotLiveReason.Kind)] = [
             (.joinRejected(ErrorReason("Unauthorized: You do not have permissions to read from this Channel topic: t")),
              .unauthorized),
-            (.accessRevoked(ErrorReason("You no longer have permission to read from this Channel topic: t")), .accessRevoked),
+            (.accessRevoked(ErrorReason("You no longer have permission to read from this Channel topic: t")),
+             .accessRevoked),
             (.rateLimited(ErrorReason("Too many messages per second")), .rateLimited),
             (.joinRejected(ErrorReason("ChannelRateLimitReached: Too many channels")), .rateLimited),
             (.replicationNotReady(ErrorReason("Replication connection was not established in time")),

@@ -19,13 +19,13 @@ package import JobSyncCore
 /// they add `private`, `replication_ready` and replay to the join, and are routed by event name and de-duplicated on
 /// `meta.id`.
 ///
-/// Lifecycle: closed → joining → joined → live (after the `system` "Subscribed to PostgreSQL" ok, §4.3/§4.5, and with
-/// broadcast subscribers the "Replication connection established" ok, §B3).
+/// Lifecycle: closed → joining → joined → live (after the `system` "Subscribed to PostgreSQL" ok, §4.3/§4.5, and
+/// with broadcast subscribers the "Replication connection established" ok, §B3).
 /// Join errors, join timeouts, `phx_error` and socket loss make it errored and it rejoins on the 1, 2, 5, 10 s
 /// schedule (at once when the socket reopens). `phx_close` closes it for good and finishes its subscribers, except
 /// after a token-expiry error (``Action/refreshTokenThenRejoin``), a rate-limit error (rejoin after a long backoff), a
-/// replication-readiness timeout (§B3) or, on a private broadcast channel, a revoked read permission (§B2) (both rejoin
-/// on the rejoin schedule).
+/// replication-readiness timeout (§B3) or, on a private broadcast channel, a revoked read permission (§B2) (both
+/// rejoin on the rejoin schedule).
 /// Messages carrying a join ref other than the current one are ignored (§9.1, §15.3). Events that cannot happen in
 /// the current state (a timer the machine cancelled, an unknown subscriber) are `assertionFailure`s in debug builds
 /// and change nothing in release builds.
