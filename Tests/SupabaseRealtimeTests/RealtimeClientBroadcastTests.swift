@@ -154,7 +154,7 @@ struct RealtimeClientBroadcastTests {
         }
     }
 
-    @Test("§B5 replay on a public channel, or an empty topic, is refused with invalidSubscription")
+    @Test("§B5 replay on a public channel, an empty topic, or mixed privacy on a topic: invalidSubscription")
     func invalidSubscriptions() async throws {
         try await withTestClient { client, _, transport in
             // Accept the connection so that run() ends promptly when the test is over.
@@ -170,6 +170,17 @@ struct RealtimeClientBroadcastTests {
             }
             var empty = client.broadcast(topic: "").makeAsyncIterator()
             await #expect(throws: RealtimeClientError.self) { _ = try await empty.next() }
+            // One socket joins a topic once: a public subscription to a topic joined as private is refused.
+            let privateJobs = client.broadcast(topic: "jobs:1")
+            var publicJobs = client.broadcast(topic: "jobs:1", isPrivate: false).makeAsyncIterator()
+            do {
+                _ = try await publicJobs.next()
+                Issue.record("expected invalidSubscription")
+            } catch let error as RealtimeClientError {
+                #expect(error.code == .invalidSubscription)
+                #expect(error.message.contains("private"))
+            }
+            _ = privateJobs
         }
     }
 }
