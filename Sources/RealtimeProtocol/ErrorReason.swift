@@ -18,6 +18,9 @@ package struct ErrorReason: Hashable, Sendable, CustomStringConvertible {
         case serverRestarting
         /// A temporary server-side condition (project DB connecting or unavailable): retry with backoff.
         case transient
+        /// A broadcast channel's `replication_ready` wait timed out ("Replication connection was not established in
+        /// time", broadcast-from-database.md §B3): rejoin with backoff.
+        case replicationNotReady
         /// Anything else.
         case other
     }
@@ -80,6 +83,9 @@ package struct ErrorReason: Hashable, Sendable, CustomStringConvertible {
         let text = self.raw.lowercased()
         if text.contains("expired") {
             return .tokenExpired
+        }
+        if text.contains("replication connection was not established") {
+            return .replicationNotReady
         }
         if let code = self.code, Self.invalidTokenCodes.contains(code) {
             return .invalidToken

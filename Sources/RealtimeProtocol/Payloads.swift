@@ -89,6 +89,10 @@ package struct JoinPayload: Hashable, Sendable {
     public var postgresChanges: [PostgresChangeBinding]
     /// `config.private`.
     public var isPrivate: Bool
+    /// `config.broadcast.replay` (broadcast-from-database.md §B3, §B5), or `nil` to omit it.
+    public var broadcastReplay: BroadcastReplayOption?
+    /// `config.broadcast.replication_ready: true` when set (§B3); omitted otherwise.
+    public var broadcastReplicationReady: Bool
     /// The user JWT (`access_token`); omitted when `nil`. Never log it.
     public var accessToken: String?
 
@@ -100,8 +104,12 @@ package struct JoinPayload: Hashable, Sendable {
         broadcastAck: Bool = false,
         broadcastSelf: Bool = false,
         presenceKey: String = "",
-        presenceEnabled: Bool = false
+        presenceEnabled: Bool = false,
+        broadcastReplay: BroadcastReplayOption? = nil,
+        broadcastReplicationReady: Bool = false
     ) {
+        self.broadcastReplay = broadcastReplay
+        self.broadcastReplicationReady = broadcastReplicationReady
         self.postgresChanges = postgresChanges
         self.accessToken = accessToken
         self.isPrivate = isPrivate
@@ -112,11 +120,19 @@ package struct JoinPayload: Hashable, Sendable {
     }
 
     /// The payload in the key order of §4.2:
-    /// `{"config":{"broadcast":{"ack","self"},"presence":{"key","enabled"},"postgres_changes":[…],"private"}
-    /// [,"access_token"]}`.
+    /// `{"config":{"broadcast":{"ack","self"[,"replay":{"since"[,"limit"]}][,"replication_ready":true]},
+    /// "presence":{"key","enabled"},"postgres_changes":[…],"private"}[,"access_token"]}` (§B3 for the broadcast
+    /// members).
     public var jsonValue: JSONValue {
+        var broadcast: JSONObject = ["ack": .bool(self.broadcastAck), "self": .bool(self.broadcastSelf)]
+        if let replay = self.broadcastReplay {
+            broadcast["replay"] = replay.jsonValue
+        }
+        if self.broadcastReplicationReady {
+            broadcast["replication_ready"] = .bool(true)
+        }
         let config: JSONObject = [
-            "broadcast": .object(["ack": .bool(self.broadcastAck), "self": .bool(self.broadcastSelf)]),
+            "broadcast": .object(broadcast),
             "presence": .object(["key": .string(self.presenceKey), "enabled": .bool(self.presenceEnabled)]),
             "postgres_changes": .array(self.postgresChanges.map(\.jsonValue)),
             "private": .bool(self.isPrivate),
@@ -332,6 +348,13 @@ package struct SystemMessage: Hashable, Sendable {
     /// `extension == "postgres_changes"` and `status == error`: the bindings failed; the channel stays open.
     public var isPostgresChangesError: Bool {
         self.extension == "postgres_changes" && self.status == .error
+    }
+
+    /// `extension == "system"` and `status == ok`: on a channel joined with `replication_ready`, the replication
+    /// connection is established ("Replication connection established", broadcast-from-database.md §B3). The text
+    /// is not checked, so a reworded message still counts.
+    public var isReplicationReady: Bool {
+        self.extension == "system" && self.status == .ok
     }
 
     /// `extension == "system"` and `status == error`: a `phx_close` follows immediately (§4.5, §8.2).

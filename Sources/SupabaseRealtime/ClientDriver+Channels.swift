@@ -42,13 +42,13 @@ extension ClientDriver {
                 self.logger.debug(
                     "realtime channel status", metadata: ["realtime.topic": "\(topic)", "realtime.status": "\(status)"])
             case .notify(let subscribers, let event):
-                let published = self.publishedEvent(event, topic: topic)
-                for subscriber in subscribers { self.yield(published, to: subscriber) }
+                self.record(event, topic: topic)
+                for subscriber in subscribers { self.yield(event, to: subscriber) }
             case .finishSubscribers(let subscribers, let reason):
                 // The server closed the channel and it will not be rejoined (§9.3): end its subscriptions.
                 let error = RealtimeClientError(.channelClosed, Self.describe(reason))
                 for subscriber in subscribers {
-                    self.subscriptions.removeValue(forKey: subscriber)?.continuation.finish(throwing: error)
+                    self.subscriptions.removeValue(forKey: subscriber)?.sink.finish(throwing: error)
                 }
             case .refreshTokenThenRejoin:
                 if self.configuration.accessToken == nil {
@@ -69,29 +69,47 @@ extension ClientDriver {
         }
     }
 
-    /// The public form of a subscriber event (counted and logged on the way).
-    private func publishedEvent(
-        _ event: ChannelStateMachine.SubscriberEvent,
-        topic: Topic
-    ) -> RealtimeSubscriptionEvent {
+    /// Counts and logs a subscriber event once, before it is handed to its subscribers.
+    private func record(_ event: ChannelStateMachine.SubscriberEvent, topic: Topic) {
         switch event {
-        case .live:
-            return .live
-        case .notLive(let cause):
-            return .notLive(Self.notLiveReason(cause))
-        case .change(let change):
+        case .live, .notLive:
+            break
+        case .change:
             self.client.metrics.changesDelivered.increment()
-            return .change(change)
+        case .broadcast:
+            self.client.metrics.broadcastsDelivered.increment()
         case .postgresChangesError(let message):
             self.logger.debug(
                 "realtime postgres_changes error",
                 metadata: ["realtime.topic": "\(topic)", "realtime.error": "\(Redaction.redact(message))"])
-            return .systemError(message)
         case .channelError(let reason):
             self.logger.debug(
                 "realtime channel error",
                 metadata: ["realtime.topic": "\(topic)", "realtime.error": "\(Redaction.redact(reason.raw))"])
-            return .systemError(reason.raw)
+        }
+    }
+
+    /// The public form of a subscriber event for a `postgres_changes` subscription (`nil`: not for it).
+    static func postgresChangesEvent(_ event: ChannelStateMachine.SubscriberEvent) -> RealtimeSubscriptionEvent? {
+        switch event {
+        case .live: .live
+        case .notLive(let cause): .notLive(Self.notLiveReason(cause))
+        case .change(let change): .change(change)
+        case .broadcast: nil
+        case .postgresChangesError(let message): .systemError(message)
+        case .channelError(let reason): .systemError(reason.raw)
+        }
+    }
+
+    /// The public form of a subscriber event for a broadcast subscription (`nil`: not for it).
+    static func broadcastEvent(_ event: ChannelStateMachine.SubscriberEvent) -> BroadcastSubscriptionEvent? {
+        switch event {
+        case .live: .live
+        case .notLive(let cause): .notLive(Self.notLiveReason(cause))
+        case .broadcast(let message): .message(message)
+        case .change: nil
+        case .postgresChangesError(let message): .systemError(message)
+        case .channelError(let reason): .systemError(reason.raw)
         }
     }
 
@@ -99,6 +117,8 @@ extension ClientDriver {
         switch cause {
         case .errored(.socketLost):
             NotLiveReason(kind: .socketLost, message: Self.describe(.socketLost))
+        case .errored(let reason) where Self.errorKind(reason) != nil:
+            NotLiveReason(kind: Self.errorKind(reason) ?? .channelErrored, message: Self.describe(reason))
         case .errored(let reason):
             NotLiveReason(kind: .channelErrored, message: Self.describe(reason))
         case .rejoining:
@@ -112,6 +132,23 @@ extension ClientDriver {
         }
     }
 
+    /// The specific kind of an error a subscriber can act on (§B2, §B3, §7.2), or `nil` for a plain
+    /// ``NotLiveReason/Kind/channelErrored``.
+    static func errorKind(_ reason: ChannelStateMachine.Reason) -> NotLiveReason.Kind? {
+        switch reason {
+        case .joinRejected(let error):
+            switch error.kind {
+            case .unauthorized: .unauthorized
+            case .rateLimited: .rateLimited
+            case .tokenExpired, .invalidToken, .serverRestarting, .transient, .replicationNotReady, .other: nil
+            }
+        case .rateLimited: .rateLimited
+        case .accessRevoked: .accessRevoked
+        case .replicationNotReady: .replicationNotReady
+        case .joinTimedOut, .bindingMismatch, .serverError, .socketLost, .tokenExpired, .serverClosed, .left: nil
+        }
+    }
+
     static func describe(_ reason: ChannelStateMachine.Reason) -> String {
         switch reason {
         case .joinRejected(let error): "join refused: \(Redaction.redact(error.raw))"
@@ -121,18 +158,29 @@ extension ClientDriver {
         case .socketLost: "the WebSocket connection was lost"
         case .tokenExpired(let error): "access token expired: \(Redaction.redact(error.raw))"
         case .rateLimited(let error): "rate limited: \(Redaction.redact(error.raw))"
+        case .accessRevoked(let error): "read access revoked: \(Redaction.redact(error.raw))"
+        case .replicationNotReady(let error): "replication not ready: \(Redaction.redact(error.raw))"
         case .serverClosed(let error?): "the server closed the channel: \(Redaction.redact(error.raw))"
         case .serverClosed(nil): "the server closed the channel"
         case .left: "left"
         }
     }
 
-    private func yield(_ event: RealtimeSubscriptionEvent, to subscriber: SubscriberID) {
+    private func yield(_ event: ChannelStateMachine.SubscriberEvent, to subscriber: SubscriberID) {
         guard let subscription = self.subscriptions[subscriber] else { return }
-        if case .dropped = subscription.continuation.yield(event) {
+        let dropped: Bool
+        switch subscription.sink {
+        case .postgresChanges(let continuation):
+            guard let published = Self.postgresChangesEvent(event) else { return }
+            if case .dropped = continuation.yield(published) { dropped = true } else { dropped = false }
+        case .broadcast(let continuation):
+            guard let published = Self.broadcastEvent(event) else { return }
+            if case .dropped = continuation.yield(published) { dropped = true } else { dropped = false }
+        }
+        if dropped {
             // The consumer fell a whole buffer behind: end it rather than silently lose events. Its onTermination
             // sends `.unsubscribe`, which removes its binding.
-            subscription.continuation.finish(
+            subscription.sink.finish(
                 throwing: RealtimeClientError(
                     .subscriptionOverflow,
                     "the consumer fell \(self.configuration.subscriptionBufferSize) events behind"))
@@ -151,7 +199,17 @@ extension ClientDriver {
             self.channelCounter += 1
             topic = .realtime("\(self.configuration.channelPrefix)-\(self.channelCounter)")
         }
-        self.subscriptions[request.id] = SubscriptionEntry(topic: topic, continuation: request.continuation)
+        if case .broadcast(let options) = request.kind, let existing = self.channels[topic]?.broadcastIsPrivate,
+            existing != options.isPrivate
+        {
+            // One socket joins a topic once; a private and a public broadcast channel of one name cannot share it.
+            request.sink.finish(
+                throwing: RealtimeClientError(
+                    .invalidSubscription,
+                    "\(topic) is already subscribed as a \(existing ? "private" : "public") broadcast channel"))
+            return
+        }
+        self.subscriptions[request.id] = SubscriptionEntry(topic: topic, sink: request.sink)
         if self.channels[topic] == nil {
             self.channels[topic] = ChannelStateMachine(
                 topic: topic, accessToken: self.accessToken, socketOpen: self.socket.isConnected,
@@ -160,7 +218,10 @@ extension ClientDriver {
         self.logger.debug(
             "realtime subscribe", metadata: ["realtime.topic": "\(topic)", "realtime.subscriber": "\(request.id)"])
         self.withChannel(topic, group: &group) { machine, refs in
-            machine.subscribe(request.id, to: request.binding, refs: &refs)
+            switch request.kind {
+            case .postgresChanges(let binding): machine.subscribe(request.id, to: binding, refs: &refs)
+            case .broadcast(let options): machine.subscribe(request.id, toBroadcast: options, refs: &refs)
+            }
         }
     }
 

@@ -8,12 +8,33 @@ import Foundation
 /// A subscriber of a channel: one ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)`` call.
 typealias SubscriberID = ChannelStateMachine.SubscriberID
 
-/// A subscription request from ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)``.
+/// A subscription request from ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)`` or
+/// ``RealtimeClient/broadcast(topic:isPrivate:events:replay:)``.
 struct SubscriptionRequest: Sendable {
+    /// What the subscriber reads.
+    enum Kind: Sendable {
+        case postgresChanges(PostgresChangeBinding)
+        case broadcast(ChannelStateMachine.BroadcastOptions)
+    }
+
     var id: SubscriberID
-    var binding: PostgresChangeBinding
+    var kind: Kind
     var channel: String?
-    var continuation: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Continuation
+    var sink: SubscriptionSink
+}
+
+/// The stream a subscription's events go to.
+enum SubscriptionSink: Sendable {
+    case postgresChanges(AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Continuation)
+    case broadcast(AsyncThrowingStream<BroadcastSubscriptionEvent, any Error>.Continuation)
+
+    /// Ends the stream, with an error or normally.
+    func finish(throwing error: RealtimeClientError? = nil) {
+        switch self {
+        case .postgresChanges(let continuation): continuation.finish(throwing: error)
+        case .broadcast(let continuation): continuation.finish(throwing: error)
+        }
+    }
 }
 
 /// An inbound frame, decoded by the connection's reader task.
@@ -58,7 +79,7 @@ enum WriterCommand: Sendable {
 /// A live subscription: its channel and its stream.
 struct SubscriptionEntry {
     var topic: Topic
-    var continuation: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Continuation
+    var sink: SubscriptionSink
 }
 
 /// The run loop's state and the execution of state-machine actions. Confined to the task running
@@ -115,7 +136,8 @@ final class ClientDriver {
         ChannelStateMachine.Configuration(
             joinTimeout: self.configuration.joinTimeout,
             rejoin: self.configuration.rejoin,
-            rateLimitedRejoinDelay: self.configuration.rateLimitedRejoinDelay)
+            rateLimitedRejoinDelay: self.configuration.rateLimitedRejoinDelay,
+            broadcastDeduplicationWindow: self.configuration.broadcastDeduplicationWindow)
     }
 
     // MARK: Loop entry points
@@ -203,7 +225,7 @@ final class ClientDriver {
         self.connections = [:]
         for (_, entry) in self.timers { entry.cancellation.cancel() }
         self.timers = [:]
-        for (_, subscription) in self.subscriptions { subscription.continuation.finish() }
+        for (_, subscription) in self.subscriptions { subscription.sink.finish() }
         self.subscriptions = [:]
         self.channels = [:]
         self.client.statusBroadcaster.publish(.closed)
@@ -215,8 +237,7 @@ final class ClientDriver {
     func handleAfterShutdown(_ event: DriverEvent) {
         switch event {
         case .subscribe(let request):
-            request.continuation.finish(
-                throwing: RealtimeClientError(.clientShutDown, "the Realtime client has shut down"))
+            request.sink.finish(throwing: RealtimeClientError(.clientShutDown, "the Realtime client has shut down"))
         case .opened(_, let connection, _):
             self.writer.send(.close(connection, code: 1000, reason: "client disconnect"))
         default:

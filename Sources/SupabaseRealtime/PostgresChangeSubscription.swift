@@ -23,8 +23,21 @@ public struct NotLiveReason: Sendable, Hashable, CustomStringConvertible {
         /// The WebSocket is open but a heartbeat reply is late (a stall): changes may be held up. A ``live``
         /// follows when the reply arrives, or the socket is lost when the heartbeat times out.
         case socketUnresponsive
-        /// The channel failed (join refused or timed out, server error, token expired, rate limited); it rejoins.
+        /// The channel failed (join timed out, refused for another reason, server error, token expired); it rejoins.
         case channelErrored
+        /// The join was refused because the role may not read the topic (`Unauthorized: You do not have
+        /// permissions to read from this Channel topic: …`, broadcast-from-database.md §B2). The client keeps
+        /// rejoining on the rejoin schedule (each refusal takes the server ~5 s), in case access is granted.
+        case unauthorized
+        /// The server closed a private channel after a token refresh because the new token may no longer read it
+        /// (`You no longer have permission …`, §B2); the client rejoins on the rejoin schedule.
+        case accessRevoked
+        /// The server closed or refused the channel over a rate limit (`Too many messages per second`, §7.2, §B6);
+        /// the client rejoins after ``RealtimeClient/Configuration/rateLimitedRejoinDelay``.
+        case rateLimited
+        /// The replication connection a broadcast channel waited for was not established in time (§B3); the client
+        /// rejoins on the rejoin schedule.
+        case replicationNotReady
         /// The channel is rejoining because its set of bindings changed.
         case rejoining
         /// The server reported a `postgres_changes` error; the channel stays joined.

@@ -47,6 +47,11 @@ extension RealtimeClient {
         /// The most events a subscription buffers for a slow consumer before it ends with
         /// ``RealtimeClientError/Code/subscriptionOverflow``. Default 4,096.
         public var subscriptionBufferSize: Int
+        /// How many message ids (`meta.id`) each ``RealtimeClient/broadcast(topic:isPrivate:events:replay:)``
+        /// subscription remembers to drop the duplicates that every rejoin replays (broadcast-from-database.md §B5).
+        /// The oldest id is forgotten first, so memory stays at this many ids per subscription. Default 1,000
+        /// (a rejoin replays at most 25).
+        public var broadcastDeduplicationWindow: Int
         /// Prefix of the channel names the client makes up (`realtime:<prefix>-<n>`). Default `sync`.
         public var channelPrefix: String
         /// Extra headers for the WebSocket upgrade request.
@@ -93,6 +98,7 @@ extension RealtimeClient {
             self.rejoin = .rejoin
             self.rateLimitedRejoinDelay = .seconds(10) ... .seconds(30)
             self.subscriptionBufferSize = 4_096
+            self.broadcastDeduplicationWindow = 1_000
             self.channelPrefix = "sync"
             self.headers = []
             self.tls = WebSocketTLSOptions()
@@ -167,6 +173,9 @@ extension RealtimeClient {
             _ = try self.connectURL()
             guard self.subscriptionBufferSize > 0 else {
                 throw RealtimeClientError(.invalidConfiguration, "subscriptionBufferSize must be positive")
+            }
+            guard self.broadcastDeduplicationWindow > 0 else {
+                throw RealtimeClientError(.invalidConfiguration, "broadcastDeduplicationWindow must be positive")
             }
             guard self.heartbeatInterval > .zero, self.heartbeatTimeout > .zero, self.joinTimeout > .zero,
                 (self.unresponsiveAfter ?? .seconds(1)) > .zero

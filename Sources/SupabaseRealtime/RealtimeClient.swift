@@ -95,19 +95,24 @@ public final class RealtimeClient: Service, Sendable {
         channel: String? = nil
     ) -> PostgresChangeSubscription {
         let binding = PostgresChangeBinding(event: event, schema: schema, table: table, filter: filter)
-        let id = self.subscriptionCounter.withLockedValue { counter -> SubscriberID in
-            counter += 1
-            return SubscriberID(rawValue: counter)
-        }
+        let id = self.nextSubscriberID()
         let (stream, continuation) = AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.makeStream(
             bufferingPolicy: .bufferingOldest(self.configuration.subscriptionBufferSize))
         let events = self.events
         continuation.onTermination = { _ in events.send(.unsubscribe(id)) }
-        let request = SubscriptionRequest(id: id, binding: binding, channel: channel, continuation: continuation)
+        let request = SubscriptionRequest(
+            id: id, kind: .postgresChanges(binding), channel: channel, sink: .postgresChanges(continuation))
         if !self.events.send(.subscribe(request)) {
             continuation.finish(throwing: RealtimeClientError(.clientShutDown, "the Realtime client has shut down"))
         }
         return PostgresChangeSubscription(stream: stream)
+    }
+
+    func nextSubscriberID() -> SubscriberID {
+        self.subscriptionCounter.withLockedValue { counter -> SubscriberID in
+            counter += 1
+            return SubscriberID(rawValue: counter)
+        }
     }
 
     /// Runs the client until cancelled or gracefully shut down: connects, keeps the socket alive, reconnects,
@@ -167,5 +172,6 @@ struct ClientMetrics: Sendable {
     let ignoredMessages = Counter(label: "supabase_realtime_ignored_messages")
     let reconnects = Counter(label: "supabase_realtime_reconnects")
     let changesDelivered = Counter(label: "supabase_realtime_changes_delivered")
+    let broadcastsDelivered = Counter(label: "supabase_realtime_broadcasts_delivered")
     let heartbeatRoundTrip = Metrics.Timer(label: "supabase_realtime_heartbeat_rtt")
 }

@@ -24,6 +24,9 @@ public struct RealtimeClientError: Error, Hashable, Sendable, CustomStringConver
         public static let handshakeRejected = Code("handshakeRejected")
         /// The connection failed or was lost.
         public static let connectionFailed = Code("connectionFailed")
+        /// A subscription's arguments cannot be honoured (e.g. replay on a public broadcast channel, or a topic
+        /// already subscribed with the other privacy).
+        public static let invalidSubscription = Code("invalidSubscription")
         /// The access-token provider threw.
         public static let accessTokenUnavailable = Code("accessTokenUnavailable")
 

@@ -113,6 +113,11 @@ final class FakeConnection: WebSocketConnection {
         self.eventSink.yield(.message(.text(text)))
     }
 
+    /// Server → client binary frame (vsn 2.0.0, §2.3).
+    func serverSend(binary bytes: [UInt8]) {
+        self.eventSink.yield(.message(.binary(bytes)))
+    }
+
     /// The server drops or closes the connection.
     func serverClose(code: UInt16?, reason: String = "") {
         self.sentSink.finish()

@@ -21,6 +21,10 @@ extension ChannelStateMachine {
         case .postgresChanges:
             if let joinRef = message.joinRef, joinRef != self.currentJoinRef { return [.ignored(.staleJoinRef)] }
             return self.receiveChange(message.payload)
+        case .broadcast:
+            // Live rows carry no join ref; replayed ones carry the join's (§B4).
+            if let joinRef = message.joinRef, joinRef != self.currentJoinRef { return [.ignored(.staleJoinRef)] }
+            return self.receiveBroadcast(message.payload)
         default:
             return [.ignored(.unhandledEvent(message.event))]
         }
@@ -65,10 +69,13 @@ extension ChannelStateMachine {
                     joinRef: joinRef, detail: Self.mismatchDetail(joinReply, self.bindings), refs: &refs)
             }
             self.rejoinAttempts = 0
-            // With no bindings there is no postgres subscription and no system ok to wait for.
-            let live = self.bindings.isEmpty
-            self.state = .joined(joinRef: joinRef, bindingIDs: joinReply.postgresChanges.map(\.id), live: live)
-            return cancel + self.report(.joined) + (live ? self.report(.live) : [])
+            // With no bindings there is no postgres subscription and no system ok to wait for; broadcast subscribers
+            // join with `replication_ready` and wait for its ok (§B3).
+            var awaiting: Readiness = []
+            if !self.bindings.isEmpty { awaiting.insert(.postgresChanges) }
+            if !self.broadcastFanOut.isEmpty { awaiting.insert(.replication) }
+            self.state = .joined(joinRef: joinRef, bindingIDs: joinReply.postgresChanges.map(\.id), awaiting: awaiting)
+            return cancel + self.report(.joined) + (awaiting.isEmpty ? self.report(.live) : [])
         case .error, .other:
             let reason = reply.errorReason ?? ErrorReason(reply.response["reason"]?.stringValue ?? "join refused")
             switch reason.kind {
@@ -76,8 +83,9 @@ extension ChannelStateMachine {
                 return self.awaitToken(reason, cancelling: cancel)
             case .rateLimited:
                 return self.becomeRateLimited(reason, cancelling: cancel)
-            case .unauthorized, .invalidToken, .serverRestarting, .transient, .other:
-                // Like Phoenix, keep retrying on the rejoin schedule (§9.3); each refusal costs the server 5 s.
+            case .unauthorized, .invalidToken, .serverRestarting, .transient, .replicationNotReady, .other:
+                // Like Phoenix, keep retrying on the rejoin schedule (§9.3); each refusal costs the server 5 s. A
+                // private channel's `Unauthorized: You do not have permissions to read …` (§B2) lands here too.
                 return self.becomeErrored(.joinRejected(reason), cancelling: cancel)
             }
         }
@@ -123,6 +131,15 @@ extension ChannelStateMachine {
             return self.awaitToken(systemError ?? ErrorReason("Token has expired"), cancelling: cancelling)
         case .rateLimited?:
             return self.becomeRateLimited(systemError ?? ErrorReason("Too many messages"), cancelling: cancelling)
+        case .replicationNotReady?:
+            // §B3: the replication connection may come up later; rejoin on the schedule.
+            return self.becomeErrored(
+                .replicationNotReady(systemError ?? ErrorReason("replication not ready")), cancelling: cancelling)
+        case .unauthorized? where self.broadcastIsPrivate == true:
+            // §B2: a refreshed token lost read access to a private channel. Keep the subscribers and rejoin on the
+            // schedule (each attempt is refused after ~5 s until access comes back), telling them why.
+            return self.becomeErrored(
+                .accessRevoked(systemError ?? ErrorReason("access revoked")), cancelling: cancelling)
         case .unauthorized?, .invalidToken?, .serverRestarting?, .transient?, .other?, nil:
             let reason = Reason.serverClosed(systemError: systemError)
             self.state = .closed(reason)
@@ -130,6 +147,7 @@ extension ChannelStateMachine {
             let closed = cancelling + self.report(.closed(reason))
             let subscribers = self.subscribers
             self.fanOut = []
+            self.broadcastFanOut = []
             return closed + [.finishSubscribers(subscribers, reason), .removeChannel]
         }
     }
@@ -157,20 +175,31 @@ extension ChannelStateMachine {
             return [.ignored(.malformedPayload(error.description))]
         }
         if system.isPostgresChangesOK {
-            guard case .joined(let joinRef, let ids, _) = self.state else { return [.ignored(.notJoined)] }
-            self.state = .joined(joinRef: joinRef, bindingIDs: ids, live: true)
+            guard case .joined(let joinRef, let ids, var awaiting) = self.state else { return [.ignored(.notJoined)] }
+            awaiting.remove(.postgresChanges)
+            self.state = .joined(joinRef: joinRef, bindingIDs: ids, awaiting: awaiting)
             // Reported every time: after a token refresh the server re-subscribes and says ok again (§4.5), which
-            // is the cue for consumers to catch up on what the re-subscription may have missed.
-            return self.report(.live)
+            // is the cue for consumers to catch up on what the re-subscription may have missed. A broadcast
+            // channel still waiting for its replication ok reports it then.
+            return awaiting.isEmpty ? self.report(.live) : []
         }
         if system.isPostgresChangesError {
             // The channel stays open (§4.5), but changes are not flowing: no longer live until the next ok.
             var actions: [Action] = [.notify(self.subscribers, .postgresChangesError(system.message))]
-            if case .joined(let joinRef, let ids, true) = self.state {
-                self.state = .joined(joinRef: joinRef, bindingIDs: ids, live: false)
-                actions += self.report(.joined)
+            if case .joined(let joinRef, let ids, let awaiting) = self.state, !awaiting.contains(.postgresChanges) {
+                self.state = .joined(joinRef: joinRef, bindingIDs: ids, awaiting: awaiting.union(.postgresChanges))
+                if awaiting.isEmpty { actions += self.report(.joined) }
             }
             return actions
+        }
+        if system.isReplicationReady {
+            // §B3: "Replication connection established", pushed once per join that asked for `replication_ready`.
+            guard case .joined(let joinRef, let ids, var awaiting) = self.state, awaiting.contains(.replication) else {
+                return [.ignored(.unhandledSystemMessage(system))]
+            }
+            awaiting.remove(.replication)
+            self.state = .joined(joinRef: joinRef, bindingIDs: ids, awaiting: awaiting)
+            return awaiting.isEmpty ? self.report(.live) : []
         }
         if system.isChannelError {
             guard self.currentJoinRef != nil else { return [.ignored(.notJoined)] }

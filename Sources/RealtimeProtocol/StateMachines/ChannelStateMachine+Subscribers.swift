@@ -19,6 +19,8 @@ extension ChannelStateMachine {
         case notLive(NotLiveCause)
         /// A change matching the subscriber's binding.
         case change(PostgresChange)
+        /// A broadcast message selected by the subscriber's event filter and new to it (§B5, §B7).
+        case broadcast(BroadcastMessage)
         /// The server reported a `postgres_changes` subscription error (§4.5); the channel stays open.
         case postgresChangesError(String)
         /// The server reported a channel-level `system` error; a `phx_close` normally follows (§4.5, §8.2).
@@ -55,8 +57,11 @@ extension ChannelStateMachine {
         var subscribers: [SubscriberID]
     }
 
-    /// Every subscriber, binding by binding.
-    package var subscribers: [SubscriberID] { self.fanOut.flatMap(\.subscribers) }
+    /// Every subscriber, binding by binding, then the broadcast subscribers.
+    package var subscribers: [SubscriberID] { self.fanOut.flatMap(\.subscribers) + self.broadcastFanOut.map(\.id) }
+
+    /// Whether any subscriber (of a binding or of broadcasts) wants the channel.
+    var hasSubscribers: Bool { !self.fanOut.isEmpty || !self.broadcastFanOut.isEmpty }
 
     // MARK: Subscriptions
 
@@ -84,6 +89,12 @@ extension ChannelStateMachine {
     /// A subscriber is gone. The last subscriber of a binding removes it (the channel rejoins without it); the last
     /// subscriber of the channel leaves it.
     package mutating func unsubscribe(_ subscriber: SubscriberID, refs: inout RefCounter) -> [Action] {
+        if let index = self.broadcastFanOut.firstIndex(where: { $0.id == subscriber }) {
+            self.broadcastFanOut.remove(at: index)
+            if !self.hasSubscribers { return self.leave(refs: &refs) }
+            // The last broadcast subscriber takes `private`, `replication_ready` and replay out of the join payload.
+            return self.broadcastFanOut.isEmpty ? self.rebind(refs: &refs) : []
+        }
         guard let index = self.fanOut.firstIndex(where: { $0.subscribers.contains(subscriber) }) else {
             // Subscribers finished by the machine (``Action/finishSubscribers(_:_:)``) are not reported back.
             assertionFailure("unsubscribe(\(subscriber)) of an unknown subscriber in state \(self.state)")
@@ -92,19 +103,20 @@ extension ChannelStateMachine {
         self.fanOut[index].subscribers.removeAll { $0 == subscriber }
         guard self.fanOut[index].subscribers.isEmpty else { return [] }
         self.fanOut.remove(at: index)
-        return self.fanOut.isEmpty ? self.leave(refs: &refs) : self.rebind(refs: &refs)
+        return self.hasSubscribers ? self.rebind(refs: &refs) : self.leave(refs: &refs)
     }
 
     /// The client is shutting down: forget the subscribers (the driver ends them) and leave.
     package mutating func shutDown(refs: inout RefCounter) -> [Action] {
         self.fanOut = []
+        self.broadcastFanOut = []
         return self.leave(refs: &refs)
     }
 
     /// The binding list changed: a joining or joined channel rejoins at once with the new list and a new join ref.
     /// Changes committed between the two joins are not delivered, so the channel reports `joining` (subscribers hear
     /// ``NotLiveCause/rejoining``) and later `live` again.
-    private mutating func rebind(refs: inout RefCounter) -> [Action] {
+    mutating func rebind(refs: inout RefCounter) -> [Action] {
         switch self.state {
         case .joining(let joinRef?):
             return [.cancelTimer(.joinTimeout(joinRef))] + self.pushJoin(refs: &refs)

@@ -15,10 +15,17 @@ package import JobSyncCore
 /// channel. A subscriber arriving while a leave is in flight is kept, and the channel joins again once the leave
 /// completes (``Action/removeChannel`` comes only when the channel is closed with no subscriber left).
 ///
-/// Lifecycle: closed → joining → joined → live (after the `system` "Subscribed to PostgreSQL" ok, §4.3/§4.5).
+/// Broadcast subscribers (broadcast-from-database.md §B, `ChannelStateMachine+Broadcast.swift`) share the channel:
+/// they add `private`, `replication_ready` and replay to the join, and are routed by event name and de-duplicated on
+/// `meta.id`.
+///
+/// Lifecycle: closed → joining → joined → live (after the `system` "Subscribed to PostgreSQL" ok, §4.3/§4.5, and
+/// with broadcast subscribers the "Replication connection established" ok, §B3).
 /// Join errors, join timeouts, `phx_error` and socket loss make it errored and it rejoins on the 1, 2, 5, 10 s
 /// schedule (at once when the socket reopens). `phx_close` closes it for good and finishes its subscribers, except
-/// after a token-expiry error (``Action/refreshTokenThenRejoin``) or a rate-limit error (rejoin after a long backoff).
+/// after a token-expiry error (``Action/refreshTokenThenRejoin``), a rate-limit error (rejoin after a long backoff), a
+/// replication-readiness timeout (§B3) or, on a private broadcast channel, a revoked read permission (§B2) (both
+/// rejoin on the rejoin schedule).
 /// Messages carrying a join ref other than the current one are ignored (§9.1, §15.3). Events that cannot happen in
 /// the current state (a timer the machine cancelled, an unknown subscriber) are `assertionFailure`s in debug builds
 /// and change nothing in release builds.
@@ -35,18 +42,23 @@ package struct ChannelStateMachine: Sendable {
         package var rejoin: BackoffSchedule
         /// The rejoin delay range after a rate-limit error (`Too many …`, §7.2); a uniform pick inside it.
         package var rateLimitedRejoinDelay: ClosedRange<Duration>
+        /// How many broadcast message ids (`meta.id`) each broadcast subscriber remembers to drop the duplicates
+        /// every rejoin replays (broadcast-from-database.md §B5); see ``RecentIDs``.
+        package var broadcastDeduplicationWindow: Int
 
         /// Creates a configuration; every parameter has the documented default.
         package init(
             joinTimeout: Duration = .seconds(10),
             leaveTimeout: Duration = .seconds(10),
             rejoin: BackoffSchedule = .rejoin,
-            rateLimitedRejoinDelay: ClosedRange<Duration> = .seconds(10) ... .seconds(30)
+            rateLimitedRejoinDelay: ClosedRange<Duration> = .seconds(10) ... .seconds(30),
+            broadcastDeduplicationWindow: Int = 1_000
         ) {
             self.joinTimeout = joinTimeout
             self.leaveTimeout = leaveTimeout
             self.rejoin = rejoin
             self.rateLimitedRejoinDelay = rateLimitedRejoinDelay
+            self.broadcastDeduplicationWindow = broadcastDeduplicationWindow
         }
     }
 
@@ -74,8 +86,14 @@ package struct ChannelStateMachine: Sendable {
         case socketLost
         /// The channel's token expired (§8.2); a refresh and rejoin follow.
         case tokenExpired(ErrorReason)
-        /// The server closed the channel over a rate limit (§7.2); a delayed rejoin follows.
+        /// The server closed the channel over a rate limit (§7.2, §B6); a delayed rejoin follows.
         case rateLimited(ErrorReason)
+        /// The server closed a private channel because the refreshed token may no longer read it (`You no longer
+        /// have permission …`, §B2); a rejoin on the rejoin schedule follows (refused until access comes back).
+        case accessRevoked(ErrorReason)
+        /// The replication connection was not ready in time (§B3: `system` error, then `phx_close`); a rejoin on the
+        /// rejoin schedule follows.
+        case replicationNotReady(ErrorReason)
         /// The server sent `phx_close`; `systemError` is the `system` error that preceded it, if any.
         case serverClosed(systemError: ErrorReason?)
         /// The channel was left (its last subscriber left, or the client shut down).
@@ -86,10 +104,12 @@ package struct ChannelStateMachine: Sendable {
     package enum Status: Sendable, Hashable {
         /// Waiting for the socket or for the join reply.
         case joining
-        /// Joined, but changes are not (or no longer) flowing: waiting for the `system` ok (§4.3).
+        /// Joined, but changes are not (or no longer) flowing: waiting for the `system` ok (§4.3), or for the
+        /// replication ok of a broadcast channel (§B3).
         case joined
-        /// `system` "Subscribed to PostgreSQL" ok received for the current join; reported again after every
-        /// rejoin and token refresh (§4.5).
+        /// Every `system` ok the current join waits for arrived: "Subscribed to PostgreSQL" for `postgres_changes`
+        /// bindings (reported again after every rejoin and token refresh, §4.5), and "Replication connection
+        /// established" for a channel with broadcast subscribers (§B3).
         case live
         /// Something failed; the machine will rejoin by itself.
         case errored(Reason)
@@ -112,8 +132,12 @@ package struct ChannelStateMachine: Sendable {
         case unroutableChange
         /// A `system` message the machine does not act on.
         case unhandledSystemMessage(SystemMessage)
-        /// An event the machine does not handle (broadcast, presence, …).
+        /// An event the machine does not handle (presence, broadcast on a channel without broadcast subscribers, …).
         case unhandledEvent(PhoenixEvent)
+        /// A broadcast whose event no subscriber's filter selects (§B7).
+        case unroutableBroadcast(event: String)
+        /// A broadcast whose `meta.id` every matching subscriber already received (a replay after a rejoin, §B5).
+        case duplicateBroadcast(id: String)
     }
 
     /// What the driver must do, in the order returned.
@@ -147,8 +171,8 @@ package struct ChannelStateMachine: Sendable {
         case closed(Reason?)
         /// Wanted. `joinRef` is the pushed join awaiting its reply, or nil while the socket is down.
         case joining(joinRef: Ref?)
-        /// Join reply ok; `bindingIDs[i]` is the server id of binding `i`; `live` after the system ok.
-        case joined(joinRef: Ref, bindingIDs: [Int], live: Bool)
+        /// Join reply ok; `bindingIDs[i]` is the server id of binding `i`; live once `awaiting` is empty.
+        case joined(joinRef: Ref, bindingIDs: [Int], awaiting: Readiness)
         /// Failed; a rejoin timer runs if the socket is open, otherwise the rejoin happens when it opens.
         case errored(Reason)
         /// Closed over token expiry; waiting for ``updateAccessToken(_:refs:)``.
@@ -165,6 +189,8 @@ package struct ChannelStateMachine: Sendable {
     package private(set) var accessToken: String?
     /// The bindings in join order, each with the subscribers reading it (never empty lists).
     var fanOut: [BindingSubscribers]
+    /// The broadcast subscribers (§B), in the order they subscribed.
+    var broadcastFanOut: [BroadcastSubscriber]
     /// What the subscribers were last told about liveness.
     var announced: Announcement
     var state: State
@@ -192,6 +218,7 @@ package struct ChannelStateMachine: Sendable {
         self.configuration = configuration
         self.accessToken = accessToken
         self.fanOut = []
+        self.broadcastFanOut = []
         self.announced = .nothing
         self.state = .closed(nil)
         self.socketOpen = socketOpen
@@ -203,15 +230,45 @@ package struct ChannelStateMachine: Sendable {
     /// The bindings, in join order (no two equal: subscribers with equal bindings share one).
     package var bindings: [PostgresChangeBinding] { self.fanOut.map(\.binding) }
 
-    /// The join payload sent on every (re)join: the bindings and the latest access token.
-    package var joinPayload: JoinPayload { JoinPayload(postgresChanges: self.bindings, accessToken: self.accessToken) }
+    /// The join payload sent on every (re)join: the bindings and the latest access token; with broadcast
+    /// subscribers also `private`, `replication_ready` and the replay option (§B3).
+    ///
+    /// Each read asks every broadcast subscriber's ``BroadcastOptions/replaySince`` for its current watermark: the
+    /// replay starts at the earliest one and asks for the largest limit (any subscriber without a limit: the
+    /// server's 25). Replay is omitted when no subscriber has a watermark.
+    package var joinPayload: JoinPayload {
+        var payload = JoinPayload(postgresChanges: self.bindings, accessToken: self.accessToken)
+        guard !self.broadcastFanOut.isEmpty else { return payload }
+        payload.isPrivate = self.broadcastFanOut.contains { $0.options.isPrivate }
+        payload.broadcastReplicationReady = true
+        var since: Int?
+        var limit: Int? = 0
+        for subscriber in self.broadcastFanOut {
+            guard let ask = subscriber.options.replaySince, let watermark = ask() else { continue }
+            since = min(since ?? watermark, watermark)
+            if let wanted = subscriber.options.replayLimit, let current = limit {
+                limit = max(current, wanted)
+            } else {
+                limit = nil
+            }
+        }
+        if let since {
+            payload.broadcastReplay = BroadcastReplayOption(since: since, limit: limit)
+        }
+        return payload
+    }
+
+    /// Whether the channel's broadcast subscribers joined it as private (`nil` without broadcast subscribers).
+    package var broadcastIsPrivate: Bool? {
+        self.broadcastFanOut.first.map(\.options.isPrivate)
+    }
 
     /// The current status.
     package var status: Status {
         switch self.state {
         case .closed(let reason): .closed(reason ?? .left)
         case .joining: .joining
-        case .joined(_, _, let live): live ? .live : .joined
+        case .joined(_, _, let awaiting): awaiting.isEmpty ? .live : .joined
         case .errored(let reason): .errored(reason)
         case .awaitingToken(let reason): .errored(.tokenExpired(reason))
         case .leaving: .joined
@@ -220,7 +277,7 @@ package struct ChannelStateMachine: Sendable {
 
     /// `true` once the `system` ok arrived for the current join.
     package var isLive: Bool {
-        if case .joined(_, _, true) = self.state { return true }
+        if case .joined(_, _, let awaiting) = self.state { return awaiting.isEmpty }
         return false
     }
 
@@ -395,7 +452,7 @@ package struct ChannelStateMachine: Sendable {
     mutating func endLeave(cancelling: [Action], refs: inout RefCounter) -> [Action] {
         self.state = .closed(.left)
         let closed = cancelling + self.report(.closed(.left))
-        if self.fanOut.isEmpty { return closed + [.removeChannel] }
+        if !self.hasSubscribers { return closed + [.removeChannel] }
         return closed + self.join(refs: &refs)
     }
 
