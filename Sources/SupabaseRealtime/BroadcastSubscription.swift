@@ -40,42 +40,10 @@ public struct BroadcastReplay: Sendable {
     }
 }
 
-/// The events of one broadcast subscription, from ``RealtimeClient/broadcast(topic:isPrivate:events:replay:)``.
-///
-/// - Important: Single consumer. The buffer holds at most
-///   ``RealtimeClient/Configuration/subscriptionBufferSize`` events; if the consumer falls that far behind, the
-///   sequence delivers what it buffered and then throws ``RealtimeClientError/Code/subscriptionOverflow``. It throws
-///   ``RealtimeClientError/Code/channelClosed`` when the server closes the channel for good,
-///   ``RealtimeClientError/Code/invalidSubscription`` for arguments it cannot honour, and ends normally when the
-///   client shuts down. Ending the iteration (or dropping the sequence) leaves the channel when no one else reads it.
-public struct BroadcastSubscription: AsyncSequence, Sendable {
-    public typealias Element = BroadcastSubscriptionEvent
-    public typealias Failure = any Error
-
-    let stream: AsyncThrowingStream<BroadcastSubscriptionEvent, any Error>
-
-    init(stream: AsyncThrowingStream<BroadcastSubscriptionEvent, any Error>) {
-        self.stream = stream
-    }
-
-    /// Creates the iterator (call once).
-    public func makeAsyncIterator() -> Iterator {
-        Iterator(base: self.stream.makeAsyncIterator())
-    }
-
-    /// The iterator.
-    public struct Iterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingStream<BroadcastSubscriptionEvent, any Error>.Iterator
-
-        /// The next event; throws ``RealtimeClientError`` when the subscription fails.
-        public mutating func next() async throws -> BroadcastSubscriptionEvent? {
-            try await self.base.next()
-        }
-    }
-}
-
-@available(*, unavailable)
-extension BroadcastSubscription.Iterator: Sendable {}
+/// The events of one broadcast subscription, from ``RealtimeClient/broadcast(topic:isPrivate:events:replay:)`` (see
+/// ``RealtimeSubscription``). It also throws ``RealtimeClientError/Code/invalidSubscription`` for arguments it cannot
+/// honour.
+public typealias BroadcastSubscription = RealtimeSubscription<BroadcastSubscriptionEvent>
 
 extension RealtimeClient {
     /// Subscribes to the broadcast messages of a topic, such as the rows a trigger sends with

@@ -60,21 +60,21 @@ public struct NotLiveReason: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(self.kind): \(self.message)" }
 }
 
-/// The events of one `postgres_changes` binding, from
-/// ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)``.
+/// The events of one subscription: ``PostgresChangeSubscription`` or ``BroadcastSubscription``.
 ///
 /// - Important: Single consumer. The buffer holds at most
 ///   ``RealtimeClient/Configuration/subscriptionBufferSize`` events; if the consumer falls that far behind, the
 ///   sequence delivers what it buffered and then throws ``RealtimeClientError/Code/subscriptionOverflow``.
-///   The sequence throws ``RealtimeClientError/Code/channelClosed`` when the server closes the channel, and ends
-///   normally when the client shuts down. Ending the iteration (or dropping the sequence) removes the binding.
-public struct PostgresChangeSubscription: AsyncSequence, Sendable {
-    public typealias Element = RealtimeSubscriptionEvent
+///   The sequence throws ``RealtimeClientError/Code/channelClosed`` when the server closes the channel for good, and
+///   ends normally when the client shuts down. Ending the iteration (or dropping the sequence) removes the
+///   subscription, and leaves the channel when no one else reads it.
+public struct RealtimeSubscription<Event: Sendable>: AsyncSequence, Sendable {
+    public typealias Element = Event
     public typealias Failure = any Error
 
-    let stream: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>
+    let stream: AsyncThrowingStream<Event, any Error>
 
-    init(stream: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>) {
+    init(stream: AsyncThrowingStream<Event, any Error>) {
         self.stream = stream
     }
 
@@ -85,17 +85,21 @@ public struct PostgresChangeSubscription: AsyncSequence, Sendable {
 
     /// The iterator.
     public struct Iterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Iterator
+        var base: AsyncThrowingStream<Event, any Error>.Iterator
 
         /// The next event; throws ``RealtimeClientError`` when the subscription fails.
-        public mutating func next() async throws -> RealtimeSubscriptionEvent? {
+        public mutating func next() async throws -> Event? {
             try await self.base.next()
         }
     }
 }
 
 @available(*, unavailable)
-extension PostgresChangeSubscription.Iterator: Sendable {}
+extension RealtimeSubscription.Iterator: Sendable {}
+
+/// The events of one `postgres_changes` binding, from
+/// ``RealtimeClient/postgresChanges(schema:table:event:filter:channel:)`` (see ``RealtimeSubscription``).
+public typealias PostgresChangeSubscription = RealtimeSubscription<RealtimeSubscriptionEvent>
 
 /// A multicast sequence of values (client status, heartbeat round trips). Each call to the producing property makes
 /// an independent subscriber.
