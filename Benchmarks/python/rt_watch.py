@@ -11,6 +11,12 @@ Modes:
   throughput  count every UPDATE whose record status is "completed"; after COUNT of them (or STOP_FILE) write
               {"events", "first", "last", "cpu"} to OUT_FILE.
 
+Feeds (--feed):
+  postgres-changes   the default above.
+  broadcast          Broadcast from Database (broadcast-from-database.md): the private table-wide topic `jobs`
+                     with `replication_ready` (ready once "Replication connection established" arrived), the user
+                     JWT of --access-token as the channel's token, every `UPDATE` broadcast's `record`.
+
 The client has no REST fallback and no reconciliation: whatever the socket does not deliver is never seen.
 """
 
@@ -42,6 +48,8 @@ async def main() -> int:
     parser.add_argument("--ready", required=True)
     parser.add_argument("--stop", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--feed", choices=["postgres-changes", "broadcast"], default="postgres-changes")
+    parser.add_argument("--access-token", help="the user JWT a private broadcast channel joins with")
     args = parser.parse_args()
 
     watched: set[str] = set()
@@ -55,7 +63,11 @@ async def main() -> int:
 
     def on_change(payload) -> None:
         now = time.monotonic()
-        data = payload["data"] if isinstance(payload, dict) else payload.data
+        if args.feed == "broadcast":
+            # {event, payload: {operation, record, old_record, ...}, meta} (§B1.3, §B4)
+            data = payload.get("payload") or {}
+        else:
+            data = payload["data"] if isinstance(payload, dict) else payload.data
         record = (data.get("record") if isinstance(data, dict) else getattr(data, "record", None)) or {}
         status = str(record.get("status", "")).lower()
         if args.mode == "throughput":
@@ -72,13 +84,22 @@ async def main() -> int:
             received[job_id] = now
 
     def on_system(payload) -> None:
-        if getattr(payload, "status", None) == "ok" and getattr(payload, "extension", None) == "postgres_changes":
+        ready = "system" if args.feed == "broadcast" else "postgres_changes"  # §B3: the replication_ready ok
+        if getattr(payload, "status", None) == "ok" and getattr(payload, "extension", None) == ready:
             system_ok.set()
 
     client = AsyncRealtimeClient(f"{args.url}/realtime/v1", args.key, auto_reconnect=True)
     await client.connect()
-    channel = client.channel("bench-jobs")
-    channel.on_postgres_changes("UPDATE", schema="public", table="jobs", callback=on_change)
+    if args.feed == "broadcast":
+        if args.access_token:
+            await client.set_auth(args.access_token)
+        channel = client.channel("jobs", {"config": {
+            "private": True, "broadcast": {"ack": False, "self": False, "replication_ready": True},
+            "presence": {"key": "", "enabled": False}}})
+        channel.on_broadcast("UPDATE", on_change)
+    else:
+        channel = client.channel("bench-jobs")
+        channel.on_postgres_changes("UPDATE", schema="public", table="jobs", callback=on_change)
     channel.on_system(on_system)
     states: list = []
     await channel.subscribe(lambda state, error: states.append(state))
