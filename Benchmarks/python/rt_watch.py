@@ -50,7 +50,6 @@ async def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--feed", choices=["postgres-changes", "broadcast"], default="postgres-changes")
     parser.add_argument("--access-token", help="the user JWT a private broadcast channel joins with")
-    parser.add_argument("--heartbeat", type=int, help="heartbeat interval in seconds (default: the client's, 25 s)")
     args = parser.parse_args()
 
     watched: set[str] = set()
@@ -89,8 +88,7 @@ async def main() -> int:
         if getattr(payload, "status", None) == "ok" and getattr(payload, "extension", None) == ready:
             system_ok.set()
 
-    options = {"hb_interval": args.heartbeat} if args.heartbeat else {}
-    client = AsyncRealtimeClient(f"{args.url}/realtime/v1", args.key, auto_reconnect=True, **options)
+    client = AsyncRealtimeClient(f"{args.url}/realtime/v1", args.key, auto_reconnect=True)
     await client.connect()
     if args.feed == "broadcast":
         if args.access_token:
