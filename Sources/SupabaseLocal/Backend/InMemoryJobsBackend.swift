@@ -25,18 +25,26 @@ public struct WallClock: Sendable {
 }
 
 /// The default backend: one table held in memory, changes fanned out synchronously in commit order.
+///
+/// It also holds an in-memory `realtime.messages` (broadcast-from-database.md §B1, §B5) and emulates the trigger
+/// users install (§B1.4): each row change calls `realtime.broadcast_changes` for topic `<table>:<id>` and for the
+/// table-wide topic `<table>`, in the same commit as the row write (see ``broadcastTrigger``).
 public final class InMemoryJobsBackend: JobsBackend {
-    private struct State {
+    struct State {
         var rows: [LocalJSON: TableRow] = [:]
         var lastTimestamp = LocalTimestamp(microsecondsSinceEpoch: 0)
         var subscribers: [Int: AsyncStream<TableChange>.Continuation] = [:]
         var nextSubscriber = 0
+        var broadcasts = InMemoryBroadcasts()
+        var broadcastSubscribers: [Int: AsyncStream<BroadcastRow>.Continuation] = [:]
+        var broadcastTrigger = true
+        var broadcastReadRule = BroadcastReadRule.jobsMigration
     }
 
     /// The table served.
     public let table: TableDescriptor
-    private let clock: WallClock
-    private let state = NIOLockedValueBox(State())
+    let clock: WallClock
+    let state = NIOLockedValueBox(State())
 
     /// Creates an empty in-memory table.
     ///
@@ -79,6 +87,12 @@ public final class InMemoryJobsBackend: JobsBackend {
             return all
         }
         for continuation in subscribers { continuation.finish() }
+        let broadcastSubscribers = self.state.withLockedValue { state in
+            let all = Array(state.broadcastSubscribers.values)
+            state.broadcastSubscribers.removeAll()
+            return all
+        }
+        for continuation in broadcastSubscribers { continuation.finish() }
     }
 
     /// All rows.
@@ -132,6 +146,7 @@ public final class InMemoryJobsBackend: JobsBackend {
                 }
             }
             state.rows[key] = stored
+            self.fireTrigger(&state, kind: .insert, new: stored, old: nil, time: time, now: now)
             let change = TableChange(
                 kind: .insert, schema: self.table.schema, table: self.table.name,
                 commitTimestamp: time, record: stored, oldRecord: nil
@@ -156,6 +171,7 @@ public final class InMemoryJobsBackend: JobsBackend {
             }
             if self.hasUpdatedAt { new["updated_at"] = .string(time.postgresJSONText) }
             state.rows[key] = new
+            self.fireTrigger(&state, kind: .update, new: new, old: old, time: time, now: now)
             let oldIdentity = self.identity(old: old, new: new)
             let change = TableChange(
                 kind: .update, schema: self.table.schema, table: self.table.name,
@@ -174,6 +190,7 @@ public final class InMemoryJobsBackend: JobsBackend {
         return self.state.withLockedValue { state -> TableRow? in
             guard let old = state.rows.removeValue(forKey: key) else { return nil }
             let time = Self.tick(&state, now)
+            self.fireTrigger(&state, kind: .delete, new: nil, old: old, time: time, now: now)
             let change = TableChange(
                 kind: .delete, schema: self.table.schema, table: self.table.name,
                 commitTimestamp: time, record: nil, oldRecord: self.identity(old: old, new: old)

@@ -151,4 +151,13 @@ public protocol JobsBackend: Sendable {
     /// A new subscription to committed changes, starting with the next commit. The stream ends when the
     /// backend shuts down; cancelling iteration unsubscribes.
     func changes() -> AsyncStream<TableChange>
+
+    /// The backend's Broadcast from Database store, if it has one (``InMemoryJobsBackend`` returns itself).
+    var broadcastBackend: (any BroadcastBackend)? { get }
+}
+
+extension JobsBackend {
+    /// The backend's `realtime.messages` (broadcast-from-database.md §B1–§B6), or nil when it has none (the
+    /// default): then private joins are refused and no broadcasts stream.
+    public var broadcastBackend: (any BroadcastBackend)? { nil }
 }

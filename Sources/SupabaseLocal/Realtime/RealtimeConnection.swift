@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
 
@@ -99,6 +100,19 @@ struct RealtimeConnection<C: Clock> where C.Duration == Duration {
                             }
                         case .change(let change):
                             actions = session.deliver(change, maxRecordBytes: self.stack.maxRecordBytes())
+                        case .broadcast(let row):
+                            actions = session.deliverBroadcast(row)
+                        case .broadcastRateLimited(let row):
+                            actions = session.rateLimitBroadcast(row)
+                            let closed = actions.count / 2
+                            if closed > 0 {
+                                self.stack.faultState.withLockedValue {
+                                    $0.statistics.broadcastChannelsRateLimited += closed
+                                }
+                            }
+                        case .authorized(let topic, let generation, let outcome):
+                            actions = session.authorized(
+                                topic: topic, generation: generation, outcome: outcome, now: now)
                         case .drop(let code, let reason):
                             if let code { try await close(code: code, reason: reason) }
                             break loop
@@ -114,7 +128,23 @@ struct RealtimeConnection<C: Clock> where C.Duration == Duration {
                             switch action {
                             case .send(let text):
                                 try await send(text)
+                            case .sendBinary(let bytes):
+                                try await outbound.write(
+                                    WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: bytes)))
+                            case .authorize(let request):
+                                let stack = self.stack
+                                group.addTask {
+                                    let outcome = await stack.authorize(request)
+                                    continuation.yield(
+                                        .authorized(
+                                            topic: request.topic, generation: request.generation, outcome: outcome))
+                                }
                             case .schedule(let timer, let delay):
+                                if case .replicationTimeout = timer, session.policy.replicationReadyDelay == nil {
+                                    self.stack.faultState.withLockedValue {
+                                        $0.statistics.replicationReadyWithheld += 1
+                                    }
+                                }
                                 group.addTask {
                                     try await clock.sleep(for: delay)
                                     continuation.yield(.timer(timer))

@@ -31,6 +31,10 @@ struct SessionPolicy: Sendable, Equatable {
     var maxChannels = 100
     var heartbeat: HeartbeatReplyMode = .normal
     var tokenCheckInterval: Duration = .seconds(300)
+    /// Delay before the replication connection exists for a new join (§B3); nil withholds it.
+    var replicationReadyDelay: Duration? = .zero
+    /// After this long without a replication connection, `replication_ready` joins get an error and close (§B3).
+    var replicationReadyTimeout: Duration = .seconds(60)
 }
 
 /// The per-socket Realtime protocol logic: frames and timer firings in, frames and timer requests out.
@@ -43,10 +47,19 @@ struct RealtimeSession {
         case tokenCheck(topic: String, generation: Int)
         /// Frames held back (delayed join errors, delayed heartbeat replies).
         case deferred(Int)
+        /// The replication connection exists for the channel joined at `joinGeneration` (§B3).
+        case replicationReady(topic: String, joinGeneration: Int)
+        /// `replication_ready_timeout` passed for the channel joined at `joinGeneration` (§B3).
+        case replicationTimeout(topic: String, joinGeneration: Int)
     }
 
     enum Action: Equatable, Sendable {
         case send(String)
+        /// A binary frame (vsn 2.0.0 kind 4, §B4).
+        case sendBinary([UInt8])
+        /// Check the broadcast read policy (and run the replay query) off the session; feed the outcome to
+        /// ``authorized(topic:generation:outcome:now:)``.
+        case authorize(AuthorizationRequest)
         case schedule(TimerID, after: Duration)
         case close(code: UInt16, reason: String)
     }
@@ -61,6 +74,16 @@ struct RealtimeSession {
         var generation: Int
         var token: String?
         var expiresAt: Int64
+        /// `config.private` (§B2).
+        var isPrivate = false
+        /// `config.broadcast.replication_ready` was truthy (§B3).
+        var wantsReplicationReady = false
+        /// The generation of the join itself (refreshes bump ``generation`` only).
+        var joinGeneration = 0
+        /// Whether live broadcasts stream to this channel (the replication connection exists, §B3).
+        var broadcastLive = false
+        /// Ids replayed at this join; their live copies are dropped (§B5 "Server dedupe").
+        var replayedIDs: Set<String> = []
     }
 
     let version: RealtimeVersion
@@ -68,11 +91,13 @@ struct RealtimeSession {
     var verifier: TokenVerifier
     let socketToken: String?
     var policy = SessionPolicy()
-    private(set) var channels: [String: Channel] = [:]
+    var channels: [String: Channel] = [:]
     private(set) var order: [String] = []
     private var generation = 0
     private var deferred: [Int: ([ServerFrame], closeSocket: Bool)] = [:]
     private var nextDeferred = 0
+    /// Private joins waiting for their read check (§B2), by topic.
+    var pendingJoins: [String: PendingJoin] = [:]
 
     init(version: RealtimeVersion, table: TableDescriptor, verifier: TokenVerifier, socketToken: String?) {
         self.version = version
@@ -122,7 +147,7 @@ struct RealtimeSession {
         }
     }
 
-    private mutating func hold(_ frames: [ServerFrame], after delay: Duration, closeSocket: Bool) -> [Action] {
+    mutating func hold(_ frames: [ServerFrame], after delay: Duration, closeSocket: Bool) -> [Action] {
         if delay <= .zero {
             var actions = frames.map { Action.send($0.encoded(self.version)) }
             if closeSocket { actions.append(.close(code: 1000, reason: "")) }
@@ -182,21 +207,54 @@ struct RealtimeSession {
         case .success(let verified):
             claims = verified
         }
-        let rawBindings = frame.payload["config"]?["postgres_changes"]?.arrayValue ?? []
+        let config = frame.payload["config"] ?? .null
+        let rawBindings = config["postgres_changes"]?.arrayValue ?? []
         let bindings = rawBindings.compactMap { $0.objectValue }.map(Binding.init(raw:))
+        let broadcastOptions: BroadcastJoinOptions
+        switch BroadcastJoinOptions.parse(config) {
+        case .failure(let refusal):
+            return refuse(refusal.reason, after: self.policy.joinErrorDelay)
+        case .success(let options):
+            broadcastOptions = options
+        }
         self.generation += 1
-        let channel = Channel(
+        var channel = Channel(
             topic: frame.topic, name: name, joinRef: frame.joinRef, bindings: bindings,
             generation: self.generation, token: token, expiresAt: claims.expiresAt
         )
-        self.channels[frame.topic] = channel
-        self.order.append(frame.topic)
+        channel.isPrivate = broadcastOptions.isPrivate
+        channel.wantsReplicationReady = broadcastOptions.replicationReady
+        channel.joinGeneration = self.generation
         let echo = "{\"postgres_changes\":[" + bindings.map(\.echoJSON).joined(separator: ",") + "]}"
+        let pending = PendingJoin(channel: channel, ref: frame.ref, trailing: trailing, echo: echo)
+        guard broadcastOptions.isPrivate else {
+            return self.completeJoin(pending, replayed: [], now: now)
+        }
+        // §B2: private joins wait for the read check (and the replay query, §B5) before any reply.
+        self.pendingJoins[frame.topic] = pending
+        return [
+            .authorize(
+                AuthorizationRequest(
+                    topic: frame.topic, subTopic: name, generation: self.generation,
+                    reader: BroadcastReader(role: claims.role, claims: claims.raw),
+                    replay: broadcastOptions.replay, purpose: .join))
+        ]
+    }
+
+    /// Adds the channel, replies ok, sends replayed rows, then schedules subscriptions and readiness.
+    mutating func completeJoin(_ pending: PendingJoin, replayed: [BroadcastRow], now: LocalTimestamp) -> [Action] {
+        var channel = pending.channel
+        channel.replayedIDs = Set(replayed.map(\.id))
+        self.channels[channel.topic] = channel
+        self.order.append(channel.topic)
         let reply = ServerFrame.reply(
-            joinRef: frame.joinRef, ref: frame.ref, topic: frame.topic, status: "ok",
-            response: echo)
-        var actions = ([reply] + trailing).map { Action.send($0.encoded(self.version)) }
-        actions += self.startSubscription(topic: frame.topic, now: now)
+            joinRef: channel.joinRef, ref: pending.ref, topic: channel.topic, status: "ok",
+            response: pending.echo)
+        var actions = ([reply] + pending.trailing).map { Action.send($0.encoded(self.version)) }
+        // §B4/§B5: replayed rows follow the ok and precede the readiness message.
+        actions += replayed.compactMap { self.broadcastAction($0, channel: channel, replayed: true) }
+        actions += self.startSubscription(topic: channel.topic, now: now)
+        actions += self.startReplication(topic: channel.topic)
         return actions
     }
 
@@ -261,6 +319,7 @@ struct RealtimeSession {
         let reply = ServerFrame.reply(
             joinRef: frame.joinRef, ref: frame.ref, topic: frame.topic, status: "ok",
             response: "{}")
+        self.pendingJoins.removeValue(forKey: frame.topic)
         guard let channel = self.channels[frame.topic],
             frame.joinRef.isNull || frame.joinRef == channel.joinRef
         else {
@@ -282,7 +341,7 @@ struct RealtimeSession {
     }
 
     /// `system` error with extension `system`, then `phx_close`; the channel ends (§4.5, §8.2).
-    private mutating func shutdown(_ channel: Channel, message: String) -> [Action] {
+    mutating func shutdown(_ channel: Channel, message: String) -> [Action] {
         self.remove(channel.topic)
         return [
             .send(
@@ -310,7 +369,17 @@ struct RealtimeSession {
             updated.token = token
             updated.expiresAt = claims.expiresAt
             self.channels[channel.topic] = updated
-            return self.startSubscription(topic: channel.topic, now: now)
+            var actions = self.startSubscription(topic: channel.topic, now: now)
+            if updated.isPrivate {
+                // §B2: each `access_token` push re-checks the read policies.
+                actions.append(
+                    .authorize(
+                        AuthorizationRequest(
+                            topic: channel.topic, subTopic: channel.name, generation: updated.generation,
+                            reader: BroadcastReader(role: claims.role, claims: claims.raw), replay: nil,
+                            purpose: .refresh)))
+            }
+            return actions
         }
     }
 
@@ -335,6 +404,13 @@ struct RealtimeSession {
             var actions = frames.map { Action.send($0.encoded(self.version)) }
             if closeSocket { actions.append(.close(code: 1000, reason: "")) }
             return actions
+        case .replicationReady(let topic, let joinGeneration):
+            return self.replicationReady(topic: topic, joinGeneration: joinGeneration)
+        case .replicationTimeout(let topic, let joinGeneration):
+            guard let channel = self.channels[topic], channel.joinGeneration == joinGeneration,
+                !channel.broadcastLive
+            else { return [] }
+            return self.shutdown(channel, message: "Replication connection was not established in time")
         }
     }
 
@@ -381,6 +457,7 @@ struct RealtimeSession {
         }
         self.channels.removeAll()
         self.order.removeAll()
+        self.pendingJoins.removeAll()
         return actions
     }
 }

@@ -2,11 +2,18 @@ import Hummingbird
 
 extension SupabaseLocalStack {
     func statsJSON() -> String {
-        LocalJSON.object([
+        let statistics = self.faults.statistics
+        return LocalJSON.object([
             "open_sockets": .int(self.registry.count),
             "accepted_sockets": .int(self.registry.acceptedTotal),
             "delivered_changes": .int(self.faults.deliveredChangeCount),
             "dropped_changes": .int(self.faults.droppedChangeCount),
+            "delivered_broadcasts": .int(statistics.broadcastsDelivered),
+            "dropped_broadcasts": .int(statistics.broadcastsDropped),
+            "rate_limited_broadcasts": .int(statistics.broadcastsRateLimited),
+            "rate_limited_broadcast_channels": .int(statistics.broadcastChannelsRateLimited),
+            "broadcast_reads_refused_by_rule": .int(statistics.broadcastReadsRefusedByRule),
+            "replication_ready_withheld": .int(statistics.replicationReadyWithheld),
         ]).encoded()
     }
 
@@ -73,6 +80,21 @@ extension SupabaseLocalStack {
             faults.dropChanges(fraction: double("fraction") ?? 0)
         case "delay-changes":
             faults.delayChanges(by: millis("ms") ?? .zero)
+        case "drop-broadcasts":
+            faults.dropBroadcasts(fraction: double("fraction") ?? 0)
+        case "rate-limit-broadcasts":
+            faults.rateLimitBroadcasts(body["tripped"] != .bool(false))
+        case "broadcast-read-rule":
+            guard let rule = BroadcastReadRule.admin(body) else {
+                throw RESTError(status: 400, body: "{\"message\":\"unknown broadcast read rule\"}")
+            }
+            faults.setBroadcastReadRule(rule)
+        case "replication-ready":
+            if body["withhold"] == .bool(true) {
+                faults.withholdReplicationReady()
+            } else {
+                faults.setReplicationReadyDelay(millis("delay_ms"))
+            }
         case "rest-failure":
             faults.failREST(int("status").map { RESTFailure(status: $0, retryAfterSeconds: int("retry_after")) })
         case "rest-latency":
@@ -104,5 +126,29 @@ extension SupabaseLocalStack {
             throw RESTError(status: 404, body: "{\"message\":\"unknown admin action\"}")
         }
         return self.json(200, self.statsJSON())
+    }
+}
+
+extension BroadcastReadRule {
+    /// The rule of `POST /admin/v1/broadcast-read-rule`: `{"rule":"jobs_migration"|"deny_all"|"backend"}` or
+    /// `{"policies":[{"roles":["authenticated"],"topic_like":"jobs%"}]}`. `.some(nil)` restores the backend's
+    /// policies; nil is an unknown body.
+    static func admin(_ body: LocalJSON) -> BroadcastReadRule?? {
+        if let policies = body["policies"]?.arrayValue {
+            var parsed: [Policy] = []
+            for policy in policies {
+                guard let roles = policy["roles"]?.arrayValue?.compactMap(\.stringValue),
+                    let like = policy["topic_like"]?.stringValue
+                else { return nil }
+                parsed.append(Policy(roles: Set(roles), topicLike: like))
+            }
+            return .some(BroadcastReadRule(policies: parsed))
+        }
+        switch body["rule"]?.stringValue {
+        case "jobs_migration": return .some(.jobsMigration)
+        case "deny_all": return .some(.denyAll)
+        case "backend", nil: return .some(nil)
+        default: return nil
+        }
     }
 }

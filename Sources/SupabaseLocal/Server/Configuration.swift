@@ -28,6 +28,13 @@ public struct SupabaseLocalConfiguration: Sendable {
     public var maxFrameSize = 5_000_000
     /// Upper bound of the periodic token check (§8.2).
     public var tokenCheckInterval: Duration = .seconds(300)
+    /// Delay between a join and the replication connection of Broadcast from Database: live broadcasts start
+    /// then, and `replication_ready` joins get `Replication connection established` (broadcast-from-database.md
+    /// §B3). Default 0; ``realistic`` uses 500 ms (the server's check interval).
+    public var replicationReadyDelay: Duration = .zero
+    /// After this long without a replication connection, `replication_ready` joins get `Replication connection was
+    /// not established in time` and `phx_close` (§B3; the server's `replication_ready_timeout`, 60 s).
+    public var replicationReadyTimeout: Duration = .seconds(60)
     /// Rows per REST response at most (§11.1).
     public var maxRows = 1000
     /// The schemas REST serves, as PostgREST's `db-schemas`: the first is used when a request names none, others
@@ -46,12 +53,14 @@ public struct SupabaseLocalConfiguration: Sendable {
     /// Default settings: loopback, port 0, no artificial delays.
     public init() {}
 
-    /// Hosted-like timings: `system` ok after 1 s, join errors after 5 s, connect errors after 2 s.
+    /// Hosted-like timings: `system` ok after 1 s, join errors after 5 s, connect errors after 2 s, replication
+    /// connection after 500 ms.
     public static var realistic: SupabaseLocalConfiguration {
         var configuration = SupabaseLocalConfiguration()
         configuration.systemOkDelay = .seconds(1)
         configuration.joinErrorDelay = .seconds(5)
         configuration.connectErrorDelay = .seconds(2)
+        configuration.replicationReadyDelay = .milliseconds(500)
         return configuration
     }
 }

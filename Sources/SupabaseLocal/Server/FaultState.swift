@@ -54,6 +54,11 @@ struct FaultSettings: Sendable {
     var oversizedRESTBody: OversizedRESTBody?
     var maxRecordBytesOverride: Int?
     var tokensRevokedAtOrBefore: Int64?
+    var broadcastDropFraction = 0.0
+    var broadcastsRateLimited = false
+    var broadcastReadRule: BroadcastReadRule?
+    var replicationReadyDelay: Duration?
+    var withholdReplicationReady = false
     /// What the faults did so far; kept across ``SupabaseLocalFaults/reset()``.
     var statistics = FaultStatistics()
 }
@@ -88,6 +93,20 @@ public struct FaultStatistics: Sendable, Hashable {
     public var changesDelivered = 0
     /// Changes held back by ``SupabaseLocalFaults/delayChanges(by:)``.
     public var changesDelayed = 0
+    /// Committed broadcasts lost before fan-out (``SupabaseLocalFaults/dropBroadcasts(fraction:)``); still stored
+    /// and replayable (broadcast-from-database.md §B6).
+    public var broadcastsDropped = 0
+    /// Committed broadcasts dropped at the source by ``SupabaseLocalFaults/rateLimitBroadcasts(_:)`` (§B6).
+    public var broadcastsRateLimited = 0
+    /// Channels closed with `Too many messages per second` by that fault (§B6).
+    public var broadcastChannelsRateLimited = 0
+    /// Committed broadcasts fanned out to sockets.
+    public var broadcastsDelivered = 0
+    /// Private joins and token refreshes refused by a read rule set with
+    /// ``SupabaseLocalFaults/setBroadcastReadRule(_:)`` (§B2).
+    public var broadcastReadsRefusedByRule = 0
+    /// Joins whose replication connection was withheld by ``SupabaseLocalFaults/withholdReplicationReady(_:)``.
+    public var replicationReadyWithheld = 0
 
     /// Creates empty statistics.
     public init() {}
@@ -103,6 +122,12 @@ enum ConnectionInput: Sendable {
     case timer(RealtimeSession.TimerID)
     case idleCheck
     case change(TableChange)
+    /// A committed broadcast to fan out (§B4).
+    case broadcast(BroadcastRow)
+    /// A committed broadcast dropped by the rate limit: its receivers are shut down (§B6).
+    case broadcastRateLimited(BroadcastRow)
+    /// The outcome of a read check the session asked for (§B2).
+    case authorized(topic: String, generation: Int, outcome: AuthorizationOutcome)
     /// Drop the socket: with a close frame when `code` is set, abruptly otherwise.
     case drop(code: UInt16?, reason: String)
     case stall(Duration)

@@ -65,6 +65,41 @@ public struct SupabaseLocalFaults: Sendable {
         self.stack.faultState.withLockedValue { $0.changeDelay = delay }
     }
 
+    /// Silently loses this fraction (0…1) of committed broadcasts before fan-out (an outage of the replication
+    /// stream, broadcast-from-database.md §B6): the rows stay stored and replayable. Counted in
+    /// ``FaultStatistics/broadcastsDropped``.
+    public func dropBroadcasts(fraction: Double) {
+        self.stack.faultState.withLockedValue { $0.broadcastDropFraction = min(1, max(0, fraction)) }
+    }
+
+    /// Trips (or clears) the tenant's messages-per-second limit (§B6): committed broadcasts are dropped at the
+    /// source (still replayable), and every channel that would receive one gets `system` `Too many messages per
+    /// second` and `phx_close`. Counted in ``FaultStatistics/broadcastsRateLimited`` and
+    /// ``FaultStatistics/broadcastChannelsRateLimited``.
+    public func rateLimitBroadcasts(_ tripped: Bool = true) {
+        self.stack.faultState.withLockedValue { $0.broadcastsRateLimited = tripped }
+    }
+
+    /// Replaces the read policies on `realtime.messages` for every backend (§B2): the next private join or
+    /// `access_token` push is checked against `rule`; nil restores the backend's own policies.
+    public func setBroadcastReadRule(_ rule: BroadcastReadRule?) {
+        self.stack.faultState.withLockedValue { $0.broadcastReadRule = rule }
+    }
+
+    /// New joins never get a replication connection: no live broadcasts, and `replication_ready` joins get the
+    /// timeout error and `phx_close` after ``SupabaseLocalConfiguration/replicationReadyTimeout`` (§B3).
+    public func withholdReplicationReady(_ withhold: Bool = true) {
+        self.stack.faultState.withLockedValue { $0.withholdReplicationReady = withhold }
+    }
+
+    /// The replication connection of new joins exists after `delay` (nil restores the configured delay, §B3).
+    public func setReplicationReadyDelay(_ delay: Duration?) {
+        self.stack.faultState.withLockedValue {
+            $0.replicationReadyDelay = delay
+            $0.withholdReplicationReady = false
+        }
+    }
+
     /// Every REST and status-endpoint request fails with this status (nil to stop).
     public func failREST(_ failure: RESTFailure?) {
         self.stack.faultState.withLockedValue { $0.restFailure = failure }

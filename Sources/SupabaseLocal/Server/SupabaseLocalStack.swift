@@ -141,6 +141,7 @@ public final class SupabaseLocalStack: Sendable {
     /// - Parameter onStarted: Called once with the bound port when the server listens.
     public func run(onStarted: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         let changes = self.backend.changes()
+        let broadcasts = self.backend.broadcastBackend?.broadcasts()
         let router = Router(context: BasicRequestContext.self)
         self.addRoutes(to: router)
         // Hummingbird logs routine shutdown noise ("Waiting on child channel: CancellationError") at error level;
@@ -164,6 +165,9 @@ public final class SupabaseLocalStack: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.backend.run() }
             group.addTask { try await self.pumpChanges(changes) }
+            if let broadcasts {
+                group.addTask { await self.pumpBroadcasts(broadcasts) }
+            }
             group.addTask { try await self.runScheduler() }
             group.addTask { try await app.run() }
             try await group.next()
@@ -186,6 +190,52 @@ public final class SupabaseLocalStack: Sendable {
             }
             self.faultState.withLockedValue { $0.statistics.changesDelivered += 1 }
             self.registry.broadcast(.change(change))
+        }
+    }
+
+    /// Fans committed broadcasts out to sockets, applying the drop and rate-limit faults (shared by both backends).
+    private func pumpBroadcasts(_ broadcasts: AsyncStream<BroadcastRow>) async {
+        var generator = SystemRandomNumberGenerator()
+        for await row in broadcasts {
+            let (fraction, limited) = self.faultState.withLockedValue {
+                ($0.broadcastDropFraction, $0.broadcastsRateLimited)
+            }
+            if limited {
+                // §B6: dropped at the source, the receiving channels are closed.
+                self.faultState.withLockedValue { $0.statistics.broadcastsRateLimited += 1 }
+                self.registry.broadcast(.broadcastRateLimited(row))
+                continue
+            }
+            if fraction > 0, Double.random(in: 0..<1, using: &generator) < fraction {
+                self.faultState.withLockedValue { $0.statistics.broadcastsDropped += 1 }
+                continue
+            }
+            self.faultState.withLockedValue { $0.statistics.broadcastsDelivered += 1 }
+            self.registry.broadcast(.broadcast(row))
+        }
+    }
+
+    /// Runs a read check (and a join's replay query) for a session (§B2, §B5). A rule set by
+    /// ``SupabaseLocalFaults/setBroadcastReadRule(_:)`` replaces the backend's policies.
+    func authorize(_ request: AuthorizationRequest) async -> AuthorizationOutcome {
+        guard let store = self.backend.broadcastBackend else { return .refused }
+        let override = self.faultState.withLockedValue { $0.broadcastReadRule }
+        let allowed: Bool
+        if let override {
+            allowed = override.allows(topic: request.subTopic, reader: request.reader)
+            if !allowed { self.faultState.withLockedValue { $0.statistics.broadcastReadsRefusedByRule += 1 } }
+        } else {
+            allowed = (try? await store.canRead(topic: request.subTopic, reader: request.reader)) ?? false
+        }
+        guard allowed else { return .refused }
+        guard let replay = request.replay else { return .allowed(replayed: []) }
+        do {
+            let rows = try await store.replay(
+                topic: request.subTopic, isPrivate: true, sinceMilliseconds: replay.sinceMilliseconds,
+                limit: replay.limit)
+            return .allowed(replayed: rows)
+        } catch {
+            return .replayFailed
         }
     }
 
@@ -234,7 +284,10 @@ public final class SupabaseLocalStack: Sendable {
                 forcedJoinError: faults.forcedJoinError,
                 maxChannels: self.configuration.maxChannelsPerSocket,
                 heartbeat: faults.heartbeat,
-                tokenCheckInterval: self.configuration.tokenCheckInterval
+                tokenCheckInterval: self.configuration.tokenCheckInterval,
+                replicationReadyDelay: faults.withholdReplicationReady
+                    ? nil : (faults.replicationReadyDelay ?? self.configuration.replicationReadyDelay),
+                replicationReadyTimeout: self.configuration.replicationReadyTimeout
             )
         }
     }
