@@ -191,12 +191,16 @@ extension RealtimeSession {
                 topic: channel.topic, event: row.event, metadata: meta, encoding: 0, payload: bytes
             ).map(Action.sendBinary)
         }
-        let payload = (row.payload ?? .null).encoded(style: .jsonb)
         if self.version == .v2, !replayed {
+            // §B4: the kind-4 payload is the jsonb column's text as stored.
+            let payload = (row.payload ?? .null).encoded(style: .jsonb)
             return BroadcastFrames.userBroadcast(
                 topic: channel.topic, event: row.event, metadata: meta, encoding: 1, payload: Array(payload.utf8)
             ).map(Action.sendBinary)
         }
+        // Text frames carry the payload decoded and re-encoded by the server's JSON encoder (compact, keys sorted;
+        // realtime-protocol.md §2.4: clients must not depend on the order).
+        let payload = (row.payload ?? .null).encoded()
         let text =
             "{\"event\":\(jsonString(row.event)),\"meta\":\(meta),\"payload\":\(payload),\"type\":\"broadcast\"}"
         let frame = ServerFrame(

@@ -33,6 +33,18 @@ struct TestSocket: Sendable {
     let inbox: Inbox
     let outgoing: AsyncStream<String?>.Continuation
 
+    /// Binary frames appear in the inbox as this marker followed by their bytes in lowercase hex.
+    static let binaryMarker = "binary:"
+
+    /// The bytes of a binary frame read from the inbox, nil for a text frame.
+    static func binaryBytes(_ frame: String) -> [UInt8]? {
+        guard frame.hasPrefix(Self.binaryMarker) else { return nil }
+        let hex = Array(frame.utf8.dropFirst(Self.binaryMarker.utf8.count))
+        return stride(from: 0, to: hex.count - 1, by: 2).compactMap {
+            UInt8(String(decoding: hex[$0...$0 + 1], as: UTF8.self), radix: 16)
+        }
+    }
+
     /// Sends a text frame.
     func send(_ text: String) {
         self.outgoing.yield(text)
@@ -96,7 +108,11 @@ func withTestSocket(
                 try await withThrowingTaskGroup(of: Void.self) { inner in
                     inner.addTask {
                         for try await message in inbound.messages(maxSize: 8 << 20) {
-                            if case .text(let text) = message { incomingContinuation.yield(text) }
+                            switch message {
+                            case .text(let text): incomingContinuation.yield(text)
+                            case .binary(let buffer):
+                                incomingContinuation.yield(TestSocket.binaryMarker + hexString(Array(buffer: buffer)))
+                            }
                         }
                         incomingContinuation.finish()
                     }
@@ -161,4 +177,12 @@ func fixedWallClock(_ text: String) -> WallClock {
     return WallClock {
         LocalTimestamp(microsecondsSinceEpoch: instant.microsecondsSinceEpoch + counter.withLockedValue { $0 })
     }
+}
+
+/// Lowercase hex of `bytes`.
+func hexString(_ bytes: [UInt8]) -> String {
+    bytes.map { byte in
+        let text = String(byte, radix: 16)
+        return text.count == 1 ? "0" + text : text
+    }.joined()
 }
