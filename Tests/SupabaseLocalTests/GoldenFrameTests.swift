@@ -244,3 +244,139 @@ struct GoldenFrameTests {
         #expect(session.deliver(early, maxRecordBytes: 1_048_576).count == 1)
     }
 }
+
+// MARK: Broadcast from Database (broadcast-from-database.md §B2–§B5)
+
+extension GoldenFrameTests {
+    static let broadcastRowID = "6f1c0a52-4b1e-4d8a-9c35-1f0e2d7b8a90"
+
+    /// A row as `broadcast_changes` writes it for an UPDATE of job 42 (§B1.3).
+    static let broadcastRow = BroadcastRow(
+        id: broadcastRowID, topic: "jobs:42", event: "UPDATE",
+        payload: .object([
+            "id": .string(broadcastRowID), "operation": .string("UPDATE"), "schema": .string("public"),
+            "table": .string("jobs"), "record": .object(["id": .int(42), "status": .string("done")]),
+            "old_record": .object(["id": .int(42), "status": .string("running")]),
+        ]),
+        isPrivate: true, insertedAt: now)
+
+    /// A private `jobs:42` join with replication_ready (and optionally replay) as in §B3, authorized by the driver.
+    static func privateJoin(
+        _ version: RealtimeVersion, replay: [BroadcastRow]? = nil
+    ) -> (RealtimeSession, join: [RealtimeSession.Action], authorized: [RealtimeSession.Action]) {
+        var session = self.session(version)
+        let token = self.signer.mint(role: "authenticated", now: self.now, lifetime: .seconds(3600))
+        let replayJSON = replay == nil ? "" : #","replay":{"since":1760000000000,"limit":25}"#
+        let payload =
+            #"{"config":{"broadcast":{"ack":false,"self":false"# + replayJSON
+            + #","replication_ready":true},"presence":{"key":"","enabled":false},"postgres_changes":[],"private":true},"access_token":"\#(token)"}"#
+        let text =
+            version == .v2
+            ? #"["1","1","realtime:jobs:42","phx_join","# + payload + "]"
+            : #"{"topic":"realtime:jobs:42","event":"phx_join","ref":"1","join_ref":"1","payload":"# + payload + "}"
+        let join = session.receive(text: text, now: self.now)
+        guard case .authorize(let request)? = join.first else { return (session, join, []) }
+        let authorized = session.authorized(
+            topic: request.topic, generation: request.generation, outcome: .allowed(replayed: replay ?? []),
+            now: self.now)
+        return (session, join, authorized)
+    }
+
+    @Test("§B2/§B3 private join: a read check first, then ok and `Replication connection established`")
+    func broadcastJoinAndReadiness() throws {
+        let (_, join, authorized) = Self.privateJoin(.v2)
+        #expect(join.count == 1)
+        guard case .authorize(let request)? = join.first else {
+            Issue.record("no authorize action")
+            return
+        }
+        #expect(request.subTopic == "jobs:42" && request.reader.role == "authenticated" && request.replay == nil)
+        #expect(
+            Self.sent(authorized) == [
+                #"["1","1","realtime:jobs:42","phx_reply",{"response":{"postgres_changes":[]},"status":"ok"}]"#,
+                #"["1",null,"realtime:jobs:42","system",{"channel":"jobs:42","extension":"system","message":"Replication connection established","status":"ok"}]"#,
+            ])
+    }
+
+    @Test("§B2 refusal reply, exactly as the server sends it")
+    func broadcastRefusal() {
+        var (session, join, _) = (Self.session(.v2), [RealtimeSession.Action](), [RealtimeSession.Action]())
+        let token = Self.signer.mint(role: "anon", now: Self.now, lifetime: .seconds(3600))
+        join = session.receive(
+            text: #"["1","1","realtime:jobs:42","phx_join",{"config":{"private":true},"access_token":"\#(token)"}]"#,
+            now: Self.now)
+        guard case .authorize(let request)? = join.first else {
+            Issue.record("no authorize action")
+            return
+        }
+        let refused = session.authorized(
+            topic: request.topic, generation: request.generation, outcome: .refused, now: Self.now)
+        #expect(
+            Self.sent(refused) == [
+                #"["1","1","realtime:jobs:42","phx_reply",{"response":{"reason":"Unauthorized: You do not have permissions to read from this Channel topic: jobs:42"},"status":"error"}]"#
+            ])
+        #expect(session.channelCount == 0)
+    }
+
+    @Test("§B4 vsn 2.0.0 live: binary kind 4, header 04 10 06 2D 01, metadata {\"id\":…}, jsonb payload")
+    func broadcastKind4() throws {
+        let (session, _, _) = Self.privateJoin(.v2)
+        let actions = session.deliverBroadcast(Self.broadcastRow)
+        guard case .sendBinary(let bytes)? = actions.first, actions.count == 1 else {
+            Issue.record("expected one binary frame, got \(actions)")
+            return
+        }
+        let payload =
+            #"{"id": "6f1c0a52-4b1e-4d8a-9c35-1f0e2d7b8a90", "table": "jobs", "record": {"id": 42, "status": "done"}, "schema": "public", "operation": "UPDATE", "old_record": {"id": 42, "status": "running"}}"#
+        let expected: [UInt8] =
+            [0x04, 0x10, 0x06, 0x2D, 0x01] + Array("realtime:jobs:42".utf8) + Array("UPDATE".utf8)
+            + Array(#"{"id":"6f1c0a52-4b1e-4d8a-9c35-1f0e2d7b8a90"}"#.utf8) + Array(payload.utf8)
+        #expect(bytes == expected)
+    }
+
+    @Test("§B4 vsn 1.0.0 live: a JSON text object, no join_ref")
+    func broadcastV1() {
+        let (session, _, _) = Self.privateJoin(.v1)
+        #expect(
+            Self.sent(session.deliverBroadcast(Self.broadcastRow)) == [
+                #"{"event":"broadcast","payload":{"event":"UPDATE","meta":{"id":"6f1c0a52-4b1e-4d8a-9c35-1f0e2d7b8a90"},"payload":{"id":"6f1c0a52-4b1e-4d8a-9c35-1f0e2d7b8a90","old_record":{"id":42,"status":"running"},"operation":"UPDATE","record":{"id":42,"status":"done"},"schema":"public","table":"jobs"},"type":"broadcast"},"ref":null,"topic":"realtime:jobs:42"}"#
+            ])
+    }
+
+    @Test("§B4/§B5 replayed rows: text pushes with join_ref and replayed:true after the ok, before readiness; live duplicate dropped")
+    func broadcastReplay() {
+        let (session, _, authorized) = Self.privateJoin(.v2, replay: [Self.broadcastRow])
+        #expect(
+            Self.sent(authorized) == [
+                #"["1","1","realtime:jobs:42","phx_reply",{"response":{"postgres_changes":[]},"status":"ok"}]"#,
+                #"["1",null,"realtime:jobs:42","broadcast",{"event":"UPDATE","meta":{"id":"6f1c0a52-4b1e-4d8a-9c35-1f0e2d7b8a90","replayed":true},"payload":{"id":"6f1c0a52-4b1e-4d8a-9c35-1f0e2d7b8a90","old_record":{"id":42,"status":"running"},"operation":"UPDATE","record":{"id":42,"status":"done"},"schema":"public","table":"jobs"},"type":"broadcast"}]"#,
+                #"["1",null,"realtime:jobs:42","system",{"channel":"jobs:42","extension":"system","message":"Replication connection established","status":"ok"}]"#,
+            ])
+        // §B5 "Server dedupe": the live copy of a replayed row is not sent again.
+        #expect(session.deliverBroadcast(Self.broadcastRow).isEmpty)
+    }
+
+    @Test("§B3 readiness timeout: system error, then phx_close")
+    func broadcastReadinessTimeout() {
+        var session = Self.session(.v2)
+        session.policy.replicationReadyDelay = nil
+        let token = Self.signer.mint(role: "authenticated", now: Self.now, lifetime: .seconds(3600))
+        let join = session.receive(
+            text:
+                #"["1","1","realtime:jobs:42","phx_join",{"config":{"private":true,"broadcast":{"replication_ready":"false"}},"access_token":"\#(token)"}]"#,
+            now: Self.now)
+        guard case .authorize(let request)? = join.first else {
+            Issue.record("no authorize action")
+            return
+        }
+        let authorized = session.authorized(
+            topic: request.topic, generation: request.generation, outcome: .allowed(replayed: []), now: Self.now)
+        #expect(authorized.contains(.schedule(.replicationTimeout(topic: "realtime:jobs:42", joinGeneration: 1), after: .seconds(60))))
+        let fired = session.timerFired(.replicationTimeout(topic: "realtime:jobs:42", joinGeneration: 1), now: Self.now)
+        #expect(
+            Self.sent(fired) == [
+                #"["1",null,"realtime:jobs:42","system",{"channel":"jobs:42","extension":"system","message":"Replication connection was not established in time","status":"error"}]"#,
+                #"["1","1","realtime:jobs:42","phx_close",{}]"#,
+            ])
+    }
+}
