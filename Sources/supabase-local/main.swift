@@ -3,7 +3,7 @@
 //   supabase-local [--port N] [--system-ok-delay-ms N] [--keys-file PATH] [--simulate N]
 //
 // Prints `listening <port>` on stdout once the server listens. The keys (anon, service, classify) go to
-// `--keys-file` as JSON, never to stdout. Stops on SIGINT/SIGTERM.
+// `--keys-file` as JSON (with an `authenticated` `user_key`), never to stdout. Stops on SIGINT/SIGTERM.
 import Foundation
 import SupabaseLocal
 
@@ -29,6 +29,9 @@ try await SupabaseLocal.withRunning(configuration) { stack in
         let keys = LocalJSON.object([
             "anon_key": .string(stack.anonKey),
             "service_key": .string(stack.serviceKey),
+            // An `authenticated` user token for private channels (broadcast-from-database.md §B2).
+            "user_key": .string(
+                stack.mintUserToken(lifetime: .seconds(86_400), claims: ["sub": .string("conformance-user")])),
             "classify_api_key": .string(stack.configuration.classifyAPIKey),
             "port": .int(stack.port),
         ]).encoded()
