@@ -215,7 +215,10 @@ struct BroadcastSessionTests {
                 stack.faults.dropBroadcasts(fraction: 1)
                 let lost = try #require(
                     try await store.send(payload: .object(["n": .int(1)]), event: "lost", topic: "jobs:room", isPrivate: true))
-                while stack.faults.statistics.broadcastsDropped < 1 { try await Task.sleep(for: .milliseconds(5)) }
+                // Wait (bounded, a guard against hangs) until the pump has dropped the row.
+                for _ in 0..<2000 where stack.faults.statistics.broadcastsDropped < 1 {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
                 stack.faults.dropBroadcasts(fraction: 0)
                 _ = try await store.send(payload: .object(["n": .int(2)]), event: "kept", topic: "jobs:room", isPrivate: true)
                 #expect(Self.decodeKind4(await socket.receive())?.event == "kept")

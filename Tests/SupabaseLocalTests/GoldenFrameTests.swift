@@ -380,3 +380,49 @@ extension GoldenFrameTests {
             ])
     }
 }
+
+extension GoldenFrameTests {
+    static let binaryRow = BroadcastRow(
+        id: broadcastRowID, topic: "jobs:42", event: "blob", payload: nil, binaryPayload: [0x00, 0xFF, 0x10],
+        isPrivate: true, insertedAt: now)
+
+    @Test("§B4 send_binary rows: kind 4 encoding 0 on vsn 2.0.0 (live and replayed), never on vsn 1.0.0")
+    func broadcastBinaryRows() {
+        let (session, _, _) = Self.privateJoin(.v2)
+        let live: [UInt8] =
+            [0x04, 0x10, 0x04, 0x2D, 0x00] + Array("realtime:jobs:42".utf8) + Array("blob".utf8)
+            + Array(#"{"id":"6f1c0a52-4b1e-4d8a-9c35-1f0e2d7b8a90"}"#.utf8) + [0x00, 0xFF, 0x10]
+        #expect(session.deliverBroadcast(Self.binaryRow) == [.sendBinary(live)])
+        let (_, _, replayed) = Self.privateJoin(.v2, replay: [Self.binaryRow])
+        let metadata = #"{"id":"6f1c0a52-4b1e-4d8a-9c35-1f0e2d7b8a90","replayed":true}"#
+        let replayedFrame: [UInt8] =
+            [0x04, 0x10, 0x04, UInt8(metadata.utf8.count), 0x00] + Array("realtime:jobs:42".utf8)
+            + Array("blob".utf8) + Array(metadata.utf8) + [0x00, 0xFF, 0x10]
+        #expect(replayed.contains(.sendBinary(replayedFrame)))
+        let (v1, _, _) = Self.privateJoin(.v1)
+        #expect(v1.deliverBroadcast(Self.binaryRow).isEmpty)
+    }
+
+    @Test("§B2 an access_token push on a private channel re-checks the read policy; refusal closes the channel")
+    func broadcastRefreshRecheck() {
+        var (session, _, _) = Self.privateJoin(.v2)
+        let fresh = Self.signer.mint(
+            role: "authenticated", now: Self.now, lifetime: .seconds(7200), extraClaims: ["sub": .string("u")])
+        let actions = session.receive(
+            text: #"["1","2","realtime:jobs:42","access_token",{"access_token":"\#(fresh)"}]"#, now: Self.now)
+        let requests = actions.compactMap { action -> AuthorizationRequest? in
+            if case .authorize(let request) = action { return request } else { return nil }
+        }
+        #expect(requests.count == 1)
+        guard let request = requests.first else { return }
+        #expect(request.purpose == .refresh && request.reader.claims["sub"] == .string("u"))
+        let refused = session.authorized(
+            topic: request.topic, generation: request.generation, outcome: .refused, now: Self.now)
+        #expect(
+            Self.sent(refused) == [
+                #"["1",null,"realtime:jobs:42","system",{"channel":"jobs:42","extension":"system","message":"You no longer have permission to read from this Channel topic: jobs:42","status":"error"}]"#,
+                #"["1","1","realtime:jobs:42","phx_close",{}]"#,
+            ])
+        #expect(session.channelCount == 0)
+    }
+}

@@ -34,8 +34,8 @@ extension InMemoryJobsBackend: BroadcastBackend {
 
     /// `realtime.send` in a transaction of its own (§B1.2): stores the row and streams it. Never fails here.
     public func send(payload: LocalJSON, event: String, topic: String, isPrivate: Bool) async throws -> BroadcastRow? {
-        self.sendBroadcastTransaction([BroadcastWrite(payload: payload, event: event, topic: topic, isPrivate: isPrivate)])
-            .first
+        let write = BroadcastWrite(payload: payload, event: event, topic: topic, isPrivate: isPrivate)
+        return self.sendBroadcastTransaction([write]).first
     }
 
     /// Writes several messages in one transaction: they share `inserted_at` (the transaction start, §B5 "Order

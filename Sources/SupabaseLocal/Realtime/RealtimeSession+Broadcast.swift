@@ -107,8 +107,8 @@ extension RealtimeSession {
                 return self.completeJoin(pending, replayed: replayed, now: now)
             case .refused:
                 // §B2: the sub-topic, after the channel error backoff.
-                return refuse(
-                    "Unauthorized: You do not have permissions to read from this Channel topic: \(pending.channel.name)")
+                let name = pending.channel.name
+                return refuse("Unauthorized: You do not have permissions to read from this Channel topic: \(name)")
             case .replayFailed:
                 return refuse("UnableToReplayMessages: Realtime was unable to replay messages")
             }
