@@ -156,6 +156,17 @@ struct BroadcastBackendTests {
             _ = try await backend.send(payload: .object(["n": .int(n)]), event: "e", topic: "t", isPrivate: true)
         }
         #expect(Self.events(backend.storedBroadcasts()) == ["3", "4", "5"])
+        // Many rows past the cap (the store compacts as it drops): the newest `maxRows` remain, in commit order.
+        backend.setBroadcastRetention(.seconds(72 * 3600), maxRows: 2000)
+        for batch in 0..<100 {
+            backend.sendBroadcastTransaction(
+                (0..<100).map {
+                    BroadcastWrite(payload: .object(["n": .int(100 + batch * 100 + $0)]), event: "e", topic: "t")
+                })
+        }
+        let kept = backend.storedBroadcasts()
+        #expect(kept.count == 2000)
+        #expect(Self.events(kept).first == "8100" && Self.events(kept).last == "10099")
     }
 
     @Test("§B2 read rule: jobsMigration lets authenticated read jobs and jobs:%, not anon; service_role bypasses")

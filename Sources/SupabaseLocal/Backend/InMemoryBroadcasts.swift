@@ -105,8 +105,10 @@ public struct BroadcastWrite: Sendable, Hashable {
 /// The in-memory `realtime.messages` table (§B1.1, §B5): rows in commit order, bounded by retention (72 h by the
 /// injected wall clock, §B1.1) and a row cap (oldest dropped first). A value type: its owner serialises access.
 struct InMemoryBroadcasts: Sendable {
-    /// Rows in commit order, each with its commit sequence number (the tie-break of equal `inserted_at`).
-    private(set) var rows: [(sequence: Int, row: BroadcastRow)] = []
+    /// Rows in commit order from ``start`` on, each with its commit sequence number (the tie-break of equal
+    /// `inserted_at`). Dropped rows before ``start`` are compacted away from time to time.
+    private var storage: [(sequence: Int, row: BroadcastRow)] = []
+    private var start = 0
     private var nextSequence = 0
     /// How long rows are kept (the janitor's 72 h, §B1.1).
     var retention: Duration = .seconds(72 * 3600)
@@ -114,6 +116,9 @@ struct InMemoryBroadcasts: Sendable {
     var maxRows = 100_000
     /// Replays rows of one transaction in reverse order, as the server does (§B5 "Order bug").
     var reproduceReplayOrderBug = true
+
+    /// The stored rows in commit order.
+    var rows: ArraySlice<(sequence: Int, row: BroadcastRow)> { self.storage[self.start...] }
 
     /// `realtime.send`'s row (§B1.2): a fresh UUID, `payload.id` added to object payloads without a top-level `id`.
     static func makeRow(_ write: BroadcastWrite, insertedAt: LocalTimestamp) -> BroadcastRow {
@@ -131,23 +136,24 @@ struct InMemoryBroadcasts: Sendable {
     /// Stores committed rows and applies the bounds relative to `now`.
     mutating func append(_ new: [BroadcastRow], now: LocalTimestamp) {
         for row in new {
-            self.rows.append((self.nextSequence, row))
+            self.storage.append((self.nextSequence, row))
             self.nextSequence += 1
         }
         self.prune(now: now)
     }
 
-    /// Drops rows older than the retention and the oldest beyond the cap.
+    /// Drops the oldest rows (commit order) while they are past the retention or beyond the cap. Amortised O(1) per
+    /// row: the front index moves and the array is compacted once half of it is dead.
     mutating func prune(now: LocalTimestamp) {
         let cutoff = now.advanced(by: .zero - self.retention)
-        self.rows.removeAll { $0.row.insertedAt < cutoff }
-        if self.rows.count > self.maxRows {
-            // Commit order is not `inserted_at` order for long transactions; drop by `inserted_at` first.
-            let ordered = self.rows.sorted {
-                ($0.row.insertedAt, $0.sequence) < ($1.row.insertedAt, $1.sequence)
-            }
-            let dropped = Set(ordered.prefix(self.rows.count - self.maxRows).map(\.sequence))
-            self.rows.removeAll { dropped.contains($0.sequence) }
+        while self.start < self.storage.count,
+            self.storage.count - self.start > self.maxRows || self.storage[self.start].row.insertedAt < cutoff
+        {
+            self.start += 1
+        }
+        if self.start > 1024, self.start * 2 > self.storage.count {
+            self.storage.removeFirst(self.start)
+            self.start = 0
         }
     }
 
