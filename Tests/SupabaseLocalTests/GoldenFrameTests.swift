@@ -426,3 +426,26 @@ extension GoldenFrameTests {
         #expect(session.channelCount == 0)
     }
 }
+
+extension GoldenFrameTests {
+    @Test("§B2 a second join of the topic while the read check runs supersedes it: the stale outcome is ignored")
+    func broadcastSupersededJoin() {
+        var session = Self.session(.v2)
+        let token = Self.signer.mint(role: "authenticated", now: Self.now, lifetime: .seconds(3600))
+        let first = session.receive(
+            text: #"["1","1","realtime:jobs:42","phx_join",{"config":{"private":true},"access_token":"\#(token)"}]"#,
+            now: Self.now)
+        guard case .authorize(let request)? = first.first else {
+            Issue.record("no authorize action")
+            return
+        }
+        let second = session.receive(
+            text: #"["2","2","realtime:jobs:42","phx_join",{"config":{"private":false}}]"#, now: Self.now)
+        #expect(Self.sent(second).first?.hasPrefix(#"["2","2","realtime:jobs:42","phx_reply""#) == true)
+        let stale = session.authorized(
+            topic: request.topic, generation: request.generation, outcome: .allowed(replayed: []), now: Self.now)
+        #expect(stale.isEmpty)
+        #expect(session.channelCount == 1)
+        #expect(session.order == ["realtime:jobs:42"])
+    }
+}

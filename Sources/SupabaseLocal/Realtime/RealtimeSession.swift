@@ -172,6 +172,8 @@ struct RealtimeSession {
         let name = String(frame.topic.dropFirst("realtime:".count))
         // Duplicate join: the old channel goes away; its phx_close follows the new reply (§15.3).
         var trailing: [ServerFrame] = []
+        // A private join still waiting for its read check is superseded (its outcome will be ignored).
+        self.pendingJoins.removeValue(forKey: frame.topic)
         if let old = self.channels.removeValue(forKey: frame.topic) {
             self.order.removeAll { $0 == frame.topic }
             trailing.append(.channelEnd("phx_close", joinRef: old.joinRef, topic: frame.topic))
@@ -246,6 +248,7 @@ struct RealtimeSession {
         var channel = pending.channel
         channel.replayedIDs = Set(replayed.map(\.id))
         self.channels[channel.topic] = channel
+        self.order.removeAll { $0 == channel.topic }
         self.order.append(channel.topic)
         let reply = ServerFrame.reply(
             joinRef: channel.joinRef, ref: pending.ref, topic: channel.topic, status: "ok",
