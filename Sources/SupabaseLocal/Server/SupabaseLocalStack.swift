@@ -225,6 +225,7 @@ public final class SupabaseLocalStack: Sendable {
             allowed = override.allows(topic: request.subTopic, reader: request.reader)
             if !allowed { self.faultState.withLockedValue { $0.statistics.broadcastReadsRefusedByRule += 1 } }
         } else {
+            // A failing policy query counts as "no read passed" (the probe selects nothing).
             allowed = (try? await store.canRead(topic: request.subTopic, reader: request.reader)) ?? false
         }
         guard allowed else { return .refused }
