@@ -26,7 +26,7 @@ extension PostgresJobsBackend: BroadcastBackend {
             try await connection.query(
                 "select pg_advisory_xact_lock(hashtext(\(PostgresJobsSQL.setupLockKey)))", logger: self.logger)
             for statement in PostgresRealtimeSchema.statements + [migration, attach] {
-                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                try await self.drain(PostgresQuery(unsafeSQL: statement), on: connection)
             }
         }
         self.logger.debug("broadcast from database installed", metadata: ["table": "\(table.qualifiedTable)"])
@@ -57,13 +57,18 @@ extension PostgresJobsBackend: BroadcastBackend {
         let text = payload.encoded()
         do {
             return try await self.client.withTransaction(logger: self.logger) { connection in
-                try await connection.query(
+                try await self.drain(
                     "select realtime.send(\(text)::jsonb, \(event)::text, \(topic)::text, \(isPrivate)::boolean)",
-                    logger: self.logger)
-                // The row this transaction inserted, if any: its xmin is the transaction's id.
+                    on: connection)
+                // The row this transaction inserted, if any. send inserts in a subtransaction, so the row's xmin is a
+                // subtransaction's id: the visible row of the topic whose writer is still in progress is ours (other
+                // transactions' uncommitted rows are invisible). xmin has 32 bits; xid8 adds the current epoch.
                 let query = PostgresQuery(
-                    unsafeSQL: Self.selectMessages
-                        + " where m.xmin::text::int8 = pg_catalog.txid_current() % 4294967296 and m.topic = $1",
+                    unsafeSQL: Self.selectMessages + """
+                         where m.topic = $1 and m.inserted_at = (pg_catalog.now() at time zone 'utc') \
+                        and pg_catalog.pg_xact_status(((pg_catalog.pg_current_xact_id()::text::int8 >> 32 << 32) \
+                        | m.xmin::text::int8)::text::xid8) = 'in progress'
+                        """,
                     binds: Self.binds(topic))
                 return try await Self.messages(try await connection.query(query, logger: self.logger)).first
             }
@@ -86,11 +91,11 @@ extension PostgresJobsBackend: BroadcastBackend {
         let role = reader.role
         do {
             return try await self.client.withConnection { connection in
-                try await connection.query("begin", logger: self.logger)
+                try await self.drain("begin", on: connection)
                 do {
                     let visible = try await self.probe(
                         on: connection, topic: topic, role: role, claims: claims, subject: subject)
-                    try await connection.query("rollback", logger: self.logger)
+                    try await self.drain("rollback", on: connection)
                     return visible
                 } catch {
                     _ = try? await connection.query("rollback", logger: self.logger)
@@ -117,7 +122,7 @@ extension PostgresJobsBackend: BroadcastBackend {
             """, logger: self.logger)
         for try await id in inserted.decode(String.self) { probeID = id }
         guard let probeID else { throw SupabaseLocalError(.backendFailure, "the read probe was not inserted") }
-        try await connection.query(
+        try await self.drain(
             """
             select pg_catalog.set_config('request.jwt.claims', \(claims), true), \
             pg_catalog.set_config('request.jwt.claim.sub', \(subject), true), \
@@ -125,7 +130,7 @@ extension PostgresJobsBackend: BroadcastBackend {
             pg_catalog.set_config('request.headers', '{}', true), \
             pg_catalog.set_config('realtime.topic', \(topic), true), \
             pg_catalog.set_config('role', \(role), true)
-            """, logger: self.logger)
+            """, on: connection)
         let visible = try await connection.query(
             "select count(*)::int8 from realtime.messages where id = \(probeID)::uuid and extension = 'broadcast'",
             logger: self.logger)
@@ -187,9 +192,15 @@ extension PostgresJobsBackend: BroadcastBackend {
 
     // MARK: - Helpers
 
+    /// Runs a statement and reads its rows to the end: a statement's error surfaces only then.
+    private func drain(_ query: PostgresQuery, on connection: PostgresConnection) async throws {
+        for try await _ in try await connection.query(query, logger: self.logger) {}
+    }
+
     private func readyForBroadcast() async throws {
         guard self.configuration.broadcast else {
-            throw SupabaseLocalError(.invalidConfiguration, "broadcast is off in this PostgresJobsBackend's configuration")
+            throw SupabaseLocalError(
+                .invalidConfiguration, "broadcast is off in this PostgresJobsBackend's configuration")
         }
         try await self.ready.wait()
     }
@@ -210,7 +221,7 @@ extension PostgresJobsBackend: BroadcastBackend {
             }
             var binary: [UInt8]?
             if let hex {
-                guard let bytes = Wal2JSONDecoder.hexBytes("\\x" + hex) else {
+                guard let bytes = Wal2JSONDecoder.hexBytes(hex) else {
                     throw SupabaseLocalError(.backendFailure, "realtime.messages row with an invalid binary_payload")
                 }
                 binary = bytes

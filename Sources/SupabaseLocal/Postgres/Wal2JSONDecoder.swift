@@ -98,7 +98,7 @@ struct Wal2JSONDecoder: Sendable {
     }
 
     /// The columns of an insert into `realtime.messages` as a ``BroadcastRow``: `payload` (jsonb text) parsed,
-    /// `binary_payload` (bytea in PostgreSQL's hex output, `\x…`) as bytes, `inserted_at` (`timestamp`, UTC) as a
+    /// `binary_payload` (bytea as hex digits, which is how wal2json prints it) as bytes, `inserted_at` (`timestamp`, UTC) as a
     /// timestamp.
     static func broadcastRow(_ list: LocalJSON?) throws -> Outcome {
         var columns: [String: LocalJSON] = [:]
@@ -138,12 +138,13 @@ struct Wal2JSONDecoder: Sendable {
         )
     }
 
-    /// `\x0aff` (bytea's hex output) → `[0x0a, 0xff]`; nil for anything else.
+    /// `0aff` (wal2json's bytea text) or `\x0aff` (PostgreSQL's bytea output) → `[0x0a, 0xff]`; nil otherwise.
     static func hexBytes(_ text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count >= 2, digits[0] == UInt8(ascii: "\\"), digits[1] == UInt8(ascii: "x"),
-            digits.count % 2 == 0
-        else { return nil }
+        var digits = Array(text.utf8)
+        if digits.count >= 2, digits[0] == UInt8(ascii: "\\"), digits[1] == UInt8(ascii: "x") {
+            digits.removeFirst(2)
+        }
+        guard digits.count % 2 == 0 else { return nil }
         func value(_ digit: UInt8) -> UInt8? {
             switch digit {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
@@ -153,8 +154,8 @@ struct Wal2JSONDecoder: Sendable {
             }
         }
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2 - 1)
-        var index = 2
+        bytes.reserveCapacity(digits.count / 2)
+        var index = 0
         while index < digits.count {
             guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
             bytes.append(high << 4 | low)
