@@ -113,11 +113,14 @@ extension SupabaseLocalPostgresTests {
                 {"action":"\(action)","timestamp":"2026-12-03 05:10:00.5+00","schema":"realtime","table":"messages",\
                 "columns":[{"name":"topic","type":"text","typeoid":25,"value":"jobs:42"},\
                 {"name":"extension","type":"text","typeoid":25,"value":"broadcast"},\
-                {"name":"payload","type":"jsonb","typeoid":3802,"value":"{\\"id\\": \\"m1\\", \\"n\\": 9007199254740993}"},\
+                {"name":"payload","type":"jsonb","typeoid":3802,\
+                "value":"{\\"id\\": \\"m1\\", \\"n\\": 9007199254740993}"},\
                 {"name":"event","type":"text","typeoid":25,"value":\(event)},\
                 {"name":"private","type":"boolean","typeoid":16,"value":true},\
-                {"name":"updated_at","type":"timestamp without time zone","typeoid":1114,"value":"2026-12-03 05:10:00.123456"},\
-                {"name":"inserted_at","type":"timestamp without time zone","typeoid":1114,"value":"2026-12-03 05:10:00.123456"},\
+                {"name":"updated_at","type":"timestamp without time zone","typeoid":1114,\
+                "value":"2026-12-03 05:10:00.123456"},\
+                {"name":"inserted_at","type":"timestamp without time zone","typeoid":1114,\
+                "value":"2026-12-03 05:10:00.123456"},\
                 {"name":"id","type":"uuid","typeoid":2950,"value":"9b0d3c4e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"},\
                 {"name":"binary_payload","type":"bytea","typeoid":17,"value":\(extra.isEmpty ? "null" : extra)}]}
                 """
@@ -240,7 +243,8 @@ extension SupabaseLocalPostgresTests {
 
                 // since (ms, inclusive): just after row 20's inserted_at, so rows 21… (sent ≥ 2 ms apart).
                 let since = (sent[20].insertedAt.microsecondsSinceEpoch + 999) / 1000
-                let recent = try await backend.replay(topic: topic, isPrivate: true, sinceMilliseconds: since, limit: 25)
+                let recent = try await backend.replay(
+                    topic: topic, isPrivate: true, sinceMilliseconds: since, limit: 25)
                 #expect(recent == Array(sent[21...]))
                 let exact = sent[10].insertedAt.microsecondsSinceEpoch
                 if exact % 1000 == 0 {
@@ -293,7 +297,9 @@ extension SupabaseLocalPostgresTests {
                         perform realtime.send('{"k": 1}'::jsonb, '\(lostEvent)', null); end $x$
                         """)
                 #expect(try await backend.rows().contains { $0["id"] == .string(id) })
-                #expect(await BroadcastTier.holds(backend, "select count(*) = 2 from realtime.messages where topic = '\(topic)'"))
+                #expect(
+                    await BroadcastTier.holds(
+                        backend, "select count(*) = 2 from realtime.messages where topic = '\(topic)'"))
                 #expect(
                     !(await BroadcastTier.holds(
                         backend, "select exists (select 1 from realtime.messages where event = '\(lostEvent)')")))
@@ -310,7 +316,7 @@ extension SupabaseLocalPostgresTests {
                 let topic = BroadcastTier.unique("binary")
                 let stream = backend.broadcasts()
                 try await backend.execute(
-                    sql: #"do $x$ begin perform realtime.send_binary('\x00017fff'::bytea, 'bytes', '\#(topic)'); end $x$"#)
+                    sql: #"do $x$ begin perform realtime.send_binary('\x00017fff', 'bytes', '\#(topic)'); end $x$"#)
                 let row = try #require(try await BroadcastTier.next(1, from: stream).first)
                 #expect(row.binaryPayload == [0x00, 0x01, 0x7f, 0xff])
                 #expect(row.payload == nil)
@@ -320,7 +326,7 @@ extension SupabaseLocalPostgresTests {
             }
         }
 
-        @Test("§B2 canRead: authenticated on jobs topics, not anon, not after the policy is dropped; service_role always")
+        @Test("§B2 canRead: authenticated on jobs topics; not anon, nor after the policy is dropped; service_role")
         func readAuthorization() async throws {
             try await BroadcastTier.withBackend { backend in
                 let name = backend.table.name
@@ -344,14 +350,15 @@ extension SupabaseLocalPostgresTests {
                 let withoutPolicy = try await backend.canRead(topic: rowTopic, reader: authenticated)
                 let serviceWithoutPolicy = try await backend.canRead(topic: rowTopic, reader: service)
                 // Restore the policy (the migration is idempotent) before asserting.
-                try await backend.execute(sql: try PostgresJobsBackend.statement(runningMigration: BroadcastMigration.sql))
+                try await backend.execute(
+                    sql: try PostgresJobsBackend.statement(runningMigration: BroadcastMigration.sql))
                 #expect(!withoutPolicy)
                 #expect(serviceWithoutPolicy)
                 #expect(try await backend.canRead(topic: rowTopic, reader: authenticated))
             }
         }
 
-        @Test("The applied migration: security definer trigger function with an empty search_path, the policy, idempotent")
+        @Test("The applied migration: security definer function, empty search_path, policy, trigger; idempotent")
         func appliedMigration() async throws {
             try await BroadcastTier.withBackend { backend in
                 try await BroadcastTier.check(
@@ -383,7 +390,8 @@ extension SupabaseLocalPostgresTests {
                 for statement in PostgresRealtimeSchema.statements {
                     try await backend.execute(sql: statement)
                 }
-                try await backend.execute(sql: try PostgresJobsBackend.statement(runningMigration: BroadcastMigration.sql))
+                try await backend.execute(
+                    sql: try PostgresJobsBackend.statement(runningMigration: BroadcastMigration.sql))
                 #expect(await !BroadcastTier.holds(backend, "select 1 = 2"))
             }
         }

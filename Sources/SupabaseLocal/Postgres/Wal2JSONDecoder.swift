@@ -98,8 +98,8 @@ struct Wal2JSONDecoder: Sendable {
     }
 
     /// The columns of an insert into `realtime.messages` as a ``BroadcastRow``: `payload` (jsonb text) parsed,
-    /// `binary_payload` (bytea as hex digits, which is how wal2json prints it) as bytes, `inserted_at` (`timestamp`, UTC) as a
-    /// timestamp.
+    /// `binary_payload` (bytea as hex digits, which is how wal2json prints it) as bytes, `inserted_at` (`timestamp`,
+    /// UTC) as a timestamp.
     static func broadcastRow(_ list: LocalJSON?) throws -> Outcome {
         var columns: [String: LocalJSON] = [:]
         for item in list?.arrayValue ?? [] {
