@@ -287,6 +287,22 @@ extension SupabaseLocalPostgresTests {
                 let streamed = try await BroadcastTier.next(2, from: stream)
                 #expect(streamed == [added, own])
 
+                // A send the database refuses (here a constraint; on Supabase RLS or a missing partition) is lost:
+                // send answers nil instead of throwing, and nothing is stored or streamed.
+                let doomed = BroadcastTier.unique("doomed")
+                try await backend.execute(
+                    sql: "alter table realtime.messages add constraint \(doomed) check (topic <> '\(doomed)') "
+                        + "not valid")
+                let refused = try await backend.send(
+                    payload: .object(["a": .int(2)]), event: "e", topic: doomed, isPrivate: true)
+                try await backend.execute(sql: "alter table realtime.messages drop constraint \(doomed)")
+                #expect(refused == nil)
+                #expect(
+                    try await backend.replay(topic: doomed, isPrivate: true, sinceMilliseconds: 0, limit: 25).isEmpty)
+                let marker = try #require(
+                    try await backend.send(payload: .object([:]), event: "marker", topic: topic, isPrivate: true))
+                #expect(try await BroadcastTier.next(1, from: stream) == [marker])
+
                 // NULL topic: only a warning; the insert in the same transaction commits, the message is not stored.
                 let table = PostgresJobsSQL(table: backend.table).qualifiedTable
                 let id = UUID().uuidString.lowercased()
@@ -299,7 +315,7 @@ extension SupabaseLocalPostgresTests {
                 #expect(try await backend.rows().contains { $0["id"] == .string(id) })
                 #expect(
                     await BroadcastTier.holds(
-                        backend, "select count(*) = 2 from realtime.messages where topic = '\(topic)'"))
+                        backend, "select count(*) = 3 from realtime.messages where topic = '\(topic)'"))
                 #expect(
                     !(await BroadcastTier.holds(
                         backend, "select exists (select 1 from realtime.messages where event = '\(lostEvent)')")))
