@@ -28,14 +28,16 @@ enum BroadcastTier {
         }
     }
 
-    /// The next `count` rows from `stream`, or a failure after `timeout` (a guard against hanging).
+    /// The next `count` rows from `stream` that match `filter`, or a failure after `timeout` (a guard against
+    /// hanging). A new stream can still deliver rows committed just before it was made: the poller had not read them.
     static func next(
-        _ count: Int, from stream: AsyncStream<BroadcastRow>, timeout: Duration = .seconds(20)
+        _ count: Int, from stream: AsyncStream<BroadcastRow>, timeout: Duration = .seconds(20),
+        where filter: @escaping @Sendable (BroadcastRow) -> Bool = { _ in true }
     ) async throws -> [BroadcastRow] {
         try await withThrowingTaskGroup(of: [BroadcastRow]?.self) { group in
             group.addTask {
                 var rows: [BroadcastRow] = []
-                for await row in stream {
+                for await row in stream where filter(row) {
                     rows.append(row)
                     if rows.count == count { break }
                 }
@@ -268,6 +270,21 @@ extension SupabaseLocalPostgresTests {
                 #expect(publicRows == [open])
                 #expect(try await backend.replay(topic: topic + "x", isPrivate: true, sinceMilliseconds: 0, limit: 25)
                     .isEmpty)
+
+                // §B5's order bug: rows of one transaction share inserted_at (its now()); they stream in insert
+                // order, and replay returns both.
+                let tied = BroadcastTier.unique("tied")
+                let stream = backend.broadcasts()
+                try await backend.execute(
+                    sql: """
+                        do $x$ begin perform realtime.send('{}', 'first', '\(tied)'); \
+                        perform realtime.send('{}', 'second', '\(tied)'); end $x$
+                        """)
+                let streamed = try await BroadcastTier.next(2, from: stream) { $0.topic == tied }
+                #expect(streamed.map(\.event) == ["first", "second"])
+                #expect(streamed[0].insertedAt == streamed[1].insertedAt)
+                let tiedReplay = try await backend.replay(topic: tied, isPrivate: true, sinceMilliseconds: 0, limit: 25)
+                #expect(Set(tiedReplay) == Set(streamed))
             }
         }
 
