@@ -78,6 +78,13 @@ extension PostgresJobsBackend {
         case .failure(let error):
             self.state.withLockedValue { $0.statistics.malformedRows += 1 }
             self.logger.debug("skipped an undecodable wal2json row", metadata: ["error": "\(error)"])
+        case .success(.undeliverableBroadcast):
+            self.state.withLockedValue { $0.statistics.undeliverableBroadcasts += 1 }
+        case .success(.broadcast(let row)):
+            self.state.withLockedValue { state in
+                state.statistics.deliveredBroadcasts += 1
+                for continuation in state.broadcastSubscribers.values { continuation.yield(row) }
+            }
         case .success(.change(let change)):
             // Yield under the lock so a subscriber added concurrently sees a clean cut.
             self.state.withLockedValue { state in

@@ -40,6 +40,11 @@ public final class PostgresJobsBackend: JobsBackend {
         public var maxChangesPerPoll: Int
         /// The temporary slot's name; defaults to `jobsync_` plus random hex (unique per backend).
         public var slotName: String
+        /// Serve Broadcast from Database (broadcast-from-database.md §B1–§B5): at startup install Supabase's
+        /// `realtime` schema (roles, `realtime.messages`, `realtime.send`, …) and the shipped migration
+        /// `supabase/migrations/20261202010000_jobs_broadcast.sql`, attach its trigger to the served table, and make
+        /// the backend its own ``PostgresJobsBackend/broadcastBackend``. Default false.
+        public var broadcast: Bool
 
         /// Creates a configuration.
         ///
@@ -50,7 +55,8 @@ public final class PostgresJobsBackend: JobsBackend {
             dropExistingTable: Bool = false,
             pollInterval: Duration = .milliseconds(100),
             maxChangesPerPoll: Int = 100,
-            slotName: String? = nil
+            slotName: String? = nil,
+            broadcast: Bool = false
         ) throws {
             self.url = try PostgresConnectionURL(parsing: url)
             self.table = table
@@ -58,6 +64,7 @@ public final class PostgresJobsBackend: JobsBackend {
             self.pollInterval = pollInterval
             self.maxChangesPerPoll = maxChangesPerPoll
             self.slotName = slotName ?? Self.randomSlotName()
+            self.broadcast = broadcast
             guard maxChangesPerPoll > 0 else {
                 throw SupabaseLocalError(.invalidConfiguration, "maxChangesPerPoll must be positive")
             }
@@ -86,10 +93,16 @@ public final class PostgresJobsBackend: JobsBackend {
         public var malformedRows: Int = 0
         /// Changes decoded and fanned out.
         public var deliveredChanges: Int = 0
+        /// `realtime.messages` rows decoded and fanned out to ``PostgresJobsBackend/broadcasts()`` streams.
+        public var deliveredBroadcasts: Int = 0
+        /// `realtime.messages` rows not streamed, as Realtime would not stream them (a NULL topic, event or
+        /// `private`, or another extension; broadcast-from-database.md §B6).
+        public var undeliverableBroadcasts: Int = 0
     }
 
     struct State {
         var subscribers: [Int: AsyncStream<TableChange>.Continuation] = [:]
+        var broadcastSubscribers: [Int: AsyncStream<BroadcastRow>.Continuation] = [:]
         var nextSubscriber = 0
         var hasRun = false
         var finished = false
@@ -192,6 +205,9 @@ public final class PostgresJobsBackend: JobsBackend {
                 group.addTask { await self.client.run() }
                 try await self.setUp()
                 try await self.applyClaimsMigration()
+                if self.configuration.broadcast {
+                    try await self.installBroadcast()
+                }
                 try await self.pollSlot()
                 group.cancelAll()
             }
@@ -205,13 +221,15 @@ public final class PostgresJobsBackend: JobsBackend {
 
     private func shutDown() {
         self.ready.fail(SupabaseLocalError(.backendFailure, "the PostgreSQL backend is not running"))
-        let subscribers = self.state.withLockedValue { state in
+        let (subscribers, broadcastSubscribers) = self.state.withLockedValue { state in
             state.finished = true
-            let all = Array(state.subscribers.values)
+            let all = (Array(state.subscribers.values), Array(state.broadcastSubscribers.values))
             state.subscribers.removeAll()
+            state.broadcastSubscribers.removeAll()
             return all
         }
         for continuation in subscribers { continuation.finish() }
+        for continuation in broadcastSubscribers { continuation.finish() }
     }
 
     private func setUp() async throws {

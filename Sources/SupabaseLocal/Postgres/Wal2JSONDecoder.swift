@@ -24,6 +24,11 @@ struct Wal2JSONDecoder: Sendable {
         case change(TableChange)
         /// A change of another table (Realtime reads every table from one slot); ignored.
         case otherTable(schema: String, table: String)
+        /// A row inserted into `realtime.messages` (broadcast-from-database.md §B1.1, §B6: only inserts stream).
+        case broadcast(BroadcastRow)
+        /// A row inserted into `realtime.messages` that Realtime would not stream: its `topic`, `event` or `private`
+        /// is NULL, or its extension is not `broadcast` (§B6).
+        case undeliverableBroadcast
     }
 
     /// The served table.
@@ -47,6 +52,10 @@ struct Wal2JSONDecoder: Sendable {
         }
         guard let schema = object["schema"]?.stringValue, let table = object["table"]?.stringValue else {
             throw SupabaseLocalError(.invalidRow, "wal2json row has no schema or table")
+        }
+        if schema == "realtime", table == "messages" {
+            guard object["action"]?.stringValue == "I" else { return .otherTable(schema: schema, table: table) }
+            return try Self.broadcastRow(object["columns"])
         }
         guard schema == self.table.schema, table == self.table.name else {
             return .otherTable(schema: schema, table: table)
@@ -86,6 +95,73 @@ struct Wal2JSONDecoder: Sendable {
                 record: record, oldRecord: oldRecord ?? (kind == .insert ? nil : [:])
             )
         )
+    }
+
+    /// The columns of an insert into `realtime.messages` as a ``BroadcastRow``: `payload` (jsonb text) parsed,
+    /// `binary_payload` (bytea as hex digits, which is how wal2json prints it) as bytes, `inserted_at` (`timestamp`,
+    /// UTC) as a timestamp.
+    static func broadcastRow(_ list: LocalJSON?) throws -> Outcome {
+        var columns: [String: LocalJSON] = [:]
+        for item in list?.arrayValue ?? [] {
+            guard let name = item["name"]?.stringValue else {
+                throw SupabaseLocalError(.invalidRow, "wal2json column without a name")
+            }
+            columns[name] = item["value"] ?? .null
+        }
+        guard let id = columns["id"]?.stringValue, let stampText = columns["inserted_at"]?.stringValue else {
+            throw SupabaseLocalError(.invalidRow, "realtime.messages row without id or inserted_at")
+        }
+        guard let insertedAt = LocalTimestamp(parsing: stampText) else {
+            throw SupabaseLocalError(.invalidTimestamp, "realtime.messages row with an invalid inserted_at")
+        }
+        guard columns["extension"]?.stringValue == "broadcast", let topic = columns["topic"]?.stringValue,
+            let event = columns["event"]?.stringValue, case .bool(let isPrivate)? = columns["private"]
+        else {
+            return .undeliverableBroadcast
+        }
+        var payload: LocalJSON?
+        if let text = columns["payload"]?.stringValue {
+            payload = try LocalJSON(parsing: text)
+        }
+        var binaryPayload: [UInt8]?
+        if let text = columns["binary_payload"]?.stringValue {
+            guard let bytes = Self.hexBytes(text) else {
+                throw SupabaseLocalError(.invalidRow, "realtime.messages row with an invalid binary_payload")
+            }
+            binaryPayload = bytes
+        }
+        return .broadcast(
+            BroadcastRow(
+                id: id, topic: topic, event: event, payload: payload, binaryPayload: binaryPayload,
+                isPrivate: isPrivate, insertedAt: insertedAt
+            )
+        )
+    }
+
+    /// `0aff` (wal2json's bytea text) or `\x0aff` (PostgreSQL's bytea output) → `[0x0a, 0xff]`; nil otherwise.
+    static func hexBytes(_ text: String) -> [UInt8]? {
+        var digits = Array(text.utf8)
+        if digits.count >= 2, digits[0] == UInt8(ascii: "\\"), digits[1] == UInt8(ascii: "x") {
+            digits.removeFirst(2)
+        }
+        guard digits.count % 2 == 0 else { return nil }
+        func value(_ digit: UInt8) -> UInt8? {
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        var index = 0
+        while index < digits.count {
+            guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
     }
 
     /// A wal2json column list (`columns` or `identity`) as a row; absent list → empty row.
