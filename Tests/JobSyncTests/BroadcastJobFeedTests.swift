@@ -405,3 +405,64 @@ struct BroadcastJobFeedPeerTests {
         }
     }
 }
+
+// MARK: - The client's side of the protocol addition
+
+/// A feed that records the context the client subscribes with, then stays subscribed until cancelled.
+private final class ContextRecordingFeed: JobChangeFeed {
+    let contexts = NIOLockedValueBox<[JobFeedContext]>([])
+    let subscribed: AsyncStream<Void>
+    private let sink: AsyncStream<Void>.Continuation
+
+    init() {
+        (self.subscribed, self.sink) = AsyncStream.makeStream()
+    }
+
+    func subscribe(_ binding: JobFeedBinding, handler: @escaping @Sendable (JobFeedEvent) async -> Void) async throws {
+        Issue.record("the client must subscribe with a context")
+    }
+
+    func subscribe(
+        _ binding: JobFeedBinding, context: JobFeedContext,
+        handler: @escaping @Sendable (JobFeedEvent) async -> Void
+    ) async throws {
+        self.contexts.withLockedValue { $0.append(context) }
+        self.sink.yield()
+        try await Task.sleep(for: .seconds(3_600))
+    }
+}
+
+@Suite("JobSyncClient hands its feed the store's watermark (JobFeedContext)")
+struct FeedContextTests {
+    @Test("the context's watermark is the store's minus watermarkSkew, nil while there is none, and follows the store")
+    func watermarkFollowsStore() async throws {
+        let store = try JobStore()
+        let feed = ContextRecordingFeed()
+        let client = try JobSyncClient(
+            configuration: .init(
+                source: FakeSource(), feed: feed, mode: .allJobs, clock: ManualClock(), watermarkSkew: .seconds(5)),
+            store: store)
+        try await withRunning(client) {
+            var subscribed = feed.subscribed.makeAsyncIterator()
+            await subscribed.next()
+            let context = try #require(feed.contexts.withLockedValue { $0.first })
+            #expect(context.watermark() == nil)
+            _ = store.merge(observe(row(idA, status: "processing", updatedAt: ts(10))))
+            #expect(context.watermark() == JobTimestamp(ts(5)))
+            _ = store.merge(observe(row(idB, status: "queued", updatedAt: ts(20, micros: 250))))
+            #expect(context.watermark() == JobTimestamp(ts(15, micros: 250)))
+        }
+    }
+
+    @Test("a feed implementing only subscribe(_:handler:) gets the context call through the default implementation")
+    func defaultImplementation() async throws {
+        let feed = FakeFeed()
+        let task = Task {
+            try await feed.subscribe(JobFeedBinding(ids: [idA]), context: JobFeedContext()) { _ in }
+        }
+        await feed.waitForSubscriptions(1)
+        #expect(feed.bindings == [JobFeedBinding(ids: [idA])])
+        task.cancel()
+        _ = await task.result
+    }
+}
