@@ -466,3 +466,59 @@ struct FeedContextTests {
         _ = await task.result
     }
 }
+
+extension BroadcastJobFeedPeerTests {
+    @Test("end to end: JobSyncClient over BroadcastJobFeed replays since its store's watermark and merges by version")
+    func clientOverBroadcast() async throws {
+        try await withFeed { feed, _, transport in
+            // The store already holds A at 10:15:25 (a cache from an earlier run): the watermark.
+            let store = try JobStore()
+            _ = store.merge(observe(row(idA, status: "processing", updatedAt: ts(25)), source: .poll))
+            let source = FakeSource()
+            source.put(row(idA, status: "processing", updatedAt: ts(25)))
+            let client = try JobSyncClient(
+                configuration: .init(
+                    source: source, feed: feed, clock: ManualClock(), watermarkSkew: .seconds(5), jitter: { $0 }),
+                store: store)
+            client.watch([idA])
+            try await withRunning(client) {
+                var updates = store.updates(for: idA).makeAsyncIterator()
+                #expect(statusOf(try await updates.next()) == .processing)
+                var connections = transport.serverConnections.makeAsyncIterator()
+                var peer = Peer(try #require(await connections.next()))
+                let join = try await peer.nextJoin()
+                #expect(join.topic.rawValue == "realtime:jobs:" + idA.rawValue)
+                // §B5: since = the store's watermark minus the 5 s skew, in milliseconds.
+                let since = try #require(JobTimestamp(ts(20))).microsecondsSinceEpoch / 1_000
+                #expect(join.payload["config"]?["broadcast"]?["replay"]?["since"] == .number(JSONNumber(Int(since))))
+                peer.acceptJoin(join)
+                // A replayed row older than the store's is ignored; the live completion is merged once.
+                let stale = row(idA, status: "processing", updatedAt: ts(20), progress: "stale")
+                peer.broadcast(
+                    join, event: "UPDATE",
+                    payload: .object([
+                        "operation": .string("UPDATE"), "schema": .string("public"), "table": .string("jobs"),
+                        "record": .object(stale), "old_record": .object(stale),
+                    ]),
+                    id: "old", replayed: true)
+                peer.ready(join)
+                #expect(await client.waitForTransportMode(.live))
+                let done = row(idA, status: "completed", updatedAt: ts(30))
+                peer.broadcast(
+                    join, event: "UPDATE",
+                    payload: .object([
+                        "operation": .string("UPDATE"), "schema": .string("public"), "table": .string("jobs"),
+                        "record": .object(done), "old_record": .object(stale),
+                    ]),
+                    id: "new")
+                guard case .updated(let job)? = try await updates.next() else {
+                    Issue.record("expected the completion")
+                    return
+                }
+                #expect(job.status == .completed)
+                #expect(job.updatedAt == JobTimestamp(ts(30)))
+                #expect(feed.statistics.changes == 2)
+            }
+        }
+    }
+}
