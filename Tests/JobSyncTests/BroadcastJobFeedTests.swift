@@ -169,6 +169,16 @@ struct BroadcastJobFeedUnitTests {
 
 // MARK: - Against a scripted Realtime peer
 
+/// Waits (bounded) until a sleeper of `clock` is due at `deadline`.
+private func waitForDeadline(_ clock: ManualClock, _ deadline: Duration) async {
+    var spins = 0
+    while !clock.deadlines.contains(deadline) && spins < 100_000 {
+        await Task.yield()
+        spins += 1
+    }
+    #expect(clock.deadlines.contains(deadline))
+}
+
 /// The server side of one in-memory connection, speaking vsn 2.0.0 text frames.
 private struct Peer {
     let connection: InMemoryWebSocketServerConnection
@@ -331,7 +341,7 @@ struct BroadcastJobFeedPeerTests {
                     return
                 }
                 #expect(reason.contains("jobs:" + jobA.rawValue))
-                await clock.waitForSleepers(1)
+                await waitForDeadline(clock, .seconds(1))  // the rejoin timer (its sleeper registers asynchronously)
                 clock.advance(by: .seconds(1))
                 let rejoin = try await peer.nextJoin()
                 #expect(rejoin.topic == joinA.topic)
@@ -518,6 +528,51 @@ extension BroadcastJobFeedPeerTests {
                 #expect(job.status == .completed)
                 #expect(job.updatedAt == JobTimestamp(ts(30)))
                 #expect(feed.statistics.changes == 2)
+            }
+        }
+    }
+}
+
+extension BroadcastJobFeedPeerTests {
+    @Test("§B5 bindings sharing the table-wide topic: only the first asks for replay, a later one shares its join")
+    func sharedTableWideTopic() async throws {
+        let context = JobFeedContext(watermark: { JobTimestamp("2026-12-03T05:00:00Z") })
+        try await withFeed(topics: BroadcastTopics(mode: .tableWide)) { feed, clock, transport in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var first = self.subscribe(feed, JobFeedBinding(ids: [jobA]), context: context, in: &group)
+                var connections = transport.serverConnections.makeAsyncIterator()
+                var peer = Peer(try #require(await connections.next()))
+                let join = try await peer.nextJoin()
+                #expect(join.topic == "realtime:jobs")
+                #expect(join.payload["config"]?["broadcast"]?["replay"]?["since"] == .number(JSONNumber(1_796_274_000_000)))
+                peer.acceptJoin(join)
+                peer.ready(join)
+                #expect(await first.next() == .live)
+                // The second binding joins nothing new: it is live at once, with no answer from the peer.
+                var second = self.subscribe(feed, JobFeedBinding(ids: [jobB]), context: context, in: &group)
+                #expect(await second.next() == .live)
+                // Each binding gets only its own job's rows from the shared channel.
+                peer.broadcast(join, event: "INSERT", payload: changePayload("INSERT", id: jobB), id: "b")
+                peer.broadcast(join, event: "INSERT", payload: changePayload("INSERT", id: jobA), id: "a")
+                guard case .change(let forFirst)? = await first.next(), case .change(let forSecond)? = await second.next()
+                else {
+                    Issue.record("expected one change per binding")
+                    return
+                }
+                #expect(forFirst.record?["id"] == .string(jobA.rawValue))
+                #expect(forSecond.record?["id"] == .string(jobB.rawValue))
+                // A rejoin still replays (the first binding's option): both go down and come back.
+                peer.send(PhoenixMessage(
+                    joinRef: join.joinRef, ref: join.joinRef, topic: join.topic, event: .error, payload: .object([:])))
+                guard case .notLive? = await first.next(), case .notLive? = await second.next() else {
+                    Issue.record("expected notLive on both")
+                    return
+                }
+                await waitForDeadline(clock, .seconds(1))  // the rejoin timer (its sleeper registers asynchronously)
+                clock.advance(by: .seconds(1))
+                let rejoin = try await peer.nextJoin()
+                #expect(rejoin.payload["config"]?["broadcast"]?["replay"]?["since"] == .number(JSONNumber(1_796_274_000_000)))
+                group.cancelAll()
             }
         }
     }

@@ -37,7 +37,10 @@ public import SupabaseRealtime
 ///   at debug (event name and message id only, never the payload).
 ///
 /// Replay: at every (re)join each channel asks for the newest ≤ 25 stored messages since
-/// ``JobFeedContext/watermark`` (milliseconds, §B3), and for none while the store has no watermark. Replay is capped
+/// ``JobFeedContext/watermark`` (milliseconds, §B3), and for none while the store has no watermark. Bindings sharing
+/// the table-wide topic share its channel: only the first asks for replay (a later one asking would rejoin the channel
+/// and take the others out of live), and all receive what it replays; if it ends first, the channel's later rejoins
+/// replay nothing until the others subscribe again (the REST reconciliation still covers them). Replay is capped
 /// and live messages can be lost without a signal (§B5, §B6), so the client still reconciles over REST after every
 /// ``JobFeedEvent/live`` and audits while live, as with `postgres_changes`.
 ///
@@ -119,14 +122,34 @@ public struct BroadcastJobFeed: JobChangeFeed {
         handler: @escaping @Sendable (JobFeedEvent) async -> Void
     ) async throws {
         let topics = self.topics
-        let plan = self.state.box.withLockedValue { state -> BroadcastTopicPlan in
+        let (plan, replayTopics) = self.state.box.withLockedValue { state -> (BroadcastTopicPlan, Set<String>) in
             let plan = BroadcastTopicPlan(
                 binding: binding, mode: topics.mode, tableWide: topics.tableWide, perJob: topics.perJob,
                 available: BroadcastTopics.maximumPerJobTopics - state.perJobTopicsInUse)
             state.perJobTopicsInUse += plan.perJobTopics
-            return plan
+            // A subscription asking for replay on a channel already joined rejoins it (the join payload changes),
+            // taking every binding on it out of live: only the first of the feed's subscriptions to a topic asks.
+            // Later ones share its join, and receive what its rejoins replay.
+            var replayTopics: Set<String> = []
+            for subscription in plan.subscriptions {
+                if state.subscriptionsByTopic[subscription.topic, default: 0] == 0 {
+                    replayTopics.insert(subscription.topic)
+                }
+                state.subscriptionsByTopic[subscription.topic, default: 0] += 1
+            }
+            return (plan, replayTopics)
         }
-        defer { self.state.box.withLockedValue { $0.perJobTopicsInUse -= plan.perJobTopics } }
+        defer {
+            self.state.box.withLockedValue { state in
+                state.perJobTopicsInUse -= plan.perJobTopics
+                for subscription in plan.subscriptions {
+                    state.subscriptionsByTopic[subscription.topic, default: 1] -= 1
+                    if state.subscriptionsByTopic[subscription.topic] == 0 {
+                        state.subscriptionsByTopic[subscription.topic] = nil
+                    }
+                }
+            }
+        }
         self.logger.debug(
             "broadcast subscription",
             metadata: [
@@ -137,7 +160,7 @@ public struct BroadcastJobFeed: JobChangeFeed {
         let replay = BroadcastReplay(limit: BroadcastReplayOption.maximumLimit) {
             context.watermark().map { Int($0.microsecondsSinceEpoch / 1_000) }
         }
-        try await self.fanIn(plan, replay: replay, handler: handler)
+        try await self.fanIn(plan, replay: replay, replayTopics: replayTopics, handler: handler)
     }
 
     private enum Item: Sendable {
@@ -149,6 +172,7 @@ public struct BroadcastJobFeed: JobChangeFeed {
     private func fanIn(
         _ plan: BroadcastTopicPlan,
         replay: BroadcastReplay,
+        replayTopics: Set<String>,
         handler: @escaping @Sendable (JobFeedEvent) async -> Void
     ) async throws {
         let (items, sink) = AsyncStream<Item>.makeStream(bufferingPolicy: .bufferingOldest(Self.fanInBufferSize))
@@ -156,7 +180,9 @@ public struct BroadcastJobFeed: JobChangeFeed {
         try await withThrowingTaskGroup(of: Void.self) { group in
             defer { group.cancelAll() }
             for (index, subscription) in plan.subscriptions.enumerated() {
-                let events = self.client.broadcast(topic: subscription.topic, isPrivate: true, replay: replay)
+                let events = self.client.broadcast(
+                    topic: subscription.topic, isPrivate: true,
+                    replay: replayTopics.contains(subscription.topic) ? replay : nil)
                 group.addTask {
                     do {
                         for try await event in events {
@@ -247,6 +273,8 @@ public struct BroadcastJobFeed: JobChangeFeed {
 private final class SharedState: Sendable {
     struct Value: Sendable {
         var perJobTopicsInUse = 0
+        /// The feed's active subscriptions per topic (several bindings may share the table-wide topic).
+        var subscriptionsByTopic: [String: Int] = [:]
         var statistics = BroadcastJobFeed.Statistics()
     }
 
