@@ -36,6 +36,8 @@ struct ConnectionSettings: Sendable, Equatable {
     var apiKey: Secret
     /// An optional user access token (JWT) for Row Level Security; Supabase only.
     var accessToken: Secret?
+    /// The Realtime feed of a Supabase watch or follow (`--feed`, `--topic`).
+    var feed: FeedChoice = .postgresChanges
 }
 
 /// Connection options shared by `watch` and `status`.

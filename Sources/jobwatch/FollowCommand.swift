@@ -85,6 +85,7 @@ extension Jobwatch {
         )
 
         @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var feed: FeedOptions
         @OptionGroup var output: OutputOptions
         @OptionGroup var cache: CacheOptions
 
@@ -216,6 +217,7 @@ extension Jobwatch {
             guard self.connection.source == .supabase else {
                 throw ValidationError("follow needs --source supabase (the status endpoint cannot list jobs)")
             }
+            try self.feed.validate(source: self.connection.source, allJobs: true)
             try self.connection.validateSettings()
         }
 
@@ -298,7 +300,8 @@ extension Jobwatch {
 
         func run() async throws {
             let environment = ProcessInfo.processInfo.environment
-            let settings = try self.connection.resolve(environment: environment)
+            var settings = try self.connection.resolve(environment: environment)
+            settings.feed = try self.feed.resolve(allJobs: true)
             let writer = OutputWriter()
             let logger = self.output.logger(writer: writer)
             let parameters = try self.parameters(

@@ -99,6 +99,7 @@ extension Jobwatch {
         )
 
         @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var feed: FeedOptions
         @OptionGroup var output: OutputOptions
         @OptionGroup var cache: CacheOptions
 
@@ -117,6 +118,7 @@ extension Jobwatch {
             } catch {
                 throw ValidationError(error.message)
             }
+            try self.feed.validate(source: self.connection.source, allJobs: false)
             try self.connection.validateSettings()
             if let timeout = self.timeout {
                 guard timeout.isFinite, timeout > 0, timeout <= 365 * 86_400 else {
@@ -127,7 +129,8 @@ extension Jobwatch {
 
         func run() async throws {
             let environment = ProcessInfo.processInfo.environment
-            let settings = try self.connection.resolve(environment: environment)
+            var settings = try self.connection.resolve(environment: environment)
+            settings.feed = try self.feed.resolve()
             let ids = try JobID.parseAll(self.jobIDs)
             let writer = OutputWriter()
             let logger = self.output.logger(writer: writer)

@@ -288,3 +288,110 @@ struct ParsingTests {
         )
     }
 }
+
+// MARK: - --feed and --topic
+
+extension ParsingTests {
+    /// Parses `watch` (or `follow`) with a key file and `arguments`, and returns its feed options.
+    private func feedOptions(_ arguments: [String], command: String = "watch") throws -> FeedOptions {
+        try self.withKeyFile { path in
+            let ids = command == "watch" ? [Self.id] : []
+            let parsed = try Jobwatch.parseAsRoot(
+                [command, "--url", "http://127.0.0.1:54321", "--key-file", path] + arguments + ids)
+            if let watch = parsed as? Jobwatch.Watch { return watch.feed }
+            return try #require(parsed as? Jobwatch.Follow).feed
+        }
+    }
+
+    @Test("--feed defaults to postgres-changes; broadcast without --topic uses jobs:{id} and jobs")
+    func feedDefaults() throws {
+        #expect(try self.feedOptions([]).resolve() == .postgresChanges)
+        #expect(try self.feedOptions(["--feed", "postgres-changes"]).resolve() == .postgresChanges)
+        let broadcast = try self.feedOptions(["--feed", "broadcast"]).resolve()
+        #expect(broadcast == .broadcast(tableWide: "jobs", perJob: "jobs:{id}"))
+        #expect(try self.feedOptions(["--feed", "broadcast"], command: "follow").resolve(allJobs: true) == broadcast)
+    }
+
+    @Test("--topic: a pattern with {id} is per job, a name without it table-wide; both may be given")
+    func topics() throws {
+        let id = try JobID(Self.id)
+        let perJob = try self.feedOptions(["--feed", "broadcast", "--topic", "orders:{id}"]).resolve()
+        #expect(perJob == .broadcast(tableWide: "jobs", perJob: "orders:{id}"))
+        guard case .broadcast(let topics) = perJob.feed else {
+            Issue.record("expected a broadcast feed")
+            return
+        }
+        #expect(topics.mode == .perJob)
+        #expect(topics.perJob(id) == "orders:" + Self.id)
+        #expect(topics.tableWide == "jobs")
+        let tableOnly = try self.feedOptions(["--feed", "broadcast", "--topic", "orders"]).resolve()
+        #expect(tableOnly == .broadcast(tableWide: "orders", perJob: nil))
+        guard case .broadcast(let tableTopics) = tableOnly.feed else {
+            Issue.record("expected a broadcast feed")
+            return
+        }
+        #expect(tableTopics.mode == .tableWide)
+        #expect(tableTopics.tableWide == "orders")
+        let both = try self.feedOptions(
+            ["--feed", "broadcast", "--topic", "{id}@orders", "--topic", "orders"], command: "follow"
+        ).resolve(allJobs: true)
+        #expect(both == .broadcast(tableWide: "orders", perJob: "{id}@orders"))
+        guard case .broadcast(let bothTopics) = both.feed else {
+            Issue.record("expected a broadcast feed")
+            return
+        }
+        #expect(bothTopics.perJob(id) == Self.id + "@orders")
+    }
+
+    @Test("Bad --feed and --topic values are usage errors with a clear message")
+    func badFeedValues() throws {
+        try self.withKeyFile { path in
+            let base = ["--url", "http://127.0.0.1:54321", "--key-file", path]
+            let cases: [([String], String)] = [
+                (["watch", "--feed", "websocket", Self.id], "websocket"),
+                (["watch", "--topic", "orders:{id}", Self.id], "--topic needs --feed broadcast"),
+                (["watch", "--feed", "broadcast", "--topic", "", Self.id], "must not be empty"),
+                (["watch", "--feed", "broadcast", "--topic", "orders {id}", Self.id], "spaces"),
+                (["watch", "--feed", "broadcast", "--topic", "orders:{job}", Self.id], "only placeholder is {id}"),
+                (["watch", "--feed", "broadcast", "--topic", "{id}:{id}", Self.id], "only placeholder is {id}"),
+                (["watch", "--feed", "broadcast", "--topic", "a", "--topic", "b", Self.id], "at most one table-wide"),
+                (["watch", "--feed", "broadcast", "--topic", "a:{id}", "--topic", "b:{id}", Self.id], "per-job"),
+                (["watch", "--feed", "broadcast", "--topic", String(repeating: "x", count: 240) + "{id}", Self.id],
+                 "too long"),
+                (["follow", "--feed", "broadcast", "--topic", "orders:{id}"], "table-wide topic"),
+                (["watch", "--source", "status-endpoint", "--base-url", "http://h", "--feed", "broadcast", Self.id],
+                 "--source supabase"),
+            ]
+            for (arguments, message) in cases {
+                let capture = CapturedOutput()
+                do {
+                    _ = try Jobwatch.parseAsRoot([arguments[0]] + base + arguments.dropFirst())
+                    Issue.record("\(arguments) should not parse")
+                } catch {
+                    #expect(Jobwatch.report(error, writer: capture.writer) == 2, "\(arguments)")
+                    #expect(capture.text(.stderr).contains(message), "\(arguments): \(capture.text(.stderr))")
+                }
+            }
+        }
+        // The typed error of the options themselves.
+        var options = try FeedOptions.parse(["--feed", "broadcast", "--topic", "a{b}"])
+        #expect(throws: JobwatchError.self) { _ = try options.resolve() }
+        options = try FeedOptions.parse(["--feed", "broadcast", "--topic", "orders:{id}"])
+        #expect(throws: JobwatchError.self) { _ = try options.resolve(allJobs: true) }
+        #expect(try options.resolve() == .broadcast(tableWide: "jobs", perJob: "orders:{id}"))
+        options = try FeedOptions.parse(["--feed", "broadcast", "--topic", "orders"])
+        #expect(try options.resolve(allJobs: true) == .broadcast(tableWide: "orders", perJob: nil))
+    }
+
+    @Test("watch and follow help document --feed, --topic and the access token broadcast needs")
+    func feedHelp() {
+        for command in [Jobwatch.Watch.self, Jobwatch.Follow.self] as [any ParsableCommand.Type] {
+            let help = Jobwatch.helpMessage(for: command, columns: 200)
+            #expect(help.contains("--feed <postgres-changes|broadcast>"))
+            #expect(help.contains("--topic <pattern>"))
+            #expect(help.contains("orders:{id}"))
+            #expect(help.contains("SUPABASE_ACCESS_TOKEN"))
+        }
+        #expect(!Jobwatch.helpMessage(for: Jobwatch.Status.self, columns: 200).contains("--feed"))
+    }
+}

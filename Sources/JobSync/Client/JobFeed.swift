@@ -71,10 +71,30 @@ public struct JobFeedBinding: Sendable, Hashable {
     }
 }
 
+/// What ``JobSyncClient`` tells a feed about its store when it subscribes, for feeds that can catch up by
+/// themselves (``BroadcastJobFeed`` replays stored messages since the watermark at every join).
+public struct JobFeedContext: Sendable {
+    /// The point from which the store may be missing changes: the store's watermark (the newest `updated_at` it
+    /// holds) minus the client's ``JobSyncClient/Configuration/watermarkSkew``; `nil` while the store has none.
+    ///
+    /// A feed may ask at every (re)join, so the value follows the store. It reads a lock-protected value and returns
+    /// at once.
+    public var watermark: @Sendable () -> JobTimestamp?
+
+    /// Creates a context.
+    /// - Parameter watermark: where the store may be missing changes, asked at every (re)join; `nil` for none.
+    public init(watermark: @escaping @Sendable () -> JobTimestamp? = { nil }) {
+        self.watermark = watermark
+    }
+}
+
 /// The realtime side of ``JobSyncClient``: row changes of the jobs table.
 ///
-/// Implemented at integration by an adapter over `SupabaseRealtime.RealtimeClient.postgresChanges`; tests use
-/// a fake.
+/// Implemented by ``RealtimeJobFeed`` (`postgres_changes`) and ``BroadcastJobFeed`` (Broadcast from Database); tests
+/// use fakes.
+///
+/// The client calls ``subscribe(_:context:handler:)``. A feed that needs no context implements only
+/// ``subscribe(_:handler:)``: the default ``subscribe(_:context:handler:)`` calls it.
 public protocol JobChangeFeed: Sendable {
     /// Subscribes to changes with one binding (one channel) and calls `handler` for each event, in order, until
     /// the calling task is cancelled.
@@ -86,6 +106,26 @@ public protocol JobChangeFeed: Sendable {
         _ binding: JobFeedBinding,
         handler: @escaping @Sendable (JobFeedEvent) async -> Void
     ) async throws
+
+    /// Subscribes as ``subscribe(_:handler:)`` does, with what the client knows about its store (the watermark).
+    ///
+    /// The default implementation ignores `context` and calls ``subscribe(_:handler:)``.
+    func subscribe(
+        _ binding: JobFeedBinding,
+        context: JobFeedContext,
+        handler: @escaping @Sendable (JobFeedEvent) async -> Void
+    ) async throws
+}
+
+extension JobChangeFeed {
+    /// Ignores `context` and calls ``subscribe(_:handler:)``.
+    public func subscribe(
+        _ binding: JobFeedBinding,
+        context: JobFeedContext,
+        handler: @escaping @Sendable (JobFeedEvent) async -> Void
+    ) async throws {
+        try await self.subscribe(binding, handler: handler)
+    }
 }
 
 /// The REST side of ``JobSyncClient``: where job rows are read.

@@ -271,9 +271,13 @@ extension JobSyncClient {
     private func keepSubscribed(_ feed: any JobChangeFeed, _ binding: JobFeedBinding, generation: Int, channel: Int)
         async
     {
+        // Where the store may be missing changes, asked by the feed at every (re)join (a replaying feed starts there).
+        let store = self.store
+        let skew = self.configuration.watermarkSkew
+        let context = JobFeedContext(watermark: { store.watermark?.advanced(by: .zero - skew) })
         while !Task.isCancelled {
             do {
-                try await feed.subscribe(binding) { event in
+                try await feed.subscribe(binding, context: context) { event in
                     await self.handle(event, generation: generation, channel: channel)
                 }
             } catch {

@@ -5,7 +5,8 @@ public import SupabaseREST
 public import SupabaseRealtime
 import WebSocketTransport
 
-/// The whole JobSync stack for one Supabase project: a ``RealtimeClient`` (WebSocket, `postgres_changes`) feeding
+/// The whole JobSync stack for one Supabase project: a ``RealtimeClient`` (WebSocket, `postgres_changes` or Broadcast
+/// from Database) feeding
 /// a ``JobSyncClient`` (store, reconciliation, polling fallback) that reads rows over PostgREST.
 ///
 /// ```swift
@@ -24,7 +25,7 @@ public final class SupabaseJobSync: Service, Sendable {
     /// The Realtime client behind ``client``'s feed (status and heartbeat observation).
     public let realtime: RealtimeClient
 
-    /// Bundles two clients; `client`'s feed should be a ``RealtimeJobFeed`` over `realtime`.
+    /// Bundles two clients; `client`'s feed should be a ``RealtimeJobFeed`` or ``BroadcastJobFeed`` over `realtime`.
     public init(client: JobSyncClient, realtime: RealtimeClient) {
         self.client = client
         self.realtime = realtime
@@ -47,6 +48,17 @@ public final class SupabaseJobSync: Service, Sendable {
 }
 
 extension JobSyncClient {
+    /// Which Realtime feed ``supabase(url:apiKey:accessToken:table:schema:mode:feed:store:maximumResponseBytes:logger:)``
+    /// builds.
+    public enum Feed: Sendable {
+        /// `postgres_changes` (``RealtimeJobFeed``): the table must be in the `supabase_realtime` publication.
+        case postgresChanges
+        /// Broadcast from Database on private channels (``BroadcastJobFeed``) with these topics: the table needs a
+        /// trigger calling `realtime.broadcast_changes` (broadcast-from-database.md §B1.4), `realtime.messages` a
+        /// read policy, and `accessToken` a user JWT.
+        case broadcast(BroadcastTopics)
+    }
+
     /// Builds the JobSync stack for a Supabase project: Realtime over libwebsockets at
     /// `<url>/realtime/v1/websocket` and PostgREST at `<url>/rest/v1`.
     ///
@@ -62,6 +74,8 @@ extension JobSyncClient {
     ///     (otherwise every REST read fails with `PGRST106` and is retried with backoff) and its table added to
     ///     the `supabase_realtime` publication.
     ///   - mode: which jobs to keep in sync.
+    ///   - feed: the Realtime feed: `postgres_changes` (default) or Broadcast from Database (``Feed/broadcast(_:)``,
+    ///     which needs `accessToken` to give a user JWT). Either way the client reconciles over REST after live.
     ///   - store: the store to keep in sync (default: a new in-memory store).
     ///   - maximumResponseBytes: the largest PostgREST response body accepted (default 64 MiB); a larger one is
     ///     cut off as it arrives and that read fails like any other REST failure (retried with backoff).
@@ -75,6 +89,7 @@ extension JobSyncClient {
         table: String = "jobs",
         schema: String = "public",
         mode: WatchMode = .jobs,
+        feed: Feed = .postgresChanges,
         store: JobStore? = nil,
         maximumResponseBytes: Int = HTTPRequest.defaultMaximumBodyBytes,
         logger: Logger = Logger(label: "JobSync", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -97,10 +112,17 @@ extension JobSyncClient {
         } catch {
             throw JobSyncError(code: .invalidConfiguration, message: error.message)
         }
+        let changeFeed: any JobChangeFeed
+        switch feed {
+        case .postgresChanges:
+            changeFeed = RealtimeJobFeed(client: realtime, schema: schema, table: table, logger: logger)
+        case .broadcast(let topics):
+            changeFeed = BroadcastJobFeed(client: realtime, topics: topics, schema: schema, table: table, logger: logger)
+        }
         let client = try JobSyncClient(
             configuration: .init(
                 source: source,
-                feed: RealtimeJobFeed(client: realtime, schema: schema, table: table, logger: logger),
+                feed: changeFeed,
                 mode: mode,
                 logger: logger),
             store: store)
@@ -110,7 +132,7 @@ extension JobSyncClient {
 
 extension SupabaseTableSource {
     /// The jobs table of a Supabase project, read over PostgREST at `<url>/rest/v1`: the source that
-    /// ``JobSyncClient/supabase(url:apiKey:accessToken:table:schema:mode:store:maximumResponseBytes:logger:)``
+    /// ``JobSyncClient/supabase(url:apiKey:accessToken:table:schema:mode:feed:store:maximumResponseBytes:logger:)``
     /// builds (its parameters mean the same), for reads without a client, such as `jobwatch status`.
     package static func supabase(
         url: URL, apiKey: String, accessToken: (@Sendable () async throws -> String?)?, table: String, schema: String,

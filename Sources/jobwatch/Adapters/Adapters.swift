@@ -85,7 +85,7 @@ struct Connection: Sendable, CustomStringConvertible, CustomReflectable {
                 let sync = try JobSyncClient.supabase(
                     url: url, apiKey: self.settings.apiKey.value,
                     accessToken: Self.tokenProvider(self.settings.accessToken), table: table, schema: schema,
-                    mode: mode, store: store, logger: self.logger)
+                    mode: mode, feed: self.settings.feed.feed, store: store, logger: self.logger)
                 return (sync.client, { try await sync.run() })
             case .statusEndpoint:
                 let client = try JobSyncClient(
