@@ -141,8 +141,9 @@ struct Report {
             jobs: self.jobs ?? (self.quick ? 200 : 1_000), window: self.quick ? .seconds(15) : .seconds(60))
         print("\n### Time to outcome (terminal commit → subscriber notified)\n")
         print("\(settings.jobs) jobs per scenario; terminal commits spread uniformly over \(format(settings.window)); "
-            + "each client watches all of them (JobSync and the Python client each in a process of its own; plain "
-            + "polling in the harness); after the last commit every client gets exactly \(format(settings.grace)), "
+            + "each client watches all of them (JobSync and the Python clients each in a process of its own; the "
+            + "pollers in the harness). Server: SupabaseLocal with its realistic timings (`Subscribed to PostgreSQL` "
+            + "after 1 s). After the last commit every client gets exactly \(format(settings.grace)), "
             + "whoever finished first. Percentiles are over all jobs: a missed job (not reported by then) counts as "
             + "never.\n")
         print("| Scenario | Client | p50 | p99 | max | missed | fault |")
@@ -150,17 +151,17 @@ struct Report {
         var restNotes: [String] = []
         defer {
             if !restNotes.isEmpty {
-                print("\nJobSync's REST requests from ready to stop (\(settings.jobs) watched): "
-                    + restNotes.joined(separator: "; ") + ".")
+                print("\nREST requests from ready to stop (\(settings.jobs) watched): " + restNotes.joined(separator: "; ") + ".")
             }
         }
         for scenario in self.scenarios {
             let row = try await OutcomeBenchmark.run(scenario, settings: settings, python: self.python)
-            if let rest = row.jobSync.rest {
-                restNotes.append("\(scenario.rawValue) \(rest.requests) in \(String(format: "%.0f", rest.seconds)) s "
-                    + "(\(String(format: "%.1f", Double(rest.requests) * 60 / max(rest.seconds, 1))) / min)")
-            }
-            func line(_ name: String, _ outcome: PeerOutcome) {
+            for (name, outcome) in row.peers {
+                if let rest = outcome.rest {
+                    restNotes.append("\(scenario.rawValue), \(name): \(rest.requests) in "
+                        + "\(String(format: "%.0f", rest.seconds)) s "
+                        + "(\(String(format: "%.1f", Double(rest.requests) * 60 / max(rest.seconds, 1))) / min)")
+                }
                 let sorted = outcome.latencies.sorted()
                 // Over all jobs: a missed job counts as never notified.
                 func percentile(_ fraction: Double) -> String {
@@ -171,9 +172,6 @@ struct Report {
                     + "\(outcome.missed > 0 ? "never" : format(sorted.last)) | \(outcome.missed) / \(row.jobs) | "
                     + "\(row.faultNote) |")
             }
-            line("JobSync (updates sequence)", row.jobSync)
-            if let python = row.python { line("Python realtime 2.34.1 (no fallback)", python) }
-            line("plain polling (1 s doubling to 30 s)", row.polling)
         }
     }
 

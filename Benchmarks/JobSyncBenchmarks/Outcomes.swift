@@ -2,6 +2,7 @@
 // client and plain polling, all watching the same jobs on one SupabaseLocal stack.
 import Foundation
 import JobSync
+import Logging
 import SupabaseLocal
 
 /// The fault applied while jobs finish.
@@ -34,10 +35,16 @@ struct PeerOutcome: Sendable {
 struct OutcomeRow: Sendable {
     var scenario: OutcomeScenario
     var jobs: Int
-    var jobSync: PeerOutcome
-    var python: PeerOutcome?
-    var polling: PeerOutcome
+    /// Every client of the run, in table order.
+    var peers: [(name: String, outcome: PeerOutcome)]
     var faultNote: String
+}
+
+/// A client in a child process of its own: JobSync (this executable's `outcomes-client` mode) or the Python peer.
+private struct ChildSpec {
+    var name: String
+    var executable: String
+    var arguments: [String]
 }
 
 struct OutcomeSettings: Sendable {
@@ -56,7 +63,11 @@ enum OutcomeBenchmark {
     static func run(_ scenario: OutcomeScenario, settings: OutcomeSettings, python: PythonSetup?) async throws
         -> OutcomeRow
     {
-        try await SupabaseLocal.withRunning { stack in
+        // Hosted-like timings (`Subscribed to PostgreSQL` and the replication-ready message after their realistic
+        // delays, join errors after 5 s): the same server, settings and jobs for every client.
+        var configuration = SupabaseLocalConfiguration.realistic
+        configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
+        return try await SupabaseLocal.withRunning(configuration) { stack in
             try await self.run(scenario, settings: settings, python: python, stack: stack)
         }
     }
@@ -65,42 +76,68 @@ enum OutcomeBenchmark {
         _ scenario: OutcomeScenario, settings: OutcomeSettings, python: PythonSetup?, stack: SupabaseLocalStack
     ) async throws -> OutcomeRow {
         let ids = try await Fixtures.insertJobs(settings.jobs, on: stack)
+        let url = stack.baseURL.absoluteString
+        // Private broadcast channels are authorized per topic with a user's JWT (§B2); the shipped policy lets the
+        // `authenticated` role read `jobs`. Both broadcast clients join the table-wide topic (1,000 watched jobs
+        // are beyond JobSync's 90 per-job topics).
+        let userToken = stack.mintUserToken(lifetime: .seconds(7_200))
+        var specs = [
+            ChildSpec(
+                name: "JobSync, postgres_changes", executable: ThroughputBenchmark.selfExecutable,
+                arguments: ["outcomes-client", "--url", url, "--key", stack.anonKey, "--ids", "{dir}/ids.txt"]),
+            ChildSpec(
+                name: "JobSync, broadcast (private `jobs`)", executable: ThroughputBenchmark.selfExecutable,
+                arguments: ["outcomes-client", "--url", url, "--key", stack.anonKey, "--ids", "{dir}/ids.txt",
+                            "--feed", "broadcast", "--token", userToken]),
+        ]
+        if let python {
+            let script = python.scriptDirectory + "/rt_watch.py"
+            let common = ["--url", url, "--key", stack.anonKey, "--mode", "outcomes", "--ids", "{dir}/ids.txt"]
+            specs += [
+                ChildSpec(
+                    name: "Python realtime 2.34.1, postgres_changes (defaults: 25 s heartbeat)",
+                    executable: python.python, arguments: [script] + common),
+                ChildSpec(
+                    name: "Python realtime 2.34.1, postgres_changes, 5 s heartbeat",
+                    executable: python.python, arguments: [script] + common + ["--heartbeat", "5"]),
+                ChildSpec(
+                    name: "Python realtime 2.34.1, broadcast (private `jobs`)", executable: python.python,
+                    arguments: [script] + common + ["--feed", "broadcast", "--access-token", userToken]),
+            ]
+        }
         let pollArrivals = Arrivals()
+        let pollTransport = CountingTransport()
         let poller = PlainPoller(
-            baseURL: stack.baseURL.absoluteString, apiKey: stack.configuration.classifyAPIKey,
-            transport: CountingTransport())
+            baseURL: url, apiKey: stack.configuration.classifyAPIKey, transport: pollTransport)
+        let watermarkPollers = [Duration.seconds(1), .seconds(5)].map {
+            (poller: WatermarkPoller(baseURL: url, apiKey: stack.anonKey, interval: $0, transport: CountingTransport()),
+             arrivals: Arrivals())
+        }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             defer { group.cancelAll() }
-            // JobSync, like the Python peer, runs in a process of its own (ready once live), so that neither shares
-            // the harness's CPU scheduling with the server and the plain pollers.
-            let jobSync = try ChildPeer(
-                executable: ThroughputBenchmark.selfExecutable,
-                arguments: [
-                    "outcomes-client", "--url", stack.baseURL.absoluteString, "--key", stack.anonKey,
-                    "--ids", "{dir}/ids.txt",
-                ],
-                files: ["ids.txt": ids.joined(separator: "\n")])
-            defer { jobSync.kill() }
-            try await jobSync.waitReady(timeout: .seconds(60))
-
-            var peer: ChildPeer?
-            if let python {
-                peer = try ChildPeer(
-                    executable: python.python,
-                    arguments: [
-                        python.scriptDirectory + "/rt_watch.py", "--url", stack.baseURL.absoluteString,
-                        "--key", stack.anonKey, "--mode", "outcomes", "--ids", "{dir}/ids.txt",
-                    ],
+            // Every client but the pollers runs in a process of its own (ready once live), so that none shares the
+            // harness's CPU scheduling with the server or the others.
+            var children: [ChildPeer] = []
+            defer { for child in children { child.kill() } }
+            for spec in specs {
+                let child = try ChildPeer(
+                    executable: spec.executable, arguments: spec.arguments,
                     files: ["ids.txt": ids.joined(separator: "\n")])
-                try await peer?.waitReady(timeout: .seconds(60))
+                children.append(child)
+                try await child.waitReady(timeout: .seconds(60))
             }
-            defer { peer?.kill() }
 
-            // Plain polling starts watching now (the job was just submitted, from its point of view).
+            // The pollers start watching now (the jobs were just submitted, from their point of view).
+            let pollStart = MonoInstant.now
             for id in ids {
                 group.addTask {
                     if let instant = await poller.poll(id) { pollArrivals.record(id, at: instant) }
                 }
+            }
+            let watched = Set(ids)
+            let since = WallClock.system.now()
+            for (watermarkPoller, arrivals) in watermarkPollers {
+                group.addTask { await watermarkPoller.run(watched: watched, since: since, arrivals: arrivals) }
             }
 
             // Terminal commits spread uniformly over the window, with the scenario's fault.
@@ -117,6 +154,7 @@ enum OutcomeBenchmark {
                 faults = [(settings.window / 4, "stall")]
             case .droppedChanges:
                 stack.faults.dropChanges(fraction: 0.05)
+                stack.faults.dropBroadcasts(fraction: 0.05)
             }
             let start = ContinuousClock.now
             var commits: [String: MonoInstant] = [:]
@@ -134,44 +172,44 @@ enum OutcomeBenchmark {
                 try await ContinuousClock().sleep(until: start + offsets[index], tolerance: nil)
                 commits[id] = try await Fixtures.finish(id, index: index, on: stack)
             }
-            let dropped = stack.faults.droppedChangeCount
+            let faultStatistics = stack.faults.statistics
             // Every client gets the same, stated time after the last commit, whoever has finished before it: the
             // wait does not end when one client (say plain polling) has every outcome. What arrives later counts as
             // missed, for every client alike.
             let deadline = (commits.values.max() ?? .now) + settings.grace
             try await Task.sleep(for: deadline - .now)
-            let jobSyncResult = try await jobSync.finish(timeout: .seconds(20))
-            var jobSyncOutcome = self.outcome(
-                commits: commits, arrivals: Self.arrivals(in: jobSyncResult), deadline: deadline)
-            if let rest = jobSyncResult["rest"] as? [String: Any], let requests = rest["requests"] as? Int,
-                let seconds = rest["seconds"] as? Double
-            {
-                jobSyncOutcome.rest = (requests, seconds)
+            let pollSeconds = (MonoInstant.now - pollStart).secondsValue
+            var peers: [(name: String, outcome: PeerOutcome)] = []
+            for (spec, child) in zip(specs, children) {
+                let result = try await child.finish(timeout: .seconds(20))
+                var outcome = self.outcome(commits: commits, arrivals: Self.arrivals(in: result), deadline: deadline)
+                if let rest = result["rest"] as? [String: Any], let requests = rest["requests"] as? Int,
+                    let seconds = rest["seconds"] as? Double
+                {
+                    outcome.rest = (requests, seconds)
+                }
+                peers.append((spec.name, outcome))
             }
-            var pythonOutcome: PeerOutcome?
-            if let peer {
-                pythonOutcome = self.outcome(
-                    commits: commits, arrivals: try await Self.arrivals(of: peer), deadline: deadline)
+            var plain = self.outcome(commits: commits, arrivals: pollArrivals.all, deadline: deadline)
+            plain.rest = (pollTransport.snapshot.requests, pollSeconds)
+            peers.append(("plain polling, one GET per job (1 s doubling to 30 s)", plain))
+            for (watermarkPoller, arrivals) in watermarkPollers {
+                var outcome = self.outcome(commits: commits, arrivals: arrivals.all, deadline: deadline)
+                outcome.rest = (watermarkPoller.transport.snapshot.requests, pollSeconds)
+                peers.append(("watermark poller, one request every \(format(watermarkPoller.interval))", outcome))
             }
             let faultNote: String
             switch scenario {
             case .healthy: faultNote = "none"
             case .abruptDisconnect: faultNote = "TCP closed without close frame at window/3 and 2·window/3"
             case .silentStall: faultNote = "all sockets stall (no reads/writes, TCP open) for \(format(settings.stall))"
-            case .droppedChanges: faultNote = "\(dropped) of \(ids.count) terminal changes dropped before fan-out"
+            case .droppedChanges:
+                faultNote = "\(faultStatistics.changesDropped) postgres_changes and "
+                    + "\(faultStatistics.broadcastsDropped) broadcasts dropped before fan-out (of \(ids.count) "
+                    + "terminal commits; dropped broadcasts stay replayable)"
             }
-            return OutcomeRow(
-                scenario: scenario, jobs: ids.count,
-                jobSync: jobSyncOutcome,
-                python: pythonOutcome,
-                polling: self.outcome(commits: commits, arrivals: pollArrivals.all, deadline: deadline),
-                faultNote: faultNote)
+            return OutcomeRow(scenario: scenario, jobs: ids.count, peers: peers, faultNote: faultNote)
         }
-    }
-
-    /// Stops a child peer and reads its `{"received": {id: CLOCK_MONOTONIC seconds}}`.
-    private static func arrivals(of peer: ChildPeer) async throws -> [String: MonoInstant] {
-        self.arrivals(in: try await peer.finish(timeout: .seconds(20)))
     }
 
     /// The `received` map of a child peer's result.
@@ -190,7 +228,9 @@ enum OutcomeBenchmark {
         guard let url = URL(string: try options.require("url")) else { throw BenchError("bad --url") }
         let text = try String(contentsOfFile: try options.require("ids"), encoding: .utf8)
         let ids = try text.split(separator: "\n").map { try JobID(String($0)) }
-        let sync = try JobSyncUnderTest.make(baseURL: url, apiKey: try options.require("key"))
+        let feed: JobSyncClient.Feed = options.values["feed"] == "broadcast" ? .broadcast(BroadcastTopics()) : .postgresChanges
+        let sync = try JobSyncUnderTest.make(
+            baseURL: url, apiKey: try options.require("key"), feed: feed, accessToken: options.values["token"])
         sync.client.watch(ids)
         let arrivals = Arrivals()
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -225,7 +225,9 @@ struct JobSyncUnderTest: Sendable {
         realtime useRealtime: Bool = true,
         watermark: Bool = true,
         subscriberCapacity: Int = 10_000,
-        storeConfiguration: JobStore.Configuration? = nil
+        storeConfiguration: JobStore.Configuration? = nil,
+        feed feedChoice: JobSyncClient.Feed = .postgresChanges,
+        accessToken: String? = nil
     ) throws -> JobSyncUnderTest {
         let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
         let counting = CountingTransport()
@@ -241,9 +243,15 @@ struct JobSyncUnderTest: Sendable {
                 projectURL: baseURL, apiKey: apiKey, transport: LWSWebSocketTransport(logger: logger),
                 logger: logger)
             configuration.applyJobSyncTimings()
+            if let accessToken { configuration.accessToken = { accessToken } }
             let client = try RealtimeClient(configuration: configuration)
             realtime = client
-            feed = RealtimeJobFeed(client: client, table: "jobs", logger: logger)
+            switch feedChoice {
+            case .postgresChanges:
+                feed = RealtimeJobFeed(client: client, table: "jobs", logger: logger)
+            case .broadcast(let topics):
+                feed = BroadcastJobFeed(client: client, topics: topics, table: "jobs", logger: logger)
+            }
         }
         // `storeConfiguration` (persistence, capacity) replaces the default store settings when given.
         let store = try JobStore(configuration: storeConfiguration ?? .init(subscriberCapacity: subscriberCapacity))

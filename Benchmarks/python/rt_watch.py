@@ -50,6 +50,7 @@ async def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--feed", choices=["postgres-changes", "broadcast"], default="postgres-changes")
     parser.add_argument("--access-token", help="the user JWT a private broadcast channel joins with")
+    parser.add_argument("--heartbeat", type=int, help="heartbeat interval in seconds (default: the client's, 25 s)")
     args = parser.parse_args()
 
     watched: set[str] = set()
@@ -88,7 +89,8 @@ async def main() -> int:
         if getattr(payload, "status", None) == "ok" and getattr(payload, "extension", None) == ready:
             system_ok.set()
 
-    client = AsyncRealtimeClient(f"{args.url}/realtime/v1", args.key, auto_reconnect=True)
+    options = {"hb_interval": args.heartbeat} if args.heartbeat else {}
+    client = AsyncRealtimeClient(f"{args.url}/realtime/v1", args.key, auto_reconnect=True, **options)
     await client.connect()
     if args.feed == "broadcast":
         if args.access_token:
