@@ -37,10 +37,17 @@ struct IntegrationRun {
         var waitTimeout: Duration = .seconds(300)
         /// A label printed with any failure (e.g. the soak seed).
         var label = ""
+        /// The Realtime feed. Broadcast runs (the trigger's private topics, §B1.4) use user tokens: the shipped read
+        /// policy lets `authenticated` read `jobs` and `jobs:<id>` (§B2), not `anon`.
+        var feed: JobSyncClient.Feed = .postgresChanges
         /// Run at the production defaults (JobSync's Realtime timings: 3 s heartbeat, late after 1.5 s, 10 s
         /// timeout; the client's defaults: audits every 5 s while jobs are open and 30 s otherwise, 1…30 s polling,
         /// 5 min deletion sweeps) instead of the short test timings.
         var productionTimings = false
+
+        var isBroadcast: Bool {
+            if case .broadcast = self.feed { true } else { false }
+        }
 
         init() {
             self.simulator.pages = 1...10
@@ -115,7 +122,8 @@ struct IntegrationRun {
             descriptor.name = "jobs_integ_" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
             table = descriptor.name
             let backend = PostgresJobsBackend(
-                configuration: try .init(url: url, table: descriptor, dropExistingTable: true))
+                configuration: try .init(
+                    url: url, table: descriptor, dropExistingTable: true, broadcast: settings.isBroadcast))
             configuration.backend = backend
         } else if settings.schema != "public" {
             configuration.backend = try InMemoryJobsBackend(table: descriptor)
@@ -170,7 +178,7 @@ struct IntegrationRun {
         var configuration = JobSyncClient.Configuration(
             source: LoggingSource(
                 base: SupabaseTableSource(client: rest, table: table, schema: settings.schema), logger: logger),
-            feed: RealtimeJobFeed(client: realtime, schema: settings.schema, table: table, logger: logger),
+            feed: Self.feed(settings.feed, realtime: realtime, schema: settings.schema, table: table, logger: logger),
             logger: logger)
         if !settings.productionTimings {
             configuration.initialPollDelay = .milliseconds(200)
@@ -183,6 +191,22 @@ struct IntegrationRun {
         }
         let client = try JobSyncClient(configuration: configuration)
         return SupabaseJobSync(client: client, realtime: realtime)
+    }
+
+    private static func feed(
+        _ feed: JobSyncClient.Feed, realtime: RealtimeClient, schema: String, table: String, logger: Logger
+    ) -> any JobChangeFeed {
+        switch feed {
+        case .postgresChanges:
+            return RealtimeJobFeed(client: realtime, schema: schema, table: table, logger: logger)
+        case .broadcast(var topics):
+            // The trigger names its topics after the table (tg_table_name): PostgreSQL runs use `jobs_integ_<hex>`.
+            if table != "jobs" {
+                topics.tableWide = table
+                topics.perJob = { table + ":" + $0.rawValue }
+            }
+            return BroadcastJobFeed(client: realtime, topics: topics, schema: schema, table: table, logger: logger)
+        }
     }
 
     private static func run(_ scenario: Scenario, settings: Settings, stack: SupabaseLocalStack, table: String)
@@ -198,7 +222,7 @@ struct IntegrationRun {
         let ids = try plans.map { try JobID($0.id) }
         phase("created")
         let idSet = Set(ids)
-        let session = settings.userTokens ? UserSession(stack: stack) : nil
+        let session = settings.userTokens || settings.isBroadcast ? UserSession(stack: stack) : nil
         let sync = try Self.makeSync(stack: stack, table: table, settings: settings, session: session)
         let client = sync.client
         let recorder = IntegrationRecorder()
