@@ -323,6 +323,13 @@ struct IntegrationRun {
             #expect(
                 scenario.fired(faultStatistics, client.statistics),
                 "\(label) the scenario's fault never fired: \(faultStatistics); \(diagnostics)")
+            if settings.isBroadcast {
+                // The run proves the broadcast feed, not only the REST fallback: the server delivered broadcasts
+                // (§B1.4 trigger) and the client received changes over them.
+                #expect(
+                    faultStatistics.broadcastsDelivered > 0 && client.statistics.changesReceived > 0,
+                    "\(label) no change arrived over Broadcast: \(faultStatistics); \(diagnostics)")
+            }
 
             // Let any late duplicate arrive before judging (one audit interval).
             try await Task.sleep(for: .seconds(2))
