@@ -31,6 +31,10 @@ extension Adapters {
             writer.line("export SUPABASE_URL=\(stack.baseURL.absoluteString)", to: .stdout)
             writer.line("export SUPABASE_ANON_KEY=\(stack.anonKey)", to: .stdout)
             writer.line("export SUPABASE_SERVICE_KEY=\(stack.serviceKey)", to: .stdout)
+            // A signed-in user's token (role `authenticated`, 24 h): what private Broadcast channels need (the
+            // shipped read policy admits `authenticated`, not `anon`), so `--feed broadcast` works as printed.
+            writer.line(
+                "export SUPABASE_ACCESS_TOKEN=\(stack.mintUserToken(lifetime: .seconds(86_400)))", to: .stdout)
             writer.line("export JOBSYNC_BASE_URL=\(stack.baseURL.absoluteString)", to: .stdout)
             writer.line("export JOBSYNC_API_KEY=\(stack.configuration.classifyAPIKey)", to: .stdout)
             if simulate {
@@ -39,7 +43,9 @@ extension Adapters {
                 settings.pageInterval = .milliseconds(500)
                 let plans = try await stack.startSimulation(count: 5, configuration: settings)
                 writer.line("export JOB_IDS=\"\(plans.map(\.id).joined(separator: " "))\"", to: .stdout)
-                writer.line("# simulating 5 jobs: jobwatch watch $JOB_IDS", to: .stderr)
+                writer.line(
+                    "# simulating 5 jobs: jobwatch watch $JOB_IDS (or, over Broadcast: jobwatch watch --feed broadcast $JOB_IDS)",
+                    to: .stderr)
             }
         }
         var group = ServiceGroupConfiguration(
