@@ -123,6 +123,34 @@ struct BroadcastJobFeedUnitTests {
         #expect(deleted.type == .delete)
         #expect(deleted.record == nil)
         #expect(deleted.oldRecord?["id"] == .string(jobC.rawValue))
+        // The deleted version (§B1.3: `old_record` is the whole OLD row) orders the deletion; inserts and updates
+        // carry no commit time.
+        #expect(deleted.commitTimestamp == JobTimestamp("2026-12-03T05:00:01.5Z"))
+        #expect(updated.commitTimestamp == nil)
+    }
+
+    @Test("§B5 a replayed UPDATE of the deleted version, arriving after the broadcast DELETE, does not bring the job back")
+    func replayedUpdateAfterDelete() {
+        // The fault matrix's failure (ThreadSanitizer run): the store knew the job at an older version, a live
+        // DELETE arrived, then the rejoin's replay (since watermark − skew) re-delivered the UPDATE just before it.
+        var core = JobStoreCore()
+        core.merge(observe(row(jobC, status: "processing", updatedAt: "2026-12-03T05:00:01Z")))
+        let delete = BroadcastChangeDecoding(
+            BroadcastMessage(event: "DELETE", payload: changePayload("DELETE", id: jobC)), schema: "public",
+            table: "jobs")
+        guard case .change(let deletion, jobC) = delete else {
+            Issue.record("expected a deletion of C, got \(delete)")
+            return
+        }
+        let deleted = core.merge(
+            JobObservation(jobID: jobC, kind: .deleted, commitTimestamp: deletion.commitTimestamp, source: .realtime))
+        guard case .deleted(jobC, _) = deleted else {
+            Issue.record("expected the deletion of C, got \(deleted)")
+            return
+        }
+        let replayed = core.merge(observe(row(jobC, status: "processing", updatedAt: "2026-12-03T05:00:01.5Z")))
+        #expect(replayed == .ignored(.stale))
+        #expect(core.entries[jobC] == nil)
     }
 
     @Test("§B1.3 the operation is read case-insensitively, from the event name when the payload has none")

@@ -211,8 +211,15 @@ enum BroadcastChangeDecoding: Sendable, Hashable {
             self = .skipped(.undecodable)
             return
         }
+        // A broadcast carries no commit time. For a DELETE, `old_record` is the whole deleted row (§B1.3 sends OLD,
+        // whatever the replica identity), so its `updated_at` is the deleted version: every row state up to it is
+        // stale, and a replayed UPDATE of that version arriving after the DELETE cannot bring the job back.
+        let deletedVersion = type == .delete ? oldRecord?["updated_at"]?.stringValue.flatMap(JobTimestamp.init) : nil
         self = .change(
-            JobChange(type: type, record: type == .delete ? nil : record, oldRecord: oldRecord), id: id)
+            JobChange(
+                type: type, record: type == .delete ? nil : record, oldRecord: oldRecord,
+                commitTimestamp: deletedVersion),
+            id: id)
     }
 
     /// `.some(nil)` for a missing or null value, `.some(object)` for an object, `nil` for anything else.
