@@ -207,6 +207,10 @@ struct FollowBinaryTests {
             }
             #expect(complete, "not every outcome was printed in time")
             try await producer.value
+            // When the killed runs printed everything, `complete` holds at once: give the clean run time to start
+            // (a SIGTERM before its handlers exist ends any process by the signal; this test is about the stop of a
+            // running consumer), as the last run below gets.
+            try await Task.sleep(for: .seconds(3))
             let cleanResult = try await clean.stop(SIGTERM)
             #expect(cleanResult.status == 0 && cleanResult.uncaughtSignal == nil, "stderr: \(cleanResult.stderr)")
             runs.append((try self.outcomes(cleanResult).compactMap { $0["job_id"] as? String }, cleanResult, false))
