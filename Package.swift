@@ -37,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // MARK: Shared leaf (no dependencies): redaction, the one JSON value
@@ -156,12 +157,22 @@ let package = Package(
         .executableTarget(
             name: "JobSyncBenchmarks",
             dependencies: [
-                "JobSync", "JobSyncCore", "SupabaseLocal", "SupabaseRealtime", "WebSocketTransport", "SupabaseREST",
-                .product(name: "Logging", package: "swift-log"),
+                "JobSync", "JobSyncCore", "RealtimeProtocol", "SupabaseLocal", "SupabaseRealtime", "WebSocketTransport",
+                "SupabaseREST", .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/JobSyncBenchmarks",
             exclude: ["RESULTS.md"],
             swiftSettings: strict
+        ),
+        // MARK: Micro-benchmarks of the pipeline's stages (`swift package benchmark --target PipelineBenchmarks`)
+        .executableTarget(
+            name: "PipelineBenchmarks",
+            dependencies: [
+                "JobSync", "JobSyncCore", "RealtimeProtocol", .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/PipelineBenchmarks",
+            swiftSettings: strict,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         // MARK: Local stack executable (conformance script, manual runs)
         .executableTarget(

@@ -250,23 +250,55 @@ struct Report {
     }
 
     private func throughput() async throws {
-        let count = 10_000
-        print("\n### Throughput and CPU (\(count) `postgres_changes` UPDATEs, committed as fast as possible)\n")
-        print("One table-wide subscription; each client alone in its own process with the server in the harness. "
-            + "Rate = events / (first commit → last event received); CPU = the client process's user + system.\n")
+        let jobs = self.quick ? 5_000 : 10_000
+        let updates = 10
+        print("\n### Throughput and CPU, client-limited (\(jobs * updates) `postgres_changes` UPDATEs: \(updates) per job, "
+            + "\(jobs) jobs)\n")
+        print("Each client alone in its own process with one table-wide subscription (JobSync in all-jobs mode). The "
+            + "server renders every frame for the client's socket first, then writes them 512 per write and flush "
+            + "(`SupabaseLocalStack.replay`), so it is not the limit. The same frames for every client, in its "
+            + "protocol version (the Python client speaks only vsn 1.0.0). JobSync counts the changes it received "
+            + "and merged and ends when a store subscriber has seen every job completed; Python counts callbacks. "
+            + "Rate = events / (first event → last event), both timed by the client; CPU = the client process's "
+            + "user + system from ready to its last event; allocations = `malloc` calls in that span (ordo-one's "
+            + "malloc-interposer, preloaded).\n")
         print("| Client | events received | events / s | CPU per event | events per client CPU-second | "
-            + "server commit time |")
-        print("|---|---:|---:|---:|---:|---|")
-        for jobSync in [true, false] {
-            guard let result = try await ThroughputBenchmark.run(python: self.python, count: count, jobSync: jobSync)
+            + "allocations per event | server write time |")
+        print("|---|---:|---:|---:|---:|---:|---|")
+        var perCPUSecond: [String: Double] = [:]
+        var seenNotes: [String] = []
+        defer {
+            if !seenNotes.isEmpty {
+                print("\nEvents the JobSync store subscriber saw (it reads each job's latest state; versions it had not "
+                    + "read yet are coalesced): " + seenNotes.joined(separator: "; ") + ".")
+            }
+        }
+        for client in ThroughputClient.allCases {
+            guard let result = try await ThroughputBenchmark.run(
+                client, python: self.python, jobs: jobs, updates: updates)
             else { continue }
             let rate = result.elapsed.map { Double(result.events) / $0.secondsValue }
             let perEvent: Duration? = result.events > 0 ? result.cpu / result.events : nil
-            let pipeline = jobSync ? "JobSync (decode → merge → store subscriber)" : result.client + " (callback)"
-            print("| \(pipeline) | \(result.events) / \(result.expected) | "
-                + "\(rate.map { String(format: "%.0f", $0) } ?? "—") | \(format(perEvent)) | "
-                + "\(result.cpu > .zero ? String(format: "%.0f", Double(result.events) / result.cpu.secondsValue) : "—") | "
-                + "\(format(result.commitTime)) |")
+            let efficiency = result.cpu > .zero ? Double(result.events) / result.cpu.secondsValue : nil
+            perCPUSecond[result.client] = efficiency
+            if let seen = result.seen { seenNotes.append("\(result.client.prefix { $0 != "(" }): \(seen)") }
+            if result.connections != 1 {
+                print("| ↳ \(result.connections) WebSocket connections: the client reconnected, the frames written to "
+                    + "the first are lost | | | | | | |")
+            }
+            let allocations = result.allocations.map { String(format: "%.1f", Double($0) / Double(max(result.events, 1))) }
+            print("| \(result.client) | \(result.events) / \(result.expected) | "
+                + "\(rate.map { String(format: "%.0f", $0) } ?? "—") | "
+                + "\(perEvent.map { String(format: "%.2f µs", $0.millisecondsValue * 1000) } ?? "—") | "
+                + "\(efficiency.map { String(format: "%.0f", $0) } ?? "—") | \(allocations ?? "not counted") | "
+                + "\(format(result.writeTime)) |")
+        }
+        if let python = perCPUSecond[ThroughputClient.python.name], python > 0 {
+            let ratios = ThroughputClient.allCases.compactMap { client -> String? in
+                guard case .jobSync(let version) = client, let value = perCPUSecond[client.name] else { return nil }
+                return "vsn \(version.rawValue) \(String(format: "%.1f", value / python))×"
+            }
+            print("\nJobSync per client CPU-second against the Python client: " + ratios.joined(separator: ", ") + ".")
         }
     }
 

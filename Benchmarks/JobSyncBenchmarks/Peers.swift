@@ -34,7 +34,9 @@ final class ChildPeer {
     var errPath: String { self.directory.appendingPathComponent("stderr.txt").path }
 
     /// Starts `executable` with `arguments` plus `--ready/--stop/--out` paths.
-    init(executable: String, arguments: [String], files: [String: String] = [:]) throws {
+    init(
+        executable: String, arguments: [String], files: [String: String] = [:], environment: [String: String] = [:]
+    ) throws {
         self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("jobsync-bench-\(UUID())")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         for (name, content) in files {
@@ -46,6 +48,9 @@ final class ChildPeer {
             + ["--ready", self.readyPath, "--stop", self.stopPath, "--out", self.outPath]
         self.process.standardOutput = FileHandle.nullDevice
         self.process.standardError = FileHandle(forWritingAtPath: self.errPath)
+        if !environment.isEmpty {
+            self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         try self.process.run()
     }
 

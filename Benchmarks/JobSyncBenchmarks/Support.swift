@@ -4,6 +4,7 @@ import CDispatch  // `timespec`: with MemberImportVisibility, release builds res
 import Foundation
 import JobSync
 import Logging
+import RealtimeProtocol
 import SupabaseLocal
 import SupabaseREST
 import SupabaseRealtime
@@ -227,7 +228,8 @@ struct JobSyncUnderTest: Sendable {
         subscriberCapacity: Int = 10_000,
         storeConfiguration: JobStore.Configuration? = nil,
         feed feedChoice: JobSyncClient.Feed = .postgresChanges,
-        accessToken: String? = nil
+        accessToken: String? = nil,
+        protocolVersion: ProtocolVersion = .v2
     ) throws -> JobSyncUnderTest {
         let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
         let counting = CountingTransport()
@@ -243,6 +245,7 @@ struct JobSyncUnderTest: Sendable {
                 projectURL: baseURL, apiKey: apiKey, transport: LWSWebSocketTransport(logger: logger),
                 logger: logger)
             configuration.applyJobSyncTimings()
+            configuration.protocolVersion = protocolVersion
             if let accessToken { configuration.accessToken = { accessToken } }
             let client = try RealtimeClient(configuration: configuration)
             realtime = client

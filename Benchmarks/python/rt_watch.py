@@ -8,8 +8,8 @@ time.monotonic() (CLOCK_MONOTONIC, the clock the Swift harness uses too).
 Modes:
   outcomes    record the first receive instant of a terminal status (completed/failed) per watched id; stop when
               STOP_FILE appears; write {"received": {id: seconds}, "process_cpu": s} to OUT_FILE.
-  throughput  count every UPDATE whose record status is "completed"; after COUNT of them (or STOP_FILE) write
-              {"events", "first", "last", "cpu"} to OUT_FILE.
+  throughput  count every UPDATE; after COUNT of them (or STOP_FILE) write {"events", "first", "last", "cpu"} to
+              OUT_FILE (cpu: from ready to the last event).
 
 Feeds (--feed):
   postgres-changes   the default above.
@@ -72,13 +72,13 @@ async def main() -> int:
         record = (data.get("record") if isinstance(data, dict) else getattr(data, "record", None)) or {}
         status = str(record.get("status", "")).lower()
         if args.mode == "throughput":
-            if status == "completed":
-                counter["events"] += 1
-                if counter["first"] is None:
-                    counter["first"] = now
-                counter["last"] = now
-                if counter["events"] >= args.count:
-                    done.set()
+            counter["events"] += 1
+            if counter["first"] is None:
+                counter["first"] = now
+            counter["last"] = now
+            if counter["events"] >= args.count:
+                counter["cpu_at_last"] = cpu_seconds()
+                done.set()
             return
         job_id = record.get("id")
         if status in TERMINAL and job_id in watched and job_id not in received:
@@ -118,7 +118,7 @@ async def main() -> int:
         except asyncio.TimeoutError:
             pass
 
-    cpu = cpu_seconds() - cpu_at_ready
+    cpu = counter.get("cpu_at_last", cpu_seconds()) - cpu_at_ready
     if args.mode == "throughput":
         result = {"events": counter["events"], "first": counter["first"], "last": counter["last"], "cpu": cpu}
     else:

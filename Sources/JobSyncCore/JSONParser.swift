@@ -63,6 +63,10 @@ struct JSONParser {
     }
 
     mutating func parseDocument() throws(JSONError) -> JSONValue {
+        // One allocation each for a typical document (a Realtime frame holds about a dozen members at once),
+        // instead of regrowing from empty.
+        self.elementStack.reserveCapacity(16)
+        self.memberStack.reserveCapacity(32)
         self.skipWhitespace()
         guard self.index < self.bytes.count else {
             throw self.error(self.bytes.isEmpty ? "empty input" : "no value")

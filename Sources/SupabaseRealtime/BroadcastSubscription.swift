@@ -95,6 +95,6 @@ extension RealtimeClient {
         if !self.events.send(.subscribe(request)) {
             continuation.finish(throwing: RealtimeClientError(.clientShutDown, "the Realtime client has shut down"))
         }
-        return BroadcastSubscription(stream: stream)
+        return BroadcastSubscription(stream: stream, backlog: (self.backlog, id))
     }
 }

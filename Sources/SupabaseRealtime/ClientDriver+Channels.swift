@@ -168,16 +168,17 @@ extension ClientDriver {
 
     private func yield(_ event: ChannelStateMachine.SubscriberEvent, to subscriber: SubscriberID) {
         guard let subscription = self.subscriptions[subscriber] else { return }
-        let dropped: Bool
+        let result: YieldOutcome
         switch subscription.sink {
         case .postgresChanges(let continuation):
             guard let published = Self.postgresChangesEvent(event) else { return }
-            if case .dropped = continuation.yield(published) { dropped = true } else { dropped = false }
+            result = YieldOutcome(continuation.yield(published))
         case .broadcast(let continuation):
             guard let published = Self.broadcastEvent(event) else { return }
-            if case .dropped = continuation.yield(published) { dropped = true } else { dropped = false }
+            result = YieldOutcome(continuation.yield(published))
         }
-        if dropped {
+        if result == .enqueued { self.client.backlog.added(subscriber) }
+        if result == .dropped {
             // The consumer fell a whole buffer behind: end it rather than silently lose events. Its onTermination
             // sends `.unsubscribe`, which removes its binding.
             subscription.sink.finish(
@@ -227,11 +228,26 @@ extension ClientDriver {
 
     /// A subscription ended (its consumer stopped or fell behind): its channel's machine unbinds or leaves.
     func unsubscribe(_ id: SubscriberID, group: inout TaskGroup<Void>) {
+        self.client.backlog.removed(id)
         // Subscriptions the driver ended itself (channel closed, shutdown) are already gone.
         guard let subscription = self.subscriptions.removeValue(forKey: id) else { return }
         self.logger.debug(
             "realtime unsubscribe",
             metadata: ["realtime.topic": "\(subscription.topic)", "realtime.subscriber": "\(id)"])
         self.withChannel(subscription.topic, group: &group) { machine, refs in machine.unsubscribe(id, refs: &refs) }
+    }
+}
+
+/// What handing an event to a subscription's stream did.
+enum YieldOutcome {
+    case enqueued, dropped, terminated
+
+    init<Event>(_ result: AsyncThrowingStream<Event, any Error>.Continuation.YieldResult) {
+        switch result {
+        case .enqueued: self = .enqueued
+        case .dropped: self = .dropped
+        case .terminated: self = .terminated
+        @unknown default: self = .terminated
+        }
     }
 }

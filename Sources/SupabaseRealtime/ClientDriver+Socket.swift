@@ -73,6 +73,8 @@ extension ClientDriver {
         let serializer = self.serializer
         let metrics = self.client.metrics
         let credits = self.inboundCredits
+        let backlog = self.client.backlog
+        let time = self.time
         // The token fetch is part of this task so a connect never waits behind the run loop.
         let wantsToken = configuration.accessToken != nil && !self.tokenFetchInFlight
         if wantsToken { self.tokenFetchInFlight = true }
@@ -91,6 +93,8 @@ extension ClientDriver {
                 case .message(let message):
                     metrics.framesIn.increment()
                     let frame = DriverWork.decode(message, serializer: serializer)
+                    // A consumer far behind holds the socket back for up to a second (see SubscriptionBacklog).
+                    await backlog.waitWhileBehind(time: time, maximum: .seconds(1))
                     guard await credits.acquire() else { return }
                     events.send(.inbound(id, frame))
                 case .closed(let close):

@@ -42,24 +42,33 @@ final class Mailbox<Element: Sendable>: Sendable {
     }
 
     /// The next element, or `nil` once finished and drained. Single consumer.
+    ///
+    /// Returns without suspending while elements are queued (a consumer that is behind drains its backlog at the
+    /// cost of one lock per element); suspends only when the mailbox is empty.
     func next() async -> Element? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Element?, Never>) in
+        if let immediate = self.state.withLockedValue({ Self.take(&$0) }) { return immediate }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Element?, Never>) in
             let immediate: Element?? = self.state.withLockedValue { state in
-                if state.head < state.buffer.count {
-                    let element = state.buffer[state.head]
-                    state.head += 1
-                    if state.head > 64 && state.head * 2 > state.buffer.count {
-                        state.buffer.removeFirst(state.head)
-                        state.head = 0
-                    }
-                    return .some(element)
-                }
-                if state.finished { return .some(nil) }
+                if let element = Self.take(&state) { return element }
                 precondition(state.waiter == nil, "Mailbox has a single consumer")
                 state.waiter = continuation
                 return .none
             }
             if let immediate { continuation.resume(returning: immediate) }
         }
+    }
+
+    /// The next queued element (`.some(nil)` once finished and drained), or `nil` when the consumer must wait.
+    private static func take(_ state: inout State) -> Element?? {
+        if state.head < state.buffer.count {
+            let element = state.buffer[state.head]
+            state.head += 1
+            if state.head > 64 && state.head * 2 > state.buffer.count {
+                state.buffer.removeFirst(state.head)
+                state.head = 0
+            }
+            return .some(element)
+        }
+        return state.finished ? .some(nil) : nil
     }
 }

@@ -73,23 +73,29 @@ public struct RealtimeSubscription<Event: Sendable>: AsyncSequence, Sendable {
     public typealias Failure = any Error
 
     let stream: AsyncThrowingStream<Event, any Error>
+    /// Where the consumer's progress is counted (back-pressure, see ``SubscriptionBacklog``).
+    let backlog: (SubscriptionBacklog, SubscriberID)?
 
-    init(stream: AsyncThrowingStream<Event, any Error>) {
+    init(stream: AsyncThrowingStream<Event, any Error>, backlog: (SubscriptionBacklog, SubscriberID)? = nil) {
         self.stream = stream
+        self.backlog = backlog
     }
 
     /// Creates the iterator (call once).
     public func makeAsyncIterator() -> Iterator {
-        Iterator(base: self.stream.makeAsyncIterator())
+        Iterator(base: self.stream.makeAsyncIterator(), backlog: self.backlog)
     }
 
     /// The iterator.
     public struct Iterator: AsyncIteratorProtocol {
         var base: AsyncThrowingStream<Event, any Error>.Iterator
+        let backlog: (SubscriptionBacklog, SubscriberID)?
 
         /// The next event; throws ``RealtimeClientError`` when the subscription fails.
         public mutating func next() async throws -> Event? {
-            try await self.base.next()
+            let event = try await self.base.next()
+            if event != nil, let (backlog, id) = self.backlog { backlog.consumed(id) }
+            return event
         }
     }
 }

@@ -33,6 +33,8 @@ public final class RealtimeClient: Service, Sendable {
     let configuration: Configuration
     let connectURL: URL
     let events: Mailbox<DriverEvent>
+    /// Unread events per subscription: the connection reader waits while a consumer is far behind.
+    let backlog: SubscriptionBacklog
     let statusBroadcaster: Broadcaster<Status>
     let roundTripBroadcaster: Broadcaster<Duration>
     let metrics: ClientMetrics
@@ -53,6 +55,7 @@ public final class RealtimeClient: Service, Sendable {
         self.configuration = configuration
         self.connectURL = try configuration.connectURL()
         self.events = Mailbox()
+        self.backlog = SubscriptionBacklog(highWater: configuration.subscriptionBufferSize / 2)
         self.statusBroadcaster = Broadcaster(initial: .idle, replaysLatest: true)
         self.roundTripBroadcaster = Broadcaster(initial: nil, replaysLatest: false)
         self.metrics = ClientMetrics()
@@ -105,7 +108,7 @@ public final class RealtimeClient: Service, Sendable {
         if !self.events.send(.subscribe(request)) {
             continuation.finish(throwing: RealtimeClientError(.clientShutDown, "the Realtime client has shut down"))
         }
-        return PostgresChangeSubscription(stream: stream)
+        return PostgresChangeSubscription(stream: stream, backlog: (self.backlog, id))
     }
 
     func nextSubscriberID() -> SubscriberID {

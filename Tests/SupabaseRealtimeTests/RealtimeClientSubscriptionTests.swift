@@ -1,11 +1,13 @@
 import Foundation
 import JobSyncCore
+import JobSyncTestSupport
 import Logging
 import RealtimeProtocol
 import Synchronization
 import Testing
 import WebSocketTransport
 
+import JobSyncTestSupport
 @testable import SupabaseRealtime
 
 @Suite("RealtimeClient subscriptions and support types")
@@ -56,9 +58,9 @@ struct RealtimeClientSubscriptionTests {
         }
     }
 
-    @Test("a consumer that falls a whole buffer behind gets subscriptionOverflow, never silent loss")
+    @Test("a consumer that stops reading holds the socket back for a second, then gets subscriptionOverflow")
     func subscriptionOverflow() async throws {
-        try await withTestClient(configure: { $0.subscriptionBufferSize = 3 }) { client, _, transport in
+        try await withTestClient(configure: { $0.subscriptionBufferSize = 3 }) { client, clock, transport in
             var attempts = transport.attempts.makeAsyncIterator()
             var server = ScriptedServer(try await attempts.nextAttempt().accept())
             let subscription = client.postgresChanges(schema: "public", table: "jobs")
@@ -66,6 +68,15 @@ struct RealtimeClientSubscriptionTests {
             let join = try await server.expect(.join)
             server.acceptJoin(join)  // .live is event 1 of 3
             for row in 1...5 { server.insert(topic: join.topic, ids: [100], rowID: row) }
+            // Two unread events put the consumer behind (more than half the buffer): the reader waits for it, up to
+            // one second of the client's clock. Time moves in 100 ms steps until the reader gives up.
+            let ticker = Task {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(10))
+                    clock.advance(by: .milliseconds(100))
+                }
+            }
+            defer { ticker.cancel() }
             // The overflow ends the subscription, which leaves the channel: wait for that leave so every frame
             // above has been processed before reading.
             _ = try await server.expect(.leave)
@@ -77,6 +88,35 @@ struct RealtimeClientSubscriptionTests {
                 #expect(error.code == .subscriptionOverflow)
             }
             #expect(received.count == 3 && received.first == .live)
+        }
+    }
+
+    @Test("a slow consumer holds the socket back instead of overflowing: every event arrives, in order")
+    func backPressure() async throws {
+        // The reader waits above half the buffer (300); at most 256 decoded frames are past it, so 600 holds them.
+        try await withTestClient(configure: { $0.subscriptionBufferSize = 600 }) { client, _, transport in
+            var attempts = transport.attempts.makeAsyncIterator()
+            var server = ScriptedServer(try await attempts.nextAttempt().accept())
+            let subscription = client.postgresChanges(schema: "public", table: "jobs")
+            var events = subscription.makeAsyncIterator()
+            let join = try await server.expect(.join)
+            server.acceptJoin(join)
+            // Five buffers' worth, sent at once; the clock never moves, so only the consumer's progress lets the
+            // reader go on.
+            let count = 3_000
+            for row in 1...count { server.insert(topic: join.topic, ids: [100], rowID: row) }
+            #expect(try await events.next() == .live)
+            var rows: [Int] = []
+            while rows.count < count, let event = try await events.next() {
+                if rows.count % 100 == 0 { try await Task.sleep(for: .milliseconds(5)) }
+                guard case .change(let change) = event else {
+                    Issue.record("unexpected \(event)")
+                    return
+                }
+                rows.append(change.record?["id"]?.numberValue?.int64.map(Int.init) ?? -1)
+            }
+            // Without the back-pressure the driver hands all 3,000 over at once and the buffer overflows.
+            #expect(rows == Array(1...count))
         }
     }
 

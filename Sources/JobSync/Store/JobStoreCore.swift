@@ -161,6 +161,12 @@ struct JobStoreCore: Sendable {
 
     /// `known` with each column of `present` set to its value there (the first, for a repeated key).
     private static func columns(_ present: JSONObject, over known: JSONObject) -> JSONObject {
+        // The usual case: a whole record, its columns in the known row's order. Nothing to fill in, nothing copied.
+        if present.members.count >= known.members.count,
+            zip(present.members, known.members).allSatisfy({ $0.key == $1.key })
+        {
+            return present
+        }
         var merged = known
         var seen: Set<String> = []
         for member in present.members where seen.insert(member.key).inserted {
@@ -180,7 +186,7 @@ struct JobStoreCore: Sendable {
             // drops long values): keep the columns it lacks from what we know.
             merged = Self.columns(columns, over: current.job.columns)
         }
-        merged["id"] = merged["id"] ?? .string(id.rawValue)
+        if merged["id"] == nil { merged["id"] = .string(id.rawValue) }
         guard var incoming = try? Job(row: merged, commitTimestamp: observation.commitTimestamp), incoming.id == id
         else {
             return .ignored(.stale)  // cannot happen for observations built by JobObservation.row

@@ -159,9 +159,22 @@ final class Subscriber: Sendable {
         return .wait
     }
 
-    /// Waits for the next event; `nil` at the end.
+    /// Waits for the next event; `nil` at the end. Returns without suspending while events are queued.
     func next() async throws -> JobEvent? {
-        try await withTaskCancellationHandler {
+        let polled = self.state.withLockedValue { state -> Poll in
+            guard !Task.isCancelled else {
+                state.closed = true
+                return .end
+            }
+            return Self.poll(&state)
+        }
+        switch polled {
+        case .event(let event): return event
+        case .end: return nil
+        case .failure(let error): throw error
+        case .wait: break
+        }
+        return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JobEvent?, any Error>) in
                 let immediate: Result<JobEvent?, JobSyncError>? = self.state.withLockedValue { state in
                     if Task.isCancelled {

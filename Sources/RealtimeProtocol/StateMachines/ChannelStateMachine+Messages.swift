@@ -221,7 +221,7 @@ extension ChannelStateMachine {
             return [.ignored(.malformedPayload(error.description))]
         }
         // §5.5: a binding matches when its id is listed (in any order, §15.5) and its event is `*` or the type.
-        let listed = Set(message.ids)
+        let listed = message.ids  // a handful at most: a linear search allocates nothing
         let bindings = self.bindings
         // The event check is case-insensitive (§5.5); an unknown type only matches `*` bindings.
         let changeEvent = PostgresChangeEvent(wireValue: message.change.type.rawValue)

@@ -123,6 +123,8 @@ struct RealtimeConnection<C: Clock> where C.Duration == Duration {
                             actions = session.expireTokens(now: now)
                         case .crashChannels:
                             actions = session.crashChannels()
+                        case .frameBurst(let burst):
+                            try await Self.write(burst, session: session, to: outbound)
                         }
                         for action in actions {
                             switch action {

@@ -133,6 +133,8 @@ enum ConnectionInput: Sendable {
     case stall(Duration)
     case expireTokens
     case crashChannels
+    /// Benchmark frames to render and write in batches (``SupabaseLocalStack/replay(_:batch:)``).
+    case frameBurst(FrameBurst)
 }
 
 /// The live sockets, for fan-out and faults.
