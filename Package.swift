@@ -37,6 +37,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        // Benchmarks only: latency percentiles.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: Shared leaf (no dependencies): redaction, the one JSON value
@@ -158,6 +160,7 @@ let package = Package(
             dependencies: [
                 "JobSync", "JobSyncCore", "SupabaseLocal", "SupabaseRealtime", "WebSocketTransport", "SupabaseREST",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/JobSyncBenchmarks",
             exclude: ["RESULTS.md"],
