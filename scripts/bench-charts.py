@@ -12,6 +12,7 @@ Each chart's footer names the run (date, commit, mode) from the data's provenanc
 import argparse
 import json
 import os
+import textwrap
 
 import matplotlib
 
@@ -47,38 +48,59 @@ def milliseconds(value, _position=None):
     return f"{value:g} ms"
 
 
+# Latencies below this are drawn at it (a notification can even come before the harness reads its clock after the
+# commit: measured as 0).
+FLOOR_MS = 0.1
+
+# One colour family per kind of client, so that JobSync, the Python client and the pollers read apart.
+FAMILIES = {
+    "JobSync": ["#08519c", "#4292c6", "#9ecae1"],
+    "Python": ["#a50f15", "#ef3b2c", "#fc9272", "#fdae6b"],
+    "other": ["#238b45", "#74c476", "#636363", "#bdbdbd"],
+}
+
+
+def colour(name, used):
+    family = "JobSync" if name.startswith("JobSync") else "Python" if name.startswith("Python") else "other"
+    index = used.get(family, 0)
+    used[family] = index + 1
+    palette = FAMILIES[family]
+    return palette[index % len(palette)], (2.0 if family == "JobSync" else 1.3)
+
+
 def outcome_chart(scenario, data, out_dir):
     fig, ax = plt.subplots(figsize=(10, 6.4))
-    lowest, highest = None, None
+    highest = FLOOR_MS
+    used = {}
     for client in scenario["clients"]:
-        latencies = [max(value, 0.01) for value in client["latenciesMs"]]
+        latencies = [max(value, FLOOR_MS) for value in client["latenciesMs"]]
         jobs = client["jobs"]
+        color, width = colour(client["name"], used)
         if not latencies:
-            ax.plot([], [], label=f"{client['name']} (none of {jobs} reported)")
+            ax.plot([], [], color=color, label=f"{client['name']} (none of {jobs} reported)")
             continue
-        lowest = min(lowest or latencies[0], latencies[0])
-        highest = max(highest or latencies[-1], latencies[-1])
+        highest = max(highest, latencies[-1])
         # Step CDF over all jobs: reaches len(latencies) / jobs; missed jobs keep it below 100 %.
         fractions = [(index + 1) / jobs for index in range(len(latencies))]
         missed = client["missed"]
         label = client["name"] + (f" — {missed} of {jobs} missed" if missed else "")
-        (line,) = ax.step([latencies[0]] + latencies, [0] + fractions, where="post", label=label, linewidth=1.4)
+        ax.step([latencies[0]] + latencies, [0] + fractions, where="post", label=label, color=color,
+                linewidth=width)
         if missed:
             # The missed jobs never arrive: the line stays below 100 % to the right edge.
-            ax.plot([latencies[-1], 1e12], [fractions[-1]] * 2, color=line.get_color(), linewidth=1.0,
-                    linestyle="--")
+            ax.plot([latencies[-1], 1e12], [fractions[-1]] * 2, color=color, linewidth=1.0, linestyle="--")
     ax.set_xscale("log")
-    if lowest and highest:
-        ax.set_xlim(lowest / 1.5, highest * 1.5)
+    ax.set_xlim(FLOOR_MS / 1.2, highest * 1.5)
     ax.set_ylim(0, 1.02)
     ax.xaxis.set_major_formatter(FuncFormatter(milliseconds))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.axhline(1.0, color="#999999", linewidth=0.6, linestyle=":")
     ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
-    ax.set_xlabel("time from terminal commit to the client's notification (log scale)")
+    ax.set_xlabel(f"time from terminal commit to the client's notification (log scale; below {FLOOR_MS:g} ms "
+                  f"drawn at {FLOOR_MS:g} ms)")
     ax.set_ylabel("share of all watched jobs notified")
-    ax.set_title(f"Time to outcome: {scenario['scenario']} ({data['jobs']} jobs)\nfault: {scenario['fault']}",
-                 fontsize=10, loc="left")
+    fault = textwrap.fill(f"fault: {scenario['fault']}", 110)
+    ax.set_title(f"Time to outcome: {scenario['scenario']} ({data['jobs']} jobs)\n{fault}", fontsize=10, loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(0, -0.13), ncol=2, fontsize=7.5, frameon=False,
               title="a line ending below 100 % (dashed to the right) missed jobs: they were never notified",
               title_fontsize=7.5, alignment="left")
