@@ -8,8 +8,12 @@ import Synchronization
 struct CostSettings: Sendable {
     /// Jobs watched, by every client.
     var watched = 10_000
-    /// Time before the measurement window (the plain poller's delays reach the 30 s cap after 31 s).
-    var warmUp: Duration = .seconds(35)
+    /// The plain poller starts polling each job at a random moment in this span (as if the jobs had been submitted
+    /// over it), so that 10,000 jobs do not poll in lockstep.
+    var pollStartSpread: Duration = .seconds(30)
+    /// Time before the measurement window: every job's plain polling has reached the 30 s cap (31 s after its
+    /// start) by then.
+    var warmUp: Duration = .seconds(65)
     /// The measurement window (figures are scaled to one minute).
     var window: Duration = .seconds(60)
 }
@@ -113,7 +117,14 @@ enum CostBenchmark {
                 let poller = PlainPoller(
                     baseURL: pollStack.baseURL.absoluteString, apiKey: pollStack.configuration.classifyAPIKey,
                     transport: CountingTransport())
-                for id in ids { group.addTask { _ = await poller.poll(id) } }
+                let spreadMs = Int64(settings.pollStartSpread.millisecondsValue)
+                for id in ids {
+                    let start = Duration.milliseconds(Int64.random(in: 0..<max(spreadMs, 1)))
+                    group.addTask {
+                        try? await Task.sleep(for: start)
+                        _ = await poller.poll(id)
+                    }
+                }
             }
             let watched = Set(ids)
             for (client, interval) in [(CostClient.watermarkEverySecond, Duration.seconds(1)),
@@ -162,9 +173,11 @@ enum CostBenchmark {
                 case .python:
                     notes = "table-wide channel, filtered in the client; no REST, so it cannot catch up after a loss"
                 case .plainPolling:
-                    notes = "steady state: one GET per job per 30 s"
+                    notes = "each job's polling started at a random moment in the first "
+                        + "\(format(settings.pollStartSpread)); steady state: one GET per job per 30 s"
                 case .watermarkEverySecond, .watermarkEveryFiveSeconds:
-                    notes = "`updated_at=gte.<watermark − 1 s>`, paged by 1,000"
+                    notes = "`updated_at=gte.<watermark − 1 s>`, paged by 1,000; the pause runs from the end of one "
+                        + "cycle to the start of the next"
                 }
                 rows.append(
                     CostRow(client, before: before[index], after: after[index], window: settings.window, notes: notes))

@@ -139,15 +139,17 @@ struct Report {
             + "job (not reported by then) counts as never.\n")
         print("| Scenario | Client | p50 | p99 | max | missed | fault |")
         print("|---|---|---:|---:|---:|---:|---|")
+        var data = OutcomesData(
+            provenance: self.provenance, jobs: settings.jobs, windowSeconds: settings.window.secondsValue,
+            graceSeconds: settings.grace.secondsValue)
+        // Last, after the REST notes: the raw data of the scenarios measured (all of them unless one failed).
+        defer { ResultsFile.write("outcomes", data) }
         var restNotes: [String] = []
         defer {
             if !restNotes.isEmpty {
                 print("\nREST requests from ready to stop (\(settings.jobs) watched): " + restNotes.joined(separator: "; ") + ".")
             }
         }
-        var data = OutcomesData(
-            provenance: self.provenance, jobs: settings.jobs, windowSeconds: settings.window.secondsValue,
-            graceSeconds: settings.grace.secondsValue)
         for scenario in self.scenarios {
             let row = try await OutcomeBenchmark.run(scenario, settings: settings, python: self.python)
             var clients: [OutcomesData.Client] = []
@@ -171,7 +173,6 @@ struct Report {
                 OutcomesData.Scenario(
                     scenario: scenario.rawValue, option: scenario.option, fault: row.faultNote, clients: clients))
         }
-        ResultsFile.write("outcomes", data)
     }
 
     private func cost() async throws {
