@@ -113,10 +113,11 @@ enum CostBenchmark {
                 try await child?.waitReady(timeout: .seconds(60))
             }
 
+            let pollTransport = CountingTransport()
             if let pollStack = stack[.plainPolling] {
                 let poller = PlainPoller(
                     baseURL: pollStack.baseURL.absoluteString, apiKey: pollStack.configuration.classifyAPIKey,
-                    transport: CountingTransport())
+                    transport: pollTransport)
                 let spreadMs = Int64(settings.pollStartSpread.millisecondsValue)
                 for id in ids {
                     let start = Duration.milliseconds(Int64.random(in: 0..<max(spreadMs, 1)))
@@ -156,7 +157,9 @@ enum CostBenchmark {
             let changesBefore = changes.value
             let receivedBefore = sync.client.statistics.changesReceived
             let clientRequestsBefore = sync.rest.snapshot.requests
+            let pollBefore = pollTransport.snapshot
             try await Task.sleep(for: settings.window)
+            let pollAfter = pollTransport.snapshot
             let after = clients.map { stack[$0]!.wireTraffic }
             let received = sync.client.statistics.changesReceived - receivedBefore
             let clientRequests = sync.rest.snapshot.requests - clientRequestsBefore
@@ -173,8 +176,13 @@ enum CostBenchmark {
                 case .python:
                     notes = "table-wide channel, filtered in the client; no REST, so it cannot catch up after a loss"
                 case .plainPolling:
+                    // The poller waits 30 s after each answer: slow answers stretch its period.
+                    let answered = pollAfter.answered - pollBefore.answered
+                    let meanAnswer = answered > 0 ? (pollAfter.answerTime - pollBefore.answerTime) / answered : nil
                     notes = "each job's polling started at a random moment in the first "
-                        + "\(format(settings.pollStartSpread)); steady state: one GET per job per 30 s"
+                        + "\(format(settings.pollStartSpread)); steady state: one GET per job per 30 s + the answer "
+                        + "time (in the window: mean \(format(meanAnswer)) from send to answer in the client, "
+                        + "\(pollAfter.failures - pollBefore.failures) failed)"
                 case .watermarkEverySecond, .watermarkEveryFiveSeconds:
                     notes = "`updated_at=gte.<watermark − 1 s>`, paged by 1,000; the pause runs from the end of one "
                         + "cycle to the start of the next"

@@ -133,6 +133,11 @@ final class CountingTransport: HTTPTransport {
         var requests = 0
         var bytes = 0
         var starts: [MonoInstant] = []
+        /// Requests answered, and the time from send to answer summed over them.
+        var answered = 0
+        var answerTime: Duration = .zero
+        /// Requests that threw (timeout, connection error).
+        var failures = 0
     }
 
     private let base: URLSessionHTTPTransport
@@ -157,10 +162,21 @@ final class CountingTransport: HTTPTransport {
             // BENCH_LOG_REQUESTS=1: what each request was (to explain a cost figure); the URL carries no key.
             FileHandle.standardError.write(Data("request \(request.url.prefix(160))\n".utf8))
         }
-        let response = try await self.base.send(request)
+        let response: HTTPResponse
+        do {
+            response = try await self.base.send(request)
+        } catch {
+            self.counts.withLock { $0.failures += 1 }
+            throw error
+        }
         var received = response.body.count
         for (name, value) in response.headers { received += name.utf8.count + value.utf8.count + 4 }
-        self.counts.withLock { $0.bytes += received }
+        let answerTime = MonoInstant.now - start
+        self.counts.withLock {
+            $0.bytes += received
+            $0.answered += 1
+            $0.answerTime += answerTime
+        }
         return response
     }
 
