@@ -170,7 +170,8 @@ enum CostBenchmark {
                 let notes: String
                 switch client {
                 case .jobSync:
-                    notes = "\(received) of \(changed) changes received over Realtime; becoming live (once): "
+                    notes = "changes received over Realtime in the window: \(received) (committed in it: \(changed)); "
+                        + "becoming live (once): "
                         + "\(initial.restRequests) requests, \(format(bytes: Double(initial.rest.bytes))) REST + "
                         + "\(format(bytes: Double(initial.websocket.bytes))) WebSocket"
                 case .python:
