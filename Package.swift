@@ -37,7 +37,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        // Benchmarks only: micro-benchmarks with allocation counts, latency percentiles.
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: Shared leaf (no dependencies): redaction, the one JSON value
@@ -159,6 +161,7 @@ let package = Package(
             dependencies: [
                 "JobSync", "JobSyncCore", "RealtimeProtocol", "SupabaseLocal", "SupabaseRealtime", "WebSocketTransport",
                 "SupabaseREST", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/JobSyncBenchmarks",
             exclude: ["RESULTS.md"],

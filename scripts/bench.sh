@@ -12,7 +12,8 @@
 # `persistence` (SQLite merges/s, 1/4/16 mergers) counts fsyncs with strace when it is installed (apt-get install
 # strace); `longrun` (all-jobs mode, 200,000 jobs, client memory at checkpoints) runs the store with its default
 # retention (finished jobs leave memory after 10 minutes) or the period given by --retention.
-# A full run takes about 25 minutes; --quick about 10.
+# A full run takes about 25 minutes; --quick about 10. The outcome and cost sections also write their raw data to
+# Benchmarks/JobSyncBenchmarks/results/{outcomes,cost}.json, and scripts/bench-charts.py draws docs/bench/*.svg.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SCRATCH="${SCRATCH_PATH:-$ROOT/.build}"
@@ -21,17 +22,20 @@ VENV="$ROOT/.venv-bench"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install --quiet "realtime==2.34.1" "postgrest==2.34.1" "websockets<16"
+"$VENV/bin/pip" install --quiet "realtime==2.34.1" "postgrest==2.34.1" "websockets<16" "matplotlib==3.9.*"
 
 (cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product JobSyncBenchmarks >&2)
 (cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product jobwatch >&2)
 BIN="$(cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/JobSyncBenchmarks"
 
-echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- Sources Benchmarks Package.swift || echo ' with uncommitted changes')"
-echo "- Toolchain: $(swift --version 2>/dev/null | head -1)"
-echo "- Python: $("$VENV/bin/python" --version), realtime $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("realtime"))'), websockets $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("websockets"))')"
-echo "- strace (fsync counts of the persistence section): $(strace -V 2>/dev/null | head -1 || echo 'not installed')"
-echo "- Command: scripts/bench.sh $*"
-echo
 cd "$ROOT"
-BENCH_PYTHON="$VENV/bin/python" BENCH_PY_DIR="$ROOT/Benchmarks/python" "$BIN" "$@"
+# The harness prints the run's provenance (commit, machine, toolchain, Python and library versions, OS, command)
+# as one block at the top and stores it with the raw data (Benchmarks/JobSyncBenchmarks/results/*.json).
+RESULTS="$ROOT/Benchmarks/JobSyncBenchmarks/results"
+BENCH_COMMAND="scripts/bench.sh $*" BENCH_RESULTS_DIR="$RESULTS" \
+    BENCH_PYTHON="$VENV/bin/python" BENCH_PY_DIR="$ROOT/Benchmarks/python" "$BIN" "$@"
+# Charts (docs/bench/*.svg) from the raw data this run wrote.
+if [ -f "$RESULTS/outcomes.json" ] || [ -f "$RESULTS/cost.json" ]; then
+    echo
+    "$VENV/bin/python" "$ROOT/scripts/bench-charts.py" --results "$RESULTS" --out "$ROOT/docs/bench"
+fi

@@ -66,7 +66,7 @@ struct FleetCost {
     var outcomes: Int
     var elapsed: Duration
     var claims: ClaimStatistics
-    var claimRoundTrip: Percentiles
+    var claimRoundTrip: LatencyPercentiles
 
     var grantedAndRefused: String { "\(self.claims.claimsGranted) / \(self.claims.claimsRefused)" }
     var acknowledgements: Int { self.claims.acksAccepted }
@@ -210,7 +210,7 @@ enum ConsumerBenchmark {
             }
             return FleetCost(
                 replicas: replicas, outcomes: count, elapsed: elapsed, claims: claims,
-                claimRoundTrip: Percentiles(trips))
+                claimRoundTrip: LatencyPercentiles(trips))
         }
     }
 

@@ -6,81 +6,205 @@ import SupabaseLocal
 import Synchronization
 
 struct CostSettings: Sendable {
-    /// Jobs watched.
+    /// Jobs watched, by every client.
     var watched = 10_000
-    /// Jobs actually polled by the plain poller (its cost is per job: extrapolated to `watched`).
-    var polledSample = 1_000
-    /// Time before the measurement window (the poller's delays reach the 30 s cap after 31 s).
-    var warmUp: Duration = .seconds(35)
+    /// The plain poller starts polling each job at a random moment in this span (as if the jobs had been submitted
+    /// over it), so that 10,000 jobs do not poll in lockstep.
+    var pollStartSpread: Duration = .seconds(30)
+    /// Time before the measurement window: every job's plain polling has reached the 30 s cap (31 s after its
+    /// start) by then.
+    var warmUp: Duration = .seconds(65)
     /// The measurement window (figures are scaled to one minute).
     var window: Duration = .seconds(60)
 }
 
-struct CostResult: Sendable {
-    var settings: CostSettings
-    var jobSyncInitialRequests: Int
-    var jobSyncInitialBytes: Int
-    var jobSyncRequests: Int
-    var jobSyncBytes: Int
-    var pollRequests: Int
-    var pollBytes: Int
-    var changes: Int
-    var jobSyncChangesReceived: Int
+/// The clients whose cost is measured, each against a SupabaseLocal stack of its own.
+enum CostClient: CaseIterable, Sendable {
+    case jobSync, python, plainPolling, watermarkEverySecond, watermarkEveryFiveSeconds
 
-    var perMinute: Double { 60 / self.settings.window.secondsValue }
-    var pollScale: Double { Double(self.settings.watched) / Double(self.settings.polledSample) }
+    var name: String {
+        switch self {
+        case .jobSync: return "JobSync, postgres_changes (live)"
+        case .python: return "Python realtime 2.34.1, postgres_changes"
+        case .plainPolling: return "plain polling, one GET per job (1 s doubling to 30 s)"
+        case .watermarkEverySecond: return "watermark poller, one request every 1 s"
+        case .watermarkEveryFiveSeconds: return "watermark poller, one request every 5 s"
+        }
+    }
+}
+
+/// One client's traffic in the window, as its stack's server counted it (``WireTraffic``), scaled to one minute.
+struct CostRow: Sendable, Encodable {
+    var client: String
+    var requestsPerMinute: Double
+    var restBytesPerMinute: Double
+    var webSocketBytesPerMinute: Double
+    var totalBytesPerMinute: Double
+    var notes: String
+    /// The window's raw counts.
+    var requests: Int
+    var restBytes: Int
+    var webSocketBytes: Int
+    var webSocketConnections: Int
+
+    init(_ client: CostClient, before: WireTraffic, after: WireTraffic, window: Duration, notes: String) {
+        let minute = 60 / window.secondsValue
+        self.client = client.name
+        self.requests = after.restRequests - before.restRequests
+        self.restBytes = after.rest.bytes - before.rest.bytes
+        self.webSocketBytes = after.websocket.bytes - before.websocket.bytes
+        self.webSocketConnections = after.websocket.connections
+        self.requestsPerMinute = Double(self.requests) * minute
+        self.restBytesPerMinute = Double(self.restBytes) * minute
+        self.webSocketBytesPerMinute = Double(self.webSocketBytes) * minute
+        self.totalBytesPerMinute = self.restBytesPerMinute + self.webSocketBytesPerMinute
+        self.notes = notes
+    }
+}
+
+struct CostResult: Sendable, Encodable {
+    var watched: Int
+    var warmUpSeconds: Double
+    var windowSeconds: Double
+    var rows: [CostRow]
+    /// Changes committed (to every stack) in the window.
+    var changes: Int
+    /// JobSync's REST requests in the window as its own transport counted them (the server's count is in its row).
+    var jobSyncClientRequests: Int
 }
 
 enum CostBenchmark {
-    static func run(_ settings: CostSettings) async throws -> CostResult {
-        try await SupabaseLocal.withRunning { stack in
-            let ids = try await Fixtures.insertJobs(settings.watched, on: stack)
-            let sync = try JobSyncUnderTest.make(stack: stack)
-            let poller = PlainPoller(
-                baseURL: stack.baseURL.absoluteString, apiKey: stack.configuration.classifyAPIKey,
-                transport: CountingTransport())
-            return try await withThrowingTaskGroup(of: Void.self) { group in
-                defer { group.cancelAll() }
-                group.addTask { try await sync.run() }
-                sync.client.watch(try ids.map { try JobID($0) })
-                let live = await waitUntil(timeout: .seconds(180)) {
-                    sync.client.transportMode == .live && sync.client.store.jobs.count == ids.count
-                }
-                guard live else { throw BenchError("JobSync did not become live with \(ids.count) jobs") }
-                let initial = sync.rest.snapshot
-                for id in ids.prefix(settings.polledSample) {
-                    group.addTask { _ = await poller.poll(id) }
-                }
-                // 1 % of the watched jobs change per minute (progress updates, nothing finishes).
-                let interval = Duration.seconds(60) / max(1, settings.watched / 100)
-                let changes = ChangeCounter()
-                group.addTask {
-                    var step = 0
-                    while !Task.isCancelled {
-                        try await Task.sleep(for: interval)
-                        try await Fixtures.touch(ids[Int.random(in: ids.indices)], step: step, on: stack)
-                        step += 1
-                        changes.increment()
+    /// Every client watches the same `watched` jobs on a stack of its own; one change stream (1 % of the jobs per
+    /// minute, progress updates) is committed to every stack at once. Bytes and requests are the servers' counts.
+    static func run(_ settings: CostSettings, python: PythonSetup?) async throws -> CostResult {
+        let clients = CostClient.allCases.filter { $0 != .python || python != nil }
+        return try await self.withStacks(clients.count) { stacks in
+            let ids = (0..<settings.watched).map { _ in UUID().uuidString.lowercased() }
+            for stack in stacks { try await Fixtures.insertJobs(ids: ids, on: stack) }
+            let stack = Dictionary(uniqueKeysWithValues: zip(clients, stacks))
+            return try await self.measure(settings, clients: clients, stack: stack, ids: ids, python: python)
+        }
+    }
+
+    private static func measure(
+        _ settings: CostSettings, clients: [CostClient], stack: [CostClient: SupabaseLocalStack], ids: [String],
+        python: PythonSetup?
+    ) async throws -> CostResult {
+        let jobSyncStack = stack[.jobSync]!
+        let sync = try JobSyncUnderTest.make(stack: jobSyncStack)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            defer { group.cancelAll() }
+            group.addTask { try await sync.run() }
+            sync.client.watch(try ids.map { try JobID($0) })
+            let live = await waitUntil(timeout: .seconds(180)) {
+                sync.client.transportMode == .live && sync.client.store.jobs.count == ids.count
+            }
+            guard live else { throw BenchError("JobSync did not become live with \(ids.count) jobs") }
+            let initial = jobSyncStack.wireTraffic
+
+            var child: ChildPeer?
+            defer { child?.kill() }
+            if let python, let pythonStack = stack[.python] {
+                child = try ChildPeer(
+                    executable: python.python,
+                    arguments: [python.scriptDirectory + "/rt_watch.py", "--url", pythonStack.baseURL.absoluteString,
+                                "--key", pythonStack.anonKey, "--mode", "outcomes", "--ids", "{dir}/ids.txt"],
+                    files: ["ids.txt": ids.joined(separator: "\n")])
+                try await child?.waitReady(timeout: .seconds(60))
+            }
+
+            let pollTransport = CountingTransport()
+            if let pollStack = stack[.plainPolling] {
+                let poller = PlainPoller(
+                    baseURL: pollStack.baseURL.absoluteString, apiKey: pollStack.configuration.classifyAPIKey,
+                    transport: pollTransport)
+                let spreadMs = Int64(settings.pollStartSpread.millisecondsValue)
+                for id in ids {
+                    let start = Duration.milliseconds(Int64.random(in: 0..<max(spreadMs, 1)))
+                    group.addTask {
+                        try? await Task.sleep(for: start)
+                        _ = await poller.poll(id)
                     }
                 }
-                try await Task.sleep(for: settings.warmUp)
-                let syncBefore = sync.rest.snapshot
-                let pollBefore = poller.transport.snapshot
-                let changesBefore = changes.value
-                let receivedBefore = sync.client.statistics.changesReceived
-                try await Task.sleep(for: settings.window)
-                let syncAfter = sync.rest.snapshot
-                let pollAfter = poller.transport.snapshot
-                return CostResult(
-                    settings: settings,
-                    jobSyncInitialRequests: initial.requests, jobSyncInitialBytes: initial.bytes,
-                    jobSyncRequests: syncAfter.requests - syncBefore.requests,
-                    jobSyncBytes: syncAfter.bytes - syncBefore.bytes,
-                    pollRequests: pollAfter.requests - pollBefore.requests,
-                    pollBytes: pollAfter.bytes - pollBefore.bytes,
-                    changes: changes.value - changesBefore,
-                    jobSyncChangesReceived: sync.client.statistics.changesReceived - receivedBefore)
             }
+            let watched = Set(ids)
+            for (client, interval) in [(CostClient.watermarkEverySecond, Duration.seconds(1)),
+                                       (.watermarkEveryFiveSeconds, .seconds(5))] {
+                guard let pollStack = stack[client] else { continue }
+                let poller = WatermarkPoller(
+                    baseURL: pollStack.baseURL.absoluteString, apiKey: pollStack.anonKey, interval: interval,
+                    transport: CountingTransport())
+                let since = WallClock.system.now()
+                group.addTask { await poller.run(watched: watched, since: since, arrivals: Arrivals()) }
+            }
+
+            // 1 % of the watched jobs change per minute (progress updates, nothing finishes), on every stack.
+            let interval = Duration.seconds(60) / max(1, settings.watched / 100)
+            let changes = ChangeCounter()
+            let stacks = clients.compactMap { stack[$0] }
+            group.addTask {
+                var step = 0
+                while !Task.isCancelled {
+                    try await Task.sleep(for: interval)
+                    let id = ids[Int.random(in: ids.indices)]
+                    for stack in stacks { try await Fixtures.touch(id, step: step, on: stack) }
+                    step += 1
+                    changes.increment()
+                }
+            }
+            try await Task.sleep(for: settings.warmUp)
+            let before = clients.map { stack[$0]!.wireTraffic }
+            let changesBefore = changes.value
+            let receivedBefore = sync.client.statistics.changesReceived
+            let clientRequestsBefore = sync.rest.snapshot.requests
+            let pollBefore = pollTransport.snapshot
+            try await Task.sleep(for: settings.window)
+            let pollAfter = pollTransport.snapshot
+            let after = clients.map { stack[$0]!.wireTraffic }
+            let received = sync.client.statistics.changesReceived - receivedBefore
+            let clientRequests = sync.rest.snapshot.requests - clientRequestsBefore
+            let changed = changes.value - changesBefore
+
+            var rows: [CostRow] = []
+            for (index, client) in clients.enumerated() {
+                let notes: String
+                switch client {
+                case .jobSync:
+                    notes = "changes received over Realtime in the window: \(received) (committed in it: \(changed)); "
+                        + "becoming live (once): "
+                        + "\(initial.restRequests) requests, \(format(bytes: Double(initial.rest.bytes))) REST + "
+                        + "\(format(bytes: Double(initial.websocket.bytes))) WebSocket"
+                case .python:
+                    notes = "table-wide channel, filtered in the client; no REST, so it cannot catch up after a loss"
+                case .plainPolling:
+                    // The poller waits 30 s after each answer: slow answers stretch its period.
+                    let answered = pollAfter.answered - pollBefore.answered
+                    let meanAnswer = answered > 0 ? (pollAfter.answerTime - pollBefore.answerTime) / answered : nil
+                    notes = "each job's polling started at a random moment in the first "
+                        + "\(format(settings.pollStartSpread)); steady state: one GET per job per 30 s + the answer "
+                        + "time (in the window: mean \(format(meanAnswer)) from send to answer in the client, "
+                        + "\(pollAfter.failures - pollBefore.failures) failed)"
+                case .watermarkEverySecond, .watermarkEveryFiveSeconds:
+                    notes = "`updated_at=gte.<watermark − 1 s>`, paged by 1,000; the pause runs from the end of one "
+                        + "cycle to the start of the next"
+                }
+                rows.append(
+                    CostRow(client, before: before[index], after: after[index], window: settings.window, notes: notes))
+            }
+            return CostResult(
+                watched: ids.count, warmUpSeconds: settings.warmUp.secondsValue,
+                windowSeconds: settings.window.secondsValue, rows: rows, changes: changed,
+                jobSyncClientRequests: clientRequests)
+        }
+    }
+
+    /// Runs `body` with `count` SupabaseLocal stacks (default settings), each on a port of its own.
+    private static func withStacks<T>(
+        _ count: Int, started: [SupabaseLocalStack] = [], _ body: ([SupabaseLocalStack]) async throws -> T
+    ) async throws -> T {
+        if started.count == count { return try await body(started) }
+        return try await SupabaseLocal.withRunning { stack in
+            try await self.withStacks(count, started: started + [stack], body)
         }
     }
 }

@@ -51,6 +51,8 @@ struct Report {
     var longRun = LongRunSettings()
     /// The outcome scenarios to run (`--scenario`; default all).
     var scenarios = OutcomeScenario.allCases
+    /// Where and how this run happens (printed first, stored with the raw data).
+    var provenance: Provenance
 
     init(arguments: [String]) throws {
         var usePython = true
@@ -77,6 +79,7 @@ struct Report {
         }
         self.python = usePython ? PythonSetup.detect() : nil
         if self.quick, self.longRun.jobs == LongRunSettings().jobs { self.longRun.jobs = 50_000 }
+        self.provenance = Provenance.collect(quick: self.quick, python: self.python, arguments: arguments)
     }
 
     private static func value<Value: LosslessStringConvertible>(_ text: String?, for option: String) throws -> Value {
@@ -101,11 +104,11 @@ struct Report {
         print("\n### CLI\n")
         do {
             let repeats = self.quick ? 5 : 20
-            let starts = Percentiles(try await ColdStartBenchmark.run(repeats: repeats))
+            let starts = LatencyPercentiles(try await ColdStartBenchmark.run(repeats: repeats))
             print("| Measure | median | p90 | max | how |")
             print("|---|---:|---:|---:|---|")
-            print("| `jobwatch watch <id> --json` cold start → first status line | \(format(starts.value(0.5))) "
-                + "| \(format(starts.value(0.9))) | \(format(starts.sorted.last)) | release binary, \(repeats) runs, "
+            print("| `jobwatch watch <id> --json` cold start → first status line | \(starts.text(0.5)) "
+                + "| \(starts.text(0.9)) | \(starts.text(1)) | release binary, \(repeats) runs, "
                 + "process spawn → first JSON line on stdout; SupabaseLocal on loopback |")
         } catch {
             print("`jobwatch watch` cold start: not measured: \(error)")
@@ -113,20 +116,8 @@ struct Report {
     }
 
     private func printHeader() {
-        let info = ProcessInfo.processInfo
-        let model = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
-            .split(separator: "\n").first { $0.hasPrefix("model name") }
-            .map { String($0.split(separator: ":", maxSplits: 1).last ?? "").trimmingCharacters(in: .whitespaces) }
-        let formatter = ISO8601DateFormatter()
         print("## JobSync benchmarks\n")
-        print("- Date: \(formatter.string(from: Date()))")
-        print("- Machine: \(info.activeProcessorCount) cores (\(model ?? "unknown CPU")), "
-            + String(format: "%.1f GiB", Double(info.physicalMemory) / 1_073_741_824) + " memory, "
-            + "load average at start \(Self.loadAverage())")
-        print("- Mode: \(self.quick ? "quick" : "full"); server: SupabaseLocal (in-memory backend) on 127.0.0.1, "
-            + "in the harness process")
-        print("- Python peer: \(self.python.map { $0.python } ?? "not available (rows omitted)")")
-        print("- Clock: CLOCK_MONOTONIC in every process (Swift `clock_gettime`, Python `time.monotonic()`)")
+        for line in self.provenance.lines { print(line) }
     }
 
     static func loadAverage() -> String {
@@ -144,10 +135,15 @@ struct Report {
             + "each client watches all of them (JobSync and the Python clients each in a process of its own; the "
             + "pollers in the harness). Server: SupabaseLocal with its realistic timings (`Subscribed to PostgreSQL` "
             + "after 1 s). After the last commit every client gets exactly \(format(settings.grace)), "
-            + "whoever finished first. Percentiles are over all jobs: a missed job (not reported by then) counts as "
-            + "never.\n")
+            + "whoever finished first. Percentiles (HdrHistogram, 3 significant digits) are over all jobs: a missed "
+            + "job (not reported by then) counts as never.\n")
         print("| Scenario | Client | p50 | p99 | max | missed | fault |")
         print("|---|---|---:|---:|---:|---:|---|")
+        var data = OutcomesData(
+            provenance: self.provenance, jobs: settings.jobs, windowSeconds: settings.window.secondsValue,
+            graceSeconds: settings.grace.secondsValue)
+        // Last, after the REST notes: the raw data of the scenarios measured (all of them unless one failed).
+        defer { ResultsFile.write("outcomes", data) }
         var restNotes: [String] = []
         defer {
             if !restNotes.isEmpty {
@@ -156,48 +152,61 @@ struct Report {
         }
         for scenario in self.scenarios {
             let row = try await OutcomeBenchmark.run(scenario, settings: settings, python: self.python)
+            var clients: [OutcomesData.Client] = []
             for (name, outcome) in row.peers {
                 if let rest = outcome.rest {
                     restNotes.append("\(scenario.rawValue), \(name): \(rest.requests) in "
                         + "\(String(format: "%.0f", rest.seconds)) s "
                         + "(\(String(format: "%.1f", Double(rest.requests) * 60 / max(rest.seconds, 1))) / min)")
                 }
-                let sorted = outcome.latencies.sorted()
                 // Over all jobs: a missed job counts as never notified.
-                func percentile(_ fraction: Double) -> String {
-                    let rank = Int((fraction * Double(sorted.count + outcome.missed)).rounded(.up)) - 1
-                    return rank < sorted.count ? format(sorted[max(rank, 0)]) : "never"
-                }
-                print("| \(scenario.rawValue) | \(name) | \(percentile(0.5)) | \(percentile(0.99)) | "
-                    + "\(outcome.missed > 0 ? "never" : format(sorted.last)) | \(outcome.missed) / \(row.jobs) | "
-                    + "\(row.faultNote) |")
+                let percentiles = LatencyPercentiles(outcome.latencies, missing: outcome.missed)
+                print("| \(scenario.rawValue) | \(name) | \(percentiles.text(0.5)) | \(percentiles.text(0.99)) | "
+                    + "\(percentiles.text(1)) | \(outcome.missed) / \(row.jobs) | \(row.faultNote) |")
+                clients.append(
+                    OutcomesData.Client(
+                        name: name, latenciesMs: outcome.latencies.map(\.millisecondsValue).sorted(),
+                        missed: outcome.missed, jobs: row.jobs, restRequests: outcome.rest?.requests,
+                        restSeconds: outcome.rest?.seconds))
             }
+            data.scenarios.append(
+                OutcomesData.Scenario(
+                    scenario: scenario.rawValue, option: scenario.option, fault: row.faultNote, clients: clients))
         }
     }
 
     private func cost() async throws {
         var settings = CostSettings()
-        if self.quick {
-            settings.polledSample = 500
-            settings.window = .seconds(30)
+        if self.quick { settings.window = .seconds(30) }
+        let result = try await CostBenchmark.run(settings, python: self.python)
+        print("\n### Cost of watching \(result.watched) jobs, 1 % changing per minute\n")
+        print("Every client watches the same \(result.watched) jobs, each against a SupabaseLocal stack of its own "
+            + "holding the same rows; one change stream (a progress update of a random watched job every "
+            + "\(format(Duration.seconds(60) / max(1, settings.watched / 100))), nothing finishes) is committed to "
+            + "every stack at once: \(result.changes) changes in the window. Measured over "
+            + "\(format(settings.window)) after a \(format(settings.warmUp)) warm-up (JobSync live and the Python "
+            + "client subscribed before it starts), scaled to one minute; nothing extrapolated. Requests and bytes "
+            + "are counted by each stack's server per TCP connection: REST = requests and responses as on the wire "
+            + "(request line, headers, body, both directions); WebSocket = frames both ways with their headers "
+            + "(changes, heartbeats and replies, joins) on the client's sockets. JobSync's own transport counted "
+            + "\(result.jobSyncClientRequests) REST requests in the window.\n")
+        print("| Client | requests / min | REST bytes / min | WebSocket bytes / min | total bytes / min | notes |")
+        print("|---|---:|---:|---:|---:|---|")
+        for row in result.rows {
+            print("| \(row.client) | \(format(count: row.requestsPerMinute)) | "
+                + "\(format(bytes: row.restBytesPerMinute)) | \(format(bytes: row.webSocketBytesPerMinute)) | "
+                + "\(format(bytes: row.totalBytesPerMinute)) | \(row.notes) |")
         }
-        let result = try await CostBenchmark.run(settings)
-        let minute = result.perMinute
-        print("\n### Cost of watching \(settings.watched) jobs, 1 % changing per minute\n")
-        print("Measured over \(format(settings.window)) after a \(format(settings.warmUp)) warm-up, scaled to one "
-            + "minute. Plain polling was run for \(settings.polledSample) of the jobs (its cost is per job) and "
-            + "multiplied by \(format(count: result.pollScale)). Bytes: URL + headers + body, both directions. "
-            + "\(result.changes) changes were committed in the window; JobSync received \(result.jobSyncChangesReceived) "
-            + "over Realtime.\n")
-        print("| Client | REST requests / min | REST bytes / min | notes |")
-        print("|---|---:|---:|---|")
-        print("| JobSync (live) | \(format(count: Double(result.jobSyncRequests) * minute)) | "
-            + "\(format(bytes: Double(result.jobSyncBytes) * minute)) | initial sync: \(result.jobSyncInitialRequests) "
-            + "requests, \(format(bytes: Double(result.jobSyncInitialBytes))) (once) |")
-        print("| Python realtime 2.34.1 | 0 | 0 | makes no REST requests at all (and so cannot catch up) |")
-        print("| plain polling | \(format(count: Double(result.pollRequests) * minute * result.pollScale)) | "
-            + "\(format(bytes: Double(result.pollBytes) * minute * result.pollScale)) | steady state: one GET per "
-            + "job per 30 s |")
+        if let jobSync = result.rows.first {
+            print("\nJobSync's REST requests for \(result.watched) watched, 1 % changing per minute: "
+                + "\(format(count: jobSync.requestsPerMinute)) / min (target ≤ 12; its audit runs every 5 s while "
+                + "any watched job is open).")
+        }
+        struct CostData: Encodable {
+            var provenance: Provenance
+            var cost: CostResult
+        }
+        ResultsFile.write("cost", CostData(provenance: self.provenance, cost: result))
     }
 
     private func specific() async throws {
@@ -224,13 +233,13 @@ struct Report {
     private func specificRealtime() async throws {
         let repeats = self.quick ? 3 : 5
         let loss = try await JobSyncSpecificBenchmark.lossToFirstPoll(jobs: 1_000, repeats: repeats)
-        let lossPercentiles = Percentiles(loss.delays)
-        let reconnect = Percentiles(loss.reconnectDelays)
-        print("| Abrupt socket loss → first REST request | median \(format(lossPercentiles.value(0.5))), "
-            + "max \(format(lossPercentiles.sorted.last)) (\(loss.delays.count)/\(repeats)) | TCP closed without close "
+        let lossPercentiles = LatencyPercentiles(loss.delays)
+        let reconnect = LatencyPercentiles(loss.reconnectDelays)
+        print("| Abrupt socket loss → first REST request | median \(lossPercentiles.text(0.5)), "
+            + "max \(lossPercentiles.text(1)) (\(loss.delays.count)/\(repeats)) | TCP closed without close "
             + "frame, 1,000 watched; \(loss.pollsDuringOutages) polls in total during the outages |")
-        print("| Abrupt socket loss → live again (reconnected + reconciled) | median \(format(reconnect.value(0.5))), "
-            + "max \(format(reconnect.sorted.last)) | same runs |")
+        print("| Abrupt socket loss → live again (reconnected + reconciled) | median \(reconnect.text(0.5)), "
+            + "max \(reconnect.text(1)) | same runs |")
         let stall = try await JobSyncSpecificBenchmark.stallToOutcome(jobs: 100, stall: .seconds(60))
         print("| Silent stall → outcome of a job completed 1 s into it | \(format(stall.stallToOutcome)) after the "
             + "stall began (\(format(stall.commitToOutcome)) after the commit) | 60 s stall, 100 watched; during it: "
@@ -332,8 +341,8 @@ struct Report {
             let cost = try await ConsumerBenchmark.fleet(count: fleetJobs, replicas: replicas)
             print("| \(replicas) | \(String(format: "%.2f", cost.requestsPerOutcome)) | "
                 + "\(cost.grantedAndRefused) | \(cost.acknowledgements) | "
-                + "\(format(cost.elapsed)) | \(format(cost.claimRoundTrip.value(0.5))) / "
-                + "\(format(cost.claimRoundTrip.value(0.99))) |")
+                + "\(format(cost.elapsed)) | \(cost.claimRoundTrip.text(0.5)) / "
+                + "\(cost.claimRoundTrip.text(0.99)) |")
         }
         let took = try await ConsumerBenchmark.takeover(lease: .seconds(30))
         print("\nTakeover at the default 30 s lease: replica B claims an outcome and dies without acknowledging it; "

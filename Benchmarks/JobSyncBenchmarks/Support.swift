@@ -2,6 +2,7 @@
 // resident memory, a counting HTTP transport, job fixtures on SupabaseLocal, and statistics.
 import CDispatch  // `timespec`: with MemberImportVisibility, release builds resolve it to CDispatch's copy of <time.h>
 import Foundation
+import Histogram
 import JobSync
 import Logging
 import RealtimeProtocol
@@ -70,18 +71,38 @@ extension Duration {
     var secondsValue: Double { self.millisecondsValue / 1000 }
 }
 
-/// Percentiles over a sample (nearest rank).
-struct Percentiles {
-    var sorted: [Duration]
+/// Percentiles of a latency sample through HdrHistogram (microseconds, 3 significant digits). Values that never
+/// arrived (`missing`) are recorded as "never", above every real value: percentiles are over all of them.
+struct LatencyPercentiles {
+    /// "Never", in microseconds: one day, beyond any latency the harness waits for.
+    private static let never: UInt64 = 86_400_000_000
+    private var histogram = Histogram<UInt64>(
+        lowestDiscernibleValue: 1, highestTrackableValue: LatencyPercentiles.never, numberOfSignificantValueDigits: .three)
 
-    init(_ values: [Duration]) {
-        self.sorted = values.sorted()
+    init(_ values: [Duration], missing: Int = 0) {
+        for value in values {
+            let micros = UInt64(max(value.millisecondsValue * 1000, 1).rounded())
+            _ = self.histogram.record(min(micros, Self.never - 1))
+        }
+        if missing > 0 { _ = self.histogram.record(Self.never, count: UInt64(missing)) }
     }
 
+    /// The value at `fraction` (0...1): `nil` when the sample is empty, `.never` when it is a missing value.
     func value(_ fraction: Double) -> Duration? {
-        guard !self.sorted.isEmpty else { return nil }
-        let rank = Int((fraction * Double(self.sorted.count)).rounded(.up)) - 1
-        return self.sorted[min(max(rank, 0), self.sorted.count - 1)]
+        guard self.histogram.totalCount > 0 else { return nil }
+        return .microseconds(Int64(self.histogram.valueAtPercentile(fraction * 100)))
+    }
+
+    /// Whether `duration` (from ``value(_:)``) stands for a value that never arrived.
+    func isNever(_ duration: Duration?) -> Bool {
+        guard let duration else { return false }
+        return UInt64(duration.millisecondsValue * 1000) >= self.histogram.lowestEquivalentForValue(Self.never)
+    }
+
+    /// The value at `fraction` for a table cell: "never" for a missing value, "—" for an empty sample.
+    func text(_ fraction: Double) -> String {
+        let value = self.value(fraction)
+        return self.isNever(value) ? "never" : format(value)
     }
 }
 
@@ -113,6 +134,11 @@ final class CountingTransport: HTTPTransport {
         var requests = 0
         var bytes = 0
         var starts: [MonoInstant] = []
+        /// Requests answered, and the time from send to answer summed over them.
+        var answered = 0
+        var answerTime: Duration = .zero
+        /// Requests that threw (timeout, connection error).
+        var failures = 0
     }
 
     private let base: URLSessionHTTPTransport
@@ -137,10 +163,21 @@ final class CountingTransport: HTTPTransport {
             // BENCH_LOG_REQUESTS=1: what each request was (to explain a cost figure); the URL carries no key.
             FileHandle.standardError.write(Data("request \(request.url.prefix(160))\n".utf8))
         }
-        let response = try await self.base.send(request)
+        let response: HTTPResponse
+        do {
+            response = try await self.base.send(request)
+        } catch {
+            self.counts.withLock { $0.failures += 1 }
+            throw error
+        }
         var received = response.body.count
         for (name, value) in response.headers { received += name.utf8.count + value.utf8.count + 4 }
-        self.counts.withLock { $0.bytes += received }
+        let answerTime = MonoInstant.now - start
+        self.counts.withLock {
+            $0.bytes += received
+            $0.answered += 1
+            $0.answerTime += answerTime
+        }
         return response
     }
 
@@ -157,20 +194,24 @@ enum Fixtures {
     /// Inserts `count` unfinished jobs whose `updated_at` is spread over the past hour (as if created over time),
     /// so that a watermark query with the default 5 s skew reads only the newest few rows.
     static func insertJobs(_ count: Int, on stack: SupabaseLocalStack) async throws -> [String] {
+        let ids = (0..<count).map { _ in UUID().uuidString.lowercased() }
+        try await self.insertJobs(ids: ids, on: stack)
+        return ids
+    }
+
+    /// Inserts unfinished jobs with the given ids, `updated_at` spread over the past hour as above (so that several
+    /// stacks can hold the same jobs).
+    static func insertJobs(ids: [String], on stack: SupabaseLocalStack) async throws {
         let now = WallClock.system.now()
-        var ids: [String] = []
-        ids.reserveCapacity(count)
-        for index in 0..<count {
-            let id = UUID().uuidString.lowercased()
+        let count = ids.count
+        for (index, id) in ids.enumerated() {
             let age = Duration.milliseconds(Int64(3_600_000) * Int64(count - index) / Int64(max(count, 1)) + 10_000)
             let stamp = LocalJSON.string(now.advanced(by: .zero - age).postgresJSONText)
             _ = try await stack.backend.insert([
                 "id": .string(id), "status": .string("processing"), "progress": .string("Processing page 1 of 3"),
                 "created_at": stamp, "updated_at": stamp,
             ])
-            ids.append(id)
         }
-        return ids
     }
 
     /// Commits the terminal state of a job (9 in 10 complete, 1 in 10 fail) and returns the commit instant.

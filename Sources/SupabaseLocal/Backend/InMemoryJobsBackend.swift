@@ -100,6 +100,11 @@ public final class InMemoryJobsBackend: JobsBackend {
         self.state.withLockedValue { Array($0.rows.values) }
     }
 
+    /// The row with the given primary-key value (a dictionary look-up).
+    public func row(primaryKey: LocalJSON) async throws -> TableRow? {
+        self.state.withLockedValue { $0.rows[primaryKey] }
+    }
+
     /// A strictly increasing "now" (microsecond steps when the wall clock does not advance).
     private static func tick(_ state: inout State, _ now: LocalTimestamp) -> LocalTimestamp {
         let next = max(now, LocalTimestamp(microsecondsSinceEpoch: state.lastTimestamp.microsecondsSinceEpoch + 1))

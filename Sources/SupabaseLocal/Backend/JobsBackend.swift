@@ -139,6 +139,9 @@ public protocol JobsBackend: Sendable {
     /// A consistent snapshot of all rows (unordered).
     func rows() async throws -> [TableRow]
 
+    /// The row with the given primary-key value, or nil (default: a scan of ``rows()``).
+    func row(primaryKey: LocalJSON) async throws -> TableRow?
+
     /// Inserts a row and returns it as stored (with defaults filled in).
     func insert(_ row: TableRow) async throws -> TableRow
 
@@ -157,6 +160,11 @@ public protocol JobsBackend: Sendable {
 }
 
 extension JobsBackend {
+    public func row(primaryKey: LocalJSON) async throws -> TableRow? {
+        guard let key = self.table.primaryKey.first?.name else { return nil }
+        return try await self.rows().first { $0[key] == primaryKey }
+    }
+
     /// The backend's `realtime.messages` (broadcast-from-database.md §B1–§B6), or nil when it has none (the
     /// default): then private joins are refused and no broadcasts stream.
     public var broadcastBackend: (any BroadcastBackend)? { nil }

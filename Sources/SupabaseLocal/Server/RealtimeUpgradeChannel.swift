@@ -42,6 +42,7 @@ struct RealtimeUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let stack = self.stack
         return channel.eventLoop.makeCompletedFuture {
+            try stack.wireMeter.install(on: channel)
             let decision = NIOLoopBoundBox<HandshakeDecision>(.notRealtime, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: stack.configuration.maxFrameSize,
@@ -62,6 +63,7 @@ struct RealtimeUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                         guard case .accept(let accepted) = decision.value else {
                             throw SupabaseLocalError(.startupFailed, "upgrade without an accepted handshake")
                         }
+                        stack.wireMeter.upgraded(channel)
                         return UpgradeResult.websocket(asyncChannel, accepted)
                     }
                 }
@@ -71,6 +73,7 @@ struct RealtimeUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try stack.wireMeter.installRequestCounting(on: channel)
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true)

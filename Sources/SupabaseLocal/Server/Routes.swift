@@ -366,7 +366,7 @@ extension SupabaseLocalStack {
             throw RESTError(status: 401, body: "{\"detail\":\"Invalid or missing API key\"}")
         }
         let id = jobID.lowercased()
-        guard isUUID(id), let row = try await self.backend.rows().first(where: { $0["id"]?.stringValue == id }) else {
+        guard isUUID(id), let row = try await self.backend.row(primaryKey: .string(id)) else {
             throw RESTError(status: 404, body: "{\"detail\":\"Job not found\"}")
         }
         var out = "{\"job_id\":"

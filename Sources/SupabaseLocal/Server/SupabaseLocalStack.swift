@@ -72,6 +72,7 @@ public final class SupabaseLocalStack: Sendable {
     /// The fleet claims behind `/rest/v1/rpc`: the backend's when it has them (PostgreSQL), else in memory.
     let claims: any ClaimsStore
     let claimCounters = NIOLockedValueBox(ClaimStatistics())
+    let wireMeter = WireMeter()
     private let boundPort = NIOLockedValueBox(0)
     let scheduled: AsyncStream<(Duration, @Sendable () async throws -> Void)>
     let scheduler: AsyncStream<(Duration, @Sendable () async throws -> Void)>.Continuation
