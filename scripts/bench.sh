@@ -4,7 +4,7 @@
 # Python peers, runs the harness and prints markdown tables (date, machine, every figure from this run).
 #
 # Usage: scripts/bench.sh [--quick] [--jobs N] [--no-python]
-#          [--only outcomes,cost,specific,memory,throughput,persistence,longrun,cli]
+#          [--only outcomes,cost,specific,memory,throughput,persistence,consumers,longrun,cli,micro]
 #          [--scenario healthy,disconnect,stall,dropped]   (outcome scenarios; default all)
 #          [--persistence-jobs N] [--longrun-jobs N] [--longrun-delete-fraction F] [--longrun-no-cache]
 #          [--retention SECONDS]
@@ -26,6 +26,8 @@ fi
 
 (cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product JobSyncBenchmarks >&2)
 (cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product jobwatch >&2)
+# ordo-one's malloc interposer, preloaded into the throughput section's JobSync client to count its allocations.
+(cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --product MallocInterposerSwift >&2)
 BIN="$(cd "$ROOT" && swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/JobSyncBenchmarks"
 
 cd "$ROOT"
@@ -38,4 +40,18 @@ BENCH_COMMAND="scripts/bench.sh $*" BENCH_RESULTS_DIR="$RESULTS" \
 if [ -f "$RESULTS/outcomes.json" ] || [ -f "$RESULTS/cost.json" ]; then
     echo
     "$VENV/bin/python" "$ROOT/scripts/bench-charts.py" --results "$RESULTS" --out "$ROOT/docs/bench"
+fi
+# Micro-benchmarks of the pipeline's stages (decode, merge, fan-out) with allocation counts: ordo-one/benchmark.
+only=""
+previous=""
+for argument in "$@"; do
+    [ "$previous" = "--only" ] && only="$argument"
+    previous="$argument"
+done
+if [ -z "$only" ] || [[ ",$only," == *",micro,"* ]]; then
+    echo
+    echo "### Pipeline stages (ordo-one/benchmark, release build; per 1,000 events)"
+    echo
+    swift package --scratch-path "$SCRATCH" benchmark --target PipelineBenchmarks --no-progress --format markdown \
+        2>&1 | grep -v '^Build\|^Building\|^\[' || echo "micro-benchmarks: not run (see the output above)"
 fi
