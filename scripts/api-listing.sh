@@ -22,7 +22,8 @@ debug="$SCRATCH/$triple/debug"
 # folders of the dependencies.
 flags=(-I "$debug/Modules" -target "$triple" -minimum-access-level public -skip-synthesized-members)
 while IFS= read -r map; do flags+=(-Xcc "-fmodule-map-file=$map"); done < <(
-    find -L "$debug" -maxdepth 2 -name module.modulemap
+    # (`*-tool.build`: the same C modules built again for a package plugin's host; defining them twice fails)
+    find -L "$debug" -maxdepth 2 -name module.modulemap -not -path '*-tool.build/*'
     find Sources -name module.modulemap
     find "$SCRATCH/checkouts" -name module.modulemap -not -path '*/Benchmarks/*' -not -path '*/Tests/*'
 )
