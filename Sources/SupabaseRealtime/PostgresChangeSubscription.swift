@@ -63,8 +63,9 @@ public struct NotLiveReason: Sendable, Hashable, CustomStringConvertible {
 /// The events of one subscription: ``PostgresChangeSubscription`` or ``BroadcastSubscription``.
 ///
 /// - Important: Single consumer. The buffer holds at most
-///   ``RealtimeClient/Configuration/subscriptionBufferSize`` events; if the consumer falls that far behind, the
-///   sequence delivers what it buffered and then throws ``RealtimeClientError/Code/subscriptionOverflow``.
+///   ``RealtimeClient/Configuration/subscriptionBufferSize`` events; past half of it the client stops reading the
+///   socket until the consumer catches up (at most a second at a time). If the consumer still falls that far behind,
+///   the sequence delivers what it buffered and then throws ``RealtimeClientError/Code/subscriptionOverflow``.
 ///   The sequence throws ``RealtimeClientError/Code/channelClosed`` when the server closes the channel for good, and
 ///   ends normally when the client shuts down. Ending the iteration (or dropping the sequence) removes the
 ///   subscription, and leaves the channel when no one else reads it.

@@ -45,7 +45,10 @@ extension RealtimeClient {
         /// Rejoin delay range after a rate-limit close or refusal. Default 10–30 s.
         public var rateLimitedRejoinDelay: ClosedRange<Duration>
         /// The most events a subscription buffers for a slow consumer before it ends with
-        /// ``RealtimeClientError/Code/subscriptionOverflow``. Default 4,096.
+        /// ``RealtimeClientError/Code/subscriptionOverflow``. Default 4,096. While a subscription holds more than half
+        /// of it unread, the client stops reading the socket (so the server slows down) until the consumer catches up,
+        /// for at most a second at a time: a consumer that keeps reading never overflows, one that stopped does not
+        /// hold up the others.
         public var subscriptionBufferSize: Int
         /// How many message ids (`meta.id`) each ``RealtimeClient/broadcast(topic:isPrivate:events:replay:)``
         /// subscription remembers to drop the duplicates that every rejoin replays (broadcast-from-database.md §B5).
