@@ -102,6 +102,39 @@ struct RealtimeIntegrationTests {
         }
     }
 
+    @Test("SupabaseLocalStack.replay writes its frames to every open socket and reports once per socket")
+    func replayReachesEverySocket() async throws {
+        try await withLocalStack { stack, client in
+            var configuration = try RealtimeClient.Configuration(
+                projectURL: stack.baseURL, apiKey: stack.anonKey,
+                transport: LWSWebSocketTransport(logger: Logger(label: "test.lws")), logger: Logger(label: "test"))
+            configuration.heartbeatInterval = .seconds(5)
+            let second = try RealtimeClient(configuration: configuration)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await second.run() }
+                var first = client.postgresChanges(schema: "public", table: "jobs").makeAsyncIterator()
+                var other = second.postgresChanges(schema: "public", table: "jobs").makeAsyncIterator()
+                try await first.waitUntilLive()
+                try await other.waitUntilLive()
+                let changes = (1...3).map { step in
+                    TableChange(
+                        kind: .update, schema: "public", table: "jobs",
+                        commitTimestamp: LocalTimestamp(microsecondsSinceEpoch: 1_000_000 * Int64(step)),
+                        record: ["id": .string("job-\(step)"), "status": .string("processing")],
+                        oldRecord: ["id": .string("job-\(step)")])
+                }
+                let report = await stack.replay(changes, batch: 2)
+                #expect(report.sockets == 2 && report.framesWritten == 6)
+                for step in 1...3 {
+                    #expect(try await first.nextChange()?.record?["id"] == .string("job-\(step)"))
+                    #expect(try await other.nextChange()?.record?["id"] == .string("job-\(step)"))
+                }
+                group.cancelAll()
+                try await group.waitForAll()
+            }
+        }
+    }
+
     @Test("§5.5 an id=in.(…) filter only delivers matching rows")
     func filteredSubscription() async throws {
         try await withLocalStack { stack, client in

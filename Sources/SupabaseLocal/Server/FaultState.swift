@@ -164,8 +164,14 @@ final class ConnectionRegistry: Sendable {
     /// Sends `input` to every open connection; returns how many it reached.
     @discardableResult
     func broadcast(_ input: ConnectionInput) -> Int {
+        self.broadcast { input }
+    }
+
+    /// Sends each open connection an input of its own, made by `makeInput`; returns how many it reached.
+    @discardableResult
+    func broadcast(_ makeInput: () -> ConnectionInput) -> Int {
         let all = self.state.withLockedValue { Array($0.connections.values) }
-        for continuation in all { continuation.yield(input) }
+        for continuation in all { continuation.yield(makeInput()) }
         return all.count
     }
 

@@ -10,8 +10,8 @@ public struct ReplayReport: Sendable, Hashable {
     public var framesWritten: Int
 }
 
-/// A replay handed to one socket. Reports exactly once: when its frames are written, or with 0 when the socket
-/// ended before it got to them (the input is then released unread).
+/// A replay handed to one socket (each socket gets its own). Reports exactly once: when its frames are written, or
+/// with 0 when the socket ended before it got to them (the input is then released unread).
 final class FrameBurst: Sendable {
     let changes: [TableChange]
     let batch: Int
@@ -44,8 +44,9 @@ extension SupabaseLocalStack {
     /// for every client. Returns once every socket has written its frames or closed.
     public func replay(_ changes: [TableChange], batch: Int = 512) async -> ReplayReport {
         let (reports, continuation) = AsyncStream<Int>.makeStream()
-        let sockets = self.registry.broadcast(
-            .frameBurst(FrameBurst(changes: changes, batch: max(1, batch)) { continuation.yield($0) }))
+        let sockets = self.registry.broadcast {
+            .frameBurst(FrameBurst(changes: changes, batch: max(1, batch)) { continuation.yield($0) })
+        }
         var written = 0
         var reported = 0
         if sockets == 0 { continuation.finish() }
