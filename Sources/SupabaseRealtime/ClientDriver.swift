@@ -25,8 +25,8 @@ struct SubscriptionRequest: Sendable {
 
 /// The stream a subscription's events go to.
 enum SubscriptionSink: Sendable {
-    case postgresChanges(AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Continuation)
-    case broadcast(AsyncThrowingStream<BroadcastSubscriptionEvent, any Error>.Continuation)
+    case postgresChanges(AsyncThrowingStream<[RealtimeSubscriptionEvent], any Error>.Continuation)
+    case broadcast(AsyncThrowingStream<[BroadcastSubscriptionEvent], any Error>.Continuation)
 
     /// Ends the stream, with an error or normally.
     func finish(throwing error: RealtimeClientError? = nil) {
@@ -97,6 +97,10 @@ final class ClientDriver {
     var channels: [Topic: ChannelStateMachine] = [:]
     /// The stream of each subscriber, and the topic its machine knows it under.
     var subscriptions: [SubscriberID: SubscriptionEntry] = [:]
+    /// Events for each subscription from the batch being handled, handed over when it is done
+    /// (``deliverPending()``).
+    var pendingChanges: [SubscriberID: [RealtimeSubscriptionEvent]] = [:]
+    var pendingBroadcasts: [SubscriberID: [BroadcastSubscriptionEvent]] = [:]
     var timers: [TimerKey: (generation: UInt64, cancellation: TimerCancellation)] = [:]
     var timerGeneration: UInt64 = 0
     var accessToken: String?
@@ -174,6 +178,7 @@ final class ClientDriver {
         case .inbound(let id, let frame):
             self.inboundCredits.release()
             guard self.socket.openConnection == id else { return }
+            self.socket.frameReceived()
             self.receive(frame, group: &group)
         case .closed(let id, let close):
             self.connections[id] = nil
@@ -225,6 +230,7 @@ final class ClientDriver {
         self.connections = [:]
         for (_, entry) in self.timers { entry.cancellation.cancel() }
         self.timers = [:]
+        self.deliverPending()
         for (_, subscription) in self.subscriptions { subscription.sink.finish() }
         self.subscriptions = [:]
         self.channels = [:]
