@@ -167,16 +167,21 @@ extension ClientDriver {
         }
     }
 
-    /// Queues `event` for `subscriber`; the run loop hands it over with the rest of its batch (``deliverPending()``).
+    /// Queues `event` for `subscriber`; the run loop hands it over with the rest of its batch (``deliverPending()``),
+    /// or sooner once ``deliveryChunk`` are waiting.
     private func yield(_ event: ChannelStateMachine.SubscriberEvent, to subscriber: SubscriberID) {
         guard let subscription = self.subscriptions[subscriber] else { return }
         switch subscription.sink {
         case .postgresChanges:
             guard let published = Self.postgresChangesEvent(event) else { return }
             self.pendingChanges[subscriber, default: []].append(published)
+            if self.pendingChanges[subscriber]?.count ?? 0 >= Self.deliveryChunk { self.deliverPending(to: subscriber) }
         case .broadcast:
             guard let published = Self.broadcastEvent(event) else { return }
             self.pendingBroadcasts[subscriber, default: []].append(published)
+            if self.pendingBroadcasts[subscriber]?.count ?? 0 >= Self.deliveryChunk {
+                self.deliverPending(to: subscriber)
+            }
         }
     }
 

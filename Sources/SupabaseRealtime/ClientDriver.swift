@@ -111,7 +111,10 @@ final class ClientDriver {
     var channelCounter: UInt64 = 0
     var random: SplitMix64
     /// At most this many decoded inbound frames wait in the event queue (see ``InboundCredits``).
-    let inboundCredits = InboundCredits(limit: 256)
+    let inboundCredits = InboundCredits(limit: 128)
+    /// A subscription's queued events are handed over once this many are waiting, before the batch ends: the
+    /// back-pressure check (``SubscriptionBacklog``) then lags the socket by at most this many plus the credits.
+    static let deliveryChunk = 64
     private(set) var isShuttingDown = false
 
     init(client: RealtimeClient, writer: Mailbox<WriterCommand>) {

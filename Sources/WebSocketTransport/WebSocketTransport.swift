@@ -98,42 +98,67 @@ public protocol WebSocketTransport: Sendable {
 
 /// The inbound side of a connection: messages in arrival order, ending with one `.closed` event.
 ///
-/// Single consumer. The transport that creates it may observe consumption (the libwebsockets transport uses this
-/// to pause reading from the socket while the consumer is behind, see `LWSWebSocketTransport`).
+/// Single consumer. The libwebsockets transport hands the consumer every message queued so far at once and pauses
+/// reading from the socket while the consumer is behind (see `LWSWebSocketTransport`).
 public struct WebSocketEvents: AsyncSequence, Sendable {
     public typealias Element = WebSocketEvent
     public typealias Failure = Never
 
-    let stream: AsyncStream<WebSocketEvent>
-    let onConsume: (@Sendable (WebSocketEvent) -> Void)?
+    private enum Source: Sendable {
+        case stream(AsyncStream<WebSocketEvent>)
+        case queue(InboundEventQueue)
+    }
+
+    private let source: Source
 
     /// Wraps a stream the transport feeds. The stream must end right after yielding `.closed`.
     public init(_ stream: AsyncStream<WebSocketEvent>) {
-        self.init(stream, onConsume: nil)
+        self.source = .stream(stream)
     }
 
-    init(_ stream: AsyncStream<WebSocketEvent>, onConsume: (@Sendable (WebSocketEvent) -> Void)?) {
-        self.stream = stream
-        self.onConsume = onConsume
+    /// Reads a queue the transport feeds a message at a time and the consumer takes a batch at a time.
+    init(_ queue: InboundEventQueue) {
+        self.source = .queue(queue)
     }
 
     /// Returns the iterator. Iterate from one task only.
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: self.stream.makeAsyncIterator(), onConsume: self.onConsume)
+        switch self.source {
+        case .stream(let stream): AsyncIterator(base: .stream(stream.makeAsyncIterator()))
+        case .queue(let queue): AsyncIterator(base: .queue(queue))
+        }
     }
 
     /// Iterates the events of one connection.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncStream<WebSocketEvent>.Iterator
-        let onConsume: (@Sendable (WebSocketEvent) -> Void)?
+        enum Base {
+            case stream(AsyncStream<WebSocketEvent>.Iterator)
+            case queue(InboundEventQueue)
+        }
+
+        var base: Base
+        /// The batch taken from a queue and the position in it.
+        var batch: [WebSocketEvent] = []
+        var position = 0
 
         /// The next event, or `nil` after `.closed`.
         public mutating func next() async -> WebSocketEvent? {
-            let event = await self.base.next()
-            if let event, let onConsume = self.onConsume {
-                onConsume(event)
+            switch self.base {
+            case .stream(var iterator):
+                let event = await iterator.next()
+                self.base = .stream(iterator)
+                return event
+            case .queue(let queue):
+                if self.position < self.batch.count {
+                    defer { self.position += 1 }
+                    return self.batch[self.position]
+                }
+                self.batch = await queue.take(after: self.batch)
+                self.position = 0
+                guard !self.batch.isEmpty else { return nil }
+                self.position = 1
+                return self.batch[0]
             }
-            return event
         }
     }
 }
