@@ -168,9 +168,29 @@ struct JobStoreCore: Sendable {
             return present
         }
         var merged = known
-        var seen: Set<String> = []
-        for member in present.members where seen.insert(member.key).inserted {
-            merged[member.key] = member.value
+        guard known.members.count + present.members.count <= 64 else {
+            var seen: Set<String> = []
+            for member in present.members where seen.insert(member.key).inserted {
+                merged[member.key] = member.value
+            }
+            return merged
+        }
+        // Columns in another order, or some missing: each key is looked for where it is expected first (the same
+        // position), then among the known columns; a bit per known column marks the ones already set from
+        // `present`, so a repeated key keeps its first value. No hashing, no set.
+        var written: UInt64 = 0
+        for (position, member) in present.members.enumerated() {
+            let index =
+                position < merged.members.count && merged.members[position].key == member.key
+                ? position : merged.members.firstIndex { $0.key == member.key }
+            if let index {
+                guard written & (1 << UInt64(index)) == 0 else { continue }
+                written |= 1 << UInt64(index)
+                merged.members[index].value = member.value
+            } else {
+                written |= 1 << UInt64(merged.members.count)
+                merged.members.append(member)
+            }
         }
         return merged
     }
