@@ -64,8 +64,9 @@ final class Mailbox<Element: Sendable>: Sendable {
     func nextBatch() async -> [Element]? {
         let queued: [Element]?? = self.state.withLockedValue { state in
             if state.head < state.buffer.count {
+                // Handed over whole (no copy when nothing was taken from its front); the next send starts a new one.
                 let batch = state.head == 0 ? state.buffer : Array(state.buffer[state.head...])
-                state.buffer.removeAll(keepingCapacity: true)
+                state.buffer = []
                 state.head = 0
                 return .some(batch)
             }
