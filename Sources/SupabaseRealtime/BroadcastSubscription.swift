@@ -78,8 +78,8 @@ extension RealtimeClient {
         replay: BroadcastReplay? = nil
     ) -> BroadcastSubscription {
         let id = self.nextSubscriberID()
-        // Unbounded in batches: the driver bounds the unread events (SubscriptionBacklog).
-        let (stream, continuation) = AsyncThrowingStream<[BroadcastSubscriptionEvent], any Error>.makeStream()
+        let (stream, continuation) = AsyncThrowingStream<BroadcastSubscriptionEvent, any Error>.makeStream(
+            bufferingPolicy: .bufferingOldest(self.configuration.subscriptionBufferSize))
         if topic.isEmpty || (replay != nil && !isPrivate) {
             let problem = topic.isEmpty ? "the topic is empty" : "replay is only available on private channels (§B5)"
             continuation.finish(throwing: RealtimeClientError(.invalidSubscription, problem))

@@ -48,7 +48,6 @@ extension ClientDriver {
                 // The server closed the channel and it will not be rejoined (§9.3): end its subscriptions.
                 let error = RealtimeClientError(.channelClosed, Self.describe(reason))
                 for subscriber in subscribers {
-                    self.deliverPending(to: subscriber)
                     self.subscriptions.removeValue(forKey: subscriber)?.sink.finish(throwing: error)
                 }
             case .refreshTokenThenRejoin:
@@ -167,54 +166,25 @@ extension ClientDriver {
         }
     }
 
-    /// Queues `event` for `subscriber`; the run loop hands it over with the rest of its batch (``deliverPending()``),
-    /// or sooner once ``deliveryChunk`` are waiting.
     private func yield(_ event: ChannelStateMachine.SubscriberEvent, to subscriber: SubscriberID) {
         guard let subscription = self.subscriptions[subscriber] else { return }
-        switch subscription.sink {
-        case .postgresChanges:
-            guard let published = Self.postgresChangesEvent(event) else { return }
-            self.pendingChanges[subscriber, default: []].append(published)
-            if self.pendingChanges[subscriber]?.count ?? 0 >= Self.deliveryChunk { self.deliverPending(to: subscriber) }
-        case .broadcast:
-            guard let published = Self.broadcastEvent(event) else { return }
-            self.pendingBroadcasts[subscriber, default: []].append(published)
-            if self.pendingBroadcasts[subscriber]?.count ?? 0 >= Self.deliveryChunk {
-                self.deliverPending(to: subscriber)
-            }
-        }
-    }
-
-    /// Hands every subscription the events queued for it: one hand-off per subscription and batch, not per event.
-    func deliverPending() {
-        for subscriber in Array(self.pendingChanges.keys) + Array(self.pendingBroadcasts.keys) {
-            self.deliverPending(to: subscriber)
-        }
-    }
-
-    /// Hands `subscriber` the events queued for it. A consumer a whole buffer behind gets what still fits, then its
-    /// sequence ends with ``RealtimeClientError/Code/subscriptionOverflow`` rather than silently losing events (its
-    /// onTermination sends `.unsubscribe`, which removes its binding).
-    func deliverPending(to subscriber: SubscriberID) {
-        let changes = self.pendingChanges.removeValue(forKey: subscriber)
-        let broadcasts = self.pendingBroadcasts.removeValue(forKey: subscriber)
-        guard let subscription = self.subscriptions[subscriber] else { return }
-        let count = changes?.count ?? broadcasts?.count ?? 0
-        guard count > 0 else { return }
-        let capacity = self.configuration.subscriptionBufferSize
-        let accepted = self.client.backlog.add(subscriber, count: count, capacity: capacity)
+        let result: YieldOutcome
         switch subscription.sink {
         case .postgresChanges(let continuation):
-            if accepted > 0, let changes { continuation.yield(accepted == count ? changes : Array(changes[..<accepted])) }
+            guard let published = Self.postgresChangesEvent(event) else { return }
+            result = YieldOutcome(continuation.yield(published))
         case .broadcast(let continuation):
-            if accepted > 0, let broadcasts {
-                continuation.yield(accepted == count ? broadcasts : Array(broadcasts[..<accepted]))
-            }
+            guard let published = Self.broadcastEvent(event) else { return }
+            result = YieldOutcome(continuation.yield(published))
         }
-        if accepted < count {
+        if result == .enqueued { self.client.backlog.added(subscriber) }
+        if result == .dropped {
+            // The consumer fell a whole buffer behind: end it rather than silently lose events. Its onTermination
+            // sends `.unsubscribe`, which removes its binding.
             subscription.sink.finish(
                 throwing: RealtimeClientError(
-                    .subscriptionOverflow, "the consumer fell \(capacity) events behind"))
+                    .subscriptionOverflow,
+                    "the consumer fell \(self.configuration.subscriptionBufferSize) events behind"))
         }
     }
 
@@ -259,14 +229,25 @@ extension ClientDriver {
     /// A subscription ended (its consumer stopped or fell behind): its channel's machine unbinds or leaves.
     func unsubscribe(_ id: SubscriberID, group: inout TaskGroup<Void>) {
         self.client.backlog.removed(id)
-        // The consumer is gone: what was queued for it goes nowhere.
-        self.pendingChanges[id] = nil
-        self.pendingBroadcasts[id] = nil
         // Subscriptions the driver ended itself (channel closed, shutdown) are already gone.
         guard let subscription = self.subscriptions.removeValue(forKey: id) else { return }
         self.logger.debug(
             "realtime unsubscribe",
             metadata: ["realtime.topic": "\(subscription.topic)", "realtime.subscriber": "\(id)"])
         self.withChannel(subscription.topic, group: &group) { machine, refs in machine.unsubscribe(id, refs: &refs) }
+    }
+}
+
+/// What handing an event to a subscription's stream did.
+enum YieldOutcome {
+    case enqueued, dropped, terminated
+
+    init<Event>(_ result: AsyncThrowingStream<Event, any Error>.Continuation.YieldResult) {
+        switch result {
+        case .enqueued: self = .enqueued
+        case .dropped: self = .dropped
+        case .terminated: self = .terminated
+        @unknown default: self = .terminated
+        }
     }
 }

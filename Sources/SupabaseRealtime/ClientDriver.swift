@@ -25,8 +25,8 @@ struct SubscriptionRequest: Sendable {
 
 /// The stream a subscription's events go to.
 enum SubscriptionSink: Sendable {
-    case postgresChanges(AsyncThrowingStream<[RealtimeSubscriptionEvent], any Error>.Continuation)
-    case broadcast(AsyncThrowingStream<[BroadcastSubscriptionEvent], any Error>.Continuation)
+    case postgresChanges(AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.Continuation)
+    case broadcast(AsyncThrowingStream<BroadcastSubscriptionEvent, any Error>.Continuation)
 
     /// Ends the stream, with an error or normally.
     func finish(throwing error: RealtimeClientError? = nil) {
@@ -97,10 +97,6 @@ final class ClientDriver {
     var channels: [Topic: ChannelStateMachine] = [:]
     /// The stream of each subscriber, and the topic its machine knows it under.
     var subscriptions: [SubscriberID: SubscriptionEntry] = [:]
-    /// Events for each subscription from the batch being handled, handed over when it is done
-    /// (``deliverPending()``).
-    var pendingChanges: [SubscriberID: [RealtimeSubscriptionEvent]] = [:]
-    var pendingBroadcasts: [SubscriberID: [BroadcastSubscriptionEvent]] = [:]
     var timers: [TimerKey: (generation: UInt64, cancellation: TimerCancellation)] = [:]
     var timerGeneration: UInt64 = 0
     var accessToken: String?
@@ -111,10 +107,7 @@ final class ClientDriver {
     var channelCounter: UInt64 = 0
     var random: SplitMix64
     /// At most this many decoded inbound frames wait in the event queue (see ``InboundCredits``).
-    let inboundCredits = InboundCredits(limit: 128)
-    /// A subscription's queued events are handed over once this many are waiting, before the batch ends: the
-    /// back-pressure check (``SubscriptionBacklog``) then lags the socket by at most this many plus the credits.
-    static let deliveryChunk = 64
+    let inboundCredits = InboundCredits(limit: 256)
     private(set) var isShuttingDown = false
 
     init(client: RealtimeClient, writer: Mailbox<WriterCommand>) {
@@ -233,7 +226,6 @@ final class ClientDriver {
         self.connections = [:]
         for (_, entry) in self.timers { entry.cancellation.cancel() }
         self.timers = [:]
-        self.deliverPending()
         for (_, subscription) in self.subscriptions { subscription.sink.finish() }
         self.subscriptions = [:]
         self.channels = [:]

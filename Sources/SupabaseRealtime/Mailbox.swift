@@ -58,24 +58,6 @@ final class Mailbox<Element: Sendable>: Sendable {
         }
     }
 
-    /// Every queued element in order (one lock for the lot), or `nil` once finished and drained; suspends only when
-    /// the mailbox is empty. Single consumer. The run loop handles a batch, then hands each subscription what the
-    /// batch produced for it at once.
-    func nextBatch() async -> [Element]? {
-        let queued: [Element]?? = self.state.withLockedValue { state in
-            if state.head < state.buffer.count {
-                // Handed over whole (no copy when nothing was taken from its front); the next send starts a new one.
-                let batch = state.head == 0 ? state.buffer : Array(state.buffer[state.head...])
-                state.buffer = []
-                state.head = 0
-                return .some(batch)
-            }
-            return state.finished ? .some(nil) : nil
-        }
-        if let queued { return queued }
-        return await self.next().map { [$0] }
-    }
-
     /// The next queued element (`.some(nil)` once finished and drained), or `nil` when the consumer must wait.
     private static func take(_ state: inout State) -> Element?? {
         if state.head < state.buffer.count {

@@ -73,12 +73,11 @@ public struct RealtimeSubscription<Event: Sendable>: AsyncSequence, Sendable {
     public typealias Element = Event
     public typealias Failure = any Error
 
-    /// The events, in the batches the client's run loop hands over (one per batch of frames it handled).
-    let stream: AsyncThrowingStream<[Event], any Error>
+    let stream: AsyncThrowingStream<Event, any Error>
     /// Where the consumer's progress is counted (back-pressure, see ``SubscriptionBacklog``).
     let backlog: (SubscriptionBacklog, SubscriberID)?
 
-    init(stream: AsyncThrowingStream<[Event], any Error>, backlog: (SubscriptionBacklog, SubscriberID)? = nil) {
+    init(stream: AsyncThrowingStream<Event, any Error>, backlog: (SubscriptionBacklog, SubscriberID)? = nil) {
         self.stream = stream
         self.backlog = backlog
     }
@@ -90,31 +89,14 @@ public struct RealtimeSubscription<Event: Sendable>: AsyncSequence, Sendable {
 
     /// The iterator.
     public struct Iterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingStream<[Event], any Error>.Iterator
+        var base: AsyncThrowingStream<Event, any Error>.Iterator
         let backlog: (SubscriptionBacklog, SubscriberID)?
-        /// The batch being read and the position in it: events are taken a batch at a time (one hand-off for the
-        /// lot) and still count as unread until the consumer comes back for the next batch.
-        var batch: [Event] = []
-        var position = 0
 
         /// The next event; throws ``RealtimeClientError`` when the subscription fails.
         public mutating func next() async throws -> Event? {
-            if self.position < self.batch.count {
-                defer { self.position += 1 }
-                return self.batch[self.position]
-            }
-            if !self.batch.isEmpty, let (backlog, id) = self.backlog {
-                backlog.consumed(id, count: self.batch.count)
-            }
-            self.batch = []
-            self.position = 0
-            while let batch = try await self.base.next() {
-                guard !batch.isEmpty else { continue }
-                self.batch = batch
-                self.position = 1
-                return batch[0]
-            }
-            return nil
+            let event = try await self.base.next()
+            if event != nil, let (backlog, id) = self.backlog { backlog.consumed(id) }
+            return event
         }
     }
 }

@@ -99,8 +99,8 @@ public final class RealtimeClient: Service, Sendable {
     ) -> PostgresChangeSubscription {
         let binding = PostgresChangeBinding(event: event, schema: schema, table: table, filter: filter)
         let id = self.nextSubscriberID()
-        // Unbounded in batches: the driver bounds the unread events (SubscriptionBacklog).
-        let (stream, continuation) = AsyncThrowingStream<[RealtimeSubscriptionEvent], any Error>.makeStream()
+        let (stream, continuation) = AsyncThrowingStream<RealtimeSubscriptionEvent, any Error>.makeStream(
+            bufferingPolicy: .bufferingOldest(self.configuration.subscriptionBufferSize))
         let events = self.events
         continuation.onTermination = { _ in events.send(.unsubscribe(id)) }
         let request = SubscriptionRequest(
@@ -145,29 +145,18 @@ public final class RealtimeClient: Service, Sendable {
         let driver = ClientDriver(client: self, writer: writer)
         await withTaskGroup(of: Void.self) { outer in
             outer.addTask { await ClientDriver.runWriter(writer, logger: self.configuration.logger) }
-            // Events of the last batch that came after the shutdown.
-            let late = await withTaskGroup(of: Void.self) { group -> ArraySlice<DriverEvent> in
+            await withTaskGroup(of: Void.self) { group in
                 driver.start(group: &group)
-                var late: ArraySlice<DriverEvent> = []
-                batches: while let batch = await self.events.nextBatch() {
-                    for (index, event) in batch.enumerated() {
-                        driver.handle(event, group: &group)
-                        if driver.isShuttingDown {
-                            late = batch[(index + 1)...]
-                            break batches
-                        }
-                    }
-                    // What the batch produced for each subscription, handed over at once.
-                    driver.deliverPending()
+                while let event = await self.events.next() {
+                    driver.handle(event, group: &group)
+                    if driver.isShuttingDown { break }
                 }
                 driver.shutdown(group: &group)
                 group.cancelAll()
-                return late
             }
             // Every child task has ended; handle what raced with the shutdown, then let the writer finish sending
             // the final frames and closing the socket (the outer group waits for it).
             self.events.finish()
-            for event in late { driver.handleAfterShutdown(event) }
             while let event = await self.events.next() {
                 driver.handleAfterShutdown(event)
             }

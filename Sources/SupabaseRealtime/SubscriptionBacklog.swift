@@ -4,8 +4,8 @@ import NIOConcurrencyHelpers
 /// Back-pressure from subscriptions to the socket: how many events each subscription was handed and has not
 /// consumed yet.
 ///
-/// The driver counts the events it hands a subscription (``add(_:count:capacity:)``, a batch at a time), the
-/// subscription's iterator those its consumer has taken (``consumed(_:count:)``, when it comes back for more). While some subscription holds more than ``highWater`` unread events, the
+/// The driver counts each event it hands a subscription (``added(_:)``), the subscription's iterator each one its
+/// consumer takes (``consumed(_:)``). While some subscription holds more than ``highWater`` unread events, the
 /// connection's reader waits (``waitWhileBehind(time:maximum:)``) before taking the next frame from the socket,
 /// so a burst slows the server down (TCP flow control) instead of overflowing a subscription's buffer. A consumer
 /// that makes no progress for `maximum` is given up on: reading resumes, and that subscription overflows as before
@@ -28,25 +28,21 @@ final class SubscriptionBacklog: Sendable {
         self.highWater = max(1, highWater)
     }
 
-    /// The driver hands `subscriber` up to `count` events: returns how many fit (`capacity` unread at most); the
-    /// rest overflow.
-    func add(_ subscriber: SubscriberID, count: Int, capacity: Int) -> Int {
+    /// The driver handed `subscriber` one event.
+    func added(_ subscriber: SubscriberID) {
         self.state.withLockedValue { state in
-            let before = state.unread[subscriber, default: 0]
-            let accepted = max(0, min(count, capacity - before))
-            state.unread[subscriber] = before + accepted
-            if before <= self.highWater && before + accepted > self.highWater { state.behind += 1 }
-            return accepted
+            let unread = state.unread[subscriber, default: 0] + 1
+            state.unread[subscriber] = unread
+            if unread == self.highWater + 1 { state.behind += 1 }
         }
     }
 
-    /// The consumer of `subscriber` took `count` events.
-    func consumed(_ subscriber: SubscriberID, count: Int) {
+    /// The consumer of `subscriber` took one event.
+    func consumed(_ subscriber: SubscriberID) {
         let waiter = self.state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-            guard let unread = state.unread[subscriber], unread > 0, count > 0 else { return nil }
-            let after = max(0, unread - count)
-            state.unread[subscriber] = after
-            if unread > self.highWater && after <= self.highWater { state.behind -= 1 }
+            guard let unread = state.unread[subscriber], unread > 0 else { return nil }
+            state.unread[subscriber] = unread - 1
+            if unread == self.highWater + 1 { state.behind -= 1 }
             return Self.released(&state)
         }
         waiter?.resume()

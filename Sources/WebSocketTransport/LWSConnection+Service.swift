@@ -316,7 +316,7 @@ extension LWSConnection {
             }
             return false
         }
-        self.inbound.push(.message(message))
+        self.eventsContinuation.yield(.message(message))
         if pause && !self.rxPaused {
             self.rxPaused = true
             _ = lws_rx_flow_control(wsi, 0)
@@ -465,9 +465,9 @@ extension LWSConnection {
                     "ws.code": "\(close.code.map(String.init) ?? "none")", "ws.byPeer": "\(close.initiatedByPeer)",
                 ]
             )
-            self.inbound.push(.closed(close))
+            self.eventsContinuation.yield(.closed(close))
         }
-        self.inbound.finish()
+        self.eventsContinuation.finish()
         let writing = self.writing
         self.writing = nil
         let connectFailure =

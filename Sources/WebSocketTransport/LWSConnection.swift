@@ -51,7 +51,7 @@ struct LWSInboundLimits: Sendable {
 /// `shared` lock while `contextAddress` is set (the context is destroyed only after it is cleared under the lock).
 final class LWSConnection: WebSocketConnection, @unchecked Sendable {
     // @unchecked Sendable: `shared` is a `Locked` (pthread mutex); `request`, `endpoint`, `logger`, `limits`,
-    // `events` and `inbound` are immutable and Sendable; every stored property under "lws-confined" is
+    // `events` and `eventsContinuation` are immutable and Sendable; every stored property under "lws-confined" is
     // only touched by the service thread, or before it starts (pthread_create is the happens-before edge).
     let request: WebSocketRequest
     let endpoint: LWSEndpoint
@@ -59,7 +59,7 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
     let limits: LWSInboundLimits
     let shared = NIOLockedValueBox(LWSSharedState())
     let events: WebSocketEvents
-    let inbound: InboundEventQueue
+    let eventsContinuation: AsyncStream<WebSocketEvent>.Continuation
 
     // MARK: lws-confined state
     var context: OpaquePointer?
@@ -94,13 +94,13 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
         self.wsiSlot.initialize(to: nil)
         self.protocols = .allocate(capacity: 2)
         self.protocols.initialize(repeating: lws_protocols(), count: 2)
-        // The consumption hooks cannot capture `self` before init completes; route them through a box.
+        let (stream, continuation) = AsyncStream<WebSocketEvent>.makeStream(bufferingPolicy: .unbounded)
+        self.eventsContinuation = continuation
+        // The consumption hook cannot capture `self` before init completes; route it through a box.
         let box = LWSWeakBox()
-        self.inbound = InboundEventQueue(
-            consumed: { messages, bytes in box.connection?.consumed(messages: messages, bytes: bytes) },
-            consumerGone: { box.connection?.consumerTerminated() })
-        self.events = WebSocketEvents(self.inbound)
+        self.events = WebSocketEvents(stream, onConsume: { event in box.connection?.consumed(event) })
         box.connection = self
+        continuation.onTermination = { _ in box.connection?.consumerTerminated() }
     }
 
     deinit {
@@ -235,10 +235,11 @@ final class LWSConnection: WebSocketConnection, @unchecked Sendable {
 
     // MARK: Consumption (any thread)
 
-    private func consumed(messages: Int, bytes: Int) {
+    private func consumed(_ event: WebSocketEvent) {
+        guard case .message(let message) = event else { return }
         self.shared.withLockedValue { state in
-            state.bufferedMessages -= messages
-            state.bufferedBytes -= bytes
+            state.bufferedMessages -= 1
+            state.bufferedBytes -= message.byteCount
             if state.receivePaused, state.bufferedMessages <= self.limits.maxMessages / 2,
                 state.bufferedBytes <= self.limits.maxBytes / 2
             {

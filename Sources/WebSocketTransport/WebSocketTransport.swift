@@ -98,67 +98,42 @@ public protocol WebSocketTransport: Sendable {
 
 /// The inbound side of a connection: messages in arrival order, ending with one `.closed` event.
 ///
-/// Single consumer. The libwebsockets transport hands the consumer every message queued so far at once and pauses
-/// reading from the socket while the consumer is behind (see `LWSWebSocketTransport`).
+/// Single consumer. The transport that creates it may observe consumption (the libwebsockets transport uses this
+/// to pause reading from the socket while the consumer is behind, see `LWSWebSocketTransport`).
 public struct WebSocketEvents: AsyncSequence, Sendable {
     public typealias Element = WebSocketEvent
     public typealias Failure = Never
 
-    private enum Source: Sendable {
-        case stream(AsyncStream<WebSocketEvent>)
-        case queue(InboundEventQueue)
-    }
-
-    private let source: Source
+    let stream: AsyncStream<WebSocketEvent>
+    let onConsume: (@Sendable (WebSocketEvent) -> Void)?
 
     /// Wraps a stream the transport feeds. The stream must end right after yielding `.closed`.
     public init(_ stream: AsyncStream<WebSocketEvent>) {
-        self.source = .stream(stream)
+        self.init(stream, onConsume: nil)
     }
 
-    /// Reads a queue the transport feeds a message at a time and the consumer takes a batch at a time.
-    init(_ queue: InboundEventQueue) {
-        self.source = .queue(queue)
+    init(_ stream: AsyncStream<WebSocketEvent>, onConsume: (@Sendable (WebSocketEvent) -> Void)?) {
+        self.stream = stream
+        self.onConsume = onConsume
     }
 
     /// Returns the iterator. Iterate from one task only.
     public func makeAsyncIterator() -> AsyncIterator {
-        switch self.source {
-        case .stream(let stream): AsyncIterator(base: .stream(stream.makeAsyncIterator()))
-        case .queue(let queue): AsyncIterator(base: .queue(queue))
-        }
+        AsyncIterator(base: self.stream.makeAsyncIterator(), onConsume: self.onConsume)
     }
 
     /// Iterates the events of one connection.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        enum Base {
-            case stream(AsyncStream<WebSocketEvent>.Iterator)
-            case queue(InboundEventQueue)
-        }
-
-        var base: Base
-        /// The batch taken from a queue and the position in it.
-        var batch: [WebSocketEvent] = []
-        var position = 0
+        var base: AsyncStream<WebSocketEvent>.Iterator
+        let onConsume: (@Sendable (WebSocketEvent) -> Void)?
 
         /// The next event, or `nil` after `.closed`.
         public mutating func next() async -> WebSocketEvent? {
-            switch self.base {
-            case .stream(var iterator):
-                let event = await iterator.next()
-                self.base = .stream(iterator)
-                return event
-            case .queue(let queue):
-                if self.position < self.batch.count {
-                    defer { self.position += 1 }
-                    return self.batch[self.position]
-                }
-                self.batch = await queue.take(after: self.batch)
-                self.position = 0
-                guard !self.batch.isEmpty else { return nil }
-                self.position = 1
-                return self.batch[0]
+            let event = await self.base.next()
+            if let event, let onConsume = self.onConsume {
+                onConsume(event)
             }
+            return event
         }
     }
 }
