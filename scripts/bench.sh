@@ -9,6 +9,7 @@
 #          [--persistence-jobs N] [--longrun-jobs N] [--longrun-delete-fraction F] [--longrun-no-cache]
 #          [--retention SECONDS]
 #   SCRATCH_PATH=/path/to/.build   reuse a build folder (default: .build in the repository)
+#   BENCH_CLIENT_DEBUG=1           the JobSync clients under test log at debug level to their stderr
 # `persistence` (SQLite merges/s, 1/4/16 mergers) counts fsyncs with strace when it is installed (apt-get install
 # strace); `longrun` (all-jobs mode, 200,000 jobs, client memory at checkpoints) runs the store with its default
 # retention (finished jobs leave memory after 10 minutes) or the period given by --retention.

@@ -272,7 +272,11 @@ struct JobSyncUnderTest: Sendable {
         accessToken: String? = nil,
         protocolVersion: ProtocolVersion = .v2
     ) throws -> JobSyncUnderTest {
-        let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
+        var logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
+        if ProcessInfo.processInfo.environment["BENCH_CLIENT_DEBUG"] != nil {
+            logger = Logger(label: "bench", factory: { StreamLogHandler.standardError(label: $0) })
+            logger.logLevel = .debug
+        }
         let counting = CountingTransport()
         let rest = try PostgRESTClient(
             configuration: .init(

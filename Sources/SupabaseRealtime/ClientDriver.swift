@@ -174,6 +174,7 @@ final class ClientDriver {
         case .inbound(let id, let frame):
             self.inboundCredits.release()
             guard self.socket.openConnection == id else { return }
+            self.socket.frameReceived()
             self.receive(frame, group: &group)
         case .closed(let id, let close):
             self.connections[id] = nil

@@ -21,11 +21,13 @@ extension RealtimeClient {
         /// Heartbeat interval (§3). Default 25 s.
         public var heartbeatInterval: Duration
         /// How long a heartbeat may wait for its reply. Default 10 s (tolerates the server's 5 s join-error pause).
+        /// Frames are signs of life: while they keep arriving, a reply queued behind them (a backlog the client works
+        /// through) does not time out; the connection is given up after a whole timeout in which no frame arrived.
         public var heartbeatTimeout: Duration
-        /// When set, a heartbeat unanswered for this long makes every live subscription report
-        /// ``NotLiveReason/Kind/socketUnresponsive`` while the connection is kept (a silent stall delivers nothing,
-        /// §13.1), and its late reply makes them ``RealtimeSubscriptionEvent/live`` again. With a short
-        /// ``heartbeatInterval`` this detects a stall in seconds without reconnecting on every slow reply.
+        /// When set, a heartbeat unanswered for this long, with no frame received in that time either, makes every
+        /// live subscription report ``NotLiveReason/Kind/socketUnresponsive`` while the connection is kept (a silent
+        /// stall delivers nothing, §13.1), and its late reply makes them ``RealtimeSubscriptionEvent/live`` again.
+        /// With a short ``heartbeatInterval`` this detects a stall in seconds without reconnecting on every slow reply.
         /// Default nil (off).
         public var unresponsiveAfter: Duration?
         /// How often a heartbeat asks the access-token provider again when the current token has no readable `exp`

@@ -91,6 +91,35 @@ struct JobStoreCoreTests {
         #expect(core.merge(observe(full, source: .poll)) == .ignored(.duplicate))
     }
 
+    @Test("a change record in another column order, with a column missing, repeated or new, merges by key")
+    func recordColumnsByKey() throws {
+        var core = JobStoreCore()
+        core.merge(
+            observe(
+                row(idA, status: "processing", updatedAt: ts(1), progress: "page 1", extra: ["owner": .string("a")]),
+                source: .reconciliation))
+        // The server's order differs from the REST row's; `progress` is missing (an unchanged TOASTed column);
+        // `status` is repeated (the first wins); `tenant` is a column the store has not seen.
+        let record = JSONObject([
+            .init(key: "owner", value: .string("b")),
+            .init(key: "status", value: .string("completed")),
+            .init(key: "updated_at", value: .string(ts(2))),
+            .init(key: "status", value: .string("failed")),
+            .init(key: "id", value: .string(idA.rawValue)),
+            .init(key: "tenant", value: .string("t1")),
+            .init(key: "tenant", value: .string("t2")),
+        ])
+        guard case .updated(let job, _) = core.merge(observe(record)) else {
+            Issue.record("a newer record advances")
+            return
+        }
+        #expect(job.status == .completed)
+        #expect(job.progress == "page 1")
+        #expect(job.columns["owner"] == .string("b"))
+        #expect(job.columns["tenant"] == .string("t1"))
+        #expect(job.columns.keys == ["id", "status", "updated_at", "progress", "owner", "tenant"])
+    }
+
     @Test("deletion removes the job once; a stale row after it is refused; a newer re-insert is accepted")
     func deletion() {
         var core = JobStoreCore()

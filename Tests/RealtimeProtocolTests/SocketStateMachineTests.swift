@@ -154,6 +154,33 @@ struct SocketStateMachineTests {
         #expect(!timeout.contains(.notifySocketResponsive))
     }
 
+    @Test("§3 frames are signs of life: a reply queued behind a backlog is neither late nor timed out; silence is")
+    func framesKeepTheSocketAlive() throws {
+        var machine = Self.exactMachine(.init(heartbeatInterval: .seconds(3), unresponsiveAfter: .milliseconds(1_500)))
+        let connection = try Self.open(&machine)
+        _ = machine.timerFired(.heartbeat, now: .seconds(3))
+        // The client is working through a backlog: frames keep arriving, the reply is still behind them.
+        machine.frameReceived()
+        let stillLive = [SocketStateMachine.Action.scheduleTimer(.heartbeatLate("1"), after: .milliseconds(1_500))]
+        #expect(machine.timerFired(.heartbeatLate("1"), now: .milliseconds(4_500)) == stillLive)
+        machine.frameReceived()
+        #expect(machine.timerFired(.heartbeatLate("1"), now: .seconds(6)) == stillLive)
+        // 1.5 s without a frame: late.
+        #expect(machine.timerFired(.heartbeatLate("1"), now: .milliseconds(7_500)) == [.notifySocketUnresponsive])
+        machine.frameReceived()
+        #expect(machine.timerFired(.heartbeat, now: .seconds(12)) == [.scheduleTimer(.heartbeat, after: .seconds(3))])
+        #expect(
+            machine.timerFired(.heartbeatTimeout("1"), now: .seconds(13))
+                == [.scheduleTimer(.heartbeatTimeout("1"), after: .seconds(10))])
+        // The heartbeat tick no longer decides once the timeout was armed again, though 12 s passed without a reply.
+        #expect(machine.timerFired(.heartbeat, now: .seconds(15)) == [.scheduleTimer(.heartbeat, after: .seconds(3))])
+        #expect(machine.status == .connected)
+        // No frame since the timeout was armed again: the connection is given up.
+        let timeout = machine.timerFired(.heartbeatTimeout("1"), now: .seconds(23))
+        #expect(timeout.contains(.closeTransport(connection, code: 1000, reason: "heartbeat timeout")))
+        #expect(timeout.contains(.notifySocketLost))
+    }
+
     @Test("an answered heartbeat cancels its timers; a timer the machine cancelled traps in debug builds")
     func answeredHeartbeatCancelsTimers() async throws {
         var machine = Self.exactMachine()

@@ -1,4 +1,5 @@
 public import Foundation
+import DequeModule
 import JobSyncCore
 public import Logging
 import NIOConcurrencyHelpers
@@ -180,7 +181,7 @@ public final class OutcomeConsumer: Service, Sendable {
         public var holder: String
         /// How long a claim lasts without renewal (default 30 s): the time a dead replica's outcomes wait.
         public var lease: Duration
-        /// Claim requests in flight at most (default 8).
+        /// Claim requests in flight at most, and acknowledgement requests in flight at most (default 8 each).
         public var maximumConcurrentClaims: Int
 
         /// Creates fleet settings with the defaults documented on each property.
@@ -261,7 +262,7 @@ public final class OutcomeConsumer: Service, Sendable {
         case claimsEnded
         case renew([JobID])
         case fleetAcknowledgementsWanted
-        case fleetAcknowledgementsEnded
+        case fleetAcknowledgementsEnded(allAnswered: Bool)
     }
 
     struct State {
@@ -275,7 +276,7 @@ public final class OutcomeConsumer: Service, Sendable {
         var unwritten: [ConsumerChange] = []
         var draining = false
         /// Fleet mode: acknowledgements (and dead letters) not yet sent to `jobsync_ack`.
-        var fleetAcknowledgements: [JobID] = []
+        var fleetAcknowledgements: Deque<JobID> = []
         /// Fleet mode: a claim was refused for the key's role (reported once).
         var deniedReported = false
     }
@@ -518,12 +519,15 @@ public final class OutcomeConsumer: Service, Sendable {
                     guard let fleet = self.fleet, !acknowledging else { break }
                     acknowledging = true
                     group.addTask {
-                        await self.sendFleetAcknowledgements(fleet)
-                        self.send(.fleetAcknowledgementsEnded)
+                        let allAnswered = await self.sendFleetAcknowledgements(fleet)
+                        self.send(.fleetAcknowledgementsEnded(allAnswered: allAnswered))
                     }
-                case .fleetAcknowledgementsEnded:
+                case .fleetAcknowledgementsEnded(let allAnswered):
                     acknowledging = false
-                    if !self.state.withLockedValue({ $0.fleetAcknowledgements.isEmpty }) {
+                    guard !self.state.withLockedValue({ $0.fleetAcknowledgements.isEmpty }) else { break }
+                    if allAnswered {
+                        self.send(.fleetAcknowledgementsWanted)  // made after the sender's last look
+                    } else {
                         let clock = self.configuration.clock
                         let delay = self.configuration.retryDelay
                         group.addTask {
@@ -795,33 +799,54 @@ public final class OutcomeConsumer: Service, Sendable {
         return .heldElsewhere(remaining: remaining)
     }
 
-    /// Sends the acknowledgements made so far to `jobsync_ack`; failed ones stay for the next try.
-    private func sendFleetAcknowledgements(_ fleet: (rest: PostgRESTClient, settings: Fleet)) async {
-        let ids = self.state.withLockedValue { state in
-            defer { state.fleetAcknowledgements = [] }
-            return state.fleetAcknowledgements
-        }
-        var failed: [JobID] = []
-        for id in ids {
-            let arguments: JSONObject = [
-                "p_consumer": .string(self.configuration.name), "p_job_id": .string(id.rawValue),
-                "p_holder": .string(fleet.settings.holder),
-            ]
-            do {
-                let answer = try await fleet.rest.rpc("jobsync_ack", arguments: arguments)
-                if answer.boolValue != true {
-                    self.configuration.logger.warning(
-                        "fleet acknowledgement refused: another replica holds the claim",
-                        metadata: ["jobsync.consumer": "\(self.configuration.name)", "jobsync.job_id": "\(id)"])
+    /// Sends the acknowledgements waiting for `jobsync_ack`, ``Fleet/maximumConcurrentClaims`` at a time, taking
+    /// those made meanwhile too, until none is left; failed ones wait for the next try.
+    ///
+    /// A claim is no longer renewed once its outcome is acknowledged here, so its acknowledgement must reach the
+    /// table within the rest of the lease, or another replica takes the outcome over and handles it again: sent one
+    /// by one, behind a busy server they fell behind (ThreadSanitizer tier, 2026-12-03: hundreds refused).
+    /// - Returns: whether every request was answered (false: some wait for a retry).
+    @discardableResult
+    private func sendFleetAcknowledgements(_ fleet: (rest: PostgRESTClient, settings: Fleet)) async -> Bool {
+        let failed = await withTaskGroup(of: JobID?.self) { group -> [JobID] in
+            var failed: [JobID] = []
+            var inFlight = 0
+            while true {
+                while inFlight < fleet.settings.maximumConcurrentClaims,
+                    let id = self.state.withLockedValue({ $0.fleetAcknowledgements.popFirst() })
+                {
+                    inFlight += 1
+                    group.addTask { await self.sendFleetAcknowledgement(id, fleet) ? nil : id }
                 }
-            } catch {
-                failed.append(id)
+                guard inFlight > 0, let answer = await group.next() else { return failed }
+                inFlight -= 1
+                if let id = answer { failed.append(id) }
             }
         }
         self.state.withLockedValue { state in
-            state.statistics.acknowledgementRequests += ids.count
             state.statistics.fleetFailures += failed.count
-            state.fleetAcknowledgements = failed + state.fleetAcknowledgements
+            state.fleetAcknowledgements.insert(contentsOf: failed, at: state.fleetAcknowledgements.startIndex)
+        }
+        return failed.isEmpty
+    }
+
+    /// One `jobsync_ack` call; false when it got no answer.
+    private func sendFleetAcknowledgement(_ id: JobID, _ fleet: (rest: PostgRESTClient, settings: Fleet)) async -> Bool {
+        let arguments: JSONObject = [
+            "p_consumer": .string(self.configuration.name), "p_job_id": .string(id.rawValue),
+            "p_holder": .string(fleet.settings.holder),
+        ]
+        defer { self.state.withLockedValue { $0.statistics.acknowledgementRequests += 1 } }
+        do {
+            let answer = try await fleet.rest.rpc("jobsync_ack", arguments: arguments)
+            if answer.boolValue != true {
+                self.configuration.logger.warning(
+                    "fleet acknowledgement refused: another replica holds the claim",
+                    metadata: ["jobsync.consumer": "\(self.configuration.name)", "jobsync.job_id": "\(id)"])
+            }
+            return true
+        } catch {
+            return false
         }
     }
 

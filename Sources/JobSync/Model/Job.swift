@@ -34,10 +34,20 @@ public struct Job: Hashable, Sendable {
     /// - Throws: ``JobSyncError/Code/invalidRow`` when there is no id, or ``JobSyncError/Code/invalidJobID``
     ///   when it is not a UUID.
     public init(row: JSONObject, commitTimestamp: JobTimestamp? = nil) throws(JobSyncError) {
+        try self.init(row: row, commitTimestamp: commitTimestamp, knownID: nil)
+    }
+
+    /// Decodes a row whose id was validated already as `knownID` (the store's merge): an id column spelled exactly
+    /// like it is taken without validating it again.
+    package init(row: JSONObject, commitTimestamp: JobTimestamp?, knownID: JobID?) throws(JobSyncError) {
         guard let rawID = row["id"]?.stringValue ?? row["job_id"]?.stringValue else {
             throw JobSyncError(code: .invalidRow, message: "the row has no string id")
         }
-        self.id = try JobID(rawID)
+        if let knownID, knownID.rawValue == rawID {
+            self.id = knownID
+        } else {
+            self.id = try JobID(rawID)
+        }
         self.status = JobStatus(raw: row["status"]?.stringValue ?? "")
         self.progress = row["progress"]?.stringValue
         self.error = row["error"]?.stringValue

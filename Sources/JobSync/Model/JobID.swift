@@ -28,16 +28,23 @@ public struct JobID: Hashable, Comparable, Sendable, CustomStringConvertible, Co
 
     /// The lower-case form of `text` if it is exactly a UUID (no surrounding spaces); nil otherwise.
     private static func canonical(_ text: String) -> String? {
+        var text = text
         guard text.utf8.count == 36 else { return nil }
-        var hasUpperCase = false
-        for (index, byte) in text.utf8.enumerated() {
-            if index == 8 || index == 13 || index == 18 || index == 23 {
-                guard byte == UInt8(ascii: "-") else { return nil }
-            } else {
-                guard Self.isHex(byte) else { return nil }
-                hasUpperCase = hasUpperCase || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F"))
+        // Native strings are contiguous UTF-8: check the bytes in place (no iterator per byte).
+        let verdict: Bool? = text.withUTF8 { bytes in
+            var hasUpperCase = false
+            for index in 0..<36 {
+                let byte = bytes[index]
+                if index == 8 || index == 13 || index == 18 || index == 23 {
+                    guard byte == UInt8(ascii: "-") else { return nil }
+                } else {
+                    guard Self.isHex(byte) else { return nil }
+                    hasUpperCase = hasUpperCase || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F"))
+                }
             }
+            return hasUpperCase
         }
+        guard let hasUpperCase = verdict else { return nil }
         return hasUpperCase ? text.lowercased() : text
     }
 

@@ -4,12 +4,47 @@ import JobSyncCore
 /// The pure core of ``JobStore``: the one merge path, the monotonic rules, the watermark and the retention policy.
 /// No I/O, no locks, no clock: callers pass the time (microseconds since the epoch).
 struct JobStoreCore: Sendable {
+    /// A job as the store holds it. Its fields live in one immutable heap object, so the table holds 8 bytes per
+    /// bucket instead of the 232 of the fields themselves: a dictionary keeps up to 2.7 buckets per entry (it doubles
+    /// at three quarters full), and at 100,000 jobs the inline fields made the empty buckets cost more than the jobs.
     struct Entry: Sendable, Hashable {
-        var job: Job
+        private final class Fields: Sendable {
+            let job: Job
+            let complete: Bool
+            let sequence: Int64
+
+            init(job: Job, complete: Bool, sequence: Int64) {
+                self.job = job
+                self.complete = complete
+                self.sequence = sequence
+            }
+        }
+
+        private var fields: Fields
+
+        init(job: Job, complete: Bool, sequence: Int64) {
+            self.fields = Fields(job: job, complete: complete, sequence: sequence)
+        }
+
+        var job: Job { self.fields.job }
         /// Whether every column is known (false after a truncated or partial event, until a full row arrives).
-        var complete: Bool
+        var complete: Bool {
+            get { self.fields.complete }
+            set { self.fields = Fields(job: self.job, complete: newValue, sequence: self.sequence) }
+        }
         /// The store sequence number of the last accepted change.
-        var sequence: Int64
+        var sequence: Int64 { self.fields.sequence }
+
+        static func == (lhs: Entry, rhs: Entry) -> Bool {
+            lhs.fields === rhs.fields
+                || (lhs.job == rhs.job && lhs.complete == rhs.complete && lhs.sequence == rhs.sequence)
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(self.job)
+            hasher.combine(self.complete)
+            hasher.combine(self.sequence)
+        }
     }
 
     private(set) var entries: [JobID: Entry] = [:]
@@ -168,9 +203,29 @@ struct JobStoreCore: Sendable {
             return present
         }
         var merged = known
-        var seen: Set<String> = []
-        for member in present.members where seen.insert(member.key).inserted {
-            merged[member.key] = member.value
+        guard known.members.count + present.members.count <= 64 else {
+            var seen: Set<String> = []
+            for member in present.members where seen.insert(member.key).inserted {
+                merged[member.key] = member.value
+            }
+            return merged
+        }
+        // Columns in another order, or some missing: each key is looked for where it is expected first (the same
+        // position), then among the known columns; a bit per known column marks the ones already set from
+        // `present`, so a repeated key keeps its first value. No hashing, no set.
+        var written: UInt64 = 0
+        for (position, member) in present.members.enumerated() {
+            let index =
+                position < merged.members.count && merged.members[position].key == member.key
+                ? position : merged.members.firstIndex { $0.key == member.key }
+            if let index {
+                guard written & (1 << UInt64(index)) == 0 else { continue }
+                written |= 1 << UInt64(index)
+                merged.members[index].value = member.value
+            } else {
+                written |= 1 << UInt64(merged.members.count)
+                merged.members.append(member)
+            }
         }
         return merged
     }
@@ -187,7 +242,8 @@ struct JobStoreCore: Sendable {
             merged = Self.columns(columns, over: current.job.columns)
         }
         if merged["id"] == nil { merged["id"] = .string(id.rawValue) }
-        guard var incoming = try? Job(row: merged, commitTimestamp: observation.commitTimestamp), incoming.id == id
+        guard var incoming = try? Job(row: merged, commitTimestamp: observation.commitTimestamp, knownID: id),
+            incoming.id == id
         else {
             return .ignored(.stale)  // cannot happen for observations built by JobObservation.row
         }

@@ -110,6 +110,13 @@ package struct SocketStateMachine: Sendable {
         var sentAt: Duration
         /// Whether ``Action/notifySocketUnresponsive`` was reported for it.
         var late = false
+        /// ``SocketStateMachine/framesReceived`` when the late timer and the timeout were (re)armed: a reply queued
+        /// behind a backlog of frames is not a stall, so a timer that finds frames arrived since it was armed is armed
+        /// again instead of firing.
+        var framesAtLateCheck: UInt64
+        var framesAtTimeoutCheck: UInt64
+        /// Whether the timeout was armed again (its timer decides from then on).
+        var timeoutExtended = false
     }
 
     /// The configuration in force.
@@ -118,6 +125,8 @@ package struct SocketStateMachine: Sendable {
     package var refs: RefCounter
     private var state: State
     private var random: SplitMix64
+    /// Inbound frames counted by ``frameReceived()``: signs of life while a heartbeat reply is queued behind them.
+    private var framesReceived: UInt64 = 0
     private var lastConnectionID: UInt64
 
     /// Creates a machine in the idle state.
@@ -255,6 +264,13 @@ package struct SocketStateMachine: Sendable {
         return actions
     }
 
+    /// A frame arrived on the open connection. Frames are signs of life: while they keep arriving, a heartbeat
+    /// whose reply is queued behind them (a backlog the client takes longer than the timeout to work through) is
+    /// neither late nor timed out; a stalled socket delivers nothing and is caught as before.
+    package mutating func frameReceived() {
+        self.framesReceived &+= 1
+    }
+
     /// A timer requested by ``Action/scheduleTimer(_:after:)`` fired. The machine cancels every timer it no longer
     /// wants, so a timer that does not match the state cannot reach it.
     package mutating func timerFired(_ timer: Timer, now: Duration) -> [Action] {
@@ -263,11 +279,23 @@ package struct SocketStateMachine: Sendable {
             guard case .connected(let connection, let pending) = self.state else { break }
             return self.heartbeatDue(connection: connection, pending: pending, now: now)
         case .heartbeatTimeout(let ref):
-            guard case .connected(let connection, let pending?) = self.state, pending.ref == ref else { break }
+            guard case .connected(let connection, var pending?) = self.state, pending.ref == ref else { break }
+            if pending.framesAtTimeoutCheck != self.framesReceived {
+                pending.framesAtTimeoutCheck = self.framesReceived
+                pending.timeoutExtended = true
+                self.state = .connected(connection: connection, pending: pending)
+                return [.scheduleTimer(.heartbeatTimeout(ref), after: self.configuration.heartbeatTimeout)]
+            }
             return self.heartbeatTimedOut(connection: connection, pending: pending)
         case .heartbeatLate(let ref):
-            guard case .connected(let connection, var pending?) = self.state, pending.ref == ref, !pending.late
+            guard case .connected(let connection, var pending?) = self.state, pending.ref == ref, !pending.late,
+                let late = self.configuration.unresponsiveAfter
             else { break }
+            if pending.framesAtLateCheck != self.framesReceived {
+                pending.framesAtLateCheck = self.framesReceived
+                self.state = .connected(connection: connection, pending: pending)
+                return [.scheduleTimer(.heartbeatLate(ref), after: late)]
+            }
             pending.late = true
             self.state = .connected(connection: connection, pending: pending)
             return [.notifySocketUnresponsive]
@@ -321,14 +349,21 @@ package struct SocketStateMachine: Sendable {
         if let pending {
             // The next heartbeat is due and the previous one is still unanswered (§3, §13.1 item 3): a timeout once
             // the previous one has waited `heartbeatTimeout`; before that (an interval shorter than the timeout),
-            // wait for it instead of piling up heartbeats.
-            if now - pending.sentAt >= self.configuration.heartbeatTimeout {
+            // wait for it instead of piling up heartbeats. Once frames kept the timeout from firing, its own timer
+            // decides.
+            if now - pending.sentAt >= self.configuration.heartbeatTimeout, !pending.timeoutExtended,
+                pending.framesAtTimeoutCheck == self.framesReceived
+            {
                 return self.heartbeatTimedOut(connection: connection, pending: pending)
             }
             return [.scheduleTimer(.heartbeat, after: self.configuration.heartbeatInterval)]
         }
         let ref = self.refs.next()
-        self.state = .connected(connection: connection, pending: PendingHeartbeat(ref: ref, sentAt: now))
+        self.state = .connected(
+            connection: connection,
+            pending: PendingHeartbeat(
+                ref: ref, sentAt: now, framesAtLateCheck: self.framesReceived,
+                framesAtTimeoutCheck: self.framesReceived))
         var actions: [Action] = [
             .sendHeartbeat(ref),
             .scheduleTimer(.heartbeatTimeout(ref), after: self.configuration.heartbeatTimeout),

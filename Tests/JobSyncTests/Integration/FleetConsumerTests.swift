@@ -24,10 +24,13 @@ struct FleetConsumerTests {
         let consumer: OutcomeConsumer
     }
 
-    static func replica(stack: SupabaseLocalStack, holder: String) throws -> Replica {
+    static func replica(
+        stack: SupabaseLocalStack, holder: String, transport: any HTTPTransport = URLSessionHTTPTransport()
+    ) throws -> Replica {
         let rest = try PostgRESTClient(
             configuration: .init(
-                baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.serviceKey, timeout: .seconds(10)))
+                baseURL: stack.baseURL.absoluteString + "/rest/v1", apiKey: stack.serviceKey, timeout: .seconds(10),
+                transport: transport))
         // A backend's key: the claim functions are executable by authenticated and service_role, not anon.
         // REST polling only: the claims, not the feed, are under test.
         let client = try JobSyncClient(
@@ -121,6 +124,58 @@ struct FleetConsumerTests {
                 "fleet: \(ids.count) outcomes, \(claims.claimsGranted) claims granted, \(claims.claimsRefused) refused, "
                     + "\(claims.acksAccepted) acks; requests per outcome "
                     + "\(Double(claims.claimsGranted + claims.claimsRefused + claims.acksAccepted) / Double(ids.count))")
+        }
+    }
+
+    /// Holds every `jobsync_ack` request 300 ms before sending it, counting how many are held at once.
+    final class SlowAcknowledgements: HTTPTransport {
+        let inner = URLSessionHTTPTransport()
+        let counts = NIOLockedValueBox((inFlight: 0, most: 0))
+
+        func send(_ request: HTTPRequest) async throws(RESTError) -> HTTPResponse {
+            guard request.url.hasSuffix("/rpc/jobsync_ack") else { return try await self.inner.send(request) }
+            self.counts.withLockedValue {
+                $0.inFlight += 1
+                $0.most = max($0.most, $0.inFlight)
+            }
+            defer { self.counts.withLockedValue { $0.inFlight -= 1 } }
+            try? await Task.sleep(for: .milliseconds(300))
+            return try await self.inner.send(request)
+        }
+    }
+
+    /// A claim is not renewed once its outcome is acknowledged, so the acknowledgement must reach the table within
+    /// the lease: behind a slow server, one at a time they fell behind and other replicas handled the outcomes again.
+    @Test("acknowledgements behind a slow server go out 8 at a time (the claims' limit), each accepted once")
+    func concurrentAcknowledgements() async throws {
+        var configuration = SupabaseLocalConfiguration()
+        configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
+        try await SupabaseLocal.withRunning(configuration) { stack in
+            let count = 40
+            for _ in 0..<count {
+                _ = try await stack.backend.insert(["status": .string("completed")])
+            }
+            let transport = SlowAcknowledgements()
+            let replica = try Self.replica(stack: stack, holder: "replica-a", transport: transport)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await replica.client.run() }
+                group.addTask { try await replica.consumer.run() }
+                var handled = 0
+                for await outcome in replica.consumer.outcomes() {
+                    replica.consumer.acknowledge(outcome)
+                    handled += 1
+                    if handled == count { break }
+                }
+                let deadline = ContinuousClock.now + .seconds(60)
+                while stack.claimStatistics.acksAccepted < count, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                group.cancelAll()
+            }
+            let claims = stack.claimStatistics
+            #expect(claims.acksAccepted == count && claims.acksRefused == 0, "\(claims)")
+            let most = transport.counts.withLockedValue { $0.most }
+            #expect(most == OutcomeConsumer.Fleet().maximumConcurrentClaims, "at most \(most) in flight")
         }
     }
 }
