@@ -146,7 +146,7 @@ struct FleetConsumerTests {
 
     /// A claim is not renewed once its outcome is acknowledged, so the acknowledgement must reach the table within
     /// the lease: behind a slow server, one at a time they fell behind and other replicas handled the outcomes again.
-    @Test("acknowledgements behind a slow server go out 8 at a time (the claims' limit), each accepted once")
+    @Test("acknowledgements behind a slow server go out 8 at a time (the claims' limit); only failed ones go again")
     func concurrentAcknowledgements() async throws {
         var configuration = SupabaseLocalConfiguration()
         configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -166,14 +166,21 @@ struct FleetConsumerTests {
                     handled += 1
                     if handled == count { break }
                 }
+                // Until the server accepted every one and the replica has every first answer: cancelling a request
+                // whose answer is still on its way counts it failed, and the shutdown's flush sends it again.
                 let deadline = ContinuousClock.now + .seconds(60)
-                while stack.claimStatistics.acksAccepted < count, ContinuousClock.now < deadline {
+                while stack.claimStatistics.acksAccepted < count
+                    || replica.consumer.statistics.acknowledgementRequests < count, ContinuousClock.now < deadline
+                {
                     try await Task.sleep(for: .milliseconds(20))
                 }
                 group.cancelAll()
             }
+            // Sent again only after a failure (the server's answer lost or late): each extra acceptance is one.
             let claims = stack.claimStatistics
-            #expect(claims.acksAccepted == count && claims.acksRefused == 0, "\(claims)")
+            let failures = replica.consumer.statistics.fleetFailures
+            #expect(claims.acksRefused == 0, "\(claims)")
+            #expect((count...count + failures).contains(claims.acksAccepted), "\(claims), \(failures) failed requests")
             let most = transport.counts.withLockedValue { $0.most }
             #expect(most == OutcomeConsumer.Fleet().maximumConcurrentClaims, "at most \(most) in flight")
         }
