@@ -277,4 +277,59 @@ struct ConsumerStateMachineTests {
         let fresh = machine.nextDelivery(now: .seconds(61))
         #expect(fresh?.jobID == idD)
     }
+
+    @Test("fleet: a claim handled here is renewed until jobsync_ack answers; a failed send goes first again")
+    func fleetAcknowledgements() {
+        var settings = Self.settings(attempts: 1)
+        settings.lease = .seconds(30)
+        var machine = ConsumerStateMachine(settings: settings, state: ConsumerState(watermark: Self.time(0)))
+        _ = machine.catchUpStarted()
+        machine.catchUpEnded(succeeded: true)
+        #expect(machine.offer(Self.job(idA, "completed", at: 10)) == .queued)
+        #expect(machine.offer(Self.job(idB, "failed", at: 11)) == .queued)
+        let taken = machine.takeClaims(limit: 8)
+        #expect(taken == [idA, idB])
+        _ = machine.claimAnswered(idA, .claimed, now: .seconds(1), date: Self.time(40))
+        _ = machine.claimAnswered(idB, .claimed, now: .seconds(1), date: Self.time(40))
+        let first = machine.nextDelivery(now: .seconds(2))
+        let second = machine.nextDelivery(now: .seconds(2))
+        #expect(first?.jobID == idA && second?.jobID == idB)
+        #expect(!machine.hasAcknowledgementsToSend)
+        // Handled here: A acknowledged, B dead-lettered (one attempt); both are to be sent, neither is open.
+        let acknowledged = machine.acknowledge(idA, now: Self.time(41))
+        #expect(acknowledged)
+        let letter = machine.reject(idB, reason: "bad", now: .seconds(3), date: Self.time(42))
+        guard case .deadLettered = letter else {
+            Issue.record("expected a dead letter, got \(letter)")
+            return
+        }
+        #expect(machine.unacknowledged == 0 && machine.hasAcknowledgementsToSend)
+        let sends = [machine.nextAcknowledgementToSend(), machine.nextAcknowledgementToSend()]
+        #expect(sends == [idA, idB])
+        #expect(machine.nextAcknowledgementToSend() == nil)  // in flight: not sent twice
+        // Their claims are still renewed every third of the lease while the requests are on the way.
+        #expect(machine.nextRetry == .seconds(11))
+        let renew = machine.retriesDue(now: .seconds(11))
+        #expect(renew.renewals == [idA, idB].sorted())
+        let renewed = machine.claimAnswered(idA, .claimed, now: .seconds(11), date: Self.time(50))
+        #expect(renewed == .held)
+        // B answered: no longer renewed. A got no answer: sent again first, and still renewed.
+        machine.acknowledgementAnswered(idB)
+        machine.acknowledgementsFailed([idA])
+        #expect(machine.nextAcknowledgementToSend() == idA)
+        #expect(machine.nextRetry == .seconds(21))
+        let later = machine.retriesDue(now: .seconds(21))
+        #expect(later.renewals == [idA])
+        // A renewal that finds A taken over: lost (its acknowledgement will be refused), and not renewed again.
+        let lost = machine.claimAnswered(idA, .heldElsewhere(remaining: .seconds(30)), now: .seconds(21), date: Self.time(55))
+        #expect(lost == .lost)
+        #expect(machine.nextRetry == nil)
+        machine.acknowledgementAnswered(idA)
+        #expect(machine.claimAnswered(idA, .claimed, now: .seconds(22), date: Self.time(56)) == .unknown)
+        // Without a lease (not a fleet) nothing is sent.
+        var single = Self.machine()
+        #expect(single.offer(Self.job(idC, "completed", at: 12)) == .queued)
+        _ = single.nextDelivery(now: .zero)
+        #expect(single.acknowledge(idC, now: Self.time(43)) && !single.hasAcknowledgementsToSend)
+    }
 }

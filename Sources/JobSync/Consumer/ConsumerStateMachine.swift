@@ -123,6 +123,11 @@ package struct ConsumerStateMachine: Sendable {
     private var queue: Deque<JobID> = []
     /// Fleet mode: outcomes to claim, in order.
     private var claims: Deque<JobID> = []
+    /// Fleet mode: outcomes handled here (acknowledged or dead-lettered) whose `jobsync_ack` is not answered yet, with
+    /// their claims: renewed until it is, so no replica takes one over while its acknowledgement is on the way.
+    private var acknowledging: [JobID: Entry] = [:]
+    /// Fleet mode: acknowledgements to send to `jobsync_ack`, in order (those in flight are not in it).
+    private var acknowledgementsToSend: Deque<JobID> = []
     /// The open outcomes' keys, smallest first; pairs whose entry is gone or changed key are skipped lazily.
     private var keys = Heap<Key>()
     /// Acknowledged (or dead-lettered) jobs at or above the watermark, with their keys.
@@ -179,16 +184,21 @@ package struct ConsumerStateMachine: Sendable {
     /// Whether a fleet claim is waiting to be made.
     package var hasClaims: Bool { !self.claims.isEmpty }
 
+    /// Whether a fleet acknowledgement is waiting to be sent.
+    package var hasAcknowledgementsToSend: Bool { !self.acknowledgementsToSend.isEmpty }
+
     /// The earliest time something is due: a rejected outcome's redelivery, another replica's lease running out, or
-    /// a claim renewal.
+    /// a claim renewal (of an open outcome, or of one whose acknowledgement is on the way).
     package var nextRetry: Duration? {
-        self.entries.values.compactMap { entry -> Duration? in
+        let open = self.entries.values.compactMap { entry -> Duration? in
             switch entry.stage {
             case .retrying(let at), .heldElsewhere(let at): return at
             case .queued, .delivered: return self.renewal(of: entry)
             case .unclaimed, .claiming: return nil
             }
         }.min()
+        let acknowledging = self.acknowledging.values.compactMap(self.renewal(of:)).min()
+        return [open, acknowledging].compactMap { $0 }.min()
     }
 
     private func renewal(of entry: Entry) -> Duration? {
@@ -273,6 +283,7 @@ package struct ConsumerStateMachine: Sendable {
         self.remember(id, key: key)
         self.changes.append(.acknowledged(id, key: key))
         self.advanceWatermark()
+        self.acknowledgementOwed(id, entry)
         return true
     }
 
@@ -288,6 +299,7 @@ package struct ConsumerStateMachine: Sendable {
             self.remember(id, key: key)
             self.changes.append(.deadLettered(letter, key: key))
             self.advanceWatermark()
+            self.acknowledgementOwed(id, entry)  // no replica retries it
             return .deadLettered(letter)
         }
         let at = now + self.retryDelay(after: entry.rejections)
@@ -312,6 +324,12 @@ package struct ConsumerStateMachine: Sendable {
                 }
             case .unclaimed, .claiming:
                 break
+            }
+        }
+        for (id, entry) in self.acknowledging {
+            if let renewal = self.renewal(of: entry), renewal <= now {
+                renewals.append(id)
+                self.acknowledging[id]?.renewalSentAt = now
             }
         }
         for (_, id) in due.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
@@ -341,7 +359,7 @@ package struct ConsumerStateMachine: Sendable {
     package mutating func claimAnswered(_ id: JobID, _ answer: ClaimAnswer, now: Duration, date: JobTimestamp)
         -> ClaimResult
     {
-        guard var entry = self.entries[id] else { return .unknown }
+        guard var entry = self.entries[id] else { return self.renewalAnswered(id, answer, now: now) }
         let renewal = entry.stage != .claiming
         switch answer {
         case .claimed:
@@ -374,6 +392,25 @@ package struct ConsumerStateMachine: Sendable {
         }
     }
 
+    /// Fleet mode: the next acknowledgement (or dead letter) to send to `jobsync_ack`, oldest first.
+    package mutating func nextAcknowledgementToSend() -> JobID? {
+        while let id = self.acknowledgementsToSend.popFirst() {
+            if self.acknowledging[id] != nil { return id }
+        }
+        return nil
+    }
+
+    /// Fleet mode: `jobsync_ack` answered for the job (accepted or refused): its claim is no longer renewed.
+    package mutating func acknowledgementAnswered(_ id: JobID) {
+        self.acknowledging[id] = nil
+    }
+
+    /// Fleet mode: these `jobsync_ack` requests got no answer: they are sent again first, and their claims still
+    /// renewed.
+    package mutating func acknowledgementsFailed(_ ids: [JobID]) {
+        self.acknowledgementsToSend.insert(contentsOf: ids, at: self.acknowledgementsToSend.startIndex)
+    }
+
     /// Store events were lost (the subscription overflowed): a catch-up from the watermark is owed.
     package mutating func eventsLost() {
         self.owe(from: self.watermark)
@@ -403,6 +440,34 @@ package struct ConsumerStateMachine: Sendable {
     }
 
     // MARK: Internals
+
+    /// Fleet mode: the outcome is handled here; its acknowledgement is to be sent, its claim renewed until then.
+    private mutating func acknowledgementOwed(_ id: JobID, _ entry: Entry) {
+        guard self.settings.lease != nil else { return }
+        var entry = entry
+        entry.job = nil
+        self.acknowledging[id] = entry
+        self.acknowledgementsToSend.append(id)
+    }
+
+    /// Fleet mode: the answer to a renewal of a claim whose outcome is handled here and acknowledgement on the way.
+    private mutating func renewalAnswered(_ id: JobID, _ answer: ClaimAnswer, now: Duration) -> ClaimResult {
+        guard var entry = self.acknowledging[id] else { return .unknown }
+        switch answer {
+        case .claimed:
+            entry.claimedAt = now
+        case .failed:
+            return .held  // the lease still runs; the next renewal tries again
+        case .acknowledged:
+            entry.claimedAt = nil  // the acknowledgement arrived first: nothing left to renew
+        case .heldElsewhere:
+            entry.claimedAt = nil  // taken over: this replica's acknowledgement will be refused
+            self.acknowledging[id] = entry
+            return .lost
+        }
+        self.acknowledging[id] = entry
+        return .held
+    }
 
     private func retryDelay(after rejections: Int) -> Duration {
         var delay = self.settings.retryDelay

@@ -1,5 +1,4 @@
 public import Foundation
-import DequeModule
 import JobSyncCore
 public import Logging
 import NIOConcurrencyHelpers
@@ -275,8 +274,6 @@ public final class OutcomeConsumer: Service, Sendable {
         /// Changes not yet handed to the writer, and whether a drain is queued on it.
         var unwritten: [ConsumerChange] = []
         var draining = false
-        /// Fleet mode: acknowledgements (and dead letters) not yet sent to `jobsync_ack`.
-        var fleetAcknowledgements: Deque<JobID> = []
         /// Fleet mode: a claim was refused for the key's role (reported once).
         var deniedReported = false
     }
@@ -375,7 +372,6 @@ public final class OutcomeConsumer: Service, Sendable {
         self.update { state in
             guard state.machine.acknowledge(outcome.jobID, now: now) else { return }
             state.statistics.acknowledged += 1
-            if self.fleet != nil { state.fleetAcknowledgements.append(outcome.jobID) }
         }
     }
 
@@ -392,7 +388,6 @@ public final class OutcomeConsumer: Service, Sendable {
             if result != .unknown { state.statistics.rejected += 1 }
             if case .deadLettered = result {
                 state.statistics.deadLettered += 1
-                if self.fleet != nil { state.fleetAcknowledgements.append(outcome.jobID) }  // no replica retries it
             }
             return result
         }
@@ -524,7 +519,7 @@ public final class OutcomeConsumer: Service, Sendable {
                     }
                 case .fleetAcknowledgementsEnded(let allAnswered):
                     acknowledging = false
-                    guard !self.state.withLockedValue({ $0.fleetAcknowledgements.isEmpty }) else { break }
+                    guard self.state.withLockedValue({ $0.machine.hasAcknowledgementsToSend }) else { break }
                     if allAnswered {
                         self.send(.fleetAcknowledgementsWanted)  // made after the sender's last look
                     } else {
@@ -677,7 +672,7 @@ public final class OutcomeConsumer: Service, Sendable {
             var inputs: [Input] = []
             if state.machine.catchUpWanted { inputs.append(.catchUpWanted) }
             if state.machine.hasClaims { inputs.append(.claimsWanted) }
-            if !state.fleetAcknowledgements.isEmpty { inputs.append(.fleetAcknowledgementsWanted) }
+            if state.machine.hasAcknowledgementsToSend { inputs.append(.fleetAcknowledgementsWanted) }
             guard case .running(let continuation) = state.phase else { return (result, handoffs, drain, nil) }
             return (result, handoffs, drain, inputs.isEmpty ? nil : (continuation, inputs))
         }
@@ -800,32 +795,34 @@ public final class OutcomeConsumer: Service, Sendable {
     }
 
     /// Sends the acknowledgements waiting for `jobsync_ack`, ``Fleet/maximumConcurrentClaims`` at a time, taking
-    /// those made meanwhile too, until none is left; failed ones wait for the next try.
-    ///
-    /// A claim is no longer renewed once its outcome is acknowledged here, so its acknowledgement must reach the
-    /// table within the rest of the lease, or another replica takes the outcome over and handles it again: sent one
-    /// by one, behind a busy server they fell behind (ThreadSanitizer tier, 2026-12-03: hundreds refused).
+    /// those made meanwhile too, until none is left; failed ones wait for the next try. The machine renews their
+    /// claims until each is answered, so no replica takes an outcome over while its acknowledgement waits (before it
+    /// did, acknowledgements sent one by one behind a server slowed by ThreadSanitizer fell behind the lease).
     /// - Returns: whether every request was answered (false: some wait for a retry).
     @discardableResult
     private func sendFleetAcknowledgements(_ fleet: (rest: PostgRESTClient, settings: Fleet)) async -> Bool {
-        let failed = await withTaskGroup(of: JobID?.self) { group -> [JobID] in
+        let failed = await withTaskGroup(of: (JobID, Bool).self) { group -> [JobID] in
             var failed: [JobID] = []
             var inFlight = 0
             while true {
                 while inFlight < fleet.settings.maximumConcurrentClaims,
-                    let id = self.state.withLockedValue({ $0.fleetAcknowledgements.popFirst() })
+                    let id = self.state.withLockedValue({ $0.machine.nextAcknowledgementToSend() })
                 {
                     inFlight += 1
-                    group.addTask { await self.sendFleetAcknowledgement(id, fleet) ? nil : id }
+                    group.addTask { (id, await self.sendFleetAcknowledgement(id, fleet)) }
                 }
-                guard inFlight > 0, let answer = await group.next() else { return failed }
+                guard inFlight > 0, let (id, answered) = await group.next() else { return failed }
                 inFlight -= 1
-                if let id = answer { failed.append(id) }
+                if answered {
+                    self.state.withLockedValue { $0.machine.acknowledgementAnswered(id) }
+                } else {
+                    failed.append(id)
+                }
             }
         }
         self.state.withLockedValue { state in
             state.statistics.fleetFailures += failed.count
-            state.fleetAcknowledgements.insert(contentsOf: failed, at: state.fleetAcknowledgements.startIndex)
+            state.machine.acknowledgementsFailed(failed)
         }
         return failed.isEmpty
     }

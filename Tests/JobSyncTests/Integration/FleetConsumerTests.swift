@@ -127,10 +127,13 @@ struct FleetConsumerTests {
         }
     }
 
-    /// Holds every `jobsync_ack` request 300 ms before sending it, counting how many are held at once.
+    /// Holds every `jobsync_ack` request (300 ms unless told) before sending it, counting how many are held at once.
     final class SlowAcknowledgements: HTTPTransport {
         let inner = URLSessionHTTPTransport()
+        let hold: Duration
         let counts = NIOLockedValueBox((inFlight: 0, most: 0))
+
+        init(hold: Duration = .milliseconds(300)) { self.hold = hold }
 
         func send(_ request: HTTPRequest) async throws(RESTError) -> HTTPResponse {
             guard request.url.hasSuffix("/rpc/jobsync_ack") else { return try await self.inner.send(request) }
@@ -139,13 +142,13 @@ struct FleetConsumerTests {
                 $0.most = max($0.most, $0.inFlight)
             }
             defer { self.counts.withLockedValue { $0.inFlight -= 1 } }
-            try? await Task.sleep(for: .milliseconds(300))
+            try? await Task.sleep(for: self.hold)
             return try await self.inner.send(request)
         }
     }
 
-    /// A claim is not renewed once its outcome is acknowledged, so the acknowledgement must reach the table within
-    /// the lease: behind a slow server, one at a time they fell behind and other replicas handled the outcomes again.
+    /// Acknowledgements go out as many at a time as claims: one at a time, behind a slow server, they fell far
+    /// behind (before claims were renewed until acknowledged, other replicas then handled the outcomes again).
     @Test("acknowledgements behind a slow server go out 8 at a time (the claims' limit); only failed ones go again")
     func concurrentAcknowledgements() async throws {
         var configuration = SupabaseLocalConfiguration()
@@ -183,6 +186,56 @@ struct FleetConsumerTests {
             #expect((count...count + failures).contains(claims.acksAccepted), "\(claims), \(failures) failed requests")
             let most = transport.counts.withLockedValue { $0.most }
             #expect(most == OutcomeConsumer.Fleet().maximumConcurrentClaims, "at most \(most) in flight")
+        }
+    }
+
+    /// An acknowledgement slower than the lease: the claim is renewed until it is answered, so a replica that starts
+    /// meanwhile finds every outcome held, then acknowledged, and handles none again.
+    @Test("a claim stays renewed while its acknowledgement is on the way: no takeover by another replica")
+    func renewedUntilAcknowledged() async throws {
+        var configuration = SupabaseLocalConfiguration()
+        configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
+        try await SupabaseLocal.withRunning(configuration) { stack in
+            let count = 16  // two rounds of 8 acknowledgements, each held 4 s: 8 s against a 3 s lease
+            for _ in 0..<count {
+                _ = try await stack.backend.insert(["status": .string("completed")])
+            }
+            let slow = try Self.replica(
+                stack: stack, holder: "replica-a", transport: SlowAcknowledgements(hold: .seconds(4)))
+            let other = try Self.replica(stack: stack, holder: "replica-b")
+            let handledByOther = NIOLockedValueBox(0)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await slow.client.run() }
+                group.addTask { try await slow.consumer.run() }
+                var handled = 0
+                for await outcome in slow.consumer.outcomes() {
+                    slow.consumer.acknowledge(outcome)
+                    handled += 1
+                    if handled == count { break }
+                }
+                // replica-b starts once replica-a has handled everything, with its acknowledgements on the way.
+                group.addTask { try await other.client.run() }
+                group.addTask { try await other.consumer.run() }
+                group.addTask {
+                    for await outcome in other.consumer.outcomes() {
+                        handledByOther.withLockedValue { $0 += 1 }
+                        other.consumer.acknowledge(outcome)
+                    }
+                }
+                let deadline = ContinuousClock.now + .seconds(60)
+                while stack.claimStatistics.acksAccepted < count, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                group.cancelAll()
+            }
+            let claims = stack.claimStatistics
+            let tried = other.consumer.statistics
+            #expect(handledByOther.withLockedValue { $0 } == 0, "replica-b handled outcomes again; \(claims)")
+            #expect(claims.acksAccepted >= count && claims.acksRefused == 0, "\(claims)")
+            // The fault fired: replica-b did try to claim them while replica-a's acknowledgements were on the way,
+            // and replica-a renewed its claims meanwhile (granted more than once each).
+            #expect(tried.claimRequests >= count && tried.claimedElsewhere >= count, "\(tried)")
+            #expect(claims.claimsGranted > count, "\(claims)")
         }
     }
 }
