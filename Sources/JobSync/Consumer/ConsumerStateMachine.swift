@@ -4,8 +4,9 @@ import JobSyncCore
 
 /// The decisions of one durable consumer, without I/O: which outcome is delivered next, what an acknowledgement or a
 /// rejection changes, when a rejected outcome is due again, when it becomes a dead letter, how far the watermark
-/// moves, and which acknowledgements can be forgotten. ``OutcomeConsumer`` drives it and writes its
-/// ``ConsumerChange``s to SQLite.
+/// moves, and which acknowledgements can be forgotten; in fleet mode also which outcomes to claim, which claims to
+/// renew (until each acknowledgement sent to `jobsync_ack` is answered) and which acknowledgements to send.
+/// ``OutcomeConsumer`` drives it and writes its ``ConsumerChange``s to SQLite.
 ///
 /// ## The watermark
 /// Every outcome whose `updated_at` is below the watermark is handled: acknowledged, dead-lettered, or before the

@@ -22,6 +22,29 @@ struct FleetConsumerTests {
     struct Replica {
         let client: JobSyncClient
         let consumer: OutcomeConsumer
+
+        /// Runs the client and the consumer in `group`.
+        func run(in group: inout ThrowingTaskGroup<Void, any Error>) {
+            group.addTask { try await self.client.run() }
+            group.addTask { try await self.consumer.run() }
+        }
+
+        /// Handles (acknowledges) the first `count` outcomes delivered.
+        func acknowledge(_ count: Int) async {
+            var handled = 0
+            for await outcome in self.consumer.outcomes() {
+                self.consumer.acknowledge(outcome)
+                handled += 1
+                if handled == count { return }
+            }
+        }
+    }
+
+    /// `count` completed jobs in the stack's table.
+    static func insertCompleted(_ count: Int, into stack: SupabaseLocalStack) async throws {
+        for _ in 0..<count {
+            _ = try await stack.backend.insert(["status": .string("completed")])
+        }
     }
 
     static func replica(
@@ -155,20 +178,12 @@ struct FleetConsumerTests {
         configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
         try await SupabaseLocal.withRunning(configuration) { stack in
             let count = 40
-            for _ in 0..<count {
-                _ = try await stack.backend.insert(["status": .string("completed")])
-            }
+            try await Self.insertCompleted(count, into: stack)
             let transport = SlowAcknowledgements()
             let replica = try Self.replica(stack: stack, holder: "replica-a", transport: transport)
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await replica.client.run() }
-                group.addTask { try await replica.consumer.run() }
-                var handled = 0
-                for await outcome in replica.consumer.outcomes() {
-                    replica.consumer.acknowledge(outcome)
-                    handled += 1
-                    if handled == count { break }
-                }
+                replica.run(in: &group)
+                await replica.acknowledge(count)
                 // Until the server accepted every one and the replica has every first answer: cancelling a request
                 // whose answer is still on its way counts it failed, and the shutdown's flush sends it again.
                 let deadline = ContinuousClock.now + .seconds(60)
@@ -197,25 +212,16 @@ struct FleetConsumerTests {
         configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
         try await SupabaseLocal.withRunning(configuration) { stack in
             let count = 16  // two rounds of 8 acknowledgements, each held 4 s: 8 s against a 3 s lease
-            for _ in 0..<count {
-                _ = try await stack.backend.insert(["status": .string("completed")])
-            }
+            try await Self.insertCompleted(count, into: stack)
             let slow = try Self.replica(
                 stack: stack, holder: "replica-a", transport: SlowAcknowledgements(hold: .seconds(4)))
             let other = try Self.replica(stack: stack, holder: "replica-b")
             let handledByOther = NIOLockedValueBox(0)
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await slow.client.run() }
-                group.addTask { try await slow.consumer.run() }
-                var handled = 0
-                for await outcome in slow.consumer.outcomes() {
-                    slow.consumer.acknowledge(outcome)
-                    handled += 1
-                    if handled == count { break }
-                }
+                slow.run(in: &group)
+                await slow.acknowledge(count)
                 // replica-b starts once replica-a has handled everything, with its acknowledgements on the way.
-                group.addTask { try await other.client.run() }
-                group.addTask { try await other.consumer.run() }
+                other.run(in: &group)
                 group.addTask {
                     for await outcome in other.consumer.outcomes() {
                         handledByOther.withLockedValue { $0 += 1 }
