@@ -315,7 +315,7 @@ struct ConsumerStateMachineTests {
         #expect(renewed == .held)
         // B answered: no longer renewed. A got no answer: sent again first, and still renewed.
         machine.acknowledgementAnswered(idB)
-        machine.acknowledgementsFailed([idA])
+        machine.acknowledgementFailed(idA)
         #expect(machine.nextAcknowledgementToSend() == idA)
         #expect(machine.nextRetry == .seconds(21))
         let later = machine.retriesDue(now: .seconds(21))

@@ -406,10 +406,9 @@ package struct ConsumerStateMachine: Sendable {
         self.acknowledging[id] = nil
     }
 
-    /// Fleet mode: these `jobsync_ack` requests got no answer: they are sent again first, and their claims still
-    /// renewed.
-    package mutating func acknowledgementsFailed(_ ids: [JobID]) {
-        self.acknowledgementsToSend.insert(contentsOf: ids, at: self.acknowledgementsToSend.startIndex)
+    /// Fleet mode: this `jobsync_ack` request got no answer: it is sent again first, and its claim still renewed.
+    package mutating func acknowledgementFailed(_ id: JobID) {
+        self.acknowledgementsToSend.prepend(id)
     }
 
     /// Store events were lost (the subscription overflowed): a catch-up from the watermark is owed.

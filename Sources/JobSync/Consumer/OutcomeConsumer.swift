@@ -261,7 +261,8 @@ public final class OutcomeConsumer: Service, Sendable {
         case claimsEnded
         case renew([JobID])
         case fleetAcknowledgementsWanted
-        case fleetAcknowledgementsEnded(allAnswered: Bool)
+        case fleetAcknowledgementSent(answered: Bool)
+        case fleetAcknowledgementsResumed
     }
 
     struct State {
@@ -447,7 +448,10 @@ public final class OutcomeConsumer: Service, Sendable {
             var generation = 0
             var failures = 0
             var claiming = false
-            var acknowledging = false
+            // Fleet mode: acknowledgement requests in flight, and whether sending waits for the retry delay (a
+            // request got no answer).
+            var acknowledgementsInFlight = 0
+            var acknowledgementsPaused = false
             for await input in inputs {
                 switch input {
                 case .subscribed, .catchUpWanted:
@@ -511,25 +515,34 @@ public final class OutcomeConsumer: Service, Sendable {
                         self.send(.retriesChanged)
                     }
                 case .fleetAcknowledgementsWanted:
-                    guard let fleet = self.fleet, !acknowledging else { break }
-                    acknowledging = true
-                    group.addTask {
-                        let allAnswered = await self.sendFleetAcknowledgements(fleet)
-                        self.send(.fleetAcknowledgementsEnded(allAnswered: allAnswered))
+                    // As many in flight as claims, refilled as each is answered (one at a time, behind a slow
+                    // server they fell far behind).
+                    guard let fleet = self.fleet, !acknowledgementsPaused else { break }
+                    while acknowledgementsInFlight < fleet.settings.maximumConcurrentClaims,
+                        let id = self.state.withLockedValue({ $0.machine.nextAcknowledgementToSend() })
+                    {
+                        acknowledgementsInFlight += 1
+                        group.addTask {
+                            let answered = await self.sendFleetAcknowledgement(id, fleet)
+                            self.send(.fleetAcknowledgementSent(answered: answered))
+                        }
                     }
-                case .fleetAcknowledgementsEnded(let allAnswered):
-                    acknowledging = false
-                    guard self.state.withLockedValue({ $0.machine.hasAcknowledgementsToSend }) else { break }
-                    if allAnswered {
-                        self.send(.fleetAcknowledgementsWanted)  // made after the sender's last look
-                    } else {
+                case .fleetAcknowledgementSent(let answered):
+                    acknowledgementsInFlight -= 1
+                    if answered {
+                        self.send(.fleetAcknowledgementsWanted)
+                    } else if !acknowledgementsPaused {
+                        acknowledgementsPaused = true
                         let clock = self.configuration.clock
                         let delay = self.configuration.retryDelay
                         group.addTask {
                             guard (try? await clock.sleep(for: delay)) != nil else { return }
-                            self.send(.fleetAcknowledgementsWanted)
+                            self.send(.fleetAcknowledgementsResumed)
                         }
                     }
+                case .fleetAcknowledgementsResumed:
+                    acknowledgementsPaused = false
+                    self.send(.fleetAcknowledgementsWanted)
                 }
             }
             group.cancelAll()
@@ -794,57 +807,49 @@ public final class OutcomeConsumer: Service, Sendable {
         return .heldElsewhere(remaining: remaining)
     }
 
-    /// Sends the acknowledgements waiting for `jobsync_ack`, ``Fleet/maximumConcurrentClaims`` at a time, taking
-    /// those made meanwhile too, until none is left; failed ones wait for the next try. The machine renews their
-    /// claims until each is answered, so no replica takes an outcome over while its acknowledgement waits (before it
-    /// did, acknowledgements sent one by one behind a server slowed by ThreadSanitizer fell behind the lease).
-    /// - Returns: whether every request was answered (false: some wait for a retry).
-    @discardableResult
-    private func sendFleetAcknowledgements(_ fleet: (rest: PostgRESTClient, settings: Fleet)) async -> Bool {
-        let failed = await withTaskGroup(of: (JobID, Bool).self) { group -> [JobID] in
-            var failed: [JobID] = []
+    /// ``flush()``'s one attempt: sends the acknowledgements waiting for `jobsync_ack` (those ``run()`` has not
+    /// taken), ``Fleet/maximumConcurrentClaims`` at a time; failed ones wait for the next try.
+    private func sendFleetAcknowledgements(_ fleet: (rest: PostgRESTClient, settings: Fleet)) async {
+        await withTaskGroup(of: Void.self) { group in
             var inFlight = 0
             while true {
                 while inFlight < fleet.settings.maximumConcurrentClaims,
                     let id = self.state.withLockedValue({ $0.machine.nextAcknowledgementToSend() })
                 {
                     inFlight += 1
-                    group.addTask { (id, await self.sendFleetAcknowledgement(id, fleet)) }
+                    group.addTask { await self.sendFleetAcknowledgement(id, fleet) }
                 }
-                guard inFlight > 0, let (id, answered) = await group.next() else { return failed }
+                guard inFlight > 0, await group.next() != nil else { return }
                 inFlight -= 1
-                if answered {
-                    self.state.withLockedValue { $0.machine.acknowledgementAnswered(id) }
-                } else {
-                    failed.append(id)
-                }
             }
         }
-        self.state.withLockedValue { state in
-            state.statistics.fleetFailures += failed.count
-            state.machine.acknowledgementsFailed(failed)
-        }
-        return failed.isEmpty
     }
 
-    /// One `jobsync_ack` call; false when it got no answer.
+    /// One `jobsync_ack` call, whose fate the machine learns at once: answered (the claim is no longer renewed), or
+    /// failed (sent again first, the claim still renewed), also when the call was cancelled (``flush()`` sends it).
+    /// - Returns: whether it was answered.
+    @discardableResult
     private func sendFleetAcknowledgement(_ id: JobID, _ fleet: (rest: PostgRESTClient, settings: Fleet)) async -> Bool {
         let arguments: JSONObject = [
             "p_consumer": .string(self.configuration.name), "p_job_id": .string(id.rawValue),
             "p_holder": .string(fleet.settings.holder),
         ]
-        defer { self.state.withLockedValue { $0.statistics.acknowledgementRequests += 1 } }
-        do {
-            let answer = try await fleet.rest.rpc("jobsync_ack", arguments: arguments)
-            if answer.boolValue != true {
-                self.configuration.logger.warning(
-                    "fleet acknowledgement refused: another replica holds the claim",
-                    metadata: ["jobsync.consumer": "\(self.configuration.name)", "jobsync.job_id": "\(id)"])
-            }
-            return true
-        } catch {
-            return false
+        let answer = try? await fleet.rest.rpc("jobsync_ack", arguments: arguments)
+        if let answer, answer.boolValue != true {
+            self.configuration.logger.warning(
+                "fleet acknowledgement refused: another replica holds the claim",
+                metadata: ["jobsync.consumer": "\(self.configuration.name)", "jobsync.job_id": "\(id)"])
         }
+        self.state.withLockedValue { state in
+            state.statistics.acknowledgementRequests += 1
+            if answer != nil {
+                state.machine.acknowledgementAnswered(id)
+            } else {
+                state.statistics.fleetFailures += 1
+                state.machine.acknowledgementFailed(id)
+            }
+        }
+        return answer != nil
     }
 
     private func send(_ input: Input) {

@@ -29,6 +29,19 @@ struct FleetConsumerTests {
             group.addTask { try await self.consumer.run() }
         }
 
+        /// Waits until the stack accepted `count` acknowledgements and this replica has as many answers (cancelling
+        /// a request whose answer is on its way counts it failed, and the shutdown's flush sends it again). Its
+        /// answers are its requests less its failures (claims' failures too: those only make it wait longer).
+        func waitForAcknowledgements(_ count: Int, on stack: SupabaseLocalStack) async throws {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while stack.claimStatistics.acksAccepted < count
+                || self.consumer.statistics.acknowledgementRequests - self.consumer.statistics.fleetFailures < count,
+                ContinuousClock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+
         /// Handles (acknowledges) the first `count` outcomes delivered.
         func acknowledge(_ count: Int) async {
             var handled = 0
@@ -40,15 +53,21 @@ struct FleetConsumerTests {
         }
     }
 
-    /// `count` completed jobs in the stack's table.
-    static func insertCompleted(_ count: Int, into stack: SupabaseLocalStack) async throws {
-        for _ in 0..<count {
-            _ = try await stack.backend.insert(["status": .string("completed")])
+    /// Runs `body` against a SupabaseLocal (not logging) whose table holds `count` completed jobs.
+    static func withStack(completed count: Int, _ body: (SupabaseLocalStack) async throws -> Void) async throws {
+        var configuration = SupabaseLocalConfiguration()
+        configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
+        try await SupabaseLocal.withRunning(configuration) { stack in
+            for _ in 0..<count {
+                _ = try await stack.backend.insert(["status": .string("completed")])
+            }
+            try await body(stack)
         }
     }
 
     static func replica(
-        stack: SupabaseLocalStack, holder: String, transport: any HTTPTransport = URLSessionHTTPTransport()
+        stack: SupabaseLocalStack, holder: String, transport: any HTTPTransport = URLSessionHTTPTransport(),
+        lease: Duration = .seconds(3)
     ) throws -> Replica {
         let rest = try PostgRESTClient(
             configuration: .init(
@@ -64,7 +83,7 @@ struct FleetConsumerTests {
             client: client, persistence: try SQLiteJobPersistence(path: ":memory:"),
             configuration: .init(
                 name: "router", start: .beginning, watermarkSkew: .seconds(5),
-                fleet: .init(holder: holder, lease: .seconds(3))))
+                fleet: .init(holder: holder, lease: lease)))
         return Replica(client: client, consumer: consumer)
     }
 
@@ -150,13 +169,17 @@ struct FleetConsumerTests {
         }
     }
 
-    /// Holds every `jobsync_ack` request (300 ms unless told) before sending it, counting how many are held at once.
+    /// Holds every `jobsync_ack` request (300 ms unless told) before sending it, counting how many are held at once;
+    /// fails the first `failing` of them after the hold, without sending them.
     final class SlowAcknowledgements: HTTPTransport {
         let inner = URLSessionHTTPTransport()
         let hold: Duration
-        let counts = NIOLockedValueBox((inFlight: 0, most: 0))
+        let counts: NIOLockedValueBox<(inFlight: Int, most: Int, failing: Int)>
 
-        init(hold: Duration = .milliseconds(300)) { self.hold = hold }
+        init(hold: Duration = .milliseconds(300), failing: Int = 0) {
+            self.hold = hold
+            self.counts = NIOLockedValueBox((0, 0, failing))
+        }
 
         func send(_ request: HTTPRequest) async throws(RESTError) -> HTTPResponse {
             guard request.url.hasSuffix("/rpc/jobsync_ack") else { return try await self.inner.send(request) }
@@ -166,6 +189,11 @@ struct FleetConsumerTests {
             }
             defer { self.counts.withLockedValue { $0.inFlight -= 1 } }
             try? await Task.sleep(for: self.hold)
+            let fail = self.counts.withLockedValue { counts in
+                defer { counts.failing = max(0, counts.failing - 1) }
+                return counts.failing > 0
+            }
+            if fail { throw RESTError(code: .transport, message: "connection reset (injected)") }
             return try await self.inner.send(request)
         }
     }
@@ -174,24 +202,14 @@ struct FleetConsumerTests {
     /// behind (before claims were renewed until acknowledged, other replicas then handled the outcomes again).
     @Test("acknowledgements behind a slow server go out 8 at a time (the claims' limit); only failed ones go again")
     func concurrentAcknowledgements() async throws {
-        var configuration = SupabaseLocalConfiguration()
-        configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
-        try await SupabaseLocal.withRunning(configuration) { stack in
-            let count = 40
-            try await Self.insertCompleted(count, into: stack)
+        let count = 40
+        try await Self.withStack(completed: count) { stack in
             let transport = SlowAcknowledgements()
             let replica = try Self.replica(stack: stack, holder: "replica-a", transport: transport)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 replica.run(in: &group)
                 await replica.acknowledge(count)
-                // Until the server accepted every one and the replica has every first answer: cancelling a request
-                // whose answer is still on its way counts it failed, and the shutdown's flush sends it again.
-                let deadline = ContinuousClock.now + .seconds(60)
-                while stack.claimStatistics.acksAccepted < count
-                    || replica.consumer.statistics.acknowledgementRequests < count, ContinuousClock.now < deadline
-                {
-                    try await Task.sleep(for: .milliseconds(20))
-                }
+                try await replica.waitForAcknowledgements(count, on: stack)
                 group.cancelAll()
             }
             // Sent again only after a failure (the server's answer lost or late): each extra acceptance is one.
@@ -208,14 +226,14 @@ struct FleetConsumerTests {
     /// meanwhile finds every outcome held, then acknowledged, and handles none again.
     @Test("a claim stays renewed while its acknowledgement is on the way: no takeover by another replica")
     func renewedUntilAcknowledged() async throws {
-        var configuration = SupabaseLocalConfiguration()
-        configuration.logger = Logger(label: "SupabaseLocal", factory: { _ in SwiftLogNoOpLogHandler() })
-        try await SupabaseLocal.withRunning(configuration) { stack in
-            let count = 16  // two rounds of 8 acknowledgements, each held 4 s: 8 s against a 3 s lease
-            try await Self.insertCompleted(count, into: stack)
+        // One round of 8 acknowledgements, each held 8 s against a 6 s lease (renewed every 2 s: a margin of 4 s
+        // for a renewal late under the sanitizers).
+        let count = 8
+        try await Self.withStack(completed: count) { stack in
             let slow = try Self.replica(
-                stack: stack, holder: "replica-a", transport: SlowAcknowledgements(hold: .seconds(4)))
-            let other = try Self.replica(stack: stack, holder: "replica-b")
+                stack: stack, holder: "replica-a", transport: SlowAcknowledgements(hold: .seconds(8)),
+                lease: .seconds(6))
+            let other = try Self.replica(stack: stack, holder: "replica-b", lease: .seconds(6))
             let handledByOther = NIOLockedValueBox(0)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 slow.run(in: &group)
@@ -228,10 +246,7 @@ struct FleetConsumerTests {
                         other.consumer.acknowledge(outcome)
                     }
                 }
-                let deadline = ContinuousClock.now + .seconds(60)
-                while stack.claimStatistics.acksAccepted < count, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(20))
-                }
+                try await slow.waitForAcknowledgements(count, on: stack)
                 group.cancelAll()
             }
             let claims = stack.claimStatistics
@@ -242,6 +257,36 @@ struct FleetConsumerTests {
             // and replica-a renewed its claims meanwhile (granted more than once each).
             #expect(tried.claimRequests >= count && tried.claimedElsewhere >= count, "\(tried)")
             #expect(claims.claimsGranted > count, "\(claims)")
+        }
+    }
+
+    @Test("failed acknowledgements are sent again after the retry delay, first, until each is accepted")
+    func failedAcknowledgementsRetried() async throws {
+        let count = 12
+        try await Self.withStack(completed: count) { stack in
+            let injected = 5
+            let transport = SlowAcknowledgements(hold: .milliseconds(50), failing: injected)
+            let replica = try Self.replica(stack: stack, holder: "replica-a", transport: transport)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                replica.run(in: &group)
+                await replica.acknowledge(count)
+                let acknowledged = ContinuousClock.now
+                try await replica.waitForAcknowledgements(count, on: stack)
+                let took = ContinuousClock.now - acknowledged
+                #expect(took >= .seconds(1), "the last accepted after \(took) (retry delay 1 s)")
+                group.cancelAll()
+            }
+            // The injected failures never reached the server: an acknowledgement is accepted again only after another
+            // failure (an answer lost or late).
+            let claims = stack.claimStatistics
+            let statistics = replica.consumer.statistics
+            #expect(transport.counts.withLockedValue { $0.failing } == 0, "the failures fired")
+            #expect(
+                statistics.fleetFailures >= injected && statistics.acknowledgementRequests >= count + injected,
+                "\(statistics)")
+            let others = statistics.fleetFailures - injected
+            #expect(claims.acksRefused == 0, "\(claims)")
+            #expect((count...count + others).contains(claims.acksAccepted), "\(claims), \(others) other failures")
         }
     }
 }
