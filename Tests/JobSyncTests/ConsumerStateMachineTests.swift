@@ -313,9 +313,11 @@ struct ConsumerStateMachineTests {
         #expect(renew.renewals == [idA, idB].sorted())
         let renewed = machine.claimAnswered(idA, .claimed, now: .seconds(11), date: Self.time(50))
         #expect(renewed == .held)
-        // B answered: no longer renewed. A got no answer: sent again first, and still renewed.
+        // B answered: no longer renewed. A got no answer: sent again once retried (first), and still renewed.
         machine.acknowledgementAnswered(idB)
         machine.acknowledgementFailed(idA)
+        #expect(!machine.hasAcknowledgementsToSend)
+        machine.retryFailedAcknowledgements()
         #expect(machine.nextAcknowledgementToSend() == idA)
         #expect(machine.nextRetry == .seconds(21))
         let later = machine.retriesDue(now: .seconds(21))

@@ -129,6 +129,8 @@ package struct ConsumerStateMachine: Sendable {
     private var acknowledging: [JobID: Entry] = [:]
     /// Fleet mode: acknowledgements to send to `jobsync_ack`, in order (those in flight are not in it).
     private var acknowledgementsToSend: Deque<JobID> = []
+    /// Fleet mode: acknowledgements whose request got no answer, until the driver retries them.
+    private var failedAcknowledgements: [JobID] = []
     /// The open outcomes' keys, smallest first; pairs whose entry is gone or changed key are skipped lazily.
     private var keys = Heap<Key>()
     /// Acknowledged (or dead-lettered) jobs at or above the watermark, with their keys.
@@ -406,9 +408,16 @@ package struct ConsumerStateMachine: Sendable {
         self.acknowledging[id] = nil
     }
 
-    /// Fleet mode: this `jobsync_ack` request got no answer: it is sent again first, and its claim still renewed.
+    /// Fleet mode: this `jobsync_ack` request got no answer: it waits for ``retryFailedAcknowledgements()``, its
+    /// claim still renewed.
     package mutating func acknowledgementFailed(_ id: JobID) {
-        self.acknowledgementsToSend.prepend(id)
+        self.failedAcknowledgements.append(id)
+    }
+
+    /// Fleet mode: the acknowledgements whose requests failed are sent again, first.
+    package mutating func retryFailedAcknowledgements() {
+        self.acknowledgementsToSend.insert(contentsOf: self.failedAcknowledgements, at: 0)
+        self.failedAcknowledgements = []
     }
 
     /// Store events were lost (the subscription overflowed): a catch-up from the watermark is owed.

@@ -542,7 +542,7 @@ public final class OutcomeConsumer: Service, Sendable {
                     }
                 case .fleetAcknowledgementsResumed:
                     acknowledgementsPaused = false
-                    self.send(.fleetAcknowledgementsWanted)
+                    self.update { state in state.machine.retryFailedAcknowledgements() }
                 }
             }
             group.cancelAll()
@@ -808,8 +808,9 @@ public final class OutcomeConsumer: Service, Sendable {
     }
 
     /// ``flush()``'s one attempt: sends the acknowledgements waiting for `jobsync_ack` (those ``run()`` has not
-    /// taken), ``Fleet/maximumConcurrentClaims`` at a time; failed ones wait for the next try.
+    /// taken, failed ones first), ``Fleet/maximumConcurrentClaims`` at a time; those that fail wait for the next try.
     private func sendFleetAcknowledgements(_ fleet: (rest: PostgRESTClient, settings: Fleet)) async {
+        self.state.withLockedValue { $0.machine.retryFailedAcknowledgements() }
         await withTaskGroup(of: Void.self) { group in
             var inFlight = 0
             while true {
@@ -826,7 +827,7 @@ public final class OutcomeConsumer: Service, Sendable {
     }
 
     /// One `jobsync_ack` call, whose fate the machine learns at once: answered (the claim is no longer renewed), or
-    /// failed (sent again first, the claim still renewed), also when the call was cancelled (``flush()`` sends it).
+    /// failed (retried later, the claim still renewed), also when the call was cancelled (``flush()`` sends it).
     /// - Returns: whether it was answered.
     @discardableResult
     private func sendFleetAcknowledgement(_ id: JobID, _ fleet: (rest: PostgRESTClient, settings: Fleet)) async -> Bool {

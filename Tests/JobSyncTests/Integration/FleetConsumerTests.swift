@@ -289,4 +289,24 @@ struct FleetConsumerTests {
             #expect((count...count + others).contains(claims.acksAccepted), "\(claims), \(others) other failures")
         }
     }
+
+    @Test("flush() makes one attempt: with jobsync_ack unreachable it returns, the acknowledgements kept for later")
+    func flushWithoutAnswers() async throws {
+        let count = 4
+        try await Self.withStack(completed: count) { stack in
+            let transport = SlowAcknowledgements(hold: .zero, failing: .max)
+            let replica = try Self.replica(stack: stack, holder: "replica-a", transport: transport)
+            await withThrowingTaskGroup(of: Void.self) { group in
+                replica.run(in: &group)
+                await replica.acknowledge(count)
+                let flushed = ContinuousClock.now
+                await replica.consumer.flush()
+                let took = ContinuousClock.now - flushed
+                #expect(took < .seconds(10), "flush() took \(took)")
+                group.cancelAll()
+            }
+            #expect(stack.claimStatistics.acksAccepted == 0)
+            #expect(replica.consumer.statistics.fleetFailures >= 2 * count, "\(replica.consumer.statistics)")
+        }
+    }
 }
