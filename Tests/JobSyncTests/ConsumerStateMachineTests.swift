@@ -323,7 +323,8 @@ struct ConsumerStateMachineTests {
         let later = machine.retriesDue(now: .seconds(21))
         #expect(later.renewals == [idA])
         // A renewal that finds A taken over: lost (its acknowledgement will be refused), and not renewed again.
-        let lost = machine.claimAnswered(idA, .heldElsewhere(remaining: .seconds(30)), now: .seconds(21), date: Self.time(55))
+        let lost = machine.claimAnswered(
+            idA, .heldElsewhere(remaining: .seconds(30)), now: .seconds(21), date: Self.time(55))
         #expect(lost == .lost)
         #expect(machine.nextRetry == nil)
         machine.acknowledgementAnswered(idA)

@@ -830,7 +830,9 @@ public final class OutcomeConsumer: Service, Sendable {
     /// failed (retried later, the claim still renewed), also when the call was cancelled (``flush()`` sends it).
     /// - Returns: whether it was answered.
     @discardableResult
-    private func sendFleetAcknowledgement(_ id: JobID, _ fleet: (rest: PostgRESTClient, settings: Fleet)) async -> Bool {
+    private func sendFleetAcknowledgement(
+        _ id: JobID, _ fleet: (rest: PostgRESTClient, settings: Fleet)
+    ) async -> Bool {
         let arguments: JSONObject = [
             "p_consumer": .string(self.configuration.name), "p_job_id": .string(id.rawValue),
             "p_holder": .string(fleet.settings.holder),
