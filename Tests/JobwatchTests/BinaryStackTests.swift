@@ -198,8 +198,9 @@ struct BinaryStackTests {
     func timeout() async throws {
         try await self.withStack { stack, environment in
             let id = try await self.insert(stack, ["status": .string("processing"), "progress": .string("page 1")])
-            // 5 s: enough for a sanitizer-instrumented binary to start and read the job before the timeout.
-            let result = try await BinaryRunner.run(["watch", "--timeout", "5", id], environment: environment)
+            // 15 s: enough for a sanitizer-instrumented binary to start and read the job before the timeout, with
+            // the whole suite starting at once on 2 cores (5 s was not, once under ThreadSanitizer: no progress read).
+            let result = try await BinaryRunner.run(["watch", "--timeout", "15", id], environment: environment)
             #expect(result.status == 3)
             #expect(!result.killed)
             let final = try #require(try self.records(result).first { $0["event"] as? String == "final" })
