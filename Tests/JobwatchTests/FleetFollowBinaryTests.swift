@@ -296,6 +296,10 @@ struct FleetFollowBinaryTests {
             }
             looked = victim.printed.count
             kill(victim.pid, SIGSTOP)
+            // Requests it sent before it stopped (acknowledgements go out as soon as made) reach the table first: a
+            // claim seen unacknowledged before one of them lands would be acknowledged after the kill (CI, 2026-12-03,
+            // ThreadSanitizer: "was not taken over"). A fifth of the lease leaves its claims live for the look.
+            try await Task.sleep(for: .milliseconds(Self.leaseSeconds * 200))
             for printed in victim.printed.suffix(5).reversed() {
                 let answer = try await probe.rpc(
                     "jobsync_claim",
